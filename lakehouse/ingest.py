@@ -1,0 +1,242 @@
+"""The ingest engine: adapters parse, this module validates, dedupes, writes and accounts.
+
+An adapter turns one delivery (a file, a query window, a simulated day) into a ``Batch``: a source
+name, a deterministic ``batch_id`` and a stream of ``Chunk`` objects, one per target table and slice.
+A chunk carries the parsed rows (payload columns, plus optional ``_row`` and ``_raw`` with the
+delivery's row number and raw text) and the rows the adapter could not parse at all.
+
+For every chunk the engine applies the table's declared checks, drops repeated keys, appends only
+rows not yet stored, quarantines the rest with a reason, and keeps the account
+``rows_read = rows_written + duplicates + quarantined`` per batch and table, written to
+``bronze.ingest_log``. A batch whose file cannot be opened fails alone, with a message naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from lakehouse.schema import TableSpec
+from lakehouse.storage import Lake
+from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE
+from lakehouse.validate import REASON, split_duplicates, split_valid
+from mps.errors import MpsError, SourceError
+
+Clock = Callable[[], datetime]
+
+
+def utc_clock() -> datetime:
+    """The default clock for the application shell (domain code receives a clock instead)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A delivered row the adapter could not parse, kept with its raw text."""
+
+    row: int
+    raw: str
+    reason: str
+
+
+@dataclass
+class Chunk:
+    table: TableSpec
+    data: pl.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.data.height + len(self.rejected)
+
+
+@dataclass
+class Batch:
+    """One delivery: where it came from, its id, and a lazily parsed stream of chunks."""
+
+    source: str
+    file: str
+    batch_id: str
+    chunks: Iterable[Chunk]
+    table_hint: str = "bronze.*"
+
+
+@dataclass
+class Account:
+    batch_id: str
+    source: str
+    table: str
+    file: str
+    rows_read: int = 0
+    rows_written: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_written + self.duplicates + self.quarantined
+
+    def line(self) -> str:
+        return (f"{self.file} -> {self.table}: read {self.rows_read:,} = written {self.rows_written:,}"
+                f" + duplicates {self.duplicates:,} + quarantined {self.quarantined:,}")
+
+
+@dataclass
+class FileFailure:
+    source: str
+    file: str
+    message: str
+
+
+@dataclass
+class IngestReport:
+    accounts: list[Account] = field(default_factory=list)
+    failures: list[FileFailure] = field(default_factory=list)
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(a, attr) for a in self.accounts)
+
+    @property
+    def balanced(self) -> bool:
+        return all(a.balanced for a in self.accounts)
+
+    def lines(self) -> list[str]:
+        out = [a.line() for a in self.accounts]
+        out += [f"FAILED {f.file}: {f.message}" for f in self.failures]
+        return out
+
+    def merge(self, other: "IngestReport") -> "IngestReport":
+        self.accounts += other.accounts
+        self.failures += other.failures
+        return self
+
+
+def file_batch_id(source: str, path: Path, extra: str = "") -> str:
+    """Deterministic batch id: the same file content from the same source gives the same id."""
+    h = hashlib.sha256(f"{source}\0{path.name}\0{extra}\0".encode())
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return h.hexdigest()[:20]
+
+
+def text_batch_id(*parts: object) -> str:
+    """Deterministic batch id from descriptive parts (a query window, a simulator seed)."""
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def _raw_column(df: pl.DataFrame) -> pl.Expr:
+    if "_raw" in df.columns:
+        return pl.col("_raw").cast(pl.String)
+    values = [c for c in df.columns if not c.startswith("_")]
+    return pl.struct(values).struct.json_encode()
+
+
+class Ingestor:
+    """Write batches into the lake with validation, dedupe, quarantine and accounting."""
+
+    def __init__(self, lake: Lake, clock: Clock, known_symbols: frozenset[str] | None = None):
+        self.lake = lake
+        self.clock = clock
+        self.known_symbols = known_symbols
+
+    def run(self, batches: Iterable[Batch], progress: Callable[[Account], None] | None = None) -> IngestReport:
+        report = IngestReport()
+        for batch in batches:
+            try:
+                accounts = self.ingest_batch(batch)
+            except MpsError as exc:
+                report.failures.append(FileFailure(batch.source, batch.file, str(exc)))
+                self._quarantine_failure(batch, str(exc))
+                continue
+            report.accounts += accounts
+            for a in accounts:
+                if progress:
+                    progress(a)
+        return report
+
+    def ingest_batch(self, batch: Batch) -> list[Account]:
+        ingest_ts = self.clock()
+        accounts: dict[str, Account] = {}
+        offset = 0
+        for chunk in batch.chunks:
+            spec = chunk.table
+            acc = accounts.setdefault(spec.qualified, Account(batch.batch_id, batch.source, spec.qualified, batch.file))
+            written, dups, quarantined, n = self._ingest_chunk(batch, chunk, ingest_ts, offset)
+            offset += n
+            acc.rows_read += chunk.rows_read
+            acc.rows_written += written
+            acc.duplicates += dups
+            acc.quarantined += quarantined
+        log = pl.DataFrame([{**a.__dict__, "ingest_ts": ingest_ts} for a in accounts.values()],
+                           schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC")})
+        if log.height:
+            self.lake.append_new(BRONZE_INGEST_LOG, log.select(BRONZE_INGEST_LOG.column_names))
+        return list(accounts.values())
+
+    def _ingest_chunk(self, batch: Batch, chunk: Chunk, ingest_ts: datetime, offset: int) -> tuple[int, int, int, int]:
+        spec, df = chunk.table, chunk.data
+        if "_row" not in df.columns:
+            df = df.with_row_index("_row", offset=offset + 1).with_columns(pl.col("_row").cast(pl.Int64))
+        good, bad = split_valid(spec, df, self.known_symbols)
+        good, exact_dups, conflicts = split_duplicates(spec, good)
+        rejected = pl.concat([bad, conflicts], how="diagonal_relaxed") if conflicts.height else bad
+        quarantine = self._quarantine_frame(batch, spec, rejected, chunk.rejected, ingest_ts)
+        q_written, _ = self.lake.append_new(BRONZE_QUARANTINE, quarantine)
+        rows = self._with_lineage(batch, spec, good, ingest_ts)
+        written, dups = self.lake.append_new(spec, rows)
+        return written, dups + exact_dups, quarantine.height, df.height + len(chunk.rejected)
+
+    @staticmethod
+    def _with_lineage(batch: Batch, spec: TableSpec, df: pl.DataFrame, ingest_ts: datetime) -> pl.DataFrame:
+        extra = [pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"), pl.lit(batch.batch_id).alias("batch_id")]
+        if "source" not in df.columns:
+            extra.append(pl.lit(batch.source).alias("source"))
+        df = df.with_columns(extra)
+        if "date" in spec.partition_by:
+            df = df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"))
+        return df.select(spec.column_names)
+
+    @staticmethod
+    def _quarantine_frame(batch: Batch, spec: TableSpec, rejected: pl.DataFrame, unparsed: list[Rejected],
+                          ingest_ts: datetime) -> pl.DataFrame:
+        parts = []
+        if rejected.height:
+            src = pl.col("source") if "source" in rejected.columns else pl.lit(batch.source)
+            parts.append(rejected.select(
+                src.alias("source"), pl.col("_row").cast(pl.Int64).alias("row"),
+                _raw_column(rejected).alias("raw"), pl.col(REASON).alias("reason")))
+        if unparsed:
+            parts.append(pl.DataFrame({
+                "source": [batch.source] * len(unparsed), "row": [r.row for r in unparsed],
+                "raw": [r.raw for r in unparsed], "reason": [r.reason for r in unparsed]},
+                schema={"source": pl.String, "row": pl.Int64, "raw": pl.String, "reason": pl.String}))
+        if not parts:
+            return pl.DataFrame(schema={c: pl.from_arrow(BRONZE_QUARANTINE.schema.empty_table()).schema[c]
+                                        for c in BRONZE_QUARANTINE.column_names})
+        return pl.concat(parts).with_columns(
+            pl.lit(spec.qualified).alias("table"), pl.lit(batch.file).alias("file"),
+            pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
+            pl.lit(batch.batch_id).alias("batch_id"),
+        ).select(BRONZE_QUARANTINE.column_names)
+
+    def _quarantine_failure(self, batch: Batch, message: str) -> None:
+        row = pl.DataFrame({"source": [batch.source], "table": [batch.table_hint], "file": [batch.file], "row": [0],
+                            "raw": [""], "reason": [f"file could not be read: {message}"],
+                            "ingest_ts": [self.clock()], "batch_id": [batch.batch_id]},
+                           schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC"), "row": pl.Int64})
+        self.lake.append_new(BRONZE_QUARANTINE, row)
+
+
+def iter_chunks(table: TableSpec, frames: Iterator[pl.DataFrame]) -> Iterator[Chunk]:
+    """Wrap a stream of parsed frames for one table as chunks."""
+    for df in frames:
+        yield Chunk(table, df)

@@ -1,0 +1,190 @@
+"""The lake: where each declared table lives, and idempotent reads and writes of Delta tables.
+
+Local paths and ``s3://`` URIs go through the same code; only ``storage_options`` differ (profile).
+Bronze writes append only rows whose natural keys are not already present (an anti-join against
+the partitions the batch touches), so re-ingesting a file adds nothing. Silver and gold writers
+use ``replace_window`` (overwrite the rows of a window) or ``upsert`` (MERGE on keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakehouse.schema import TableSpec
+from mps.errors import TableError
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int
+    version: int
+    last_update_ms: int | None
+    files: int
+
+
+@dataclass
+class Lake:
+    """A lake root (local directory or ``s3://bucket/prefix``) plus its storage options."""
+
+    root: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile) -> "Lake":
+        return cls(profile.lake.root, dict(profile.lake.storage_options))
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def uri(self, spec: TableSpec) -> str:
+        root = self.root.rstrip("/")
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        return f"{root}/{spec.layer}/{spec.name}"
+
+    def _opts(self) -> dict[str, str] | None:
+        return self.storage_options or None
+
+    # ---- reading -----------------------------------------------------------------------------
+    def delta(self, spec: TableSpec) -> DeltaTable | None:
+        """Open the table, or return None when it has never been written."""
+        try:
+            return DeltaTable(self.uri(spec), storage_options=self._opts())
+        except TableNotFoundError:
+            return None
+
+    def exists(self, spec: TableSpec) -> bool:
+        return self.delta(spec) is not None
+
+    def dataset(self, spec: TableSpec):
+        """A pyarrow dataset over the current version (lazy; used by DuckDB and scans)."""
+        dt = self.delta(spec)
+        if dt is None:
+            return None
+        return dt.to_pyarrow_dataset()
+
+    def read_arrow(self, spec: TableSpec, columns: list[str] | None = None,
+                   filter: pc.Expression | None = None) -> pa.Table:
+        """Read with the declared types (timestamps restored from their int64 storage).
+
+        ``filter`` is a pyarrow expression over the stored columns; compare timestamps with
+        ``ts_value(...)`` (int64 nanoseconds).
+        """
+        ds = self.dataset(spec)
+        if ds is None:
+            empty = spec.schema.empty_table()
+            return empty if columns is None else empty.select(columns)
+        table = ds.to_table(columns=columns, filter=filter)
+        target = pa.schema([spec.schema.field(n) for n in table.column_names])
+        return table.cast(target)
+
+    def read(self, spec: TableSpec, columns: list[str] | None = None,
+             filter: pc.Expression | None = None) -> pl.DataFrame:
+        """Read the current version as a polars frame (optionally projected and filtered)."""
+        return pl.from_arrow(self.read_arrow(spec, columns, filter))
+
+    def info(self, spec: TableSpec) -> TableInfo | None:
+        dt = self.delta(spec)
+        if dt is None:
+            return None
+        history = dt.history(1)
+        last = history[0].get("timestamp") if history else None
+        adds = pa.table(dt.get_add_actions(flatten=True))
+        rows = pc.sum(adds.column("num_records")).as_py() if adds.num_rows else 0
+        return TableInfo(spec.qualified, int(rows or 0), dt.version(), last, adds.num_rows)
+
+    # ---- writing -----------------------------------------------------------------------------
+    def conform(self, spec: TableSpec, data: pa.Table | pl.DataFrame) -> pa.Table:
+        """Cast ``data`` to the declared schema (column order and types); error on missing columns."""
+        table = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        missing = [c for c in spec.column_names if c not in table.column_names]
+        if missing:
+            raise TableError(f"{spec.qualified}: data lacks columns {missing}")
+        table = table.select(spec.column_names)
+        try:
+            return table.cast(spec.schema).cast(spec.physical_schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TableError(f"{spec.qualified}: cannot cast to the declared schema: {exc}") from exc
+
+    def append(self, spec: TableSpec, data: pa.Table | pl.DataFrame) -> int:
+        """Append rows as they are (callers dedupe first); return the number written."""
+        table = self.conform(spec, data)
+        if table.num_rows == 0:
+            return 0
+        write_deltalake(self.uri(spec), table, mode="append", partition_by=list(spec.partition_by) or None,
+                        storage_options=self._opts())
+        return table.num_rows
+
+    def existing_keys(self, spec: TableSpec, batch: pl.DataFrame) -> pl.DataFrame:
+        """Keys already in the table for the partitions (and ts range) ``batch`` touches."""
+        dt = self.delta(spec)
+        if dt is None or batch.height == 0:
+            return pl.DataFrame(schema={k: batch.schema[k] for k in spec.keys})
+        expr = None
+        for p in spec.partition_by:
+            values = batch.get_column(p).unique().to_list()
+            part = pc.field(p).isin(values)
+            expr = part if expr is None else expr & part
+        if "ts" in spec.keys:
+            ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
+            rng = (pc.field("ts") >= ts.min()) & (pc.field("ts") <= ts.max())
+            expr = rng if expr is None else expr & rng
+        keys = dt.to_pyarrow_dataset().to_table(columns=list(spec.keys), filter=expr)
+        keys = keys.cast(pa.schema([spec.schema.field(k) for k in spec.keys]))
+        return pl.from_arrow(keys).cast({k: batch.schema[k] for k in spec.keys})
+
+    def append_new(self, spec: TableSpec, batch: pl.DataFrame) -> tuple[int, int]:
+        """Append the rows whose keys are not yet stored; return (written, duplicates skipped)."""
+        if batch.height == 0:
+            return 0, 0
+        existing = self.existing_keys(spec, batch)
+        fresh = batch.join(existing, on=list(spec.keys), how="anti", nulls_equal=True) if existing.height else batch
+        written = self.append(spec, fresh)
+        return written, batch.height - written
+
+    def replace_window(self, spec: TableSpec, data: pa.Table | pl.DataFrame, predicate: str) -> int:
+        """Atomically replace the rows matching ``predicate`` (SQL) with ``data``.
+
+        Re-running a window therefore leaves the table's content unchanged.
+        """
+        table = self.conform(spec, data)
+        if self.delta(spec) is None:
+            return self.append(spec, table)
+        write_deltalake(self.uri(spec), table, mode="overwrite", predicate=predicate,
+                        partition_by=list(spec.partition_by) or None, storage_options=self._opts())
+        return table.num_rows
+
+    def upsert(self, spec: TableSpec, data: pa.Table | pl.DataFrame) -> dict:
+        """MERGE ``data`` on the natural keys: update matches, insert the rest."""
+        table = self.conform(spec, data)
+        dt = self.delta(spec)
+        if dt is None:
+            self.append(spec, table)
+            return {"num_target_rows_inserted": table.num_rows}
+        on = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
+        return (dt.merge(table, predicate=on, source_alias="s", target_alias="t")
+                .when_matched_update_all().when_not_matched_insert_all().execute())
+
+    def tables(self, specs: Iterable[TableSpec]) -> list[TableInfo]:
+        return [i for s in specs if (i := self.info(s)) is not None]
+
+
+def ts_value(value) -> int:
+    """A timestamp (datetime, polars/pyarrow scalar or int ns) as stored: int64 UTC nanoseconds."""
+    if isinstance(value, int):
+        return value
+    return pl.Series([value]).cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").item()
+
+
+def local_lake(path: str | Path) -> Lake:
+    return Lake(str(Path(path).resolve()))

@@ -1,0 +1,181 @@
+"""Every table of the lake, declared once (DESIGN section 4).
+
+Timestamps are UTC nanoseconds. Bronze rows carry ``source``, ``ingest_ts`` and ``batch_id`` and a
+``date`` partition derived from ``ts``. Bars are stamped at their END.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lakehouse.schema import TS, TableSpec, col
+
+F64 = pa.float64()
+I64 = pa.int64()
+STR = pa.string()
+
+_LINEAGE = (
+    col("source", STR, doc="vendor or adapter that delivered the row"),
+    col("ingest_ts", TS, doc="when this platform ingested the row"),
+    col("batch_id", STR, doc="deterministic id of the ingest batch (source + file content)"),
+)
+_DATE = col("date", pa.string(), doc="UTC date of ts, YYYY-MM-DD (partition)")
+
+
+def _bronze(name: str, columns, keys, *, ordered_by="ts", series_by=("symbol_id",), partition_by=("source", "date"), doc=""):
+    cols = (*columns, *_LINEAGE, *((_DATE,) if "date" in partition_by else ()))
+    return TableSpec("bronze", name, cols, keys=keys, partition_by=partition_by,
+                     ordered_by=ordered_by, series_by=series_by, doc=doc)
+
+
+BRONZE_TRADES = _bronze("trades", (
+    col("ts", TS), col("symbol_id", STR),
+    col("price", F64, positive=True), col("size", F64, non_negative=True),
+    col("side", pa.int8(), nullable=True, doc="+1 buy aggressor, -1 sell, null unknown"),
+    col("exchange", STR, nullable=True), col("conditions", STR, nullable=True),
+    col("seq", I64, doc="order of the row among rows with the same (symbol_id, ts) in the delivery"),
+), keys=("source", "symbol_id", "ts", "seq"), doc="trade prints as delivered")
+
+BRONZE_QUOTES = _bronze("quotes", (
+    col("ts", TS), col("symbol_id", STR),
+    col("bid", F64, nullable=True, positive=True), col("bid_size", F64, nullable=True, non_negative=True),
+    col("ask", F64, nullable=True, positive=True), col("ask_size", F64, nullable=True, non_negative=True),
+    col("exchange", STR, nullable=True),
+    col("seq", I64),
+), keys=("source", "symbol_id", "ts", "seq"), doc="top-of-book quotes (one side may be missing)")
+
+BRONZE_BARS = _bronze("bars", (
+    col("ts", TS, doc="bar END"), col("tf", STR, doc="timeframe: 1s, 1m, 5m, 15m, 1h, 1d"),
+    col("symbol_id", STR), col("kind", STR, doc="trade, bid, ask or mid"),
+    col("open", F64, positive=True), col("high", F64, positive=True),
+    col("low", F64, positive=True), col("close", F64, positive=True),
+    col("volume", F64, nullable=True, non_negative=True),
+    col("vwap", F64, nullable=True, positive=True), col("n_trades", I64, nullable=True, non_negative=True),
+), keys=("source", "symbol_id", "tf", "kind", "ts"), series_by=("symbol_id", "tf", "kind"),
+    doc="vendor bars, stamped at their end")
+
+BRONZE_BOOK_EVENTS = _bronze("book_events", (
+    col("ts", TS), col("symbol_id", STR),
+    col("action", STR, doc="add, cancel, modify, trade, fill, clear, snapshot"),
+    col("side", pa.int8(), nullable=True), col("price", F64, nullable=True, positive=True),
+    col("size", F64, nullable=True, non_negative=True), col("order_id", I64, nullable=True),
+    col("level", pa.int16(), nullable=True, doc="book level for level-N updates"),
+    col("book", STR, nullable=True, doc="JSON of the level-N book after the event, when delivered"),
+    col("seq", I64),
+), keys=("source", "symbol_id", "ts", "seq"), doc="order-level or level-N book updates")
+
+BRONZE_OPTIONS_CHAIN = _bronze("options_chain", (
+    col("ts", TS), col("underlying", STR), col("expiry", pa.date32()),
+    col("strike", F64, positive=True), col("right", STR, doc="C or P"),
+    col("bid", F64, nullable=True, non_negative=True), col("ask", F64, nullable=True, non_negative=True),
+    col("last", F64, nullable=True, non_negative=True),
+    col("volume", F64, nullable=True, non_negative=True), col("open_interest", F64, nullable=True, non_negative=True),
+    col("iv", F64, nullable=True, non_negative=True),
+    col("delta", F64, nullable=True), col("gamma", F64, nullable=True), col("vega", F64, nullable=True),
+    col("theta", F64, nullable=True), col("rho", F64, nullable=True),
+), keys=("source", "underlying", "ts", "expiry", "strike", "right"), ordered_by=None,
+    series_by=("underlying",), doc="option chain snapshots with IV and greeks")
+
+BRONZE_FUTURES_CONTRACTS = _bronze("futures_contracts", (
+    col("root", STR), col("contract", STR, doc="symbol_id of the contract, e.g. ESZ13:CME"),
+    col("expiry", pa.date32()), col("first_notice", pa.date32(), nullable=True),
+    col("last_trade", pa.date32(), nullable=True),
+    col("multiplier", F64, positive=True), col("tick_size", F64, positive=True),
+), keys=("source", "contract"), partition_by=("source",), ordered_by=None, series_by=(),
+    doc="futures contract definitions")
+
+BRONZE_OPEN_INTEREST = _bronze("open_interest", (
+    col("ts", TS), col("symbol_id", STR, doc="contract symbol_id"),
+    col("open_interest", F64, non_negative=True),
+), keys=("source", "symbol_id", "ts"), doc="open interest per contract")
+
+BRONZE_CORPORATE_ACTIONS = _bronze("corporate_actions", (
+    col("symbol_id", STR), col("ex_date", pa.date32()), col("kind", STR, doc="split or dividend"),
+    col("ratio", F64, nullable=True, positive=True, doc="split: new shares per old share"),
+    col("amount", F64, nullable=True, non_negative=True, doc="dividend per share"),
+    col("price_factor", F64, nullable=True, positive=True, doc="vendor's cumulative price factor, if delivered"),
+    col("split_factor", F64, nullable=True, positive=True, doc="vendor's cumulative split factor, if delivered"),
+    col("known_at", TS),
+), keys=("source", "symbol_id", "ex_date", "kind"), partition_by=("source",), ordered_by=None,
+    series_by=(), doc="splits and dividends")
+
+BRONZE_SYMBOL_MAP = _bronze("symbol_map", (
+    col("symbol_id", STR, doc="permanent id"), col("date", pa.date32(), doc="ticker in force until this date"),
+    col("ticker", STR), col("exchange", STR, nullable=True),
+), keys=("source", "symbol_id", "date"), partition_by=("source",), ordered_by=None, series_by=(),
+    doc="ticker changes (LEAN map files)")
+
+BRONZE_SECURITY_MASTER = TableSpec("bronze", "security_master", (
+    col("symbol_id", STR), col("asset_class", STR, doc="equity, future, option, fx, crypto, index"),
+    col("exchange", STR), col("currency", STR), col("calendar", STR, doc="exchange-calendars name or 24/7"),
+    col("tick_size", F64, positive=True), col("multiplier", F64, positive=True),
+    col("lot_size", F64, positive=True), col("description", STR, nullable=True),
+    *_LINEAGE,
+), keys=("symbol_id",), doc="instruments the platform knows (seed MPS 2.1)")
+
+BRONZE_QUARANTINE = TableSpec("bronze", "quarantine", (
+    col("source", STR), col("table", STR, doc="target table the row was meant for"),
+    col("file", STR, doc="file, query or stream the row came from"), col("row", I64, doc="row number in it (1-based)"),
+    col("raw", STR, doc="the raw payload as delivered"), col("reason", STR),
+    col("ingest_ts", TS), col("batch_id", STR),
+), keys=("batch_id", "table", "row", "reason"), partition_by=("source",), lineage=False,
+    doc="rows that were rejected, with why and their raw text")
+
+BRONZE_INGEST_LOG = TableSpec("bronze", "ingest_log", (
+    col("batch_id", STR), col("source", STR), col("table", STR), col("file", STR),
+    col("rows_read", I64, non_negative=True), col("rows_written", I64, non_negative=True),
+    col("duplicates", I64, non_negative=True), col("quarantined", I64, non_negative=True),
+    col("ingest_ts", TS),
+), keys=("batch_id", "table"), lineage=False,
+    doc="per-batch account: rows_read = rows_written + duplicates + quarantined")
+
+BRONZE_SIM_TRUTH = _bronze("sim_truth", (
+    col("ts", TS), col("symbol_id", STR), col("price", F64, positive=True),
+    col("regime", pa.int8()), col("vol", F64, non_negative=True),
+), keys=("source", "symbol_id", "ts"), doc="the simulator's true price path, for scoring reconciliation")
+
+BRONZE_SIM_EVENTS = _bronze("sim_events", (
+    col("ts", TS), col("symbol_id", STR), col("vendor", STR),
+    col("kind", STR, doc="bad_print, stale_start, stale_end, gap_start, gap_end"),
+    col("detail", STR, nullable=True),
+), keys=("source", "symbol_id", "vendor", "ts", "kind"),
+    doc="what the simulator injected into each vendor's feed (ground truth for quality scoring)")
+
+GOLD_SIGNALS = TableSpec("gold", "signals", (
+    col("ts", TS), col("symbol_id", STR), col("tf", STR), col("model", STR), col("model_version", STR),
+    col("horizon", I64), col("prob_up", F64), col("expected_return", F64, finite=True),
+    col("q05", F64), col("q50", F64), col("q95", F64),
+    col("band_lo", F64), col("band_hi", F64), col("conf", F64),
+    col("kelly", F64), col("size", F64), col("guard", STR, nullable=True),
+    col("seq", I64), col("published_at", TS), col("payload", STR, doc="the Signal JSON as published"),
+), keys=("symbol_id", "tf", "model", "ts", "horizon"), partition_by=("symbol_id",), lineage=False,
+    doc="everything the scorer published")
+
+TABLES: dict[str, TableSpec] = {
+    t.qualified: t
+    for t in (
+        BRONZE_TRADES, BRONZE_QUOTES, BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_OPTIONS_CHAIN,
+        BRONZE_FUTURES_CONTRACTS, BRONZE_OPEN_INTEREST, BRONZE_CORPORATE_ACTIONS, BRONZE_SYMBOL_MAP,
+        BRONZE_SECURITY_MASTER, BRONZE_QUARANTINE, BRONZE_INGEST_LOG, BRONZE_SIM_TRUTH, BRONZE_SIM_EVENTS,
+        GOLD_SIGNALS,
+    )
+}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    """Add a table declared elsewhere (silver, gold) to the registry; return it for assignment."""
+    existing = TABLES.get(spec.qualified)
+    if existing is not None and existing != spec:
+        raise ValueError(f"table {spec.qualified} declared twice with different shapes")
+    TABLES[spec.qualified] = spec
+    return spec
+
+
+def table(qualified: str) -> TableSpec:
+    """Look up a table by ``layer.name``; the error lists what exists."""
+    try:
+        return TABLES[qualified]
+    except KeyError:
+        from mps.errors import TableError
+
+        raise TableError(f"unknown table {qualified!r}; known: {', '.join(sorted(TABLES))}") from None
