@@ -141,6 +141,62 @@ BRONZE_SIM_EVENTS = _bronze("sim_events", (
 ), keys=("source", "symbol_id", "vendor", "ts", "kind"),
     doc="what the simulator injected into each vendor's feed (ground truth for quality scoring)")
 
+QUALITY = pa.struct([
+    pa.field("stale", pa.bool_()), pa.field("outlier_frac", F64), pa.field("n_src", I64),
+    pa.field("lat_ms", F64), pa.field("sources", pa.list_(STR)),
+])
+
+SILVER_BARS = TableSpec("silver", "bars", (
+    col("symbol_id", STR), col("tf", STR), col("ts", TS, doc="bar END"),
+    col("adjustment", STR, doc="raw, or adjusted (splits and dividends known at known_at)"),
+    col("open", F64, positive=True), col("high", F64, positive=True),
+    col("low", F64, positive=True), col("close", F64, positive=True),
+    col("volume", F64, non_negative=True), col("vwap", F64, nullable=True, positive=True),
+    col("n_trades", I64, nullable=True, non_negative=True),
+    col("quality", QUALITY, doc="seed MPS 2.2: stale, outlier_frac, n_src, lat_ms, sources"),
+    col("known_at", TS, doc="when the platform could first have known this bar"),
+), keys=("symbol_id", "tf", "adjustment", "ts"), partition_by=("tf",), lineage=False,
+    doc="reconciled consensus bars, raw and adjusted")
+
+SILVER_CONTINUOUS = TableSpec("silver", "continuous_futures", (
+    col("symbol_id", STR, doc="continuous series id, e.g. ES:CME"), col("tf", STR), col("ts", TS),
+    col("method", STR, doc="none, panama (back-adjusted) or ratio"),
+    col("roll_rule", STR, doc="open_interest, volume, or days_before:<n>:<first_notice|last_trade>"),
+    col("contract", STR, doc="contract in force"), col("roll", pa.bool_(), doc="first bar of a new contract"),
+    col("open", F64), col("high", F64), col("low", F64), col("close", F64),
+    col("volume", F64, non_negative=True), col("adjust", F64, doc="offset (panama) or factor (ratio) applied"),
+    col("known_at", TS),
+), keys=("symbol_id", "tf", "method", "roll_rule", "ts"), partition_by=("symbol_id",), lineage=False,
+    doc="continuous futures with the contract in force and roll flags")
+
+SILVER_VENDOR_STATS = TableSpec("silver", "vendor_stats", (
+    col("source", STR), col("symbol_id", STR), col("window_start", TS), col("window_end", TS),
+    col("latency_ms", F64, non_negative=True), col("uptime", F64, non_negative=True),
+    col("reliability", F64, non_negative=True), col("outlier_rate", F64, non_negative=True),
+    col("n_obs", I64, non_negative=True), col("known_at", TS),
+), keys=("source", "symbol_id", "window_end"), lineage=False,
+    doc="per-vendor latency, uptime, reliability and outlier rate; feeds the consensus weights")
+
+SILVER_CLOCK_OFFSETS = TableSpec("silver", "clock_offsets", (
+    col("source", STR), col("reference", STR), col("symbol_id", STR),
+    col("window_start", TS), col("window_end", TS),
+    col("offset_ns", I64, doc="add to the source's ts to align it with the reference"),
+    col("corr", F64, doc="return cross-correlation at that lag"), col("known_at", TS),
+), keys=("source", "reference", "symbol_id", "window_end"), lineage=False,
+    doc="detected clock offsets between vendors")
+
+SILVER_FRESHNESS = TableSpec("silver", "freshness", (
+    col("symbol_id", STR), col("source", STR), col("as_of", TS), col("last_ts", TS),
+    col("age_ms", F64, non_negative=True), col("stale", pa.bool_()),
+), keys=("symbol_id", "source", "as_of"), lineage=False, doc="data age per symbol and source")
+
+SILVER_QUALITY_RESULTS = TableSpec("silver", "quality_results", (
+    col("run_id", STR), col("table", STR), col("suite", STR), col("expectation", STR),
+    col("column", STR, nullable=True), col("success", pa.bool_()),
+    col("element_count", I64, non_negative=True), col("unexpected_count", I64, non_negative=True),
+    col("details", STR, doc="the validation result as JSON"), col("validated_at", TS),
+), keys=("run_id", "table", "expectation"), lineage=False, doc="great-expectations results of every silver write")
+
 GOLD_SIGNALS = TableSpec("gold", "signals", (
     col("ts", TS), col("symbol_id", STR), col("tf", STR), col("model", STR), col("model_version", STR),
     col("horizon", I64), col("prob_up", F64), col("expected_return", F64, finite=True),
@@ -157,7 +213,8 @@ TABLES: dict[str, TableSpec] = {
         BRONZE_TRADES, BRONZE_QUOTES, BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_OPTIONS_CHAIN,
         BRONZE_FUTURES_CONTRACTS, BRONZE_OPEN_INTEREST, BRONZE_CORPORATE_ACTIONS, BRONZE_SYMBOL_MAP,
         BRONZE_SECURITY_MASTER, BRONZE_QUARANTINE, BRONZE_INGEST_LOG, BRONZE_SIM_TRUTH, BRONZE_SIM_EVENTS,
-        GOLD_SIGNALS,
+        SILVER_BARS, SILVER_CONTINUOUS, SILVER_VENDOR_STATS, SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS,
+        SILVER_QUALITY_RESULTS, GOLD_SIGNALS,
     )
 }
 
