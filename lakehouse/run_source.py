@@ -1,0 +1,28 @@
+"""Ingest one source end to end: validate its parameters, list its batches, run the engine.
+
+The CLI and the ingest flow both call ``run_source``; it keeps the security master in step first, so
+rows for instruments that are not declared are quarantined rather than written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lakehouse import security_master
+from lakehouse.ingest import Account, Clock, Ingestor, IngestReport
+from lakehouse.sources.registry import adapter, parse_params
+from lakehouse.storage import Lake
+
+
+def sync_security_master(lake: Lake, clock: Clock) -> IngestReport:
+    """Write the declared instruments to bronze.security_master (idempotent)."""
+    return Ingestor(lake, clock).run(security_master.batches())
+
+
+def run_source(lake: Lake, source: str, raw_params: dict, clock: Clock,
+               progress: Callable[[Account], None] | None = None) -> IngestReport:
+    """Ingest everything ``source`` yields for ``raw_params`` into bronze and return the account."""
+    params = parse_params(source, raw_params)
+    sync_security_master(lake, clock)
+    ingestor = Ingestor(lake, clock, security_master.known_symbols())
+    return ingestor.run(adapter(source).batches(params, clock), progress=progress)

@@ -1,0 +1,169 @@
+"""The ``mps`` command line: ingest, query and inspect the lake.
+
+Every command takes ``--profile`` (local by default); ``--lake`` overrides the profile's lake root.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mps.errors import ConfigError, MpsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MPS: market data lakehouse and signals.")
+console = Console()
+err = Console(stderr=True)
+
+ProfileOpt = typer.Option("local", "--profile", "-p", help="profile in configs/profiles")
+LakeOpt = typer.Option(None, "--lake", help="lake root overriding the profile (path or s3:// URI)")
+
+
+def _lake(profile: str, lake_root: Optional[str]):
+    from lakehouse.storage import Lake
+    from mps.settings import load_profile
+
+    prof = load_profile(profile)
+    lake = Lake.from_profile(prof)
+    if lake_root:
+        lake = Lake(lake_root if "://" in lake_root else str(Path(lake_root).resolve()), lake.storage_options)
+    return lake
+
+
+def _parse_kv(pairs: list[str]) -> dict:
+    """Parse ``key=value`` pairs; values are read as YAML scalars/lists (``symbols=[A,B]``)."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--param {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _fail(exc: MpsError) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def ingest(
+    source: str = typer.Argument(..., help="source name (see `mps sources`)"),
+    param: list[str] = typer.Option([], "--param", "-P", help="adapter parameter key=value (repeatable)"),
+    params_file: Optional[Path] = typer.Option(None, "--params-file", help="YAML file of adapter parameters"),
+    profile: str = ProfileOpt,
+    lake_root: Optional[str] = LakeOpt,
+) -> None:
+    """Ingest a source into bronze; print the per-batch account."""
+    from lakehouse.ingest import utc_clock
+    from lakehouse.run_source import run_source
+
+    try:
+        raw = yaml.safe_load(params_file.read_text()) if params_file else {}
+        raw = {**(raw or {}), **_parse_kv(param)}
+        lake = _lake(profile, lake_root)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(f"ingest {source}", total=None)
+
+            def advance(account):
+                bar.update(task, advance=account.rows_read, description=f"{source}: {Path(account.file).name}")
+
+            report = run_source(lake, source, raw, utc_clock, progress=advance)
+    except MpsError as exc:
+        _fail(exc)
+        return
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"total: read {report.total('rows_read'):,} = written {report.total('rows_written'):,} + duplicates "
+                  f"{report.total('duplicates'):,} + quarantined {report.total('quarantined'):,}; "
+                  f"{len(report.failures)} file(s) failed")
+    if not report.balanced:
+        _fail(MpsError("account does not balance: this is a bug, please report it"))
+
+
+@app.command()
+def sources() -> None:
+    """List the sources that can be ingested."""
+    from lakehouse.sources.registry import SOURCES
+
+    for name, module in sorted(SOURCES.items()):
+        console.print(f"{name:16} {module}")
+
+
+@app.command()
+def sql(
+    statement: str = typer.Argument(..., help="a DuckDB SQL statement over bronze.*, silver.*, gold.*"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
+    limit: int = typer.Option(50, help="rows to print in table format"),
+    profile: str = ProfileOpt,
+    lake_root: Optional[str] = LakeOpt,
+) -> None:
+    """Run SQL over the lake with DuckDB."""
+    from lakehouse.sql import query
+
+    try:
+        df = query(_lake(profile, lake_root), statement)
+    except MpsError as exc:
+        _fail(exc)
+        return
+    if fmt == "csv":
+        sys.stdout.write(df.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(df.write_json() + "\n")
+    else:
+        table = Table(*df.columns, show_lines=False)
+        for row in df.head(limit).iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+        console.print(f"{df.height:,} row(s)")
+
+
+@app.command()
+def tables(profile: str = ProfileOpt, lake_root: Optional[str] = LakeOpt) -> None:
+    """Show every table: rows, Delta version, files, last update."""
+    from datetime import datetime, timezone
+
+    from lakehouse.tables import TABLES
+
+    lake = _lake(profile, lake_root)
+    out = Table("table", "rows", "version", "files", "last update (UTC)")
+    for spec in TABLES.values():
+        info = lake.info(spec)
+        if info is None:
+            out.add_row(spec.qualified, "-", "-", "-", "not written yet", style="dim")
+            continue
+        when = datetime.fromtimestamp(info.last_update_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
+            if info.last_update_ms else "?"
+        out.add_row(spec.qualified, f"{info.rows:,}", str(info.version), str(info.files), when)
+    console.print(out)
+
+
+@app.command()
+def config(profile: str = ProfileOpt, strategy: Optional[Path] = typer.Option(None, help="strategy YAML to check")) -> None:
+    """Validate and print the profile (and a strategy file)."""
+    from mps.settings import load_profile
+    from mps.strategy import DEFAULT_STRATEGY, load_strategy
+
+    try:
+        prof = load_profile(profile)
+        strat = load_strategy(strategy or DEFAULT_STRATEGY)
+    except MpsError as exc:
+        _fail(exc)
+        return
+    console.print_json(json.dumps({"profile": prof.model_dump(), "strategy": strat.model_dump()}))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,82 @@
+"""The strategy file (seed MPS section 14): what to trade, on which data, with which model.
+
+One YAML document, validated strictly: a typo is an error naming the key path. Sizing parameters
+are not repeated here; the strategy names the sizing contract file that the Rust scorer and
+``backtest/sizing.py`` both read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mps.settings import REPO_ROOT, Strict, load_yaml_model
+
+DEFAULT_STRATEGY = REPO_ROOT / "configs" / "strategy.yaml"
+
+
+class Universe(Strict):
+    symbols: list[str] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1, description="vendors reconciled into silver")
+
+
+class Buckets(Strict):
+    lo_bps: float = -50.0
+    hi_bps: float = 50.0
+    count: int = Field(101, ge=3)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Buckets":
+        if self.hi_bps <= self.lo_bps:
+            raise ValueError("hi_bps must be greater than lo_bps")
+        return self
+
+
+class ModelSpec(Strict):
+    kind: Literal["tick", "bar"]
+    name: str
+    timeframe: str = Field(description="1s for the tick model; 1m..1d for bar models")
+    horizons: list[int] = Field(min_length=1, description="seconds (tick) or bars (bar)")
+    lookback: int = Field(ge=1, description="L: input window length")
+    feature_set: str
+    buckets: Buckets = Buckets()
+    architecture: Literal["baseline", "lightgbm", "transformer", "tiny"] = "transformer"
+
+
+class WalkForward(Strict):
+    train_days: int = Field(ge=1)
+    test_days: int = Field(ge=1)
+    step_days: int = Field(ge=1)
+    embargo_bars: int = Field(0, ge=0)
+
+
+class Promotion(Strict):
+    metric: Literal["crps", "log_loss", "brier"] = "crps"
+    min_improvement: float = Field(0.0, ge=0.0, description="relative improvement over the champion")
+    require_calibration: bool = True
+
+
+class Schedules(Strict):
+    ingest: str = "*/5 * * * *"
+    reconcile: str = "*/15 * * * *"
+    train: str = "0 2 * * *"
+
+
+class Strategy(Strict):
+    name: str
+    universe: Universe
+    models: list[ModelSpec] = Field(min_length=1)
+    walk_forward: WalkForward
+    promotion: Promotion = Promotion()
+    sizing: str = Field("contracts/sizing.json", description="sizing contract, relative to the repo root")
+    schedules: Schedules = Schedules()
+
+    def sizing_path(self, base: Path = REPO_ROOT) -> Path:
+        return (base / self.sizing).resolve()
+
+
+def load_strategy(path: Path = DEFAULT_STRATEGY) -> Strategy:
+    """Load and validate a strategy YAML file."""
+    return load_yaml_model(Strategy, path)

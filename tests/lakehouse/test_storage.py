@@ -1,0 +1,57 @@
+"""Lake reads and writes: schema conformance, window replacement, MERGE upserts, table info."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from lakehouse.storage import ts_value
+from lakehouse.tables import SILVER_VENDOR_STATS, table
+from mps.errors import TableError
+
+NS = pl.Datetime("ns", "UTC")
+
+
+def stats(window_end: list[int], latency: list[float]) -> pl.DataFrame:
+    n = len(window_end)
+    return pl.DataFrame({
+        "source": ["a"] * n, "symbol_id": ["X:US"] * n,
+        "window_start": pl.Series([0] * n).cast(NS), "window_end": pl.Series(window_end).cast(NS),
+        "latency_ms": latency, "uptime": [1.0] * n, "reliability": [0.9] * n, "outlier_rate": [0.0] * n,
+        "n_obs": [10] * n, "known_at": pl.Series(window_end).cast(NS),
+    })
+
+
+def test_missing_column_is_named(lake):
+    with pytest.raises(TableError, match=r"silver.vendor_stats: data lacks columns \['n_obs'\]"):
+        lake.append(SILVER_VENDOR_STATS, stats([1], [5.0]).drop("n_obs"))
+
+
+def test_replace_window_is_idempotent(lake):
+    lake.append(SILVER_VENDOR_STATS, stats([1, 2, 3], [5.0, 6.0, 7.0]))
+    pred = f"window_end >= {ts_value(2)} AND window_end <= {ts_value(3)}"
+    lake.replace_window(SILVER_VENDOR_STATS, stats([2, 3], [60.0, 70.0]), pred)
+    once = lake.read(SILVER_VENDOR_STATS).sort("window_end")
+    lake.replace_window(SILVER_VENDOR_STATS, stats([2, 3], [60.0, 70.0]), pred)
+    assert_frame_equal(lake.read(SILVER_VENDOR_STATS).sort("window_end"), once)
+    assert once.get_column("latency_ms").to_list() == [5.0, 60.0, 70.0]
+
+
+def test_upsert_updates_matches_and_inserts_the_rest(lake):
+    lake.upsert(SILVER_VENDOR_STATS, stats([1, 2], [5.0, 6.0]))
+    lake.upsert(SILVER_VENDOR_STATS, stats([2, 3], [66.0, 7.0]))
+    out = lake.read(SILVER_VENDOR_STATS).sort("window_end")
+    assert out.get_column("latency_ms").to_list() == [5.0, 66.0, 7.0]
+    info = lake.info(SILVER_VENDOR_STATS)
+    assert info.rows == 3 and info.version == 1
+
+
+def test_unknown_table_lists_known_ones():
+    with pytest.raises(TableError, match="unknown table 'bronze.nope'; known: .*bronze.trades"):
+        table("bronze.nope")
+
+
+def test_reading_a_table_never_written_gives_the_declared_empty_frame(lake):
+    df = lake.read(SILVER_VENDOR_STATS)
+    assert df.height == 0 and df.schema["window_end"] == NS
