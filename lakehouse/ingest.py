@@ -202,7 +202,7 @@ class Ingestor:
             extra.append(pl.lit(batch.source).alias("source"))
         df = df.with_columns(extra)
         if "date" in spec.partition_by:
-            df = df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"))
+            df = df.with_columns(pl.col("ts").dt.date().cast(pl.String).alias("date"))  # YYYY-MM-DD
         return df.select(spec.column_names)
 
     @staticmethod

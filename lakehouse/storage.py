@@ -135,6 +135,13 @@ class Lake:
             values = batch.get_column(p).unique().to_list()
             part = pc.field(p).isin(values)
             expr = part if expr is None else expr & part
+        for k in spec.keys:  # narrow by low-cardinality string keys (symbol_id): prunes files on stats
+            if k in spec.partition_by or batch.schema[k] != pl.String:
+                continue
+            values = batch.get_column(k).unique()
+            if values.len() <= 64 and values.null_count() == 0:
+                part = pc.field(k).isin(values.to_list())
+                expr = part if expr is None else expr & part
         if "ts" in spec.keys:
             ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
             rng = (pc.field("ts") >= ts.min()) & (pc.field("ts") <= ts.max())

@@ -63,6 +63,9 @@ def split_duplicates(spec: TableSpec, df: pl.DataFrame) -> tuple[pl.DataFrame, i
     if not keys or df.height == 0:
         return df, 0, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))
     value_cols = [c for c in df.columns if not c.startswith("_")]
+    # Fast path: distinct key hashes prove distinct keys (a hash collision falls through to the exact check).
+    if df.select(pl.struct(keys).hash().n_unique()).item() == df.height:
+        return df, 0, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))
     first_key = pl.struct(keys).is_first_distinct()
     if first_key.all() if isinstance(first_key, bool) else df.select(first_key.all()).item():
         return df, 0, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))

@@ -146,6 +146,55 @@ def tables(profile: str = ProfileOpt, lake_root: Optional[str] = LakeOpt) -> Non
     console.print(out)
 
 
+quality_app = typer.Typer(no_args_is_help=True, help="Data quality: validation results and docs.")
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("docs")
+def quality_docs(
+    out: Path = typer.Option(Path(".mps/quality-docs"), "--out", help="directory for the HTML pages"),
+    profile: str = ProfileOpt,
+    lake_root: Optional[str] = LakeOpt,
+) -> None:
+    """Build browsable HTML of every validation run and the rows it quarantined."""
+    from lakehouse.quality.docs import build_docs
+
+    index = build_docs(_lake(profile, lake_root), out)
+    console.print(f"quality docs: {index.resolve().as_uri()}")
+
+
+@app.command()
+def reconcile(
+    start: str = typer.Option(..., help="window start, ISO-8601 UTC (e.g. 2026-01-05T00:00)"),
+    end: str = typer.Option(..., help="window end (exclusive), ISO-8601 UTC"),
+    timeframe: list[str] = typer.Option(["1m"], "--tf", help="bar timeframes (repeatable)"),
+    symbol: list[str] = typer.Option([], "--symbol", help="only these symbol_ids (repeatable)"),
+    profile: str = ProfileOpt,
+    lake_root: Optional[str] = LakeOpt,
+) -> None:
+    """Run the reconcile flow over a window: bronze vendors -> silver consensus bars."""
+    from datetime import datetime, timezone
+
+    from flows.reconcile import reconcile as reconcile_flow
+
+    def parse(value: str) -> datetime:
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
+        return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+    try:
+        lake = _lake(profile, lake_root)
+        written = reconcile_flow(parse(start), parse(end), timeframes=timeframe, symbols=symbol or None,
+                                 lake_root=lake.root, profile=profile)
+    except MpsError as exc:
+        _fail(exc)
+        return
+    for name, rows in written.items():
+        console.print(f"{name}: {rows:,} rows")
+
+
 @app.command()
 def config(profile: str = ProfileOpt, strategy: Optional[Path] = typer.Option(None, help="strategy YAML to check")) -> None:
     """Validate and print the profile (and a strategy file)."""
