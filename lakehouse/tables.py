@@ -51,7 +51,7 @@ BRONZE_BARS = _bronze("bars", (
     col("low", F64, positive=True), col("close", F64, positive=True),
     col("volume", F64, nullable=True, non_negative=True),
     col("vwap", F64, nullable=True, positive=True), col("n_trades", I64, nullable=True, non_negative=True),
-), keys=("source", "symbol_id", "tf", "kind", "ts"), series_by=("symbol_id", "tf", "kind"),
+), keys=("source", "symbol_id", "tf", "kind", "ts"), partition_by=("source", "tf"), series_by=("symbol_id", "tf", "kind"),
     doc="vendor bars, stamped at their end")
 
 BRONZE_BOOK_EVENTS = _bronze("book_events", (
@@ -204,8 +204,9 @@ GOLD_SIGNALS = TableSpec("gold", "signals", (
     col("band_lo", F64), col("band_hi", F64), col("conf", F64),
     col("kelly", F64), col("size", F64), col("guard", STR, nullable=True),
     col("seq", I64), col("published_at", TS), col("payload", STR, doc="the Signal JSON as published"),
-), keys=("symbol_id", "tf", "model", "ts", "horizon"), partition_by=("symbol_id",), lineage=False,
-    doc="everything the scorer published")
+    _DATE,
+), keys=("symbol_id", "tf", "model", "ts", "horizon"), partition_by=("date",), lineage=False,
+    doc="everything the scorer published (appended in batches by feature_store.signal_sink)")
 
 TABLES: dict[str, TableSpec] = {
     t.qualified: t
