@@ -1,0 +1,127 @@
+"""Reconcile one window: ticks and vendor bars in, consensus bars and vendor statistics out.
+
+Order: (1) per-source 1-minute closes from ticks and vendor bars; (2) clock offsets detected on
+them and corrected in the inputs; (3) tick-level latency; (4) per timeframe, session-aware bars
+per source and their consensus, weighted by the vendor stats known at the window start;
+(5) vendor stats of this window, from the finest timeframe's observations. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from lakehouse.reconcile.bars import BAR_COLUMNS, GAP_SCHEMA, aggregate_bars, build_bars
+from lakehouse.reconcile.clock_offset import OFFSET_SCHEMA, OffsetConfig, apply_offsets, detect_offsets
+from lakehouse.reconcile.consensus import Consensus, ConsensusConfig, consensus
+from lakehouse.reconcile.sessions import TIMEFRAMES, session_fit
+from lakehouse.reconcile.vendor_stats import estimate_latency, estimate_vendor_stats, weights_from_stats
+
+TS = pl.Datetime("ns", "UTC")
+TICK_COLUMNS = ["source", "symbol_id", "ts", "price", "size"]
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """What to reconcile and how (strict: frozen dataclass of frozen parts)."""
+
+    timeframes: tuple[str, ...] = ("1m",)
+    consensus: ConsensusConfig = ConsensusConfig()
+    offsets: OffsetConfig = OffsetConfig()
+    detect_offsets: bool = True
+    reference: tuple[tuple[str, str], ...] = ()  # (symbol, source) pairs forcing the clock reference
+
+
+@dataclass
+class Reconciled:
+    """Everything one window produces; ``bars`` go to silver.bars, the rest to their tables."""
+
+    bars: pl.DataFrame
+    vendor_stats: pl.DataFrame
+    clock_offsets: pl.DataFrame
+    gaps: pl.DataFrame
+    outside: pl.DataFrame
+    observations: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+def quotes_as_ticks(quotes: pl.DataFrame) -> pl.DataFrame:
+    """Turn two-sided quotes into mid-price ticks of size 0 (for vendors that send only quotes)."""
+    return (quotes.filter(pl.col("bid").is_not_null() & pl.col("ask").is_not_null() & (pl.col("ask") >= pl.col("bid")))
+            .select("source", "symbol_id", "ts", ((pl.col("bid") + pl.col("ask")) / 2).alias("price"),
+                    pl.lit(0.0).alias("size")))
+
+
+def _minute_closes(ticks: pl.DataFrame, vendor_bars: pl.DataFrame) -> pl.DataFrame:
+    frames = []
+    if ticks.height:
+        frames.append(ticks.group_by("source", "symbol_id", (pl.col("ts").dt.epoch("ns") // 60_000_000_000).alias("_m"))
+                      .agg(pl.col("price").get(pl.col("ts").arg_max()).alias("close"))
+                      .select("source", "symbol_id", ((pl.col("_m") + 1) * 60_000_000_000).cast(TS).alias("ts"), "close"))
+    if vendor_bars.height:
+        frames.append(vendor_bars.filter(pl.col("tf") == "1m").select("source", "symbol_id", "ts", "close"))
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String,
+                                                                  "ts": TS, "close": pl.Float64})
+
+
+def _source_bars(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, tf: str, calendars: dict[str, str]):
+    parts, gaps, outside = [], [], []
+    if ticks.height:
+        built = build_bars(ticks, tf, calendars)
+        parts.append(built.bars), gaps.append(built.gaps), outside.append(built.outside)
+    if vendor_bars.height:
+        exact = vendor_bars.filter(pl.col("tf") == tf)
+        finer = exact.clear()
+        if TIMEFRAMES[tf] is None or TIMEFRAMES[tf] > 60_000_000_000:  # roll vendor minutes up
+            have = exact.select("source", "symbol_id").unique()
+            finer = vendor_bars.filter(pl.col("tf") == "1m").join(have, on=["source", "symbol_id"], how="anti")
+        if exact.height + finer.height:
+            rolled = aggregate_bars(pl.concat([exact, finer]), tf, calendars)
+            parts.append(rolled.bars), gaps.append(rolled.gaps), outside.append(rolled.outside)
+    bars = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+    return (bars, pl.concat(gaps, how="vertical_relaxed") if gaps else pl.DataFrame(schema=GAP_SCHEMA),
+            pl.concat(outside, how="vertical_relaxed") if outside else pl.DataFrame())
+
+
+def reconcile_window(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, calendars: dict[str, str],
+                     window_start: datetime, window_end: datetime, prior_stats: pl.DataFrame | None = None,
+                     cfg: ReconcileConfig = ReconcileConfig()) -> Reconciled:
+    """Reconcile ticks (``TICK_COLUMNS``) and vendor bars (``bars.BAR_COLUMNS``) of one window.
+
+    Consensus bars whose END lies in ``(window_start, window_end]`` are returned. The window's
+    stats are ``known_at = window_end`` (they use data up to its end).
+    """
+    ticks = ticks.select(TICK_COLUMNS).with_columns(pl.col("ts").cast(TS)) if ticks.height else \
+        pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String, "ts": TS, "price": pl.Float64, "size": pl.Float64})
+    vendor_bars = vendor_bars.select(BAR_COLUMNS) if vendor_bars.height else pl.DataFrame()
+    offsets = pl.DataFrame(schema=OFFSET_SCHEMA)
+    if cfg.detect_offsets:
+        closes = _minute_closes(ticks, vendor_bars)
+        fit = session_fit(closes, calendars)
+        offsets = detect_offsets(closes, window_start, window_end, cfg.offsets, dict(cfg.reference), fit)
+        offsets = offsets.filter(pl.col("offset_ns") != 0)
+        ticks = apply_offsets(ticks, offsets)
+        if vendor_bars.height:
+            vendor_bars = apply_offsets(vendor_bars, offsets, ("ts", "last_ts", "arrival"))
+    latency = estimate_latency(ticks) if ticks.height else None
+    weights = weights_from_stats(prior_stats, window_start, cfg.consensus.eps_ms) \
+        if prior_stats is not None and prior_stats.height else None
+    lo, hi = pl.Series([window_start]).cast(TS).item(), pl.Series([window_end]).cast(TS).item()
+    out_bars, out_gaps, out_outside, observations = [], [], [], {}
+    for tf in cfg.timeframes:
+        src, gaps, outside = _source_bars(ticks, vendor_bars, tf, calendars)
+        if src.height == 0:
+            continue
+        cons: Consensus = consensus(src, weights, cfg.consensus)
+        out_bars.append(cons.bars.filter(pl.col("ts") > lo, pl.col("ts") <= hi))
+        out_gaps.append(gaps)
+        if outside.height:
+            out_outside.append(outside.with_columns(pl.lit(tf).alias("tf")))
+        observations[tf] = cons.observations.filter(pl.col("ts") > lo, pl.col("ts") <= hi)
+    bars = pl.concat(out_bars) if out_bars else consensus(pl.DataFrame()).bars
+    finest = next((observations[tf] for tf in cfg.timeframes if tf in observations), None)
+    stats = estimate_vendor_stats(finest, window_start, window_end, window_end, latency) \
+        if finest is not None and finest.height else pl.DataFrame()
+    return Reconciled(bars, stats, offsets, pl.concat(out_gaps) if out_gaps else pl.DataFrame(schema=GAP_SCHEMA),
+                      pl.concat(out_outside) if out_outside else pl.DataFrame(), observations)
