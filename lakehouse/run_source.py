@@ -6,10 +6,11 @@ rows for instruments that are not declared are quarantined rather than written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
 
 from lakehouse import security_master
-from lakehouse.ingest import Account, Clock, Ingestor, IngestReport
+from lakehouse.ingest import Account, Batch, Clock, Ingestor, IngestReport
 from lakehouse.sources.registry import adapter, parse_params
 from lakehouse.storage import Lake
 
@@ -19,10 +20,21 @@ def sync_security_master(lake: Lake, clock: Clock) -> IngestReport:
     return Ingestor(lake, clock).run(security_master.batches())
 
 
+def source_batches(lake: Lake, source: str, params, clock: Clock) -> Iterator[Batch]:
+    """Return the adapter's batches for validated ``params``.
+
+    Stateful adapters (sql: a read watermark kept in the lake) declare a ``lake`` parameter and
+    receive the lake the batches are written to.
+    """
+    batches = adapter(source).batches
+    extra = {"lake": lake} if "lake" in inspect.signature(batches).parameters else {}
+    return batches(params, clock, **extra)
+
+
 def run_source(lake: Lake, source: str, raw_params: dict, clock: Clock,
                progress: Callable[[Account], None] | None = None) -> IngestReport:
     """Ingest everything ``source`` yields for ``raw_params`` into bronze and return the account."""
     params = parse_params(source, raw_params)
     sync_security_master(lake, clock)
     ingestor = Ingestor(lake, clock, security_master.known_symbols())
-    return ingestor.run(adapter(source).batches(params, clock), progress=progress)
+    return ingestor.run(source_batches(lake, source, params, clock), progress=progress)
