@@ -84,6 +84,11 @@ class TableSpec:
         return [c.name for c in self.columns]
 
     @property
+    def symbol_column(self) -> str | None:
+        """The column naming the instrument, checked against the security master on ingest."""
+        return next((n for n in ("symbol_id", "underlying", "contract") if n in self.column_names), None)
+
+    @property
     def payload_columns(self) -> list[Column]:
         """Columns an adapter supplies (everything but lineage and derived partition columns)."""
         skip = set(LINEAGE if self.lineage else ()) | ({"date"} if "date" in self.partition_by else set())

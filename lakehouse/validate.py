@@ -31,11 +31,12 @@ def _column_reasons(spec: TableSpec, df: pl.DataFrame) -> list[pl.Expr]:
     return exprs
 
 
-def split_valid(spec: TableSpec, df: pl.DataFrame, known_symbols: frozenset[str] | None = None,
-                symbol_column: str = "symbol_id") -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_valid(spec: TableSpec, df: pl.DataFrame,
+                known_symbols: frozenset[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (valid rows, rejected rows with a ``_reason`` column), preserving input order."""
     exprs = _column_reasons(spec, df)
-    if known_symbols is not None and symbol_column in df.columns:
+    symbol_column = spec.symbol_column
+    if known_symbols is not None and symbol_column is not None and symbol_column in df.columns:
         exprs.append(pl.when(~pl.col(symbol_column).is_in(list(known_symbols)))
                      .then(pl.lit("unknown symbol ") + pl.col(symbol_column)))
     if spec.ordered_by and spec.ordered_by in df.columns:
@@ -67,8 +68,6 @@ def split_duplicates(spec: TableSpec, df: pl.DataFrame) -> tuple[pl.DataFrame, i
     if df.select(pl.struct(keys).hash().n_unique()).item() == df.height:
         return df, 0, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))
     first_key = pl.struct(keys).is_first_distinct()
-    if first_key.all() if isinstance(first_key, bool) else df.select(first_key.all()).item():
-        return df, 0, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))
     marked = df.with_columns(first_key.alias("_first"), pl.struct(value_cols).is_first_distinct().alias("_first_row"))
     kept = marked.filter(pl.col("_first")).drop("_first", "_first_row")
     repeats = marked.filter(~pl.col("_first"))

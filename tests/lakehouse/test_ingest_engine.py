@@ -126,3 +126,21 @@ def test_account_always_balances(tmp_path_factory, clock, rows):
     (second,) = ingestor.run([batch(df)]).accounts
     assert second.balanced and second.rows_written == 0
     assert lake.read(BRONZE_TRADES).height == stored
+
+
+def test_option_rows_are_checked_by_their_underlying(lake, clock):
+    from datetime import date
+
+    from lakehouse.tables import BRONZE_OPTIONS_CHAIN
+
+    n = 2
+    df = pl.DataFrame({
+        "ts": pl.Series([1, 1]).cast(NS), "underlying": ["AAPL:US", "NOPE:US"],
+        "expiry": [date(2024, 1, 19)] * n, "strike": [100.0] * n, "right": ["C"] * n,
+        **{c: pl.Series([None] * n, dtype=pl.Float64)
+           for c in ("bid", "ask", "last", "volume", "open_interest", "iv", "delta", "gamma", "vega", "theta", "rho")},
+    })
+    report = Ingestor(lake, clock, frozenset({"AAPL:US"})).run(
+        [Batch("vendor", "chain.csv", "b1", [Chunk(BRONZE_OPTIONS_CHAIN, df)])])
+    assert report.total("rows_written") == 1
+    assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == ["unknown symbol NOPE:US"]
