@@ -28,8 +28,10 @@ LakeOpt = typer.Option(None, "--lake", help="lake root overriding the profile (p
 
 def _lake(profile: str, lake_root: Optional[str]):
     from lakehouse.storage import Lake
+    from mps.catalog import all_tables
     from mps.settings import load_profile
 
+    all_tables()  # register tables declared beside their writers, so SQL sees every table
     prof = load_profile(profile)
     lake = Lake.from_profile(prof)
     if lake_root:

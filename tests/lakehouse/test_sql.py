@@ -44,3 +44,10 @@ def test_cli_sql_and_tables(filled):
     assert res.output.strip().splitlines() == ["n", "2"]
     res = runner.invoke(app, ["tables", "--lake", filled.root])
     assert res.exit_code == 0 and "bronze.trades" in res.output and "not written yet" in res.output
+
+
+def test_catalog_registers_tables_declared_beside_their_writers():
+    from mps.catalog import all_tables
+
+    tables = all_tables()
+    assert {"bronze.watermarks", "gold.tick_features", "silver.bars", "gold.signals"} <= set(tables)
