@@ -16,9 +16,10 @@ declaration), which aligns the two vendors.
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
 
 import polars as pl
+
+from lakehouse import calendars
 
 NY = "America/New_York"
 UTC = "UTC"
@@ -53,25 +54,13 @@ def ms_since_midnight(day: date, ms: pl.Expr) -> pl.Expr:
     return pl.lit(day).cast(pl.Datetime("ns")) + pl.duration(nanoseconds=(ms * 1_000_000).round().cast(pl.Int64))
 
 
-@lru_cache(maxsize=1)
-def xnys_closes() -> pl.DataFrame:
-    """XNYS session closes (UTC) by date, 1990-2035; built once per process (about a second)."""
-    import exchange_calendars as xcals
-
-    cal = xcals.get_calendar("XNYS", start="1990-01-02", end="2035-12-31")
-    sched = cal.schedule
-    return pl.DataFrame({
-        "_date": pl.from_pandas(sched.index.to_series(index=None)).cast(pl.Date),
-        "_close": pl.from_pandas(sched["close"].reset_index(drop=True)).cast(NS),
-    })
-
-
 def session_close(df: pl.DataFrame, start_col: str) -> pl.Series:
     """Stamp equity daily bars at the XNYS close of their date (16:00 New York when not a session)."""
     days = df.select(pl.col(start_col).dt.date().alias("_date"))
-    joined = days.join(xnys_closes(), on="_date", how="left", maintain_order="left")
+    closes = calendars.session_close("XNYS", days.get_column("_date"))
     fallback = localize(pl.col("_date").cast(pl.Datetime("ns")) + pl.duration(hours=16), NY)
-    return joined.select(pl.coalesce(pl.col("_close"), fallback).alias("ts")).get_column("ts")
+    return days.with_columns(closes.alias("_close")).select(
+        pl.coalesce(pl.col("_close"), fallback).alias("ts")).get_column("ts")
 
 
 def bar_end(df: pl.DataFrame, start_col: str, resolution: str, asset_class: str, tz: str) -> pl.Series:

@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
+from lakehouse.calendars import session_close
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources.lobster_parse import split_lines
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
@@ -139,7 +140,14 @@ def timestamp(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
         local = local.dt.truncate(t.truncate)
     if t.stamp == "start":
         local = local.dt.offset_by(t.bar_length)
-    return local.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
+    utc = local.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
+    if t.stamp == "session_close":
+        # A daily bar ends at its session's close (early closes included), the same rule as LEAN's
+        # daily bars, so vendors' daily bars line up; a date that is not a session ends at midnight.
+        days = frame.select(local.dt.date().alias("d")).get_column("d")
+        closes = session_close(t.calendar, days)
+        return pl.coalesce(pl.lit(closes), local.dt.offset_by("1d").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"))
+    return utc
 
 
 def _symbol(mapping: Mapping, path: Path) -> pl.Expr:

@@ -32,8 +32,10 @@ class TimestampSpec(Strict):
     format: str | None = Field(None, description="strptime format; omitted: ISO-8601 (or epoch with unit)")
     unit: Literal["s", "ms", "us", "ns"] | None = Field(None, description="the column holds epoch integers")
     tz: str = Field("UTC", description="time zone of naive timestamps (IANA name)")
-    stamp: Literal["start", "end", "point"] = Field(
-        "point", description="bars: the label is the bar start or end; point: an event time (trades, quotes)")
+    stamp: Literal["start", "end", "point", "session_close"] = Field(
+        "point", description="bars: the label is the bar start or end; point: an event time (trades, quotes); "
+                             "session_close: a date-only daily bar ends at that session's close in `calendar`")
+    calendar: str | None = Field(None, description="exchange calendar for stamp session_close (e.g. XNYS)")
     truncate: str | None = Field(None, description="truncate the label to this period first (e.g. 1mo)")
     bar_length: str | None = Field(None, description="polars duration (1m, 1h, 1d, 1mo): start -> end")
 
@@ -41,6 +43,8 @@ class TimestampSpec(Strict):
     def _consistent(self) -> "TimestampSpec":
         if self.stamp == "start" and not self.bar_length:
             raise ValueError("stamp 'start' needs bar_length to compute the bar end")
+        if (self.stamp == "session_close") != (self.calendar is not None):
+            raise ValueError("stamp 'session_close' and calendar go together")
         if self.format and self.unit:
             raise ValueError("give format or unit, not both")
         return self

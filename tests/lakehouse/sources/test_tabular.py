@@ -49,10 +49,10 @@ def test_yahoo_daily_values_and_bar_end(shared_data):
     assert set(rows["symbol_id"]) == {"AAPL:US"}
     first = rows.row(0, named=True)
     assert (first["open"], first["close"], first["volume"]) == (2.250714, 2.193571, 97230000.0)
-    # the 2004-08-19 bar starts at midnight ET (EDT) and ends at 2004-08-20 00:00 ET = 04:00 UTC
-    assert rows["ts"].dt.epoch("ns")[0] == _utc(2004, 8, 20, 4)
+    # the 2004-08-19 bar ends at that session's XNYS close, 16:00 EDT = 20:00 UTC (as LEAN's daily bars)
+    assert rows["ts"].dt.epoch("ns")[0] == _utc(2004, 8, 19, 20)
     # split-adjusted close before the 7:1 split of 2014-06-09 (SOURCE.txt: 645.57 / 7)
-    june6 = rows.filter(pl.col("ts").dt.epoch("ns") == _utc(2014, 6, 7, 4))
+    june6 = rows.filter(pl.col("ts").dt.epoch("ns") == _utc(2014, 6, 6, 20))
     assert june6["close"].to_list() == [92.224289]
     assert rows["close"][-1] == 178.460007
 
@@ -65,11 +65,11 @@ def test_yahoo_adjustment_frame(shared_data):
 
 
 @pytest.mark.parametrize(("mapping", "file", "n", "symbol", "first_ts", "first_close", "last_close"), [
-    ("backtesting_goog", "backtesting/GOOG.csv", 2148, "GOOG:US", (2004, 8, 20, 4), 100.34, 806.19),
+    ("backtesting_goog", "backtesting/GOOG.csv", 2148, "GOOG:US", (2004, 8, 19, 20), 100.34, 806.19),
     ("backtesting_eurusd", "backtesting/EURUSD.csv", 5000, "EURUSD:FX", (2017, 4, 19, 10), 1.07219, 1.22904),
     ("backtesting_btcusd", "backtesting/BTCUSD.csv", 156, "BTCUSD:CRYPTO", (2012, 2, 1), 5.55, 93381.0),
-    ("arch_indices", "arch/sp500.csv.gz", 5031, "SPX:US", (1999, 1, 5, 5), 1228.099976, 2506.850098),
-    ("arch_indices", "arch/nasdaq.csv.gz", 5031, "COMP:US", (1999, 1, 5, 5), 2208.050049, 6635.279785),
+    ("arch_indices", "arch/sp500.csv.gz", 5031, "SPX:US", (1999, 1, 4, 21), 1228.099976, 2506.850098),
+    ("arch_indices", "arch/nasdaq.csv.gz", 5031, "COMP:US", (1999, 1, 4, 21), 2208.050049, 6635.279785),
     ("arch_crude_brent", "arch/crude.csv.gz", 393, "BRENT:SPOT", (1987, 6, 1), 18.58, 63.83),
     ("mplfinance_sp500_intraday", "mplfinance/SP500_NOV2019_IDay.csv", 1563, "SPX:US", (2019, 11, 5, 14, 31),
      3080.49, 3092.91),
