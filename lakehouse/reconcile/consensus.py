@@ -9,9 +9,15 @@ stale; stale ones are used only when no source is fresh, and the bar is then fla
 Per price field (open, high, low, close) the consensus is the weighted median of the
 contributions, with weights ``w_i`` from ``silver.vendor_stats`` (uptime * reliability /
 (latency + eps)). A contribution is an outlier when ``|p_i - median| > k * sigma`` with
-``sigma = max(1.4826 * MAD, typical cross-vendor deviation in the window, floor)``; outliers are
-left out of that field's median, and a source with any outlying field is not "used" for
-volume/VWAP/trade count and the quality struct.
+``sigma = max(1.4826 * MAD, typical cross-vendor deviation in the window, floor)``; such a
+deviating field is left out of that field's median. Whether the deviation makes the source's bar
+an OUTLIER (bad data: not "used" for volume/VWAP/trade count and the quality struct, and counted
+against the vendor's reliability) depends on what is known of its prints:
+- bars built from ticks screened for isolated prints (``isolated_prints``): only when a deviating
+  field equals an isolated print of that bar (a bad print). Otherwise the vendor was late, e.g. a
+  frozen feed that thawed inside the minute: its prints were real but old, so the field is left
+  out, the bar stays used, and the observation is marked ``deviant`` only;
+- vendor bars (no ticks to look at): any deviating field makes the bar an outlier.
 
 ``known_at`` of a consensus bar is the latest moment any used source's data could be in hand:
 per used source its bar's observed ``arrival`` when the feed records one, else the bar end plus
@@ -45,6 +51,8 @@ class ConsensusConfig:
     max_delay_bars: int = 60     # how long a silent source's last bar is carried as delayed data
     floor_bps: float = 0.05      # sigma never falls below this fraction of the price (1e-4 units)
     frozen_trades: int = 5       # a bar of >= this many prints at one price while others move is stale
+    isolated_k: float = 15.0     # an isolated print jumps > this many typical tick moves away and back
+    isolated_floor_bps: float = 20.0  # ... and by more than this
 
 
 @dataclass(frozen=True)
@@ -105,33 +113,72 @@ def attach_weights(cand: pl.DataFrame, weights: pl.DataFrame | None, cfg: Consen
     )
 
 
-def flag_outliers(cand: pl.DataFrame, cfg: ConsensusConfig) -> pl.DataFrame:
-    """Return the long (slot, source, field) frame with the first-pass median and an outlier flag."""
-    long = cand.unpivot(index=[*SLOT, "source", "w"], on=list(FIELDS), variable_name="field", value_name="value")
+def flag_outliers(cand: pl.DataFrame, cfg: ConsensusConfig, isolated: pl.DataFrame | None = None,
+                  screened: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Return the long (slot, source, field) frame with the first-pass median, ``deviant`` and ``outlier``.
+
+    ``screened`` lists the (source, symbol_id) whose bars come from ticks screened for isolated
+    prints, ``isolated`` those prints per bar (``PrintScreen.bars``); see the module docstring. While
+    isolated prints carry at most half the slot's weight, they barely weigh in the first-pass
+    median and are left out of the MAD and of the typical deviation, so a bad print is caught even
+    when only two vendors deliver the slot; a spike that most vendors printed (a real one) keeps
+    its weight and can stay.
+    """
+    long = cand.unpivot(index=[*SLOT, "source", "bar_ts", "w"], on=list(FIELDS), variable_name="field",
+                        value_name="value")
+    long = _mark_isolated(long, isolated, screened)
     by = [*SLOT, "field"]
-    med = weighted_median(long, by, alias="med0")
+    share = (pl.col("w") * pl.col("_iso")).sum().over(by) / pl.col("w").sum().over(by)
+    long = long.with_columns((pl.col("_iso") & (share <= 0.5 + 1e-12)).alias("_doubt"))
+    first = long.with_columns(pl.when(pl.col("_doubt")).then(pl.col("w") * 1e-9).otherwise(pl.col("w")).alias("_w1"))
+    med = weighted_median(first, by, weight="_w1", alias="med0")
     long = long.join(med, on=by).with_columns((pl.col("value") - pl.col("med0")).abs().alias("dev"))
     rel = pl.col("dev") / pl.col("med0")
-    typical = (long.filter(pl.col("dev") > 0).group_by("symbol_id", "tf", "field")
+    typical = (long.filter(pl.col("dev") > 0, ~pl.col("_doubt")).group_by("symbol_id", "tf", "field")
                .agg(rel.median().alias("typical")))
+    mad = pl.col("dev").filter(~pl.col("_doubt")).median().over(by)
     long = long.join(typical, on=["symbol_id", "tf", "field"], how="left").with_columns(
-        pl.max_horizontal(1.4826 * pl.col("dev").median().over(by),
+        pl.max_horizontal(1.4826 * pl.coalesce(mad, pl.col("dev").median().over(by)),
                           pl.col("typical").fill_null(0.0) * pl.col("med0"),
                           cfg.floor_bps * 1e-4 * pl.col("med0")).alias("sigma"))
-    return long.with_columns((pl.col("dev") > cfg.k * pl.col("sigma")).alias("outlier"))
+    deviant = pl.col("dev") > cfg.k * pl.col("sigma")
+    return long.with_columns(deviant.alias("deviant"), (deviant & (~pl.col("_screened") | pl.col("_iso"))).alias("outlier")
+                             ).drop("_iso", "_doubt", "_screened")
 
 
-def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None,
-              cfg: ConsensusConfig = ConsensusConfig()) -> Consensus:
-    """Reconcile per-source bars (``bars.BAR_COLUMNS``) into one consensus bar per slot."""
+ISO_FIELDS = ("iso_open", "iso_high", "iso_low", "iso_close")
+
+
+def _mark_isolated(long: pl.DataFrame, isolated: pl.DataFrame | None, screened: pl.DataFrame | None) -> pl.DataFrame:
+    """Add ``_screened`` (the source's prints were screened) and ``_iso`` (the value is an isolated print)."""
+    if screened is None or screened.height == 0:
+        return long.with_columns(pl.lit(False).alias("_screened"), pl.lit(False).alias("_iso"))
+    marks = screened.select("source", "symbol_id").unique().with_columns(pl.lit(True).alias("_screened"))
+    long = long.join(marks, on=["source", "symbol_id"], how="left").with_columns(pl.col("_screened").fill_null(False))
+    if isolated is None or isolated.height == 0:
+        return long.with_columns(pl.lit(False).alias("_iso"))
+    iso = isolated.select("source", "symbol_id", "tf", pl.col("ts").alias("bar_ts"), *ISO_FIELDS)
+    long = long.join(iso, on=["source", "symbol_id", "tf", "bar_ts"], how="left")
+    hit = pl.any_horizontal([(pl.col("value") - pl.col(c)).abs() <= 1e-9 * pl.col("value").abs() for c in ISO_FIELDS])
+    return long.with_columns((pl.col("_screened") & hit.fill_null(False)).alias("_iso")).drop(*ISO_FIELDS)
+
+
+def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None, cfg: ConsensusConfig = ConsensusConfig(),
+              isolated: pl.DataFrame | None = None, screened: pl.DataFrame | None = None) -> Consensus:
+    """Reconcile per-source bars (``bars.BAR_COLUMNS``) into one consensus bar per slot.
+
+    ``isolated`` and ``screened`` (from ``isolated_prints.PrintScreen``) tell bad prints from late
+    prints in tick-built bars; without them every deviating bar is an outlier.
+    """
     cand = candidates(bars, cfg) if bars.height else pl.DataFrame()
     if cand.height == 0:
         return Consensus(_empty_bars(), pl.DataFrame())
     cand = attach_weights(cand, weights, cfg)
-    long = flag_outliers(cand, cfg)
-    prices = (weighted_median(long.filter(~pl.col("outlier")), [*SLOT, "field"])
+    long = flag_outliers(cand, cfg, isolated, screened)
+    prices = (weighted_median(long.filter(~pl.col("deviant")), [*SLOT, "field"])
               .pivot(on="field", index=SLOT, values="value"))
-    src_out = long.group_by(*SLOT, "source").agg(pl.col("outlier").any(), (pl.col("dev") / pl.col("med0")).max().alias("dev_rel"))
+    src_out = long.group_by(*SLOT, "source").agg(pl.col("outlier").any(), pl.col("deviant").any(),
+                                                      (pl.col("dev") / pl.col("med0")).max().alias("dev_rel"))
     obs = cand.join(src_out, on=[*SLOT, "source"]).with_columns((~pl.col("outlier")).alias("used"))
     used = obs.filter(pl.col("used")).with_columns(
         pl.coalesce("arrival", pl.col("ts") + pl.duration(microseconds=(pl.col("latency_ms") * 1000).round().cast(pl.Int64)))
@@ -153,7 +200,7 @@ def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None,
     ).with_columns(
         pl.struct("stale", "outlier_frac", "n_src", "lat_ms", "sources").alias("quality"),
     )
-    observations = obs.select(*SLOT, "source", "fresh", "outlier", "used", "dev_rel", "age_ns",
+    observations = obs.select(*SLOT, "source", "fresh", "outlier", "deviant", "used", "dev_rel", "age_ns",
                               (pl.col("bar_ts") == pl.col("ts")).alias("delivered"), "close", "w",
                               ((pl.col("arrival").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_obs_ms"))
     return Consensus(out.select(_BAR_COLUMNS).sort(SLOT), observations.sort(*SLOT, "source"))

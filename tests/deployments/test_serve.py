@@ -1,0 +1,70 @@
+"""Deployments: built from the strategy's schedules, equal to prefect.yaml, registered and triggerable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
+from mps.strategy import load_strategy
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED = {"ingest": "flows/ingest.py:ingest", "reconcile": "flows/reconcile.py:reconcile",
+            "continuous-futures": "flows/continuous_futures.py:continuous_futures"}
+
+
+def _by_flow() -> dict:
+    return {d.flow_name: d for d in deployments(load_strategy())}
+
+
+def test_deployments_take_the_strategy_schedules_and_demo_parameters():
+    strategy, built = load_strategy(), _by_flow()
+    assert {name: d.entrypoint for name, d in built.items()} == EXPECTED
+    crons = {name: (d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone) for name, d in built.items()}
+    assert crons["ingest"] == (strategy.schedules.ingest, "UTC")
+    assert crons["reconcile"] == (strategy.schedules.reconcile, "UTC")
+    assert built["ingest"].parameters["source"] == "simulator"
+    assert built["ingest"].parameters["params"]["symbols"] == strategy.universe.symbols
+    assert built["reconcile"].parameters["lookback_minutes"] == 2 * period_minutes(strategy.schedules.reconcile) == 30
+
+
+@pytest.mark.parametrize(("cron", "minutes"), [("*/15 * * * *", 15), ("*/5 * * * *", 5), ("* * * * *", 1),
+                                              ("0 2 * * *", 60)])
+def test_period_of_a_cron(cron, minutes):
+    assert period_minutes(cron) == minutes
+
+
+def test_prefect_yaml_declares_the_same_deployments():
+    spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
+    declared = {d["entrypoint"]: d for d in spec["deployments"]}
+    for name, built in _by_flow().items():
+        d = declared[built.entrypoint]
+        assert d["name"] == DEPLOYMENT_NAMES[name] and d["work_pool"]["name"] == "mps-process"
+        assert d["parameters"] == built.parameters, name
+        assert [(s["cron"], s["timezone"]) for s in d["schedules"]] == [
+            (s.schedule.cron, s.schedule.timezone) for s in built.schedules]
+        assert sorted(d["tags"]) == sorted(built.tags)
+
+
+def test_deployments_register_and_a_run_can_be_triggered(prefect_harness):
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    built = _by_flow()
+    ids = {name: d.apply() for name, d in built.items()}
+
+    async def read_back():
+        async with get_client() as client:
+            return {name: await client.read_deployment_by_name(f"{name}/{DEPLOYMENT_NAMES[name]}") for name in built}
+
+    stored = run_coro_as_sync(read_back())
+    for name, dep in stored.items():
+        assert dep.id == ids[name] and dep.entrypoint == EXPECTED[name]
+        assert [s.schedule.cron for s in dep.schedules] == [s.schedule.cron for s in built[name].schedules]
+        assert dep.parameters == built[name].parameters
+    run = run_deployment("reconcile/rolling", timeout=0)
+    assert run.state.is_scheduled() and run.deployment_id == ids["reconcile"]
+    assert run.parameters == built["reconcile"].parameters
