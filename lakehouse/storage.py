@@ -37,6 +37,15 @@ class Lake:
 
     root: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    # Opened tables, refreshed incrementally on each use: opening a Delta table re-reads its log,
+    # which dominated small-batch ingest. Not pickled (a Lake sent to another process reopens).
+    _open: dict[str, DeltaTable] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {"root": self.root, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.root, self.storage_options, self._open = state["root"], state["storage_options"], {}
 
     @classmethod
     def from_profile(cls, profile) -> "Lake":
@@ -57,11 +66,22 @@ class Lake:
 
     # ---- reading -----------------------------------------------------------------------------
     def delta(self, spec: TableSpec) -> DeltaTable | None:
-        """Open the table, or return None when it has never been written."""
+        """The table at its latest version, or None when it has never been written."""
+        uri = self.uri(spec)
+        dt = self._open.get(uri)
+        if dt is not None:
+            dt.update_incremental()  # picks up commits by other writers and processes
+            return dt
         try:
-            return DeltaTable(self.uri(spec), storage_options=self._opts())
+            dt = DeltaTable(uri, storage_options=self._opts())
         except TableNotFoundError:
             return None
+        self._open[uri] = dt
+        return dt
+
+    def _target(self, spec: TableSpec) -> DeltaTable | str:
+        """What to write to: the open table when there is one (no log re-read), else its URI."""
+        return self._open.get(self.uri(spec)) or self.uri(spec)
 
     def exists(self, spec: TableSpec) -> bool:
         return self.delta(spec) is not None
@@ -121,7 +141,7 @@ class Lake:
         table = self.conform(spec, data)
         if table.num_rows == 0:
             return 0
-        write_deltalake(self.uri(spec), table, mode="append", partition_by=list(spec.partition_by) or None,
+        write_deltalake(self._target(spec), table, mode="append", partition_by=list(spec.partition_by) or None,
                         storage_options=self._opts())
         return table.num_rows
 
@@ -167,7 +187,7 @@ class Lake:
         table = self.conform(spec, data)
         if self.delta(spec) is None:
             return self.append(spec, table)
-        write_deltalake(self.uri(spec), table, mode="overwrite", predicate=predicate,
+        write_deltalake(self._target(spec), table, mode="overwrite", predicate=predicate,
                         partition_by=list(spec.partition_by) or None, storage_options=self._opts())
         return table.num_rows
 
