@@ -85,7 +85,7 @@ def detect_offsets(bars: pl.DataFrame, window_start, window_end, cfg: OffsetConf
     """
     fit = session_fit or {}
     rows = []
-    for (symbol,), part in bars.partition_by("symbol_id", as_dict=True).items():
+    for (symbol,), part in sorted(bars.partition_by("symbol_id", as_dict=True).items()):
         series = {s: p.sort("ts") for (s,), p in part.partition_by("source", as_dict=True).items()}
         names = sorted(series, key=lambda s: (-fit.get((s, symbol), 0.0), -series[s].height, s))
         if len(names) < 2:
@@ -114,7 +114,7 @@ def apply_offsets(frame: pl.DataFrame, offsets: pl.DataFrame, columns: tuple[str
     if offsets.height == 0:
         return frame
     shift = offsets.select("source", "symbol_id", "offset_ns")
-    out = frame.join(shift, on=["source", "symbol_id"], how="left").with_columns(pl.col("offset_ns").fill_null(0))
+    out = frame.join(shift, on=["source", "symbol_id"], how="left", maintain_order="left").with_columns(pl.col("offset_ns").fill_null(0))
     present = [c for c in columns if c in frame.columns]
     return out.with_columns(
         (pl.col(c).cast(TS).dt.epoch("ns") + pl.col("offset_ns")).cast(TS).alias(c) for c in present

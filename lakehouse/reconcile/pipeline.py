@@ -1,9 +1,11 @@
 """Reconcile one window: ticks and vendor bars in, consensus bars and vendor statistics out.
 
-Order: (1) per-source 1-minute closes from ticks and vendor bars; (2) clock offsets detected on
-them and corrected in the inputs; (3) tick-level latency; (4) per timeframe, session-aware bars
-per source and their consensus, weighted by the vendor stats known at the window start;
-(5) vendor stats of this window, from the finest timeframe's observations. Pure: no I/O, no clock.
+Order: (1) ticks reduced once to cells (``bars.tick_cells``) and screened for isolated prints;
+(2) per-source 1-minute closes from the cells and vendor bars; (3) clock offsets detected on them
+and corrected in the cells, the screen and the vendor bars; (4) tick-level latency on each
+symbol's first hours; (5) per timeframe, session-aware bars per source (from the cells) and their
+consensus, weighted by the vendor stats known at the window start; (6) vendor stats of this
+window, from the finest timeframe's observations. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from datetime import datetime
 
 import polars as pl
 
-from lakehouse.reconcile.bars import BAR_COLUMNS, GAP_SCHEMA, aggregate_bars, build_bars
+from lakehouse.reconcile.bars import (BAR_COLUMNS, GAP_SCHEMA, MINUTE_NS, TickCells, aggregate_bars, bars_from_cells,
+                                      shift_cells, tick_cells)
 from lakehouse.reconcile.clock_offset import OFFSET_SCHEMA, OffsetConfig, apply_offsets, detect_offsets
 from lakehouse.reconcile.consensus import Consensus, ConsensusConfig, consensus
+from lakehouse.reconcile.isolated_prints import PrintScreen, screen_prints
 from lakehouse.reconcile.sessions import TIMEFRAMES, session_fit
-from lakehouse.reconcile.vendor_stats import estimate_latency, estimate_vendor_stats, weights_from_stats
+from lakehouse.reconcile.vendor_stats import LATENCY_SPAN_NS, estimate_latency, estimate_vendor_stats, weights_from_stats
 
 TS = pl.Datetime("ns", "UTC")
 TICK_COLUMNS = ["source", "symbol_id", "ts", "price", "size"]
@@ -53,22 +57,33 @@ def quotes_as_ticks(quotes: pl.DataFrame) -> pl.DataFrame:
                     pl.lit(0.0).alias("size")))
 
 
-def _minute_closes(ticks: pl.DataFrame, vendor_bars: pl.DataFrame) -> pl.DataFrame:
+def _minute_closes(cells: TickCells | None, vendor_bars: pl.DataFrame) -> pl.DataFrame:
     frames = []
-    if ticks.height:
-        frames.append(ticks.group_by("source", "symbol_id", (pl.col("ts").dt.epoch("ns") // 60_000_000_000).alias("_m"))
-                      .agg(pl.col("price").get(pl.col("ts").arg_max()).alias("close"))
-                      .select("source", "symbol_id", ((pl.col("_m") + 1) * 60_000_000_000).cast(TS).alias("ts"), "close"))
+    if cells is not None and cells.frame.height:  # cells never straddle a minute: the latest cell holds the close
+        frames.append(cells.frame.group_by("source", "symbol_id", (pl.col("first_ts") // MINUTE_NS).alias("_m"))
+                      .agg(pl.col("close").max_by("last_ts"))
+                      .select("source", "symbol_id", ((pl.col("_m") + 1) * MINUTE_NS).cast(TS).alias("ts"), "close"))
     if vendor_bars.height:
         frames.append(vendor_bars.filter(pl.col("tf") == "1m").select("source", "symbol_id", "ts", "close"))
     return pl.concat(frames) if frames else pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String,
                                                                   "ts": TS, "close": pl.Float64})
 
 
-def _source_bars(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, tf: str, calendars: dict[str, str]):
+def _latency_ticks(ticks: pl.DataFrame, cells: TickCells, offsets: pl.DataFrame) -> pl.DataFrame:
+    """Return the offset-corrected ticks ``estimate_latency`` reads: each symbol's first span, and a few more.
+
+    Filters on the raw stamps first (widened by the largest offset), so only that span is shifted.
+    """
+    first = cells.frame.group_by("symbol_id").agg(pl.col("first_ts").min())["first_ts"].max()
+    worst = int(offsets["offset_ns"].abs().max()) if offsets.height else 0
+    sample = ticks.filter(pl.col("ts") < pl.lit(first + LATENCY_SPAN_NS + worst).cast(TS))
+    return apply_offsets(sample, offsets)
+
+
+def _source_bars(cells: TickCells | None, vendor_bars: pl.DataFrame, tf: str, calendars: dict[str, str]):
     parts, gaps, outside = [], [], []
-    if ticks.height:
-        built = build_bars(ticks, tf, calendars)
+    if cells is not None and cells.frame.height:
+        built = bars_from_cells(cells, tf, calendars)
         parts.append(built.bars), gaps.append(built.gaps), outside.append(built.outside)
     if vendor_bars.height:
         exact = vendor_bars.filter(pl.col("tf") == tf)
@@ -95,25 +110,31 @@ def reconcile_window(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, calendars: 
     ticks = ticks.select(TICK_COLUMNS).with_columns(pl.col("ts").cast(TS)) if ticks.height else \
         pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String, "ts": TS, "price": pl.Float64, "size": pl.Float64})
     vendor_bars = vendor_bars.select(BAR_COLUMNS) if vendor_bars.height else pl.DataFrame()
+    # every tick-level step reads the ticks once; the rest works on cells (see bars.tick_cells)
+    cells = tick_cells(ticks, calendars, cfg.timeframes, (cfg.offsets.step_ns,)) if ticks.height else None
+    screen = screen_prints(ticks, cfg.consensus.isolated_k, cfg.consensus.isolated_floor_bps)
     offsets = pl.DataFrame(schema=OFFSET_SCHEMA)
     if cfg.detect_offsets:
-        closes = _minute_closes(ticks, vendor_bars)
+        closes = _minute_closes(cells, vendor_bars)
         fit = session_fit(closes, calendars)
         offsets = detect_offsets(closes, window_start, window_end, cfg.offsets, dict(cfg.reference), fit)
         offsets = offsets.filter(pl.col("offset_ns") != 0)
-        ticks = apply_offsets(ticks, offsets)
+        if cells is not None:
+            cells = shift_cells(cells, offsets)
+        # a constant shift keeps each stream's order, so the screen of the raw ticks only needs its stamps moved
+        screen = PrintScreen(screen.screened, apply_offsets(screen.isolated, offsets))
         if vendor_bars.height:
             vendor_bars = apply_offsets(vendor_bars, offsets, ("ts", "last_ts", "arrival"))
-    latency = estimate_latency(ticks) if ticks.height else None
+    latency = estimate_latency(_latency_ticks(ticks, cells, offsets)) if cells is not None else None
     weights = weights_from_stats(prior_stats, window_start, cfg.consensus.eps_ms) \
         if prior_stats is not None and prior_stats.height else None
     lo, hi = pl.Series([window_start]).cast(TS).item(), pl.Series([window_end]).cast(TS).item()
     out_bars, out_gaps, out_outside, observations = [], [], [], {}
     for tf in cfg.timeframes:
-        src, gaps, outside = _source_bars(ticks, vendor_bars, tf, calendars)
+        src, gaps, outside = _source_bars(cells, vendor_bars, tf, calendars)
         if src.height == 0:
             continue
-        cons: Consensus = consensus(src, weights, cfg.consensus)
+        cons: Consensus = consensus(src, weights, cfg.consensus, screen.bars(tf, calendars), screen.screened)
         out_bars.append(cons.bars.filter(pl.col("ts") > lo, pl.col("ts") <= hi))
         out_gaps.append(gaps)
         if outside.height:

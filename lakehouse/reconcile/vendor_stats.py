@@ -22,10 +22,11 @@ TS = pl.Datetime("ns", "UTC")
 STATS_COLUMNS = ["source", "symbol_id", "window_start", "window_end", "latency_ms", "uptime", "reliability",
                  "outlier_rate", "n_obs", "known_at"]
 LATENCY_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "latency_ms": pl.Float64}
+LATENCY_SPAN_NS = 2 * 3_600_000_000_000  # ticks of each symbol's first two hours suffice for the lead-lag
 
 
 def estimate_latency(trades: pl.DataFrame, step_ns: int = 50_000_000, max_lag_ns: int = 1_000_000_000,
-                     span_ns: int = 2 * 3_600_000_000_000) -> pl.DataFrame:
+                     span_ns: int = LATENCY_SPAN_NS) -> pl.DataFrame:
     """Return each source's latency (ms) relative to the fastest, from tick-level lead-lag.
 
     Ticks are reduced to the last price per ``step_ns`` and cross-correlated with the other
