@@ -52,15 +52,24 @@ def screen_prints(ticks: pl.DataFrame, k: float = 15.0, floor_bps: float = 20.0)
     if ticks.height == 0:
         return PrintScreen(pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String}),
                            pl.DataFrame(schema=PRINT_SCHEMA))
-    ordered = ticks.select(*PAIR, "ts", "price").sort(*PAIR, "ts", maintain_order=True)
+    # One (source, symbol) stream at a time, sorted by time only: sorting 30M rows by two string
+    # keys and windowing over them cost several times more than the screen itself.
+    parts = ticks.select(*PAIR, "ts", "price").partition_by(PAIR, as_dict=True, maintain_order=True)
+    threshold_floor = floor_bps * 1e-4
+    found = []
+    for key in sorted(parts):
+        found.append(_isolated_in_stream(parts[key].sort("ts", maintain_order=True), k, threshold_floor))
+    isolated = pl.concat(found) if found else pl.DataFrame(schema=PRINT_SCHEMA)
+    pairs = pl.DataFrame(sorted(parts), schema=PAIR, orient="row")
+    return PrintScreen(pairs, isolated.cast(PRINT_SCHEMA))
+
+
+def _isolated_in_stream(stream: pl.DataFrame, k: float, floor: float) -> pl.DataFrame:
+    """Prints of one time-ordered stream that jump away from both neighbours the same way."""
     logp = pl.col("price").log()
-    moves = ordered.with_columns((logp - logp.shift(1).over(PAIR)).alias("_back"),
-                                 (logp - logp.shift(-1).over(PAIR)).alias("_fwd"))
-    typical = (moves.filter(pl.col("_back") != 0).group_by(PAIR)
-               .agg(pl.col("_back").abs().quantile(0.9).alias("_scale")))
-    threshold = pl.max_horizontal(k * pl.col("_scale").fill_null(0.0), pl.lit(floor_bps * 1e-4))
-    isolated = (moves.join(typical, on=PAIR, how="left")
-                .filter((pl.col("_back").sign() == pl.col("_fwd").sign())
-                        & (pl.min_horizontal(pl.col("_back").abs(), pl.col("_fwd").abs()) > threshold))
-                .select(PRINT_SCHEMA.keys()))
-    return PrintScreen(ordered.select(PAIR).unique().sort(PAIR), isolated.cast(PRINT_SCHEMA))
+    moves = stream.with_columns((logp - logp.shift(1)).alias("_back"), (logp - logp.shift(-1)).alias("_fwd"))
+    scale = moves.filter(pl.col("_back") != 0).select(pl.col("_back").abs().quantile(0.9)).item()
+    threshold = max(k * (scale or 0.0), floor)
+    return (moves.filter((pl.col("_back").sign() == pl.col("_fwd").sign())
+                         & (pl.min_horizontal(pl.col("_back").abs(), pl.col("_fwd").abs()) > threshold))
+            .select(PRINT_SCHEMA.keys()))
