@@ -30,6 +30,21 @@ class OffsetConfig:
     max_lag_ns: int = 12 * 60 * MINUTE_NS
     min_corr: float = 0.2        # a peak below this is no evidence of anything
     zero_margin: float = 0.05    # keep lag 0 unless the peak beats corr(0) by this much
+    noise_z: float = 1.25        # a peak must also beat the largest correlation noise alone would give
+
+
+def noise_ceiling(n_returns: int, n_lags: int, z: float = 1.0) -> float:
+    """Largest correlation expected by chance among ``n_lags`` lags of ``n_returns`` returns.
+
+    The maximum of M roughly independent N(0, 1/N) correlations is about sqrt(2 ln M / N); a short
+    window searched over many lags finds a spurious peak above a fixed threshold (issue: a
+    50-minute window reported a -15 min offset at corr 0.33).
+    """
+    if z <= 0:
+        return 0.0
+    if n_returns <= 1 or n_lags <= 1:
+        return 1.0
+    return z * float(np.sqrt(2.0 * np.log(n_lags) / n_returns))
 
 
 def _returns_on_grid(ts_ns: np.ndarray, price: np.ndarray, origin: int, size: int, step: int) -> np.ndarray:
@@ -67,7 +82,8 @@ def best_lag(source: pl.DataFrame, reference: pl.DataFrame, cfg: OffsetConfig = 
     lags, corr = xcorr(source, reference, cfg)
     i = int(np.argmax(corr))
     zero = float(corr[lags == 0][0])
-    if corr[i] < cfg.min_corr or corr[i] - zero < cfg.zero_margin:
+    floor = max(cfg.min_corr, noise_ceiling(min(source.height, reference.height) - 1, len(lags), cfg.noise_z))
+    if corr[i] < floor or corr[i] - zero < cfg.zero_margin:
         return 0, zero
     return int(lags[i]), float(corr[i])
 

@@ -39,3 +39,21 @@ def test_fxcm_oanda_eurusd_offset_is_300_minutes(shared_data):
     pivot = aligned.pivot(on="source", index="ts", values="close").drop_nulls()
     pips = ((pivot["fxcm"] - pivot["oanda"]).abs() * 1e4).median()
     assert pips < 1.0  # ~0.4 pip once aligned (vs tens of pips before)
+
+
+def test_short_window_noise_is_not_an_offset():
+    """Regression: a 50-minute window of unrelated returns must not yield an offset."""
+    import numpy as np
+    import polars as pl
+
+    from lakehouse.reconcile.clock_offset import best_lag, noise_ceiling
+
+    rng = np.random.default_rng(7)
+    ts = pl.Series(np.arange(50) * 60_000_000_000 + 1_700_000_000_000_000_000).cast(pl.Datetime("ns", "UTC"))
+    hits = 0
+    for _ in range(40):
+        a = pl.DataFrame({"ts": ts, "close": 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, 50)))})
+        b = pl.DataFrame({"ts": ts, "close": 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, 50)))})
+        hits += best_lag(a, b)[0] != 0
+    assert hits == 0
+    assert noise_ceiling(50, 99) > 0.4 > noise_ceiling(5000, 1441)
