@@ -53,6 +53,9 @@ class ConsensusConfig:
     frozen_trades: int = 5       # a bar of >= this many prints at one price while others move is stale
     isolated_k: float = 15.0     # an isolated print jumps > this many typical tick moves away and back
     isolated_floor_bps: float = 20.0  # ... and by more than this
+    max_share: float = 0.45      # cap on one source's share in the first-pass (outlier) median: a
+                                 # dominant vendor must not define "normal", or its faults pass and
+                                 # the honest vendors get flagged; the final median keeps full weights
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,10 @@ def flag_outliers(cand: pl.DataFrame, cfg: ConsensusConfig, isolated: pl.DataFra
     by = [*SLOT, "field"]
     share = (pl.col("w") * pl.col("_iso")).sum().over(by) / pl.col("w").sum().over(by)
     long = long.with_columns((pl.col("_iso") & (share <= 0.5 + 1e-12)).alias("_doubt"))
-    first = long.with_columns(pl.when(pl.col("_doubt")).then(pl.col("w") * 1e-9).otherwise(pl.col("w")).alias("_w1"))
+    others = pl.col("w").sum().over(by) - pl.col("w")
+    capped = pl.when(others > 0).then(pl.min_horizontal(pl.col("w"), cfg.max_share / (1 - cfg.max_share) * others))
+    first = long.with_columns(capped.otherwise(pl.col("w")).alias("_wc")).with_columns(
+        pl.when(pl.col("_doubt")).then(pl.col("_wc") * 1e-9).otherwise(pl.col("_wc")).alias("_w1")).drop("_wc")
     med = weighted_median(first, by, weight="_w1", alias="med0")
     long = long.join(med, on=by).with_columns((pl.col("value") - pl.col("med0")).abs().alias("dev"))
     rel = pl.col("dev") / pl.col("med0")

@@ -53,3 +53,17 @@ def test_weights_pick_the_trusted_vendor_and_known_at_adds_latency():
     assert bar["close"] == 100.04
     assert bar["known_at"] == T0 + timedelta(milliseconds=250)
     assert bar["quality"]["lat_ms"] == 250.0
+
+
+def test_a_dominant_vendor_cannot_define_normal():
+    """The fastest vendor may carry most of the weight, but when it alone prints a bad high, the
+    two others agreeing still make the outlier its print, not theirs."""
+    rows = [(s, m, 100.0 + m + d, 0.0) for m in range(30) for s, d in (("a", 0.0), ("b", 0.01), ("c", -0.01))]
+    rows[3 * 10] = ("a", 10, 110.0, 500.0)  # the trusted vendor's bad print in minute 10
+    weights = pl.DataFrame({"source": ["a", "b", "c"], "symbol_id": ["BTCUSD:CRYPTO"] * 3,
+                            "w": [50.0, 1.0, 1.0], "latency_ms": [0.0, 60.0, 250.0]})
+    out = consensus(_bars(rows), weights)
+    flagged = out.observations.filter(pl.col("outlier")).select("source", "ts").rows()
+    assert flagged == [("a", T0 + timedelta(minutes=10))]
+    bar = out.bars.filter(pl.col("ts") == T0 + timedelta(minutes=10)).row(0, named=True)
+    assert abs(bar["high"] - 111.0) < 0.05
