@@ -1,19 +1,19 @@
 """``make demo``: the whole pipeline on the embedded default, step by step, then a report.
 
-    .venv/bin/python -m mps.demo [--tiny]
+    .venv/bin/python -m mps.demo [--tiny] [--keep-ui]
 
-1. a fresh lake under ``<state_dir>/demo/lake`` (profile ``local``; other state is left alone);
-2. ingest the multi-vendor simulator into bronze (every row accounted for);
-3. reconcile the vendors into silver 1s and 1m consensus bars behind the quality gate, write
-   silver.freshness, and score the consensus against the simulator's ground truth;
-4. compute the tick feature set ``tick_v1`` from silver 1s bars into gold.tick_features;
-5. stream: NATS from the wheel, the fixture tick model as champion, the Rust scorer, the signal
-   sink into gold.signals; replay the features as FeatureUpdates and wait for every signal;
-6. print the report and write it to ``<state_dir>/demo/report.md``.
+1. a fresh demo directory ``<state_dir>/demo`` (lake, Prefect home, NATS store; other state is left alone);
+2. a real local Prefect server (``prefect server start``, SQLite under ``demo/prefect``, UI on);
+3. the ``ingest`` flow: the multi-vendor simulator into bronze (every row accounted for);
+4. the ``reconcile`` flow: silver 1s and 1m consensus bars behind the quality gate, adjusted bars,
+   vendor stats and silver.freshness; the gate's results rendered as HTML; the consensus scored
+   against the simulator's ground truth;
+5. the tick feature set ``tick_v1`` from silver 1s bars into gold.tick_features;
+6. streaming: NATS from the wheel, the fixture tick model as champion, the Rust scorer and the
+   signal sink into gold.signals; the features replayed as FeatureUpdates until every signal is stored;
+7. the report, printed and written to ``<state_dir>/demo/report.md`` (figures in ``facts.json``).
 
-Reconciliation calls the reconcile flow's tasks and domain functions directly, not the Prefect
-flow: Prefect's ephemeral API server needs 20-90 s to start on a busy 2-core machine (it timed out
-at the default 20 s while this was written), and the flow does not run the quality gate yet.
+Every figure of the report is read back from what the steps persisted (``mps.demo_report``).
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ import json
 import shutil
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
 import pyarrow.compute as pc
 from rich.console import Console
-from rich.table import Table
 
-from lakehouse.ingest import IngestReport, utc_clock
 from lakehouse.storage import Lake
-from lakehouse.tables import (BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_SIM_EVENTS, BRONZE_SIM_TRUTH, GOLD_SIGNALS,
-                              SILVER_BARS, SILVER_FRESHNESS, TABLES)
+from lakehouse.tables import BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS
+from mps import demo_report as dr
+from mps.prefect_server import PrefectServer
 from mps.settings import REPO_ROOT, load_profile
 
 UTC = timezone.utc
@@ -47,7 +46,7 @@ SIZING = REPO_ROOT / "contracts" / "sizing.json"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """How big the demo market is and how patiently the streaming step waits."""
+    """How big the demo market is and how patiently the demo waits for its services."""
 
     symbols: tuple[str, ...] = ("SIM1:SIM", "SIM2:SIM", "SIM3:SIM")
     start: date = date(2026, 1, 5)
@@ -56,30 +55,31 @@ class DemoConfig:
     seed: int = 7
     timeframes: tuple[str, ...] = ("1s", "1m")
     signal_timeout_s: float = 120.0
+    prefect_startup_s: float = 180.0
     stale_after_s: float = 10.0   # open-market seconds without a new trade price before a tick feed is stale
+
+    def sim_params(self) -> dict:
+        return {"symbols": list(self.symbols), "start": self.start.isoformat(),
+                "session_minutes": self.session_minutes, "trades_per_day": self.trades_per_day, "seed": self.seed}
+
+    @property
+    def session(self) -> tuple[datetime, datetime]:
+        """(open, close) of the simulated session, UTC."""
+        from lakehouse.sources.sim_session import sessions
+
+        s = sessions("XNYS", self.start, 1, self.session_minutes)[0]
+        return tuple(datetime.fromtimestamp(ns // 1000 / 1e6, UTC) for ns in (s.open_ns, s.close_ns))
 
     @property
     def window(self) -> tuple[datetime, datetime]:
-        start = datetime.combine(self.start, datetime.min.time(), UTC)
-        return start, start + timedelta(days=1)
+        """The reconciled window: the session's day up to one minute after its close (late prints land there)."""
+        return datetime.combine(self.start, datetime.min.time(), UTC), self.session[1] + timedelta(minutes=1)
 
 
 TINY = DemoConfig(symbols=("SIM1:SIM", "SIM2:SIM"), session_minutes=6, trades_per_day=30_000, signal_timeout_s=60.0)
 
 
-@dataclass
-class DemoReport:
-    """The facts the demo establishes; rendered as rich tables and as markdown."""
-
-    sections: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
-    facts: dict[str, object] = field(default_factory=dict)
-
-    def add(self, title: str, frame: pl.DataFrame) -> None:
-        self.sections.append((title, frame))
-
-
-# ---- steps --------------------------------------------------------------------------------------
-def fresh_lake(state_dir: Path) -> tuple[Lake, Path]:
+def fresh_demo_dir(state_dir: Path) -> tuple[Lake, Path]:
     """Wipe and recreate ``<state_dir>/demo`` and return its lake."""
     demo_dir = state_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
@@ -87,88 +87,49 @@ def fresh_lake(state_dir: Path) -> tuple[Lake, Path]:
     return Lake(str(demo_dir / "lake")), demo_dir
 
 
-def ingest(lake: Lake, cfg: DemoConfig, report: DemoReport) -> IngestReport:
-    """Ingest the simulator into bronze and record the per-table account."""
-    from lakehouse.run_source import run_source
-
-    params = {"symbols": list(cfg.symbols), "start": cfg.start.isoformat(), "session_minutes": cfg.session_minutes,
-              "trades_per_day": cfg.trades_per_day, "seed": cfg.seed}
-    result = run_source(lake, "simulator", params, utc_clock)
-    accounts = pl.DataFrame([a.__dict__ for a in result.accounts])
-    totals = (accounts.group_by("table").agg(pl.col("rows_read", "rows_written", "duplicates", "quarantined").sum())
-              .sort("table"))
-    report.add("Ingest account (rows_read = rows_written + duplicates + quarantined)", totals)
-    report.facts.update(accounts_balanced=result.balanced, ingest_failures=len(result.failures),
-                        rows_read=result.total("rows_read"), rows_written=result.total("rows_written"))
-    return result
+def ingested(lake: Lake, result: dict, report: dr.DemoReport, console: Console) -> None:
+    """Report the ingest flow's totals and the per-table account it left in bronze.ingest_log."""
+    report.add("Ingest account (rows_read = rows_written + duplicates + quarantined)",
+               dr.ingest_account(lake, "simulator"))
+    report.facts.update(accounts_balanced=result["balanced"], ingest_failures=len(result["failures"]),
+                        rows_read=result["rows_read"], rows_written=result["rows_written"])
+    console.print(f"  read {result['rows_read']:,} rows, wrote {result['rows_written']:,}, quarantined "
+                  f"{result['quarantined']:,}; balanced: {result['balanced']}")
 
 
-def reconcile(lake: Lake, cfg: DemoConfig, report: DemoReport) -> None:
-    """Reconcile the window into silver bars (through the quality gate) and score them against truth."""
-    from flows.reconcile import read_inputs, write_outputs
-    from lakehouse.quality.gate import gate
-    from lakehouse.reconcile.pipeline import ReconcileConfig, reconcile_window
+def reconciled(lake: Lake, cfg: DemoConfig, written: dict, demo_dir: Path, report: dr.DemoReport,
+               console: Console) -> None:
+    """Report silver, the quality gate and freshness from the tables, and score the consensus against truth."""
+    from lakehouse.quality.docs import build_docs
     from lakehouse.security_master import load_instruments
 
-    start, end = cfg.window
-    ticks, vendor_bars, stats = read_inputs.fn(lake, start, end, list(cfg.symbols))
-    calendars = {i.symbol_id: i.calendar for i in load_instruments()}
-    result = reconcile_window(ticks, vendor_bars, calendars, start, end, stats,
-                              ReconcileConfig(timeframes=cfg.timeframes))
-    passed, gated = gate(lake, SILVER_BARS, result.bars, f"demo-reconcile-{start:%Y%m%d}", utc_clock)
-    result.bars = passed
-    written = write_outputs.fn(lake, result, start, end, list(cfg.timeframes), list(cfg.symbols))
-    report.facts.update(gate_rows_in=gated.rows_in, gate_passed=gated.rows_passed,
-                        gate_quarantined=gated.rows_quarantined, gate_failures=gated.failures)
-    report.add("Silver writes", pl.DataFrame({"table": list(written), "rows": list(written.values())}))
-    report.add("Silver bars per timeframe", lake.read(SILVER_BARS, ["tf", "quality"]).group_by("tf").agg(
-        pl.len().alias("bars"), pl.col("quality").struct.field("stale").sum().alias("stale"),
-        pl.col("quality").struct.field("n_src").mean().alias("mean_sources")).sort("tf"))
-    score_reconciliation(lake, ticks, result, calendars, cfg, report)
-
-
-def score_reconciliation(lake: Lake, ticks: pl.DataFrame, result, calendars: dict[str, str], cfg: DemoConfig,
-                         report: DemoReport) -> None:
-    """Consensus close error vs the true price, and outlier precision/recall vs injected bad prints."""
-    from lakehouse.reconcile.bars import build_bars
-    from lakehouse.reconcile.report import consensus_error, outlier_scores
-
-    truth = lake.read(BRONZE_SIM_TRUTH, ["symbol_id", "ts", "price"])
-    events = lake.read(BRONZE_SIM_EVENTS)
-    errors, outliers = [], []
-    for tf in cfg.timeframes:
-        bars = result.bars.filter(pl.col("tf") == tf)
-        errors.append(consensus_error(bars, build_bars(ticks, tf, calendars).bars, truth)
-                      .select(pl.lit(tf).alias("tf"), pl.all()))
-        outliers.append({"tf": tf, **outlier_scores(result.observations[tf], events, tf, calendars)})
-    errs = pl.concat(errors)
-    report.add("Close vs true price (bps): consensus and each vendor alone", errs)
-    report.add("Outlier flags vs injected bad prints", pl.DataFrame(outliers))
-    cons = errs.filter(pl.col("series") == "consensus")
-    report.facts["consensus_rmse_bps"] = dict(zip(cons["tf"], cons["rmse_bps"]))
-
-
-def freshness(lake: Lake, cfg: DemoConfig, report: DemoReport) -> None:
-    """Write silver.freshness at the end of the simulated session and measure the stale rate."""
-    from lakehouse import freshness as fr
-    from lakehouse.tables import BRONZE_TRADES
-
+    (start, end), (open_, close) = cfg.window, cfg.session
+    tfs, calendars = list(cfg.timeframes), {i.symbol_id: i.calendar for i in load_instruments()}
+    bars = dr.silver_bars(lake, tfs)
+    report.add("Reconcile flow: rows written", pl.DataFrame({"table": list(written), "rows": list(written.values())}))
+    report.add("Silver bars per timeframe", dr.bars_summary(bars))
+    expectations, quarantined = dr.quality_summary(lake)
+    report.add("Quality gate on silver.bars (great-expectations)", expectations)
+    docs = build_docs(lake, demo_dir / "quality-docs")
+    errors, outliers = dr.accuracy(lake, bars, dr.vendor_ticks(lake, start, end, list(cfg.symbols)), calendars, tfs)
+    report.add("Close vs true price (bps): consensus and each vendor alone", errors)
+    report.add("Outlier flags (vendor left out of the consensus) vs injected bad prints", outliers)
     trades = lake.read(BRONZE_TRADES, ["symbol_id", "source", "ts", "price"])
-    session_start, as_of = trades["ts"].min(), trades["ts"].max()
-    thresholds = fr.FreshnessThresholds(default_s=cfg.stale_after_s)
-    fresh = fr.freshness(fr.last_seen(lake, as_of), as_of, thresholds)
-    fr.write_freshness(lake, fresh.select(SILVER_FRESHNESS.column_names))
-    # sampled on price changes: a vendor repeating its last price is as stale as a silent one
-    rates = fr.stale_rate(fr.change_times(trades, ["price"]), session_start, as_of, thresholds)
-    summary = fr.stale_summary(fresh, rates)
-    report.add(f"Freshness per vendor (share of open time with no new price for {cfg.stale_after_s:g} s)", rates.group_by("source").agg(
-        pl.col("stale_ms").sum(), pl.col("open_ms").sum()).with_columns(
-        (pl.col("stale_ms") / pl.col("open_ms")).alias("stale_fraction")).sort("source"))
-    report.facts.update(freshness_pairs=int(summary["pairs"]), stale_pairs=int(summary["stale_pairs"]),
-                        time_stale_fraction=summary.get("time_stale_fraction", 0.0))
+    per_vendor, fresh = dr.freshness_summary(lake, trades, open_, close, cfg.stale_after_s)
+    report.add(f"Freshness per vendor (silver.freshness at {end:%H:%M}; open time stale = no new price"
+               f" for {cfg.stale_after_s:g} s)", per_vendor)
+    cons = errors.filter(pl.col("series") == "consensus")
+    report.facts.update(
+        gate_rows_in=bars.height + quarantined["row"].n_unique(), gate_passed=bars.height,
+        gate_quarantined=quarantined["row"].n_unique(), gate_expectations=expectations.height,
+        gate_failed_expectations=int((~expectations["success"]).sum()), quality_docs=docs.resolve().as_uri(),
+        consensus_rmse_bps=dict(zip(cons["tf"], cons["rmse_bps"])),
+        outlier_precision=dict(zip(outliers["tf"], outliers["precision"])),
+        outlier_recall=dict(zip(outliers["tf"], outliers["recall"])), **fresh)
+    console.print(dr.reconcile_line(report.facts))
 
 
-def featurize(lake: Lake, cfg: DemoConfig, report: DemoReport) -> pl.DataFrame:
+def featurize(lake: Lake, report: dr.DemoReport) -> pl.DataFrame:
     """Compute tick_v1 from silver 1s bars and bronze quotes; write gold.tick_features."""
     from feature_store.tick_features import FEATURE_NAMES, GOLD_TICK_FEATURES, features_from_silver, write_features
 
@@ -176,9 +137,8 @@ def featurize(lake: Lake, cfg: DemoConfig, report: DemoReport) -> pl.DataFrame:
     quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "bid_size", "ask", "ask_size"])
     feats = features_from_silver(bars, quotes)
     write_features(lake, feats)
-    summary = pl.DataFrame([{"feature": n, "mean": feats[n].mean(), "std": feats[n].std(), "min": feats[n].min(),
-                             "max": feats[n].max()} for n in FEATURE_NAMES])
-    report.add(f"Tick features {GOLD_TICK_FEATURES.qualified}: {feats.height:,} rows (model input order)", summary)
+    report.add(f"Tick features {GOLD_TICK_FEATURES.qualified}: {feats.height:,} rows (model input order)",
+               dr.features_summary(feats, FEATURE_NAMES))
     report.facts["feature_rows"] = feats.height
     return feats
 
@@ -193,7 +153,7 @@ def replay_sizing(demo_dir: Path) -> Path:
 
 
 async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfig, console: Console,
-                 report: DemoReport) -> None:
+                 report: dr.DemoReport) -> None:
     """Replay the features through NATS and the Rust scorer; land every signal in gold.signals."""
     import nats
 
@@ -222,9 +182,9 @@ async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfi
         for update in updates:
             await publisher.publish(update)
         console.print(f"  published {len(updates):,} FeatureUpdates in {time.perf_counter() - t0:.1f}s")
-        stored = await wait_for_rows(lake, len(updates), cfg.signal_timeout_s)
+        stored = await dr.wait_for_rows(lake, len(updates), cfg.signal_timeout_s)
         console.print(f"  gold.signals holds {stored:,} rows after {time.perf_counter() - t0:.1f}s")
-        metrics = scrape_metrics(scorer.url)
+        metrics = dr.scrape_metrics(scorer.url)
     finally:  # stop everything, in reverse order, whatever failed
         stop.set()
         try:
@@ -240,145 +200,43 @@ async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfi
                         sink_received=sink_stats.received if sink_stats else 0, **metrics)
 
 
-async def wait_for_rows(lake: Lake, expected: int, timeout_s: float) -> int:
-    """Poll gold.signals until it holds ``expected`` rows or the timeout passes; return the count."""
-    deadline, rows = time.monotonic() + timeout_s, 0
-    while time.monotonic() < deadline:
-        info = lake.info(GOLD_SIGNALS)
-        rows = info.rows if info else 0
-        if rows >= expected:
-            break
-        await asyncio.sleep(0.5)
-    return rows
-
-
-def scrape_metrics(url: str) -> dict[str, float]:
-    """Read the scorer's Prometheus counters and its mean receive -> publish latency."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    dead = sum(v for k, v in values.items() if k.startswith("mps_scorer_deadletters_total"))
-    count = values.get("mps_scorer_latency_seconds_count", 0.0)
-    return {"scorer_updates": int(values.get("mps_scorer_updates_total", 0)),
-            "scorer_signals": int(values.get("mps_scorer_signals_total", 0)),
-            "scorer_batches": int(values.get("mps_scorer_batches_total", 0)), "scorer_deadletters": int(dead),
-            "scorer_latency_mean_us": 1e6 * values.get("mps_scorer_latency_seconds_sum", 0.0) / count if count else 0.0,
-            "scorer_latency_p99_le_s": _histogram_quantile(values, 0.99)}
-
-
-def _histogram_quantile(values: dict[str, float], q: float) -> float:
-    """The smallest latency bucket bound holding at least ``q`` of the observations."""
-    buckets = sorted((float(k.split('"')[1]), v) for k, v in values.items()
-                     if k.startswith("mps_scorer_latency_seconds_bucket") and '"+Inf"' not in k)
-    total = values.get("mps_scorer_latency_seconds_count", 0.0)
-    return next((le for le, n in buckets if total and n >= q * total), float("inf"))
-
-
-def summarize(lake: Lake, report: DemoReport) -> None:
-    """Bronze row counts and quarantine reasons, and what landed in gold.signals."""
-    bronze = [(s.qualified, i.rows) for s in TABLES.values() if s.layer == "bronze" and (i := lake.info(s))]
-    report.add("Bronze tables", pl.DataFrame(bronze, schema=["table", "rows"], orient="row"))
-    quarantine = lake.read(BRONZE_QUARANTINE, ["source", "table", "reason"])
-    report.add("Quarantine by reason", quarantine.group_by("source", "table", "reason").len().sort("len", descending=True)
-               if quarantine.height else pl.DataFrame({"reason": ["(none)"], "len": [0]}))
-    signals = lake.read(GOLD_SIGNALS)
-    report.facts["gold_signals_rows"] = signals.height
-    if signals.height == 0:
-        return
-    gross = pl.col("payload").str.json_path_match("$.expected_return_gross").cast(pl.Float64) * 1e4
-    report.add("Signals per symbol (edge = expected log return before costs, bps)", signals.group_by("symbol_id").agg(
-        pl.len().alias("signals"), pl.col("prob_up").mean().alias("mean_p_up"),
-        gross.abs().mean().alias("mean_abs_edge_bps"), gross.abs().max().alias("max_abs_edge_bps"),
-        pl.col("size").abs().mean().alias("mean_abs_size"), pl.col("guard").is_not_null().sum().alias("guarded"),
-        pl.col("horizon").first()).sort("symbol_id"))
-    step = signals.height // 6 + 1  # not a multiple of the symbol count, so the examples vary
-    report.add("Example signals (60 s horizon; log-return quantiles in bps; size as NAV fraction)",
-               signals.sort("ts", "symbol_id").gather_every(step, offset=step // 2).select(
-                   pl.col("ts").dt.strftime("%H:%M:%S").alias("time"), pl.col("symbol_id").alias("symbol"),
-                   pl.col("prob_up").alias("p_up"), gross.alias("edge"),
-                   *((pl.col(c) * 1e4).alias(c) for c in ("q05", "q50", "q95")), "kelly", "size", "guard"))
-    cost = json.loads(SIZING.read_text())
-    report.facts["cost_bps"] = cost["fee_bps"] + cost["slippage_bps"]
-    report.facts["signals_with_edge_over_cost"] = int(signals.select((gross.abs() > report.facts["cost_bps"]).sum()).item())
-    report.facts["mean_prob_up"] = float(signals["prob_up"].mean())
-
-
-# ---- rendering ----------------------------------------------------------------------------------
-def _cell(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.3e}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def render(report: DemoReport, console: Console, lake: Lake) -> str:
-    """Print the report as rich tables and return it as markdown."""
-    md = ["# MPS demo report", ""]
-    for title, frame in report.sections:
-        table = Table(title=title, title_justify="left")
-        for c in frame.columns:
-            table.add_column(c)
-        for row in frame.iter_rows():
-            table.add_row(*(_cell(v) for v in row))
-        console.print(table)
-        md += [f"## {title}", "", "| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-        md += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()] + [""]
-    facts = Table(title="Facts", title_justify="left")
-    facts.add_column("fact")
-    facts.add_column("value")
-    md += ["## Facts", ""]
-    for key, value in report.facts.items():
-        facts.add_row(key, _cell(value))
-        md.append(f"- {key}: {_cell(value)}")
-    console.print(facts)
-    query = ("SELECT symbol_id, count(*) AS n, avg(prob_up) AS p_up, avg(abs(size)) AS size "
-             "FROM gold.signals GROUP BY 1 ORDER BY 1")
-    hint = f'.venv/bin/mps sql --lake {lake.root} "{query}"'
-    console.print(f"\nTry:  {hint}")
-    md += ["", "Try:", "", f"    {hint}", ""]
-    return "\n".join(md)
-
-
-# ---- driver -------------------------------------------------------------------------------------
-def run_demo(cfg: DemoConfig, state_dir: Path, console: Console) -> DemoReport:
+def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool = False) -> dr.DemoReport:
     """Run every step in order; return the report (also written to ``<state_dir>/demo/report.md``)."""
-    report, t0 = DemoReport(), time.perf_counter()
+    from flows.ingest import ingest
+    from flows.reconcile import reconcile
 
-    def step(text: str) -> None:
-        console.rule(f"[bold]{text}[/]  (+{time.perf_counter() - t0:.0f}s)")
-
-    step("1. fresh demo lake")
-    lake, demo_dir = fresh_lake(state_dir)
-    console.print(f"  {lake.root}")
-    step("2. ingest the simulator into bronze")
-    result = ingest(lake, cfg, report)
-    console.print(f"  read {result.total('rows_read'):,} rows, wrote {result.total('rows_written'):,}, "
-                  f"quarantined {result.total('quarantined'):,}; balanced: {result.balanced}")
-    step("3. reconcile into silver (quality gate, freshness, accuracy vs truth)")
-    reconcile(lake, cfg, report)
-    freshness(lake, cfg, report)
-    f = report.facts
-    console.print(f"  quality gate: {f['gate_rows_in']:,} bars in, {f['gate_passed']:,} passed, "
-                  f"{f['gate_quarantined']:,} quarantined; consensus close RMSE vs truth (bps): "
-                  + ", ".join(f"{tf} {v:.2f}" for tf, v in f["consensus_rmse_bps"].items())
-                  + f"; stale share of open time {f['time_stale_fraction']:.2%}")
-    step("4. tick features tick_v1 into gold")
-    feats = featurize(lake, cfg, report)
-    console.print(f"  {feats.height:,} feature rows for {feats['symbol_id'].n_unique()} symbols")
-    step("5. stream through NATS and the Rust scorer into gold.signals")
-    asyncio.run(stream(lake, feats, demo_dir, cfg, console, report))
-    step("6. report")
-    summarize(lake, report)
-    report.facts["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    (demo_dir / "report.md").write_text(render(report, console, lake))
-    console.print(f"report written to {demo_dir / 'report.md'}")
+    report, t0 = dr.DemoReport(), time.perf_counter()
+    step = dr.Steps(console, report)
+    start, end = cfg.window
+    with step("1. fresh demo directory"):
+        lake, demo_dir = fresh_demo_dir(state_dir)
+        console.print(f"  lake {lake.root}")
+    with ExitStack() as services:
+        with step("2. start a local Prefect server"):
+            prefect = services.enter_context(PrefectServer(demo_dir / "prefect", startup_timeout=cfg.prefect_startup_s))
+            services.enter_context(prefect.connected())
+            console.print(f"  API {prefect.api_url}; UI {prefect.ui_url}; state {prefect.home}")
+        with step("3. ingest flow: the simulator into bronze"):
+            ingested(lake, ingest("simulator", cfg.sim_params(), lake_root=lake.root, as_of=end), report, console)
+        with step("4. reconcile flow: silver bars, quality gate, freshness; accuracy vs truth"):
+            written = reconcile(start, end, timeframes=list(cfg.timeframes), symbols=list(cfg.symbols),
+                                lake_root=lake.root)
+            reconciled(lake, cfg, written, demo_dir, report, console)
+        with step("5. tick features tick_v1 into gold"):
+            feats = featurize(lake, report)
+            console.print(f"  {feats.height:,} feature rows for {feats['symbol_id'].n_unique()} symbols")
+        with step("6. stream through NATS and the Rust scorer into gold.signals"):
+            asyncio.run(stream(lake, feats, demo_dir, cfg, console, report))
+        with step("7. report: flow runs from Prefect, signals from gold"):
+            report.add("Prefect flow runs", dr.flow_runs(prefect.ui_url))
+            dr.signals_summary(lake, report, cost_bps=sum(json.loads(SIZING.read_text())[k]
+                                                          for k in ("fee_bps", "slippage_bps")))
+        report.facts.update(prefect_ui=prefect.ui_url, prefect_startup_s=round(prefect.startup_s, 1),
+                            elapsed_s=round(time.perf_counter() - t0, 1))
+        dr.write(report, demo_dir, console, dr.hints(lake.root, report.facts["quality_docs"], prefect.home))
+        if keep_ui:
+            console.print(f"Prefect UI at {prefect.ui_url}; press Ctrl-C to stop it")
+            prefect.wait()
     return report
 
 
@@ -386,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mps.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="2 symbols x 6 minutes (tests)")
     ap.add_argument("--state-dir", type=Path, help="where demo/ goes (default: the local profile's state_dir)")
+    ap.add_argument("--keep-ui", action="store_true", help="keep the Prefect server and UI up until Ctrl-C")
     args = ap.parse_args(argv)
     state_dir = args.state_dir or Path(load_profile("local").state_dir)
     console = Console() if sys.stdout.isatty() else Console(width=140)  # piped (make, CI): keep columns whole
-    report = run_demo(TINY if args.tiny else DemoConfig(), state_dir, console)
-    ok = report.facts.get("signals_stored") == report.facts.get("updates_published") and report.facts["accounts_balanced"]
+    report = run_demo(TINY if args.tiny else DemoConfig(), state_dir, console, keep_ui=args.keep_ui)
+    f = report.facts
+    ok = f.get("signals_stored") == f.get("updates_published") and f["accounts_balanced"] and not f["ingest_failures"]
     return 0 if ok else 1
 
 

@@ -1,4 +1,5 @@
-"""``make demo`` end to end on the tiny configuration: bronze -> silver -> gold features -> scorer -> gold.signals."""
+"""``make demo`` end to end on the tiny configuration: a local Prefect server running the ingest and reconcile
+flows (bronze -> silver behind the quality gate), gold features, the Rust scorer, gold.signals."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from rich.console import Console
 from feature_store.scorer_process import scorer_binary
 from lakehouse.sql import query
 from lakehouse.storage import Lake
-from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS
+from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS
 from mps.demo import MODEL, TINY, run_demo
+from mps.prefect_server import PrefectServer
 from training.onnx_export import read_metadata
 
 
@@ -43,11 +45,24 @@ def test_demo_runs_end_to_end(tmp_path, scorer):
     # the first lookback - 1 updates of each symbol are guarded as warm-up, then the guard lifts
     guards = signals.group_by("symbol_id").agg((pl.col("guard") == "warmup").sum().alias("warm"))
     assert (guards["warm"] == read_metadata(MODEL).lookback - 1).all()
+    # the flows ran on the demo's own Prefect server, which recorded them and was stopped afterwards
+    runs = {title: frame for title, frame in report.sections}["Prefect flow runs"]
+    assert runs.select("flow", "state").rows() == [("ingest", "Completed"), ("reconcile", "Completed")]
+    assert facts["prefect_startup_s"] > 0 and "2. start a local Prefect server" in report.timings
+    assert (tmp_path / "demo" / "prefect" / "prefect.db").is_file()
+    assert not PrefectServer(tmp_path, port=int(facts["prefect_ui"].rsplit(":", 1)[1])).healthy()
+    # silver: every bar passed the gate, its results are persisted and rendered
     bars = lake.read(SILVER_BARS)
     assert set(bars["tf"].unique()) == set(TINY.timeframes)
-    assert facts["gate_passed"] == bars.height
-    assert lake.read(SILVER_FRESHNESS).height == facts["freshness_pairs"] > 0
+    assert facts["gate_passed"] == bars.height == facts["gate_rows_in"]
+    assert lake.read(SILVER_QUALITY_RESULTS).height == facts["gate_expectations"] > 0
+    assert (tmp_path / "demo" / "quality-docs" / "index.html").is_file()
+    fresh = lake.read(SILVER_FRESHNESS)
+    assert fresh.height == facts["freshness_pairs"] == len(TINY.symbols) * 3  # three simulated vendors
+    assert fresh["as_of"].unique().to_list() == [TINY.window[1]] and not fresh["stale"].any()
+    # accuracy against the simulator's truth, from what the flows persisted
     assert facts["consensus_rmse_bps"]["1s"] < 5
+    assert facts["outlier_recall"]["1s"] == 1.0 and facts["outlier_precision"]["1s"] == 1.0
     md = (tmp_path / "demo" / "report.md").read_text()
     assert "Signals per symbol" in md and f"updates_published: {facts['updates_published']:,}" in md
     by_sql = query(lake, "SELECT count(*) AS n FROM gold.signals")
