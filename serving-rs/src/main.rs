@@ -1,1 +1,105 @@
-fn main() {}
+//! `mps-scorer`: run the streaming scorer beside a NATS server.
+//!
+//! mps-scorer --nats nats://127.0.0.1:4222 --model-name tick_tiny [--model path.onnx]
+//!            [--sizing contracts/sizing.json] [--mode jetstream|core] [--durable NAME]
+//!            [--http 127.0.0.1:9464] [--max-batch 64] [--threads 1] [--device cpu|cuda|cuda-required]
+//!            [--ort-lib /path/libonnxruntime.so.1.x] [--no-streams] [--workers 1]
+//!
+//! The ONNX Runtime library comes from --ort-lib, else ORT_DYLIB_PATH, else the repo's .venv.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use mps_scorer::config::SizingConfig;
+use mps_scorer::metrics::Metrics;
+use mps_scorer::model::{init_runtime, Device, RuntimeOptions};
+use mps_scorer::service::{run, Mode, ServiceConfig};
+
+const FLAGS: &[&str] = &["nats", "model-name", "model", "sizing", "mode", "durable", "stream", "subject", "http",
+    "max-batch", "threads", "device", "ort-lib", "workers"];
+
+fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
+    let mut out = HashMap::new();
+    let mut no_streams = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--no-streams" {
+            no_streams = true;
+            continue;
+        }
+        if a == "--help" || a == "-h" {
+            println!("{}", include_str!("main.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
+            std::process::exit(0);
+        }
+        let Some(name) = a.strip_prefix("--").filter(|n| FLAGS.contains(n)) else { bail!("unknown argument {a:?} (see --help)") };
+        let value = args.next().with_context(|| format!("--{name} needs a value"))?;
+        out.insert(name.to_string(), value);
+    }
+    Ok((out, no_streams))
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
+    let (args, no_streams) = parse_args()?;
+    let ort_lib = match args.get("ort-lib").cloned().or_else(|| std::env::var("ORT_DYLIB_PATH").ok()) {
+        Some(p) => PathBuf::from(p),
+        None => mps_scorer::find_ort_in_venv(&repo_root().join(".venv"))
+            .context("find libonnxruntime (pass --ort-lib or set ORT_DYLIB_PATH)")?,
+    };
+    init_runtime(&ort_lib).context("load onnx runtime")?;
+    let sizing_path = args.get("sizing").map(PathBuf::from).unwrap_or_else(|| repo_root().join("contracts/sizing.json"));
+    let sizing = SizingConfig::load(&sizing_path).context("read sizing config")?;
+    let model_name = args.get("model-name").cloned().unwrap_or_else(|| "tick_tiny".into());
+    let mode = match args.get("mode").map(String::as_str).unwrap_or("jetstream") {
+        "core" => Mode::Core,
+        "jetstream" => Mode::JetStream {
+            stream: args.get("stream").cloned().unwrap_or_else(|| "FEATURES".into()),
+            durable: args.get("durable").cloned().unwrap_or_else(|| format!("scorer-{model_name}")),
+        },
+        other => bail!("--mode must be jetstream or core, not {other:?}"),
+    };
+    let device = match args.get("device").map(String::as_str).unwrap_or("cpu") {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda { required: false },
+        "cuda-required" => Device::Cuda { required: true },
+        other => bail!("--device must be cpu, cuda or cuda-required, not {other:?}"),
+    };
+    let cfg = ServiceConfig {
+        nats_url: args.get("nats").cloned().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        model_name,
+        bootstrap_model: args.get("model").map(PathBuf::from),
+        sizing,
+        runtime: RuntimeOptions { intra_threads: args.get("threads").map(|t| t.parse()).transpose().context("--threads")?.unwrap_or(1), device },
+        mode,
+        subject: args.get("subject").cloned().unwrap_or_else(|| "features.v1.>".into()),
+        max_batch: args.get("max-batch").map(|t| t.parse()).transpose().context("--max-batch")?.unwrap_or(64),
+        http_addr: args.get("http").map(|a| a.parse()).transpose().context("--http")?,
+        ensure_streams: !no_streams,
+    };
+    // One scoring loop: a single-threaded runtime avoids cross-thread hand-offs on the hot path.
+    let workers: usize = args.get("workers").map(|t| t.parse()).transpose().context("--workers")?.unwrap_or(1);
+    let runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
+    .context("start tokio")?;
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            }
+        };
+        run(cfg, metrics, shutdown).await.context("scorer")
+    })
+}

@@ -1,0 +1,237 @@
+//! The scoring core, free of I/O: validate updates, keep rings, micro-batch, run the model, size.
+//!
+//! The NATS service (`service.rs`) feeds it raw messages and publishes what it returns; tests and
+//! benchmarks drive it directly.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::config::SizingConfig;
+use crate::contract::{decode, series_key, validate, Reject};
+use crate::error::{Result, ScorerError};
+use crate::model::{Model, ModelMeta};
+use crate::ring::Ring;
+use crate::signal::{compute_signal, Buckets, Scratch, Signal, SignalInputs, UpdateRef};
+use crate::sizing::RiskState;
+
+/// How a model's outputs map onto the sizing config.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub buckets: Buckets,
+    pub horizon_index: usize,
+    pub realized_vol_index: Option<usize>,
+    pub adv_index: Option<usize>,
+}
+
+impl Binding {
+    /// Check that `cfg` fits `meta` (horizon and named features exist).
+    pub fn new(meta: &ModelMeta, cfg: &SizingConfig) -> Result<Self> {
+        let horizon_index = meta.horizons.iter().position(|&h| h == cfg.horizon).ok_or_else(|| {
+            ScorerError::Contract(format!("sizing horizon {} not among model {} horizons {:?}", cfg.horizon, meta.model_name, meta.horizons))
+        })?;
+        let feature = |name: &Option<String>| -> Result<Option<usize>> {
+            match name {
+                None => Ok(None),
+                Some(n) => meta.feature_index(n).map(Some).ok_or_else(|| {
+                    ScorerError::Contract(format!("sizing names feature {n:?} which model {} lacks", meta.model_name))
+                }),
+            }
+        };
+        Ok(Binding {
+            buckets: Buckets::from_bps(&meta.bucket_edges_bps),
+            horizon_index,
+            realized_vol_index: feature(&cfg.realized_vol_feature)?,
+            adv_index: feature(&cfg.adv_feature)?,
+        })
+    }
+
+    pub fn inputs<'a>(&'a self, meta: &'a ModelMeta, cfg: &'a SizingConfig) -> SignalInputs<'a> {
+        SignalInputs {
+            meta, buckets: &self.buckets, cfg, horizon_index: self.horizon_index,
+            realized_vol_index: self.realized_vol_index, adv_index: self.adv_index,
+        }
+    }
+}
+
+struct Series {
+    symbol_id: String,
+    tf: String,
+    ring: Ring,
+    last_seq: i64,
+    last_ts: i64,
+    in_batch: bool,
+}
+
+struct Pending {
+    slot: usize,
+    ts: i64,
+    known_at: i64,
+    seq: i64,
+    received: Instant,
+}
+
+/// A scored update: the signal and when its update was received (for the latency histogram).
+pub struct Scored {
+    pub signal: Signal,
+    pub received: Instant,
+}
+
+/// Per-symbol state plus the champion; one instance per scoring loop.
+pub struct Scorer {
+    model: Model,
+    sizing: SizingConfig,
+    binding: Binding,
+    series: Vec<Series>,
+    index: HashMap<String, usize>,
+    batch: Vec<Pending>,
+    max_batch: usize,
+    input: Vec<f32>,
+    risk: RiskState,
+    scratch: Scratch,
+    invalid_outputs: u64,
+}
+
+impl Scorer {
+    pub fn new(model: Model, sizing: SizingConfig, max_batch: usize) -> Result<Self> {
+        let binding = Binding::new(&model.meta, &sizing)?;
+        let max_batch = max_batch.max(1);
+        let input = vec![0.0; max_batch * model.meta.lookback * model.meta.n_features()];
+        let risk = RiskState { nav: sizing.nav, intraday_drawdown: 0.0 };
+        Ok(Scorer {
+            model, sizing, binding, series: Vec::new(), index: HashMap::new(), batch: Vec::with_capacity(max_batch),
+            max_batch, input, risk, scratch: Scratch::default(), invalid_outputs: 0,
+        })
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        &self.model.meta
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn symbols(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn invalid_outputs(&self) -> u64 {
+        self.invalid_outputs
+    }
+
+    pub fn set_risk(&mut self, risk: RiskState) {
+        self.risk = risk;
+    }
+
+    /// Check that `model` can replace the champion (same feature set and width, sizing fits).
+    pub fn check_compatible(&self, model: &Model) -> Result<()> {
+        let (old, new) = (&self.model.meta, &model.meta);
+        if new.feature_set != old.feature_set || new.feature_names != old.feature_names {
+            return Err(ScorerError::Contract(format!(
+                "model {} v{} uses feature set {} ({} features); serving {} ({} features)",
+                new.model_name, new.model_version, new.feature_set, new.n_features(), old.feature_set, old.n_features()
+            )));
+        }
+        Binding::new(new, &self.sizing).map(|_| ())
+    }
+
+    /// Replace the champion between batches; rings are kept (resized if L changes).
+    pub fn swap_model(&mut self, model: Model) -> Result<Model> {
+        if !self.batch.is_empty() {
+            return Err(ScorerError::Contract("swap_model called with a batch open; flush first".into()));
+        }
+        self.check_compatible(&model)?;
+        self.binding = Binding::new(&model.meta, &self.sizing)?;
+        let l = model.meta.lookback;
+        if l != self.model.meta.lookback {
+            self.series.iter_mut().for_each(|s| s.ring.resize(l));
+            self.input = vec![0.0; self.max_batch * l * model.meta.n_features()];
+        }
+        Ok(std::mem::replace(&mut self.model, model))
+    }
+
+    /// Whether the batch must be flushed before `subject` can be ingested (one update per series
+    /// per batch keeps one signal per update).
+    pub fn needs_flush(&self, subject: &str) -> bool {
+        if self.batch.len() >= self.max_batch {
+            return true;
+        }
+        match series_key(subject).and_then(|k| self.index.get(k)) {
+            Some(&slot) => self.series[slot].in_batch,
+            None => false,
+        }
+    }
+
+    /// Validate one raw message and, if good, push it into its ring and the open batch.
+    pub fn ingest(&mut self, subject: &str, payload: &[u8], received: Instant) -> std::result::Result<(), Reject> {
+        let u = decode(payload)?;
+        let meta = &self.model.meta;
+        validate(&u, subject, &meta.feature_set, meta.n_features())?;
+        let key = series_key(subject).ok_or(Reject::SubjectMismatch)?;
+        let slot = match self.index.get(key) {
+            Some(&slot) => {
+                let s = &self.series[slot];
+                if u.seq == s.last_seq {
+                    return Err(Reject::Duplicate);
+                }
+                if u.seq < s.last_seq || u.ts < s.last_ts {
+                    return Err(Reject::Late);
+                }
+                slot
+            }
+            None => {
+                let slot = self.series.len();
+                self.series.push(Series {
+                    symbol_id: u.symbol_id.to_string(), tf: u.tf.to_string(),
+                    ring: Ring::new(meta.lookback, meta.n_features()), last_seq: i64::MIN, last_ts: i64::MIN, in_batch: false,
+                });
+                self.index.insert(key.to_owned(), slot);
+                slot
+            }
+        };
+        let s = &mut self.series[slot];
+        debug_assert!(!s.in_batch, "needs_flush() must be checked before ingest()");
+        s.ring.push(&u.values);
+        s.last_seq = u.seq;
+        s.last_ts = u.ts;
+        s.in_batch = true;
+        self.batch.push(Pending { slot, ts: u.ts, known_at: u.known_at, seq: u.seq, received });
+        Ok(())
+    }
+
+    /// Score the open batch with the champion and return one signal per update in it.
+    pub fn flush(&mut self, now_ns: i64) -> Result<Vec<Scored>> {
+        if self.batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (l, f) = (self.model.meta.lookback, self.model.meta.n_features());
+        let b = self.batch.len();
+        for (i, p) in self.batch.iter().enumerate() {
+            self.series[p.slot].ring.copy_window(&mut self.input[i * l * f..(i + 1) * l * f]);
+        }
+        let result = self.model.predict(&self.input, b).map(|probs| probs.to_vec());
+        let batch = std::mem::take(&mut self.batch);
+        for p in &batch {
+            self.series[p.slot].in_batch = false;
+        }
+        let probs = result?;
+        let hk = self.model.meta.horizons.len() * self.model.meta.n_buckets();
+        let inputs = self.binding.inputs(&self.model.meta, &self.sizing);
+        let mut out = Vec::with_capacity(b);
+        for (i, p) in batch.iter().enumerate() {
+            let s = &self.series[p.slot];
+            let update = UpdateRef { symbol_id: &s.symbol_id, tf: &s.tf, ts: p.ts, known_at: p.known_at, seq: p.seq };
+            match compute_signal(&probs[i * hk..(i + 1) * hk], &inputs, update, s.ring.last(), s.ring.warm(), &self.risk, now_ns, &mut self.scratch) {
+                Some(signal) => out.push(Scored { signal, received: p.received }),
+                None => self.invalid_outputs += 1,
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+        Ok(out)
+    }
+}

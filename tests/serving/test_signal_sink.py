@@ -1,0 +1,87 @@
+"""feature_store.signal_sink appends published Signals to gold.signals in batches, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import nats
+import polars as pl
+import pytest
+
+from backtest.reference_scorer import ReferenceScorer
+from feature_store.messages import FeaturePublisher, ensure_streams, signals_subject
+from feature_store.scorer_process import ScorerProcess
+from feature_store.signal_sink import run_sink, write_signals
+from lakehouse.tables import GOLD_SIGNALS
+from scorer_helpers import MODEL_V1, make_update
+
+
+def _reference_signals(n_rounds: int = 4) -> list[dict]:
+    scorer = ReferenceScorer(MODEL_V1)
+    out = []
+    for seq in range(n_rounds):
+        for s in ("AAPL:US", "MSFT:US"):
+            sig = scorer.score([make_update(s, seq)], time.time_ns())[0]
+            out.append({**sig, "published_at": time.time_ns()})
+    return out
+
+
+async def _sink_until(nats_url: str, lake, n: int, timeout: float = 30.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sink(nats_url, lake, stop, batch_size=5, wait_s=0.2))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        if lake.exists(GOLD_SIGNALS) and lake.read(GOLD_SIGNALS, columns=["seq"]).height >= n:
+            break
+    stop.set()
+    return await task
+
+
+def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
+    signals = _reference_signals()
+
+    async def scenario():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_streams(js, ["SIGNALS"])
+        for sig in signals:
+            await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
+        await js.publish("signals.v1.1s.BAD:US", b"not json")
+        await nc.close()
+        return await _sink_until(nats_server.url, lake, len(signals))
+
+    stats = asyncio.run(scenario())
+    assert (stats.received, stats.written, stats.malformed) == (len(signals) + 1, len(signals), 1)
+    assert stats.batches >= 2, "batch_size=5 must split the stream into several appends"
+    table = lake.read(GOLD_SIGNALS).sort(["symbol_id", "seq"])
+    assert table.height == len(signals)
+    assert table.schema["ts"] == pl.Datetime("ns", "UTC")
+    first = json.loads(table.row(0, named=True)["payload"])
+    assert first["symbol_id"] == "AAPL:US" and first["seq"] == 0
+    assert table.get_column("size").to_list() == [s["size"] for s in sorted(signals, key=lambda s: (s["symbol_id"], s["seq"]))]
+    # A redelivered batch (crash between write and ack) adds nothing.
+    assert write_signals(lake, signals[:3], [json.dumps(s) for s in signals[:3]]) == (0, 3)
+    assert lake.read(GOLD_SIGNALS).height == len(signals)
+
+
+@pytest.mark.slow
+def test_scorer_signals_land_in_gold(nats_server, scorer_bin, lake, tmp_path):
+    updates = [make_update(s, q) for q in range(6) for s in ("A:US", "B:US", "C:US")]
+
+    async def scenario():
+        nc = await nats.connect(nats_server.url)
+        pub = FeaturePublisher(nc)
+        for u in updates:
+            await pub.publish(u)
+        await nc.close()
+        return await _sink_until(nats_server.url, lake, len(updates))
+
+    with ScorerProcess(nats_server.url, model=MODEL_V1, mode="core", log_path=tmp_path / "scorer.log"):
+        stats = asyncio.run(scenario())
+    assert stats.written == len(updates)
+    gold = lake.read(GOLD_SIGNALS)
+    assert sorted(zip(gold["symbol_id"], gold["seq"])) == sorted((u.symbol_id, u.seq) for u in updates)
+    assert set(gold["model_version"]) == {"1"} and set(gold["horizon"]) == {60}

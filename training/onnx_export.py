@@ -1,0 +1,220 @@
+"""Export a torch model to the ONNX model contract (contracts/model.md) with its golden vectors.
+
+The exported graph takes ``features`` float32 [batch, L, F] and returns calibrated ``probs``
+float32 [batch, H, K]: the per-horizon temperatures are applied inside the graph, so every
+consumer (Python reference, Rust scorer) reads the same probabilities. Beside ``<name>.onnx`` the
+exporter writes ``<name>.golden.json`` (inputs and the expected outputs through onnxruntime) and
+stamps that file's sha256 into the model's metadata_props, so a scorer can prove a model file and
+its runtime agree before it serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from mps.errors import ContractError
+
+if TYPE_CHECKING:  # torch is imported only to export, so readers of the contract stay light
+    import torch
+    from torch import nn
+
+CONTRACT_VERSION = "1"
+MIN_OPSET = 17
+GOLDEN_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model file says about itself (metadata_props; see contracts/model.md)."""
+
+    model_name: str
+    model_version: str
+    feature_set: str
+    feature_names: tuple[str, ...]
+    lookback: int
+    horizons: tuple[int, ...]
+    horizon_unit: str                        # "s" (tick models) or "bars"
+    tf: str                                  # timeframe of the FeatureUpdates it scores, e.g. "1s"
+    bucket_edges_bps: tuple[float, ...]      # K + 1 edges
+    calibration_temperatures: tuple[float, ...]   # one per horizon, already applied in the graph
+    conformal_alpha: float = 0.1
+    conformal_qhat_bps: tuple[float, ...] = field(default=())  # one per horizon
+    golden_file: str = ""
+    golden_sha256: str = ""
+
+    def props(self) -> dict[str, str]:
+        """Return the metadata_props mapping (structured values JSON-encoded)."""
+        return {
+            "contract": CONTRACT_VERSION,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "feature_set": self.feature_set,
+            "feature_names": json.dumps(list(self.feature_names)),
+            "lookback": str(self.lookback),
+            "horizons": json.dumps(list(self.horizons)),
+            "horizon_unit": self.horizon_unit,
+            "tf": self.tf,
+            "bucket_edges_bps": json.dumps(list(self.bucket_edges_bps)),
+            "calibration_temperatures": json.dumps(list(self.calibration_temperatures)),
+            "conformal_alpha": repr(float(self.conformal_alpha)),
+            "conformal_qhat_bps": json.dumps(list(self.conformal_qhat_bps)),
+            "golden_file": self.golden_file,
+            "golden_sha256": self.golden_sha256,
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> "ModelMetadata":
+        """Parse metadata_props; a missing or malformed key is a ContractError naming it."""
+        def get(key: str) -> str:
+            if key not in props:
+                raise ContractError(f"model metadata lacks {key!r} (contracts/model.md)")
+            return props[key]
+        try:
+            meta = cls(
+                model_name=get("model_name"), model_version=get("model_version"),
+                feature_set=get("feature_set"), feature_names=tuple(json.loads(get("feature_names"))),
+                lookback=int(get("lookback")), horizons=tuple(int(h) for h in json.loads(get("horizons"))),
+                horizon_unit=get("horizon_unit"), tf=get("tf"),
+                bucket_edges_bps=tuple(float(e) for e in json.loads(get("bucket_edges_bps"))),
+                calibration_temperatures=tuple(float(t) for t in json.loads(get("calibration_temperatures"))),
+                conformal_alpha=float(get("conformal_alpha")),
+                conformal_qhat_bps=tuple(float(q) for q in json.loads(get("conformal_qhat_bps"))),
+                golden_file=get("golden_file"), golden_sha256=get("golden_sha256"),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ContractError(f"model metadata is malformed: {exc}") from exc
+        meta.check()
+        return meta
+
+    def check(self) -> None:
+        """Raise ContractError if the fields disagree with each other."""
+        h = len(self.horizons)
+        if len(self.calibration_temperatures) != h or len(self.conformal_qhat_bps) != h:
+            raise ContractError("calibration_temperatures and conformal_qhat_bps need one entry per horizon")
+        edges = np.asarray(self.bucket_edges_bps)
+        if len(edges) < 3 or not np.all(np.diff(edges) > 0):
+            raise ContractError("bucket_edges_bps must be at least 3 strictly increasing edges")
+        if self.lookback < 1 or not self.feature_names:
+            raise ContractError("lookback must be >= 1 and feature_names non-empty")
+
+    @property
+    def n_buckets(self) -> int:
+        return len(self.bucket_edges_bps) - 1
+
+
+def calibrated(model: "nn.Module", temperatures: tuple[float, ...]) -> "nn.Module":
+    """Wrap a (B, H, K) probability model with per-horizon temperature scaling, in-graph."""
+    import torch
+    from torch import nn
+
+    class Calibrated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("inv_t", 1.0 / torch.tensor(temperatures, dtype=torch.float32)[None, :, None])
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            p = self.model(features)                                  # (B, H, K)
+            return torch.softmax(torch.log(p.clamp_min(1e-30)) * self.inv_t, dim=-1)
+
+    return Calibrated()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Run ``features`` through the model with onnxruntime on one CPU thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(["probs"], {"features": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def write_golden(path: Path, meta: ModelMetadata, x: np.ndarray, probs: np.ndarray) -> str:
+    """Write the golden vectors file and return its sha256."""
+    doc = {
+        "model_name": meta.model_name, "model_version": meta.model_version,
+        "tolerance": GOLDEN_TOLERANCE,
+        "inputs": np.asarray(x, dtype=np.float32).astype(np.float64).tolist(),
+        "probs": np.asarray(probs, dtype=np.float32).astype(np.float64).tolist(),
+    }
+    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    return sha256_file(path)
+
+
+def export_model(model: "nn.Module", meta: ModelMetadata, out_dir: str | Path, golden_inputs: "torch.Tensor",
+                 opset: int = 18) -> Path:
+    """Export ``model`` (calibrated in-graph) to ``out_dir/<name>.onnx`` plus its golden vectors.
+
+    ``golden_inputs`` (B >= 2, L, F) doubles as the export example, so the batch dim is traced
+    dynamic. Returns the ONNX path; its sha256 is what a champion pointer must carry.
+    """
+    import torch
+
+    if opset < MIN_OPSET:
+        raise ContractError(f"opset {opset} < {MIN_OPSET}")
+    if golden_inputs.ndim != 3 or golden_inputs.shape[0] < 2:
+        raise ContractError("golden_inputs must be (B >= 2, L, F)")
+    if tuple(golden_inputs.shape[1:]) != (meta.lookback, len(meta.feature_names)):
+        raise ContractError(f"golden_inputs shape {tuple(golden_inputs.shape)} != (B, {meta.lookback}, {len(meta.feature_names)})")
+    meta.check()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{meta.model_name}.onnx"
+    golden_path = out_dir / f"{meta.model_name}.golden.json"
+    wrapped = calibrated(model, meta.calibration_temperatures).eval()
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapped, (golden_inputs,), dynamo=True, opset_version=opset,
+            input_names=["features"], output_names=["probs"],
+            dynamic_shapes={"features": {0: batch}}, optimize=True, verbose=False,
+        )
+    proto = program.model_proto
+    onnx.save_model(proto, str(onnx_path))          # first without metadata, to compute goldens
+    x = golden_inputs.detach().cpu().numpy().astype(np.float32)
+    probs = run_onnx(onnx_path, x)
+    with torch.no_grad():
+        expected = wrapped(golden_inputs).numpy()
+    if not np.allclose(probs, expected, atol=1e-5):
+        raise ContractError(f"ONNX and torch disagree by {np.abs(probs - expected).max():.3g}")
+    golden_sha = write_golden(golden_path, meta, x, probs)
+    final = ModelMetadata(**{**meta.__dict__, "golden_file": golden_path.name, "golden_sha256": golden_sha})
+    proto = onnx.load_model(str(onnx_path))
+    del proto.metadata_props[:]
+    for key, value in final.props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "mps.training.onnx_export"
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(onnx_path))
+    return onnx_path
+
+
+def read_metadata(onnx_path: str | Path) -> ModelMetadata:
+    """Read and validate the metadata_props of an exported model."""
+    proto = onnx.load_model(str(onnx_path), load_external_data=False)
+    return ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+
+
+def champion_pointer(onnx_path: str | Path, meta: ModelMetadata, promoted_at_ns: int) -> dict:
+    """Build the KV ``models/champion.<name>`` value for an exported model."""
+    path = Path(onnx_path).resolve()
+    return {
+        "model_name": meta.model_name, "model_version": meta.model_version,
+        "onnx_uri": path.as_uri(), "sha256": sha256_file(path), "promoted_at": int(promoted_at_ns),
+    }
