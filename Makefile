@@ -17,12 +17,13 @@ ORT_DYLIB_PATH = $(abspath $(firstword $(wildcard $(VENV)/lib/python3*/site-pack
 SCORER := $(CARGO_TARGET_DIR)/release/mps-scorer
 PYTEST_ARGS ?=
 
-.PHONY: help setup env rust test test-py test-rust demo bench clean-state
+.PHONY: help setup env rust test test-py test-rust demo bench bench-scorer golden clean-state
 
 help:
 	@echo "make demo   - run the whole pipeline on the simulator and print a report"
 	@echo "make test   - set up, build the Rust scorer, run pytest and cargo test"
 	@echo "make bench  - run the benchmark scripts (figures, not tests)"
+	@echo "make golden - regenerate contracts/ fixture models and golden vectors"
 
 setup: env rust
 
@@ -56,6 +57,14 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/reconcile.py
+	@$(MAKE) --no-print-directory bench-scorer
+
+bench-scorer: setup
+	cd serving-rs && ORT_DYLIB_PATH="$(ORT_DYLIB_PATH)" cargo bench --locked --bench scorer
+	ORT_DYLIB_PATH="$(ORT_DYLIB_PATH)" $(PY) benchmarks/scorer_e2e.py
+
+golden: env  ## regenerate the fixture models and golden vectors (deterministic)
+	$(PY) -m contracts.regen_golden
 
 clean-state:
 	rm -rf .mps
