@@ -202,7 +202,7 @@ class Ingestor:
             extra.append(pl.lit(batch.source).alias("source"))
         df = df.with_columns(extra)
         if "date" in spec.partition_by:
-            df = df.with_columns(pl.col("ts").dt.date().cast(pl.String).alias("date"))  # YYYY-MM-DD
+            df = with_date_partition(df)
         return df.select(spec.column_names)
 
     @staticmethod
@@ -234,6 +234,14 @@ class Ingestor:
                             "ingest_ts": [self.clock()], "batch_id": [batch.batch_id]},
                            schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC"), "row": pl.Int64})
         self.lake.append_new(BRONZE_QUARANTINE, row)
+
+
+def with_date_partition(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``date`` (YYYY-MM-DD of ``ts``): format each distinct day once and join, rather than
+    formatting every row (a batch spans a few days and millions of rows)."""
+    days = df.select(pl.col("ts").dt.date().alias("_day"))
+    labels = days.unique().with_columns(pl.col("_day").cast(pl.String).alias("date"))
+    return df.with_columns(days.join(labels, on="_day", how="left", maintain_order="left").get_column("date"))
 
 
 def iter_chunks(table: TableSpec, frames: Iterator[pl.DataFrame]) -> Iterator[Chunk]:

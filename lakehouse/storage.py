@@ -148,8 +148,14 @@ class Lake:
     def existing_keys(self, spec: TableSpec, batch: pl.DataFrame) -> pl.DataFrame:
         """Keys already in the table for the partitions (and ts range) ``batch`` touches."""
         dt = self.delta(spec)
+        empty = pl.DataFrame(schema={k: batch.schema[k] for k in spec.keys})
         if dt is None or batch.height == 0:
-            return pl.DataFrame(schema={k: batch.schema[k] for k in spec.keys})
+            return empty
+        if spec.partition_by:  # a bulk load lands in new partitions: nothing there to compare against
+            touched = set(batch.select(pl.col(c).cast(pl.String) for c in spec.partition_by).unique().iter_rows())
+            stored = {tuple(part.get(c) for c in spec.partition_by) for part in dt.partitions()}
+            if not touched & stored:
+                return empty
         expr = None
         for p in spec.partition_by:
             values = batch.get_column(p).unique().to_list()
