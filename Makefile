@@ -16,6 +16,7 @@ export PYTHONUNBUFFERED := 1
 ORT_DYLIB_PATH = $(abspath $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1*)))
 SCORER := $(CARGO_TARGET_DIR)/release/mps-scorer
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup env rust test test-py test-rust demo bench bench-scorer golden clean-state
 
@@ -52,7 +53,7 @@ test-rust: env
 	fi
 
 demo: setup
-	ORT_DYLIB_PATH="$(ORT_DYLIB_PATH)" MPS_SCORER_BIN="$(SCORER)" $(PY) -m mps.demo
+	ORT_DYLIB_PATH="$(ORT_DYLIB_PATH)" MPS_SCORER_BIN="$(SCORER)" $(PY) -m mps.demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) benchmarks/ingest.py
