@@ -14,6 +14,7 @@ rows not yet stored, quarantines the rest with a reason, and keeps the account
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -140,6 +141,17 @@ def _raw_column(df: pl.DataFrame) -> pl.Expr:
     return pl.struct(values).struct.json_encode()
 
 
+MAX_CHUNKS_IN_FLIGHT = 2  # prepared chunks waiting for the writer (bounds memory)
+
+
+@dataclass
+class _Prepared:
+    spec: TableSpec
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+    exact_dups: int
+
+
 class Ingestor:
     """Write batches into the lake with validation, dedupe, quarantine and accounting."""
 
@@ -164,17 +176,33 @@ class Ingestor:
         return report
 
     def ingest_batch(self, batch: Batch) -> list[Account]:
+        """Validate chunk N+1 while chunk N is written.
+
+        Writes (key check, anti-join, append) run on one writer thread strictly in chunk order, so
+        dedupe sees every earlier chunk; validation runs meanwhile on this thread. Both are native
+        code that releases the GIL, so on two cores the write and the next validation overlap.
+        """
         ingest_ts = self.clock()
         accounts: dict[str, Account] = {}
         offset = 0
-        for chunk in batch.chunks:
-            spec = chunk.table
-            acc = accounts.setdefault(spec.qualified, Account(batch.batch_id, batch.source, spec.qualified, batch.file))
-            written, dups, quarantined, n = self._ingest_chunk(batch, chunk, ingest_ts, offset)
-            offset += n
-            acc.rows_read += chunk.rows_read
+        in_flight: list[tuple[Account, int, Future]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mps-writer") as writer:
+            try:
+                for chunk in batch.chunks:
+                    spec = chunk.table
+                    acc = accounts.setdefault(spec.qualified,
+                                              Account(batch.batch_id, batch.source, spec.qualified, batch.file))
+                    prepared = self._prepare_chunk(batch, chunk, ingest_ts, offset)
+                    offset += chunk.rows_read
+                    acc.rows_read += chunk.rows_read
+                    in_flight.append((acc, prepared.exact_dups, writer.submit(self._write_chunk, prepared)))
+                    if len(in_flight) > MAX_CHUNKS_IN_FLIGHT:  # bound memory: wait for the oldest write
+                        in_flight[-1 - MAX_CHUNKS_IN_FLIGHT][2].result()
+            finally:
+                results = [(acc, dups, fut.result()) for acc, dups, fut in in_flight]
+        for acc, exact_dups, (written, dups, quarantined) in results:
             acc.rows_written += written
-            acc.duplicates += dups
+            acc.duplicates += dups + exact_dups
             acc.quarantined += quarantined
         log = pl.DataFrame([{**a.__dict__, "ingest_ts": ingest_ts} for a in accounts.values()],
                            schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC")})
@@ -182,7 +210,8 @@ class Ingestor:
             self.lake.append_new(BRONZE_INGEST_LOG, log.select(BRONZE_INGEST_LOG.column_names))
         return list(accounts.values())
 
-    def _ingest_chunk(self, batch: Batch, chunk: Chunk, ingest_ts: datetime, offset: int) -> tuple[int, int, int, int]:
+    def _prepare_chunk(self, batch: Batch, chunk: Chunk, ingest_ts: datetime, offset: int) -> "_Prepared":
+        """Pure part: declared checks, in-batch dedupe, quarantine rows, lineage columns."""
         spec, df = chunk.table, chunk.data
         if "_row" not in df.columns:
             df = df.with_row_index("_row", offset=offset + 1).with_columns(pl.col("_row").cast(pl.Int64))
@@ -190,10 +219,13 @@ class Ingestor:
         good, exact_dups, conflicts = split_duplicates(spec, good)
         rejected = pl.concat([bad, conflicts], how="diagonal_relaxed") if conflicts.height else bad
         quarantine = self._quarantine_frame(batch, spec, rejected, chunk.rejected, ingest_ts)
-        q_written, _ = self.lake.append_new(BRONZE_QUARANTINE, quarantine)
-        rows = self._with_lineage(batch, spec, good, ingest_ts)
-        written, dups = self.lake.append_new(spec, rows)
-        return written, dups + exact_dups, quarantine.height, df.height + len(chunk.rejected)
+        return _Prepared(spec, self._with_lineage(batch, spec, good, ingest_ts), quarantine, exact_dups)
+
+    def _write_chunk(self, prepared: "_Prepared") -> tuple[int, int, int]:
+        """Writer-thread part: append new keys and the quarantine; return (written, duplicates, quarantined)."""
+        self.lake.append_new(BRONZE_QUARANTINE, prepared.quarantine)
+        written, dups = self.lake.append_new(prepared.spec, prepared.rows)
+        return written, dups, prepared.quarantine.height
 
     @staticmethod
     def _with_lineage(batch: Batch, spec: TableSpec, df: pl.DataFrame, ingest_ts: datetime) -> pl.DataFrame:

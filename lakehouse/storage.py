@@ -151,11 +151,8 @@ class Lake:
         empty = pl.DataFrame(schema={k: batch.schema[k] for k in spec.keys})
         if dt is None or batch.height == 0:
             return empty
-        if spec.partition_by:  # a bulk load lands in new partitions: nothing there to compare against
-            touched = set(batch.select(pl.col(c).cast(pl.String) for c in spec.partition_by).unique().iter_rows())
-            stored = {tuple(part.get(c) for c in spec.partition_by) for part in dt.partitions()}
-            if not touched & stored:
-                return empty
+        if not self._may_hold(dt, spec, batch):
+            return empty
         expr = None
         for p in spec.partition_by:
             values = batch.get_column(p).unique().to_list()
@@ -175,6 +172,32 @@ class Lake:
         keys = dt.to_pyarrow_dataset().to_table(columns=list(spec.keys), filter=expr)
         keys = keys.cast(pa.schema([spec.schema.field(k) for k in spec.keys]))
         return pl.from_arrow(keys).cast({k: batch.schema[k] for k in spec.keys})
+
+    @staticmethod
+    def _may_hold(dt: DeltaTable, spec: TableSpec, batch: pl.DataFrame) -> bool:
+        """Whether any stored file could hold one of the batch's keys, from the log alone.
+
+        A file can only if it is in a partition the batch touches and its ts range (file stats)
+        overlaps the batch's. Bulk loads and later chunks of one delivery usually overlap nothing,
+        and then the key scan is skipped. Files without stats count as overlapping.
+        """
+        files = pl.from_arrow(pa.table(dt.get_add_actions(flatten=True)))
+        if files.height == 0:
+            return False
+        if spec.partition_by:
+            touched = batch.select(pl.col(c).cast(pl.String).alias(f"partition.{c}") for c in spec.partition_by).unique()
+            files = files.join(touched, on=touched.columns, how="semi")
+        for key in spec.keys:  # the batch's key range must overlap the file's (ts, symbol_id, ...)
+            if key in spec.partition_by or f"min.{key}" not in files.columns or files.height == 0:
+                continue
+            values = batch.get_column(key)
+            if values.dtype == pl.Datetime("ns", "UTC") or isinstance(values.dtype, pl.Datetime):
+                values = values.cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
+            elif values.dtype != pl.String and not values.dtype.is_integer():
+                continue
+            lo, hi = pl.col(f"min.{key}").cast(values.dtype), pl.col(f"max.{key}").cast(values.dtype)
+            files = files.filter(lo.is_null() | hi.is_null() | ((lo <= values.max()) & (hi >= values.min())))
+        return files.height > 0
 
     def append_new(self, spec: TableSpec, batch: pl.DataFrame) -> tuple[int, int]:
         """Append the rows whose keys are not yet stored; return (written, duplicates skipped)."""
