@@ -26,6 +26,12 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return v[np.searchsorted(np.cumsum(w), w.sum() * (0.5 - 1e-12))]
 
 
+def capped(w: np.ndarray, max_share: float) -> np.ndarray:
+    """No source above ``max_share`` of the first-pass weight: w <= r * (sum of the others)."""
+    others = w.sum() - w
+    return np.where(others > 0, np.minimum(w, max_share / (1 - max_share) * others), w)
+
+
 def source_bars(ticks: pd.DataFrame, opens: np.ndarray, closes: np.ndarray, tf_ns: int) -> pd.DataFrame:
     """Per-source bars of ``tf_ns`` aligned on session opens (sessions ``[open, close]``, sorted)."""
     ts = ticks["ts"].to_numpy()
@@ -69,14 +75,14 @@ def candidates(bars: pd.DataFrame, tf_ns: int, max_delay_bars: int = 60, stale_a
 
 
 def consensus(bars: pd.DataFrame, weights: pd.DataFrame, tf_ns: int, k: float = 6.0,
-              floor_bps: float = 0.05) -> pd.DataFrame:
+              floor_bps: float = 0.05, max_share: float = 0.45) -> pd.DataFrame:
     """One consensus bar per slot: weighted medians without the outlying contributions."""
     c = candidates(bars, tf_ns).merge(weights, on=["source", "symbol_id"], how="left")
     c["w"] = c["w"].fillna(c.groupby("symbol_id")["w"].transform("median")).fillna(1.0).clip(lower=1e-9)
     c["latency_ms"] = c["latency_ms"].fillna(c.groupby("symbol_id")["latency_ms"].transform("median")).fillna(0.0)
     long = c.melt(id_vars=[*SLOT, "source", "w"], value_vars=FIELDS, var_name="field", value_name="value")
     by = [*SLOT, "field"]
-    med = long.groupby(by).apply(lambda g: weighted_median(g["value"].to_numpy(), g["w"].to_numpy()),
+    med = long.groupby(by).apply(lambda g: weighted_median(g["value"].to_numpy(), capped(g["w"].to_numpy(), max_share)),
                                  include_groups=False).rename("med0")
     long = long.join(med, on=by)
     long["dev"] = (long["value"] - long["med0"]).abs()
