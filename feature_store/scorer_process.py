@@ -7,7 +7,6 @@ inside the installed ``onnxruntime`` wheel (one ORT for Python and Rust); ``ort_
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 from mps.errors import ServiceError
+from mps.processes import terminate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRATE_DIR = REPO_ROOT / "serving-rs"
@@ -108,14 +108,7 @@ class ScorerProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return self.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.returncode = proc.returncode
+        self.returncode = terminate(proc, timeout)
         return self.returncode
 
     @property

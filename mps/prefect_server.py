@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mps.errors import ServiceError
-from mps.nats_server import free_port
+from mps.processes import free_port, terminate
 
 # Settings the parent may carry that would point the server at someone else's database or API.
 _INHERITED = ("PREFECT_API_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL",
@@ -122,14 +122,8 @@ class PrefectServer:
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        if proc is not None:
+            terminate(proc, timeout)
 
     def wait(self) -> None:
         """Block until Ctrl-C or until the server exits (to keep the UI up for a user)."""

@@ -10,7 +10,7 @@ import pytest
 from prefect import flow
 
 from mps.errors import ServiceError
-from mps.nats_server import free_port
+from mps.processes import free_port
 from mps.prefect_server import PrefectServer
 
 

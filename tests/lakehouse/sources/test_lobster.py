@@ -43,6 +43,9 @@ def test_real_pair_counts_times_and_prices(shared_data, lake, clock):
     assert (first["action"], first["side"], first["price"], first["size"], first["order_id"]) == ("add", 1, 585.33, 18.0, 16113575)
     book = json.loads(first["book"])
     assert book["ask_px"][0] == 585.94 and book["ask_sz"][0] == 200 and book["bid_px"][0] == 585.33
+    # the last message, 34249.086375027 s after midnight ET: a buy limit order of 18 at 585.35
+    assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=timezone.utc)) + 86_375_027
+    assert (last["action"], last["side"], last["price"], last["size"], last["order_id"]) == ("add", 1, 585.35, 18.0, 18259338)
     assert len(book["bid_px"]) == 10
     assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=timezone.utc)) + 86_375_027
     n_type = {t: sum(1 for ln in lines if ln.split(",")[1] == str(t)) for t in range(1, 8)}
