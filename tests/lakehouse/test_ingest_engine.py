@@ -144,3 +144,20 @@ def test_option_rows_are_checked_by_their_underlying(lake, clock):
         [Batch("vendor", "chain.csv", "b1", [Chunk(BRONZE_OPTIONS_CHAIN, df)])])
     assert report.total("rows_written") == 1
     assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == ["unknown symbol NOPE:US"]
+
+
+@pytest.mark.parametrize("ts, seq, ordered", [
+    ([1, 2, 3], [0, 0, 0], True),
+    ([1, 1, 2], [0, 1, 0], True),
+    ([1, 1, 2], [0, 0, 0], False),  # a repeated (ts, seq): must go to the exact check
+    ([2, 1, 3], [0, 0, 0], False),
+])
+def test_ordered_keys_fast_path(ts, seq, ordered):
+    from lakehouse.validate import _strictly_ordered, split_duplicates
+
+    df = trades(ts, [10.0] * len(ts), seq=seq)
+    keys = ["symbol_id", "ts", "seq"]
+    assert _strictly_ordered(df, keys) is ordered
+    kept, exact, conflicts = split_duplicates(BRONZE_TRADES, df)
+    assert kept.height + exact + conflicts.height == df.height
+    assert exact == (0 if ordered or ts[0] != ts[1] or seq[0] != seq[1] else 1)
