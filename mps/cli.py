@@ -39,6 +39,22 @@ def _lake(profile: str, lake_root: Optional[str]):
     return lake
 
 
+def _prefect_env(profile: str) -> None:
+    """Point Prefect at the profile's server and home (the shell's job: flows never read env vars).
+
+    Set before the first flow call; variables the user already exported win.
+    """
+    import os
+
+    from mps.settings import load_profile
+
+    prof = load_profile(profile)
+    os.environ.setdefault("PREFECT_HOME", prof.prefect.home)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if prof.prefect.api_url:
+        os.environ.setdefault("PREFECT_API_URL", prof.prefect.api_url)
+
+
 def _parse_kv(pairs: list[str]) -> dict:
     """Parse ``key=value`` pairs; values are read as YAML scalars/lists (``symbols=[A,B]``)."""
     out: dict = {}
@@ -177,8 +193,6 @@ def reconcile(
     """Run the reconcile flow over a window: bronze vendors -> silver consensus bars."""
     from datetime import datetime, timezone
 
-    from flows.reconcile import reconcile as reconcile_flow
-
     def parse(value: str) -> datetime:
         try:
             ts = datetime.fromisoformat(value)
@@ -187,6 +201,9 @@ def reconcile(
         return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
     try:
+        _prefect_env(profile)
+        from flows.reconcile import reconcile as reconcile_flow
+
         lake = _lake(profile, lake_root)
         written = reconcile_flow(parse(start), parse(end), timeframes=timeframe, symbols=symbol or None,
                                  lake_root=lake.root, profile=profile)
