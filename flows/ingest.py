@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lakehouse.ingest import Batch, Clock, Ingestor, IngestReport, utc_clock
+from lakehouse.ingest import Batch, Clock, Ingestor, IngestReport
 from lakehouse.run_source import source_batches, sync_security_master
 from lakehouse.security_master import known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.storage import Lake
+from mps.clock import utc_clock
 from mps.settings import load_profile
 
 

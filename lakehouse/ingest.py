@@ -14,10 +14,10 @@ rows not yet stored, quarantines the rest with a reason, and keeps the account
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -29,11 +29,6 @@ from lakehouse.validate import REASON, split_duplicates, split_valid
 from mps.errors import MpsError, SourceError
 
 Clock = Callable[[], datetime]
-
-
-def utc_clock() -> datetime:
-    """The default clock for the application shell (domain code receives a clock instead)."""
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def ingest(
     lake_root: Optional[str] = LakeOpt,
 ) -> None:
     """Ingest a source into bronze; print the per-batch account."""
-    from lakehouse.ingest import utc_clock
+    from mps.clock import utc_clock
     from lakehouse.run_source import run_source
 
     try:
