@@ -72,7 +72,8 @@ def with_factors(bars: pl.DataFrame, actions: pl.DataFrame, as_of: datetime | No
 def _default_quality() -> pl.Expr:
     return pl.struct(pl.lit(False).alias("stale"), pl.lit(0.0).alias("outlier_frac"), pl.lit(1, pl.Int64).alias("n_src"),
                      pl.lit(None, pl.Float64).alias("lat_ms"),
-                     pl.lit(None, pl.List(pl.String)).alias("sources"))
+                     pl.lit(None, pl.List(pl.String)).alias("sources"),
+                     pl.lit(None, pl.List(pl.String)).alias("outliers"))
 
 
 def adjusted_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, as_of: datetime | None = None,

@@ -144,6 +144,7 @@ BRONZE_SIM_EVENTS = _bronze("sim_events", (
 QUALITY = pa.struct([
     pa.field("stale", pa.bool_()), pa.field("outlier_frac", F64), pa.field("n_src", I64),
     pa.field("lat_ms", F64), pa.field("sources", pa.list_(STR)),
+    pa.field("outliers", pa.list_(STR)),  # vendors that delivered the slot and were voted out
 ])
 
 SILVER_BARS = TableSpec("silver", "bars", (
@@ -153,7 +154,7 @@ SILVER_BARS = TableSpec("silver", "bars", (
     col("low", F64, positive=True), col("close", F64, positive=True),
     col("volume", F64, non_negative=True), col("vwap", F64, nullable=True, positive=True),
     col("n_trades", I64, nullable=True, non_negative=True),
-    col("quality", QUALITY, doc="seed MPS 2.2: stale, outlier_frac, n_src, lat_ms, sources"),
+    col("quality", QUALITY, doc="seed MPS 2.2: stale, outlier_frac, n_src, lat_ms, sources; plus outliers"),
     col("known_at", TS, doc="when the platform could first have known this bar"),
 ), keys=("symbol_id", "tf", "adjustment", "ts"), partition_by=("tf",), lineage=False,
     doc="reconciled consensus bars, raw and adjusted")

@@ -29,12 +29,11 @@ from rich.table import Table
 
 from lakehouse import freshness as fr
 from lakehouse.reconcile.bars import build_bars
-from lakehouse.reconcile.clock_offset import apply_offsets
 from lakehouse.reconcile.pipeline import quotes_as_ticks
 from lakehouse.reconcile.report import consensus_error, outlier_scores
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (BRONZE_INGEST_LOG, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_SIM_EVENTS, BRONZE_SIM_TRUTH,
-                              BRONZE_TRADES, GOLD_SIGNALS, SILVER_BARS, SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS,
+                              BRONZE_TRADES, GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS,
                               SILVER_QUALITY_RESULTS, TABLES)
 
 SLOT = ["source", "symbol_id", "ts"]
@@ -97,21 +96,13 @@ def bars_summary(bars: pl.DataFrame) -> pl.DataFrame:
                                    q.field("outlier_frac").mean().alias("mean_outlier_frac")).sort("tf")
 
 
-def consensus_observations(consensus: pl.DataFrame, vendor_bars: pl.DataFrame) -> pl.DataFrame:
-    """Each vendor bar the consensus weighed in its slot, ``outlier`` when the silver bar left that vendor out.
-
-    The consensus's own ``candidates`` rule says which delivered bars it weighed (a frozen feed's
-    flat bar is set aside before the vote, not flagged); of those, a vendor missing from the bar's
-    ``quality.sources`` was voted out as an outlier.
-    """
-    from lakehouse.reconcile.consensus import ConsensusConfig, candidates
-
-    used = (consensus.select("symbol_id", "ts", pl.col("quality").struct.field("sources").alias("source"))
-            .explode("source").drop_nulls("source").with_columns(pl.lit(True).alias("_used")))
-    weighed = (candidates(vendor_bars, ConsensusConfig()).filter(pl.col("bar_ts") == pl.col("ts")).select(SLOT)
-               .join(consensus.select("symbol_id", "ts"), on=["symbol_id", "ts"], how="semi"))
-    return weighed.join(used, on=SLOT, how="left").select(
-        *SLOT, pl.lit(True).alias("delivered"), pl.col("_used").is_null().alias("outlier"))
+def consensus_observations(consensus: pl.DataFrame) -> pl.DataFrame:
+    """Each vendor bar the consensus weighed, ``outlier`` when it was voted out (``quality.outliers``)."""
+    q = pl.col("quality").struct
+    sides = [consensus.select("symbol_id", "ts", q.field(field).alias("source")).explode("source")
+             .drop_nulls("source").with_columns(pl.lit(field == "outliers").alias("outlier"))
+             for field in ("sources", "outliers")]
+    return pl.concat(sides).select(*SLOT, pl.lit(True).alias("delivered"), "outlier")
 
 
 def accuracy(lake: Lake, bars: pl.DataFrame, ticks: pl.DataFrame, calendars: dict[str, str],
@@ -119,13 +110,12 @@ def accuracy(lake: Lake, bars: pl.DataFrame, ticks: pl.DataFrame, calendars: dic
     """Close errors vs the simulator's true price, and outlier flags vs its injected bad prints, per timeframe."""
     truth = lake.read(BRONZE_SIM_TRUTH, ["symbol_id", "ts", "price"])
     events = lake.read(BRONZE_SIM_EVENTS)
-    aligned = apply_offsets(ticks, lake.read(SILVER_CLOCK_OFFSETS))
     errors, outliers = [], []
     for tf in timeframes:
         cons = bars.filter(pl.col("tf") == tf)
         errors.append(consensus_error(cons, build_bars(ticks, tf, calendars).bars, truth)
                       .select(pl.lit(tf).alias("tf"), pl.all()))
-        seen = consensus_observations(cons, build_bars(aligned, tf, calendars).bars)
+        seen = consensus_observations(cons)
         outliers.append({"tf": tf, **outlier_scores(seen, events, tf, calendars)})
     return pl.concat(errors), pl.DataFrame(outliers)
 

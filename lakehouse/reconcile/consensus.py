@@ -191,7 +191,8 @@ def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None, cfg: Cons
         .alias("_known"))
     side = [weighted_median(used, SLOT, c) for c in ("volume", "vwap", "n_trades")]
     quality = (obs.group_by(SLOT).agg(
-        pl.col("slot_stale").first().alias("stale"), pl.col("outlier").mean().alias("outlier_frac"))
+        pl.col("slot_stale").first().alias("stale"), pl.col("outlier").mean().alias("outlier_frac"),
+        pl.col("source").filter(pl.col("outlier")).sort().alias("outliers"))
         .join(used.group_by(SLOT).agg(pl.len().cast(pl.Int64).alias("n_src"), pl.col("source").sort().alias("sources"),
                                        pl.col("_known").max().alias("_known")), on=SLOT))
     out = prices.join(quality, on=SLOT)
@@ -204,7 +205,7 @@ def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None, cfg: Cons
     ).with_columns(
         ((pl.col("known_at").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_ms"),
     ).with_columns(
-        pl.struct("stale", "outlier_frac", "n_src", "lat_ms", "sources").alias("quality"),
+        pl.struct("stale", "outlier_frac", "n_src", "lat_ms", "sources", "outliers").alias("quality"),
     )
     observations = obs.select(*SLOT, "source", "fresh", "outlier", "deviant", "used", "dev_rel", "age_ns",
                               (pl.col("bar_ts") == pl.col("ts")).alias("delivered"), "close", "w",

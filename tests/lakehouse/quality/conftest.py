@@ -52,7 +52,7 @@ def lean_usa(shared_data) -> Path:
 
 
 QUALITY_DTYPE = pl.Struct({"stale": pl.Boolean, "outlier_frac": pl.Float64, "n_src": pl.Int64,
-                           "lat_ms": pl.Float64, "sources": pl.List(pl.String)})
+                           "lat_ms": pl.Float64, "sources": pl.List(pl.String), "outliers": pl.List(pl.String)})
 
 
 def as_silver(bars: pl.DataFrame) -> pl.DataFrame:
@@ -60,7 +60,8 @@ def as_silver(bars: pl.DataFrame) -> pl.DataFrame:
     return bars.with_columns(
         pl.lit(None, pl.Float64).alias("vwap"), pl.lit(None, pl.Int64).alias("n_trades"),
         pl.struct(pl.lit(False).alias("stale"), pl.lit(0.0).alias("outlier_frac"), pl.lit(1, pl.Int64).alias("n_src"),
-                  pl.lit(0.0).alias("lat_ms"), pl.lit(["lean"]).alias("sources")).cast(QUALITY_DTYPE).alias("quality"),
+                  pl.lit(0.0).alias("lat_ms"), pl.lit(["lean"]).alias("sources"),
+                  pl.lit([], pl.List(pl.String)).alias("outliers")).cast(QUALITY_DTYPE).alias("quality"),
         pl.col("ts").alias("known_at"),
     )
 

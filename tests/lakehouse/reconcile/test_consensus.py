@@ -67,3 +67,10 @@ def test_a_dominant_vendor_cannot_define_normal():
     assert flagged == [("a", T0 + timedelta(minutes=10))]
     bar = out.bars.filter(pl.col("ts") == T0 + timedelta(minutes=10)).row(0, named=True)
     assert abs(bar["high"] - 111.0) < 0.05
+
+
+def test_voted_out_vendors_are_recorded_in_quality():
+    rows = [(s, m, 100.0 + m + d, 0.0) for m in range(30) for s, d in (("a", 0.0), ("b", 0.01), ("c", -0.01))]
+    rows[3 * 10 + 2] = ("c", 10, 110.0, 500.0)
+    q = consensus(_bars(rows)).bars.filter(pl.col("ts") == T0 + timedelta(minutes=10)).row(0, named=True)["quality"]
+    assert q["sources"] == ["a", "b"] and q["outliers"] == ["c"]
