@@ -12,14 +12,14 @@ from lakehouse.schema import TS, TableSpec, col
 
 F64 = pa.float64()
 I64 = pa.int64()
-STR = pa.string()
+STR = pa.large_string()  # what polars hands over: no copy on the way to Delta (which stores both as string)
 
 _LINEAGE = (
     col("source", STR, doc="vendor or adapter that delivered the row"),
     col("ingest_ts", TS, doc="when this platform ingested the row"),
     col("batch_id", STR, doc="deterministic id of the ingest batch (source + file content)"),
 )
-_DATE = col("date", pa.string(), doc="UTC date of ts, YYYY-MM-DD (partition)")
+_DATE = col("date", STR, doc="UTC date of ts, YYYY-MM-DD (partition)")
 
 
 def _bronze(name: str, columns, keys, *, ordered_by="ts", series_by=("symbol_id",), partition_by=("source", "date"), doc=""):
