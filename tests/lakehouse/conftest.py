@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,13 +21,26 @@ from pathlib import Path
 
 import pytest
 
+from mps.processes import free_port
+
 PG_PASSWORD = "mps-test-secret-pw"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="session")
+def bac_trades(shared_data):
+    """Factory of real trades: the first ``n`` BAC ticks of 2013-10-07 as bronze.trades payload.
+
+    Read once through the LEAN adapter (ms since midnight ET -> UTC ns), so tests that need real
+    trades elsewhere (S3, the PostgreSQL seed) do not parse LEAN files again.
+    """
+    import polars as pl
+
+    from lakehouse.sources import lean
+
+    params = lean.Params(root=shared_data / "lean", files=(Path("equity/usa/tick/bac/20131007_trade.zip"),))
+    (batch,) = lean.batches(params, lambda: None)
+    trades = pl.concat([c.data for c in batch.chunks]).drop("_row", "_raw", strict=False)
+    return lambda n: trades.head(n)
 
 
 def _pg_bin() -> Path | None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import socket
-import zipfile
 from datetime import date
 
 import polars as pl
@@ -27,20 +25,12 @@ OPTION_COLS = ["underlying", "ts", "expiry", "strike", "option_type", "bid", "as
                "open_interest", "implied_volatility", "delta", "gamma", "vega", "theta", "rho"]
 
 
-def lean_bac_trades(shared_data, n: int) -> pl.DataFrame:
-    """The first ``n`` BAC trade ticks of 2013-10-07 as stock_trades rows (LEAN: ms since midnight ET)."""
-    with zipfile.ZipFile(shared_data / "lean/equity/usa/tick/bac/20131007_trade.zip") as zf:
-        text = zf.read(zf.namelist()[0])
-    raw = pl.read_csv(io.BytesIO(text), has_header=False, n_rows=n,
-                      new_columns=["ms", "price_e4", "size", "exchange", "condition", "suspicious"],
-                      schema_overrides={"ms": pl.Float64, "exchange": pl.String, "condition": pl.String})
-    midnight = pl.datetime(2013, 10, 7, time_zone="America/New_York")
-    return raw.select(
-        pl.lit("BAC").alias("symbol"),
-        (midnight + pl.duration(microseconds=(pl.col("ms") * 1000).round().cast(pl.Int64)))
-        .dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
-        (pl.col("price_e4") / 10_000).alias("price"), pl.col("size").cast(pl.Int64),
-        pl.col("exchange"), pl.col("condition").alias("conditions"), pl.lit(None, pl.String).alias("side"))
+def stock_trades_rows(trades: pl.DataFrame) -> pl.DataFrame:
+    """Real bronze trades (the ``bac_trades`` fixture) as the seed's stock_trades rows."""
+    return trades.select(
+        pl.col("symbol_id").str.replace(":US", "", literal=True).alias("symbol"),
+        pl.col("ts").dt.cast_time_unit("us"), "price", pl.col("size").cast(pl.Int64),
+        "exchange", "conditions", pl.lit(None, pl.String).alias("side"))
 
 
 def lean_option_rows(shared_data, ticker: str, day: str) -> pl.DataFrame:
@@ -84,8 +74,8 @@ def totals(report, table: str) -> tuple[int, int, int, int]:
     return tuple(sum(getattr(a, k) for a in accs) for k in ("rows_read", "rows_written", "duplicates", "quarantined"))
 
 
-def test_runs_read_only_new_rows(shared_data, seed_db, lake, clock):
-    trades = lean_bac_trades(shared_data, 4000)
+def test_runs_read_only_new_rows(bac_trades, shared_data, seed_db, lake, clock):
+    trades = stock_trades_rows(bac_trades(4000))
     options = lean_option_rows(shared_data, "twx", "20140605")
     insert(seed_db, "stock_trades", trades.head(3000))
     insert(seed_db, "options_data", options)
@@ -170,8 +160,8 @@ def test_unmapped_symbols_and_bad_option_types_are_quarantined(seed_db, lake, cl
     assert lake.read(BRONZE_OPTIONS_CHAIN).get_column("underlying").to_list() == ["TWX:US", "TWX:US"]
 
 
-def test_batches_stream_in_chunks_with_deterministic_ids(shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", lean_bac_trades(shared_data, 2500))
+def test_batches_stream_in_chunks_with_deterministic_ids(bac_trades, shared_data, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(2500)))
     params = Params(dsn=seed_db, tables=("stock_trades",), chunk_size=300, batch_rows=1000)
     seen = []
     ingestor = Ingestor(lake, clock, known_symbols())
@@ -201,8 +191,8 @@ def params_db(dsn: str) -> str:
     return dict(p.split("=") for p in dsn.split())["dbname"]
 
 
-def test_crash_before_the_watermark_advance_rereads_harmlessly(shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", lean_bac_trades(shared_data, 1200))
+def test_crash_before_the_watermark_advance_rereads_harmlessly(bac_trades, shared_data, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(1200)))
     params = Params(dsn=seed_db, tables=("stock_trades",), chunk_size=500)
     ingestor = Ingestor(lake, clock, known_symbols())
     gen = batches(params, clock, lake)
@@ -219,8 +209,8 @@ def test_crash_before_the_watermark_advance_rereads_harmlessly(shared_data, seed
     assert ingest(lake, clock, params).accounts == []
 
 
-def test_unconsumed_batch_keeps_the_watermark(shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", lean_bac_trades(shared_data, 50))
+def test_unconsumed_batch_keeps_the_watermark(bac_trades, shared_data, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(50)))
     params = Params(dsn=seed_db, tables=("stock_trades",))
     assert len(list(batches(params, clock, lake))) == 1  # materialised, never written
     assert lake.read(WATERMARKS).height == 0
@@ -249,10 +239,10 @@ def test_params_are_strict():
     assert "secret" not in repr(parse_params("sql", {"dsn": "host=x password=secret"}))
 
 
-def test_run_source_gives_the_adapter_its_lake(shared_data, seed_db, lake, clock):
+def test_run_source_gives_the_adapter_its_lake(bac_trades, shared_data, seed_db, lake, clock):
     from lakehouse.run_source import run_source
 
-    insert(seed_db, "stock_trades", lean_bac_trades(shared_data, 300))
+    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(300)))
     raw = {"dsn": seed_db, "tables": ["stock_trades"]}
     assert totals(run_source(lake, "sql", raw, clock), "bronze.trades") == (300, 300, 0, 0)
     assert run_source(lake, "sql", raw, clock).accounts == []
