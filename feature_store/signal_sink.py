@@ -59,7 +59,6 @@ async def run_sink(nats_url: str, lake: Lake, stop: asyncio.Event, *, durable: s
                    batch_size: int = 1000, wait_s: float = 0.5) -> SinkStats:
     """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived."""
     import nats
-    from nats.errors import TimeoutError as NatsTimeout
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -70,7 +69,7 @@ async def run_sink(nats_url: str, lake: Lake, stop: asyncio.Event, *, durable: s
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch_size, timeout=wait_s)
-            except NatsTimeout:
+            except TimeoutError:  # nats' own TimeoutError, or asyncio's when the deadline runs out first
                 continue
             signals, payloads = [], []
             for m in msgs:
