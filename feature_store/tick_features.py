@@ -26,8 +26,8 @@ from lakehouse.schema import TS as TS_TYPE, TableSpec, col
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import register
 from mps.errors import ContractError
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 NS = 1_000_000_000
 FEATURE_SET = "tick_v1"
 TF = "1s"

@@ -34,8 +34,8 @@ from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS,
                               SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_VENDOR_STATS)
 from mps.settings import load_profile
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 BAR_ORDER = ["symbol_id", "tf", "adjustment", "ts"]
 
 

@@ -19,8 +19,8 @@ from functools import lru_cache
 import polars as pl
 
 from mps.errors import ConfigError
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 SESSION_SCHEMA = {"calendar": pl.String, "session": pl.Date, "open": TS, "close": TS}
 
 ALIASES = {"CME": "CMES", "GLOBEX": "CMES", "NYSE": "XNYS", "NASDAQ": "XNAS", "FX": "24/5", "CRYPTO": "24/7"}

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from lakehouse.schema import PL_TS as TS_NS
 
-TS_NS = pl.Datetime("ns", "UTC")
 ACTION_COLUMNS = ["symbol_id", "ex_date", "kind", "ratio", "amount", "price_factor", "split_factor", "known_at"]
 
 

@@ -27,8 +27,8 @@ from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_FRESHNESS
 from mps.errors import ConfigError
 from mps.settings import Strict
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 PAIR = ["symbol_id", "source"]
 
 

@@ -27,8 +27,8 @@ import polars as pl
 
 from lakehouse.futures_contracts import _sessions
 from mps.errors import ConfigError
+from lakehouse.schema import PL_TS as TS_NS
 
-TS_NS = pl.Datetime("ns", "UTC")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from lakehouse.reconcile.sessions import calendar_column, locate, session_table, slot_exprs, tf_ns
+from lakehouse.schema import MINUTE_NS, PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
-MINUTE_NS = 60_000_000_000
 BAR_COLUMNS = ("source", "symbol_id", "tf", "ts", "open", "high", "low", "close", "volume", "vwap",
                "n_trades", "last_ts", "arrival")
 BAR_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "tf": pl.String, "ts": TS, "open": pl.Float64,

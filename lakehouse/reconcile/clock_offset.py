@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from lakehouse.schema import MINUTE_NS, PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
-MINUTE_NS = 60_000_000_000
 OFFSET_SCHEMA = {"source": pl.String, "reference": pl.String, "symbol_id": pl.String,
                  "window_start": TS, "window_end": TS, "offset_ns": pl.Int64, "corr": pl.Float64, "known_at": TS}
 

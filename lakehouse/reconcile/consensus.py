@@ -33,11 +33,10 @@ import polars as pl
 
 from lakehouse.reconcile.sessions import tf_ns
 from lakehouse.reconcile.weighted_median import weighted_median
+from lakehouse.schema import DAY_NS, PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 FIELDS = ("open", "high", "low", "close")
 SLOT = ["symbol_id", "tf", "ts"]
-DAY_NS = 86_400_000_000_000
 WEIGHT_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "w": pl.Float64, "latency_ms": pl.Float64}
 
 

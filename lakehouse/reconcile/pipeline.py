@@ -22,8 +22,8 @@ from lakehouse.reconcile.consensus import Consensus, ConsensusConfig, consensus
 from lakehouse.reconcile.isolated_prints import PrintScreen, screen_prints
 from lakehouse.reconcile.sessions import TIMEFRAMES, session_fit
 from lakehouse.reconcile.vendor_stats import LATENCY_SPAN_NS, estimate_latency, estimate_vendor_stats, weights_from_stats
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 TICK_COLUMNS = ["source", "symbol_id", "ts", "price", "size"]
 
 

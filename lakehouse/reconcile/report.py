@@ -18,8 +18,8 @@ from __future__ import annotations
 import polars as pl
 
 from lakehouse.reconcile.bars import build_bars
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 
 
 def _errors(frame: pl.DataFrame, truth: pl.DataFrame, name: str) -> dict:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import polars as pl
 
 from lakehouse.reconcile.clock_offset import OffsetConfig, detect_offsets
+from lakehouse.schema import PL_TS as TS
 
-TS = pl.Datetime("ns", "UTC")
 STATS_COLUMNS = ["source", "symbol_id", "window_start", "window_end", "latency_ms", "uptime", "reliability",
                  "outlier_rate", "n_obs", "known_at"]
 LATENCY_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "latency_ms": pl.Float64}

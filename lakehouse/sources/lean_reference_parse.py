@@ -20,8 +20,8 @@ from datetime import date
 import polars as pl
 
 from lakehouse.ingest import Rejected
+from lakehouse.schema import PL_TS as TS_NS
 
-TS_NS = pl.Datetime("ns", "UTC")
 TF_LENGTH = {"1m": "1m", "1h": "1h", "1d": "1d"}
 
 

@@ -20,10 +20,10 @@ from datetime import date
 import polars as pl
 
 from lakehouse import calendars
+from lakehouse.schema import PL_TS as NS
 
 NY = "America/New_York"
 UTC = "UTC"
-NS = pl.Datetime("ns", "UTC")
 MS_PER_DAY = 86_400_000
 
 TF = {"second": "1s", "minute": "1m", "hour": "1h", "daily": "1d"}

@@ -15,8 +15,8 @@ import numpy as np
 
 from lakehouse.sources.sim_config import Dynamics
 from lakehouse.sources.sim_session import NS_PER_S, Session, u_shape
+from lakehouse.schema import MINUTE_NS
 
-MINUTE_NS = 60 * NS_PER_S
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
+from lakehouse.schema import DAY_NS, NS_PER_S
 
-NS_PER_S = 1_000_000_000
-DAY_NS = 86_400 * NS_PER_S
 
 
 @dataclass(frozen=True)

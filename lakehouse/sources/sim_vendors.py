@@ -17,8 +17,8 @@ import polars as pl
 from lakehouse.sources.sim_config import VendorConfig
 from lakehouse.sources.sim_price import TruthDay
 from lakehouse.sources.sim_session import NS_PER_S, Session
+from lakehouse.schema import PL_TS as NS
 
-NS = pl.Datetime("ns", "UTC")
 BAD_MIN, BAD_MAX = 0.02, 0.10
 
 
