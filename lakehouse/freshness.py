@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
-import pyarrow.compute as pc
 from pydantic import Field
 
 from lakehouse.calendars import sessions
@@ -94,10 +93,10 @@ def last_seen(lake: Lake, as_of: datetime, tables=(BRONZE_TRADES, BRONZE_QUOTES,
     """The last observation time per (symbol_id, source[, tf]) in bronze, up to ``as_of``."""
     frames = []
     for spec in tables:
-        cols = [*PAIR, "ts", *(["tf"] if "tf" in spec.column_names else [])]
-        data = lake.read(spec, columns=cols, filter=pc.field("ts") <= ts_value(as_of))
-        if data.height:
-            frames.append(data.group_by([c for c in cols if c != "ts"]).agg(pl.col("ts").max()))
+        by = [*PAIR, *(["tf"] if "tf" in spec.column_names else [])]
+        latest = lake.latest(spec, by, ts_value(as_of))
+        if latest.height:
+            frames.append(latest)
     if not frames:
         return pl.DataFrame(schema={"symbol_id": pl.String, "source": pl.String, "ts": TS})
     return pl.concat(frames, how="diagonal_relaxed")

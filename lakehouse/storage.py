@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -112,6 +114,42 @@ class Lake:
              filter: pc.Expression | None = None) -> pl.DataFrame:
         """Read the current version as a polars frame (optionally projected and filtered)."""
         return pl.from_arrow(self.read_arrow(spec, columns, filter))
+
+    def latest(self, spec: TableSpec, by: list[str], upto: int, column: str = "ts") -> pl.DataFrame:
+        """The largest ``column`` (int64 ns) per ``by`` group among rows with ``column <= upto``.
+
+        Settled from the Delta log where it can be: a file whose ``by`` columns are partitions or
+        constant (stats min == max) and whose ``column`` ends at or before ``upto`` gives its max
+        without being read. Only the other files (spanning ``upto``, several groups, no stats) are
+        scanned, so a freshness check does not re-read all history every run.
+        """
+        dt = self.delta(spec)
+        target = {c: pl.from_arrow(spec.schema.empty_table().select([c])).schema[c] for c in (*by, column)}
+        if dt is None:
+            return pl.DataFrame(schema=target)
+        files = pl.from_arrow(pa.table(dt.get_add_actions(flatten=True)))
+        value = {c: pl.col(f"partition.{c}") if c in spec.partition_by else pl.col(f"min.{c}") for c in by}
+        settled = pl.lit(True)
+        for c in by:
+            if c not in spec.partition_by:
+                settled = settled & pl.col(f"min.{c}").is_not_null() & (pl.col(f"min.{c}") == pl.col(f"max.{c}"))
+        settled = settled & pl.col(f"max.{column}").is_not_null() & (pl.col(f"max.{column}").cast(pl.Int64) <= upto)
+        files = files.with_columns(settled.fill_null(False).alias("_settled"))
+        from_stats = files.filter("_settled").select(
+            *[value[c].alias(c) for c in by], pl.col(f"max.{column}").cast(pl.Int64).alias(column))
+        frames = [from_stats]
+        rest = {unquote(p) for p in files.filter(~pl.col("_settled")).get_column("path")}
+        if rest:
+            full = dt.to_pyarrow_dataset()
+            fragments = [f for f in full.get_fragments() if any(unquote(f.path).endswith(p) for p in rest)]
+            subset = pads.FileSystemDataset(fragments, full.schema, full.format, full.filesystem)
+            read = pl.from_arrow(subset.to_table(columns=[*by, column], filter=pc.field(column) <= upto))
+            frames.append(read)
+        stacked = pl.concat([f.cast({c: pl.String for c in by if c in spec.partition_by}) for f in frames],
+                            how="vertical_relaxed")
+        out = stacked.group_by(by).agg(pl.col(column).max())
+        return out.cast({c: t for c, t in target.items() if c != column}).with_columns(
+            pl.col(column).cast(pl.Int64).cast(target[column]))
 
     def info(self, spec: TableSpec) -> TableInfo | None:
         dt = self.delta(spec)

@@ -55,3 +55,27 @@ def test_unknown_table_lists_known_ones():
 def test_reading_a_table_never_written_gives_the_declared_empty_frame(lake):
     df = lake.read(SILVER_VENDOR_STATS)
     assert df.height == 0 and df.schema["window_end"] == NS
+
+
+def test_latest_matches_a_full_scan_whether_settled_by_stats_or_read(lake, clock):
+    """Single-symbol files are settled from the Delta log, a mixed file and the file spanning
+    ``upto`` are read: the result must equal max(ts) per group over the rows up to ``upto``."""
+    from lakehouse.ingest import Batch, Chunk, Ingestor
+    from lakehouse.tables import BRONZE_TRADES
+
+    def trades(symbols, ts):
+        n = len(ts)
+        return pl.DataFrame({
+            "ts": pl.Series(ts).cast(NS), "symbol_id": symbols, "price": [1.0] * n, "size": [1.0] * n,
+            "side": pl.Series([None] * n, dtype=pl.Int8), "exchange": ["Q"] * n,
+            "conditions": pl.Series([None] * n, dtype=pl.String), "seq": list(range(n))})
+
+    batches = [Batch("v", "a", "b1", [Chunk(BRONZE_TRADES, trades(["AAPL:US"] * 3, [10, 20, 30]))]),
+               Batch("v", "b", "b2", [Chunk(BRONZE_TRADES, trades(["BAC:US"] * 2, [15, 25]))]),
+               Batch("w", "c", "b3", [Chunk(BRONZE_TRADES, trades(["AAPL:US", "BAC:US", "AAPL:US"], [5, 40, 50]))])]
+    Ingestor(lake, clock).run(batches)
+    for upto in (12, 26, 30, 45, 100):
+        got = lake.latest(BRONZE_TRADES, ["symbol_id", "source"], upto).sort("symbol_id", "source")
+        rows = lake.read(BRONZE_TRADES).filter(pl.col("ts").dt.epoch("ns") <= upto)
+        want = rows.group_by("symbol_id", "source").agg(pl.col("ts").max()).sort("symbol_id", "source")
+        assert_frame_equal(got.select(want.columns), want, check_dtypes=True)
