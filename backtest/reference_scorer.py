@@ -17,7 +17,7 @@ import numpy as np
 from backtest.signal import compute_signal
 from backtest.sizing import RiskState, SizingConfig
 from feature_store.messages import FeatureUpdate, decode, signals_subject
-from mps.errors import ContractError
+from core.errors import ContractError
 from training.onnx_export import ModelMetadata, read_metadata
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backtest.sizing import RiskState, SizingConfig, guard_for, position_size
-from mps.errors import ContractError
+from core.errors import ContractError
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_NAMES: tuple[str, ...] = ("q05", "q25", "q50", "q75", "q95")

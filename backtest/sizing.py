@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mps.errors import ConfigError
+from core.errors import ConfigError
+from core.resources import contracts_dir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SIZING_PATH = REPO_ROOT / "contracts" / "sizing.json"
+DEFAULT_SIZING_PATH = contracts_dir() / "sizing.json"
 
 GUARD_DRAWDOWN = "drawdown_kill"
 GUARD_STALE = "stale"

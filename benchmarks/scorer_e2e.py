@@ -26,7 +26,7 @@ from hdrh.histogram import HdrHistogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feature_store.scorer_process import ScorerProcess, scorer_binary  # noqa: E402
+from mps.scorer_process import ScorerProcess, scorer_binary  # noqa: E402
 from mps.nats_server import NatsServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
 from flows.continuous_futures import continuous_futures  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
-from mps.strategy import Strategy, load_strategy  # noqa: E402
+from core.strategy import Strategy, load_strategy  # noqa: E402
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
 TIMEZONE = "UTC"

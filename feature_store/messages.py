@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mps.errors import ContractError
+from core.errors import ContractError
 
 FEATURES_PREFIX = "features.v1"
 SIGNALS_PREFIX = "signals.v1"

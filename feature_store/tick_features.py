@@ -25,7 +25,7 @@ from feature_store.messages import FeatureUpdate
 from lakehouse.schema import TS as TS_TYPE, TableSpec, col
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import register
-from mps.errors import ContractError
+from core.errors import ContractError
 from lakehouse.schema import PL_TS as TS
 
 NS = 1_000_000_000

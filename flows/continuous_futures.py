@@ -16,7 +16,7 @@ from prefect import flow, task
 from lakehouse.futures_continuous import continuous_series
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_BARS, BRONZE_FUTURES_CONTRACTS, BRONZE_OPEN_INTEREST, SILVER_CONTINUOUS
-from mps.settings import load_profile
+from core.profile import load_profile
 
 
 def _lake(lake_root: str | None, profile: str) -> Lake:

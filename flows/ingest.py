@@ -20,8 +20,8 @@ from lakehouse.run_source import source_batches, sync_security_master
 from lakehouse.security_master import known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.storage import Lake
-from mps.clock import utc_clock
-from mps.settings import load_profile
+from core.clock import utc_clock
+from core.profile import load_profile
 
 
 def lake_for(profile: str, lake_root: str | None = None) -> Lake:

@@ -33,7 +33,7 @@ from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS,
                               SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_VENDOR_STATS)
-from mps.settings import load_profile
+from core.profile import load_profile
 from lakehouse.schema import PL_TS as TS
 
 BAR_ORDER = ["symbol_id", "tf", "adjustment", "ts"]

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from mps.errors import ConfigError
+from core.errors import ConfigError
 from lakehouse.schema import PL_TS as TS
 
 SESSION_SCHEMA = {"calendar": pl.String, "session": pl.Date, "open": TS, "close": TS}

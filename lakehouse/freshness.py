@@ -24,8 +24,8 @@ from lakehouse.calendars import sessions
 from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_FRESHNESS
-from mps.errors import ConfigError
-from mps.settings import Strict
+from core.errors import ConfigError
+from core.config import Strict
 from lakehouse.schema import PL_TS as TS
 
 PAIR = ["symbol_id", "source"]

@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from lakehouse.futures_roll import TS_NS, RollRule, roll_schedule
-from mps.errors import ConfigError
+from core.errors import ConfigError
+from core.timetypes import tf_rank
 
 METHODS = ("none", "panama", "ratio")
-TF_ORDER = ["1s", "1m", "5m", "15m", "1h", "1d"]
 MAX_STALE = timedelta(days=4)  # a close older than this before the roll does not size its gap
 
 
@@ -41,7 +41,7 @@ def _trade_bars(bars: pl.DataFrame) -> pl.DataFrame:
 
 def roll_prices(bars: pl.DataFrame, schedule: pl.DataFrame) -> pl.DataFrame:
     """Per roll: old and new contract, roll instant, the two prices used, gap and ratio."""
-    tfs = sorted(bars["tf"].unique().to_list(), key=lambda t: TF_ORDER.index(t) if t in TF_ORDER else 99)
+    tfs = sorted(bars["tf"].unique().to_list(), key=tf_rank)
     rows = []
     sched = schedule.with_columns(pl.col("contract").shift(1).alias("old")).filter(pl.col("old").is_not_null())
     for old, new, at in sched.select("old", "contract", "start").iter_rows():  # one iteration per roll

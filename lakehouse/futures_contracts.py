@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mps.errors import SourceError
+from core.errors import SourceError
 
 MONTH_CODES = "FGHJKMNQUVXZ"  # January .. December
 CONTRACT_RE = re.compile(r"^(?P<root>[A-Z0-9]+?)(?P<code>[FGHJKMNQUVXZ])(?P<yy>\d{2})$")

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from lakehouse.futures_contracts import _sessions
-from mps.errors import ConfigError
+from core.errors import ConfigError
 from lakehouse.schema import PL_TS as TS_NS
 
 

@@ -26,7 +26,7 @@ from lakehouse.schema import TableSpec
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE
 from lakehouse.validate import REASON, split_duplicates, split_valid
-from mps.errors import MpsError, SourceError
+from core.errors import MpsError, SourceError
 
 Clock = Callable[[], datetime]
 

@@ -11,12 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import pyarrow as pa
 
-TS = pa.timestamp("ns", tz="UTC")
-PL_TS = pl.Datetime("ns", "UTC")  # the same type in polars: every frame's timestamps
-
-NS_PER_S = 1_000_000_000
-MINUTE_NS = 60 * NS_PER_S
-DAY_NS = 86_400 * NS_PER_S
+from core.timetypes import DAY_NS, MINUTE_NS, NS_PER_S, PL_TS, TS  # noqa: F401  (the one declaration)
 
 LINEAGE = ("source", "ingest_ts", "batch_id")
 

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from lakehouse.ingest import Batch, Chunk, text_batch_id
 from lakehouse.tables import BRONZE_SECURITY_MASTER
-from mps.errors import ConfigError
-from mps.settings import REPO_ROOT, Strict, format_validation_error
+from core.errors import ConfigError
+from core.config import Strict, format_validation_error
+from core.resources import config_dir
 
-DIRECTORY = REPO_ROOT / "configs" / "security_master"
+DIRECTORY = config_dir() / "security_master"
 
 
 class Instrument(Strict):

@@ -36,7 +36,7 @@ def query(lake: Lake, sql: str) -> pl.DataFrame:
     try:
         return con.sql(sql).pl()
     except duckdb.Error as exc:
-        from mps.errors import MpsError
+        from core.errors import MpsError
 
         raise MpsError(f"SQL failed: {exc}") from exc
     finally:

@@ -21,7 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.schema import TableSpec
-from mps.errors import TableError
+from core.errors import TableError
 
 
 @dataclass(frozen=True)

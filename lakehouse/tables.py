@@ -235,6 +235,6 @@ def table(qualified: str) -> TableSpec:
     try:
         return TABLES[qualified]
     except KeyError:
-        from mps.errors import TableError
+        from core.errors import TableError
 
         raise TableError(f"unknown table {qualified!r}; known: {', '.join(sorted(TABLES))}") from None

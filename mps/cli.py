@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mps.errors import ConfigError, MpsError
+from core.errors import ConfigError, MpsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MPS: market data lakehouse and signals.")
 console = Console()
@@ -29,7 +29,7 @@ LakeOpt = typer.Option(None, "--lake", help="lake root overriding the profile (p
 def _lake(profile: str, lake_root: Optional[str]):
     from lakehouse.storage import Lake
     from mps.catalog import all_tables
-    from mps.settings import load_profile
+    from core.profile import load_profile
 
     all_tables()  # register tables declared beside their writers, so SQL sees every table
     prof = load_profile(profile)
@@ -46,7 +46,7 @@ def _prefect_env(profile: str) -> None:
     """
     import os
 
-    from mps.settings import load_profile
+    from core.profile import load_profile
 
     prof = load_profile(profile)
     os.environ.setdefault("PREFECT_HOME", prof.prefect.home)
@@ -80,7 +80,7 @@ def ingest(
     lake_root: Optional[str] = LakeOpt,
 ) -> None:
     """Ingest a source into bronze; print the per-batch account."""
-    from mps.clock import utc_clock
+    from core.clock import utc_clock
     from lakehouse.run_source import run_source
 
     try:
@@ -217,8 +217,8 @@ def reconcile(
 @app.command()
 def config(profile: str = ProfileOpt, strategy: Optional[Path] = typer.Option(None, help="strategy YAML to check")) -> None:
     """Validate and print the profile (and a strategy file)."""
-    from mps.settings import load_profile
-    from mps.strategy import DEFAULT_STRATEGY, load_strategy
+    from core.profile import load_profile
+    from core.strategy import DEFAULT_STRATEGY, load_strategy
 
     try:
         prof = load_profile(profile)

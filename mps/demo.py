@@ -37,11 +37,12 @@ from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS
 from mps import demo_report as dr
 from mps.prefect_server import PrefectServer
-from mps.settings import REPO_ROOT, load_profile
+from core.profile import load_profile
+from core.resources import contracts_dir
 
 UTC = timezone.utc
-MODEL = REPO_ROOT / "contracts" / "models" / "tick_tiny" / "v2" / "tick_tiny.onnx"
-SIZING = REPO_ROOT / "contracts" / "sizing.json"
+MODEL = contracts_dir() / "models" / "tick_tiny" / "v2" / "tick_tiny.onnx"
+SIZING = contracts_dir() / "sizing.json"
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfi
     import nats
 
     from feature_store.messages import FeaturePublisher, ensure_streams, put_champion
-    from feature_store.scorer_process import ScorerProcess
+    from mps.scorer_process import ScorerProcess
     from feature_store.signal_sink import run_sink
     from feature_store.tick_features import check_model_features, feature_updates
     from mps.nats_server import NatsServer

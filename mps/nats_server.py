@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mps.errors import ServiceError
+from core.errors import ServiceError
 from mps.processes import free_port, terminate
 
 

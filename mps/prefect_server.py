@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mps.errors import ServiceError
+from core.errors import ServiceError
 from mps.processes import free_port, terminate
 
 # Settings the parent may carry that would point the server at someone else's database or API.

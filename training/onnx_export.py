@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from mps.errors import ContractError
+from core.errors import ContractError
 
 if TYPE_CHECKING:  # torch is imported only to export, so readers of the contract stay light
     import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mps.settings import Strict
+from core.config import Strict
 
 
 class JumpRule(Strict):

@@ -18,7 +18,7 @@ from lakehouse.quality.derive import bar_statistics, ts_step
 from lakehouse.quality.rules import QualityRules
 from lakehouse.schema import TableSpec
 from lakehouse.tables import SILVER_BARS, SILVER_CONTINUOUS, SILVER_FRESHNESS, SILVER_VENDOR_STATS
-from mps.errors import TableError
+from core.errors import TableError
 
 Derive = Callable[[pl.DataFrame, QualityRules, "pl.DataFrame | None", "pl.DataFrame | None"], pl.DataFrame]
 

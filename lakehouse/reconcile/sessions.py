@@ -13,20 +13,9 @@ import numpy as np
 import polars as pl
 
 from lakehouse.calendars import TS, canonical, sessions
-from mps.errors import ConfigError
+from core.errors import ConfigError
+from core.timetypes import TIMEFRAMES, tf_ns  # noqa: F401  (re-exported for reconcile)
 
-TIMEFRAMES: dict[str, int | None] = {
-    "1s": 1_000_000_000, "1m": 60_000_000_000, "5m": 300_000_000_000, "15m": 900_000_000_000,
-    "1h": 3_600_000_000_000, "1d": None,  # the whole session
-}
-
-
-def tf_ns(tf: str) -> int | None:
-    """Return the bar length in ns (None for "1d": one bar per session)."""
-    try:
-        return TIMEFRAMES[tf]
-    except KeyError:
-        raise ConfigError(f"unknown timeframe {tf!r}; known: {', '.join(TIMEFRAMES)}") from None
 
 
 def calendar_column(frame: pl.DataFrame, calendars: dict[str, str]) -> pl.Series:

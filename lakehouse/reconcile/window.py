@@ -24,7 +24,7 @@ from lakehouse.adjust import adjusted_bars
 from lakehouse.corporate_actions import known_actions
 from lakehouse.reconcile.sessions import tf_ns
 from lakehouse.storage import ts_value
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 DAY = timedelta(days=1)
 # calendar days of earlier silver bars the gate sees per timeframe (>= its 50-bar jump and volume windows)

@@ -34,8 +34,8 @@ from lakehouse.sources.databento_decode import BLOCK, Header, text_frames
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
 from lakehouse.tables import (BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_FUTURES_CONTRACTS, BRONZE_QUOTES,
                               BRONZE_TRADES)
-from mps.errors import SourceError
-from mps.settings import Strict
+from core.errors import SourceError
+from core.config import Strict
 
 SOURCE = "databento"
 VENUES = {"GLBX.MDP3": "CME", "XNAS.ITCH": "US", "XNYS.PILLAR": "US", "DBEQ.BASIC": "US", "EQUS.MINI": "US",

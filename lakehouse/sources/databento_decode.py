@@ -18,7 +18,7 @@ import databento_dbn as dbn
 import polars as pl
 import pyarrow as pa
 
-from mps.errors import SourceError
+from core.errors import SourceError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BLOCK = 8 << 20  # decompressed bytes fed to the transcoder per step

@@ -25,8 +25,8 @@ from lakehouse.sources.lean_parse import read_bytes
 from lakehouse.sources.lean_paths import ASSET_CLASSES, KINDS, RESOLUTIONS, LeanFile, describe, discover
 from lakehouse.sources.lean_time import data_tz
 from lakehouse.sources.lean_universe import universe_chunk
-from mps.errors import MpsError, SourceError
-from mps.settings import Strict
+from core.errors import MpsError, SourceError
+from core.config import Strict
 
 AssetClass = Literal["equity", "forex", "crypto", "cryptofuture", "option", "indexoption"]
 Resolution = Literal["tick", "second", "minute", "hour", "daily"]

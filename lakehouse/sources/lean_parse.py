@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from lakehouse.ingest import Rejected
-from mps.errors import SourceError
+from core.errors import SourceError
 
 REASON = "_reason"
 BLANK = " \t\r"  # a line holding only these is blank: not a row

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from mps.errors import SourceError
+from core.errors import SourceError
 
 ASSET_CLASSES = ("equity", "forex", "crypto", "cryptofuture", "option", "indexoption")
 RESOLUTIONS = ("tick", "second", "minute", "hour", "daily")

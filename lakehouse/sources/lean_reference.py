@@ -38,8 +38,8 @@ from lakehouse.ingest import Batch, Chunk, Clock, Rejected, file_batch_id, text_
 from lakehouse.sources import lean_reference_parse as parse
 from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_FUTURES_CONTRACTS,
                               BRONZE_OPEN_INTEREST, BRONZE_SYMBOL_MAP)
-from mps.errors import SourceError
-from mps.settings import Strict
+from core.errors import SourceError
+from core.config import Strict
 
 SOURCE = "lean_reference"
 RESOLUTION_TF = {"daily": "1d", "hour": "1h", "minute": "1m"}

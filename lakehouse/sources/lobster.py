@@ -35,8 +35,8 @@ from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources.lobster_parse import parse_pair
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
 from lakehouse.tables import BRONZE_BOOK_EVENTS, BRONZE_TRADES
-from mps.errors import SourceError
-from mps.settings import Strict
+from core.errors import SourceError
+from core.config import Strict
 
 SOURCE = "lobster"
 NAME = re.compile(r"^(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"

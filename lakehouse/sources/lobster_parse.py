@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mps.errors import SourceError
+from core.errors import SourceError
 
 # LOBSTER marks empty book levels with these dummy prices (size 0).
 EMPTY_ASK = 9_999_999_999

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 SOURCES: dict[str, str] = {
     "lean": "lakehouse.sources.lean",            # LEAN ticks, bars, quotes, option universes
@@ -36,7 +36,7 @@ def parse_params(name: str, raw: dict):
     """Validate raw parameters (from CLI, flow or YAML) against the adapter's ``Params``."""
     from pydantic import ValidationError
 
-    from mps.settings import format_validation_error
+    from core.config import format_validation_error
 
     mod = adapter(name)
     try:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from mps.settings import Strict
+from core.config import Strict
 
 SimTable = Literal["trades", "quotes", "options_chain", "sim_truth", "sim_events"]
 ALL_TABLES: tuple[SimTable, ...] = ("trades", "quotes", "options_chain", "sim_truth", "sim_events")

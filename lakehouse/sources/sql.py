@@ -35,8 +35,8 @@ from lakehouse.ingest import Batch, Chunk, Clock, Rejected, text_batch_id
 from lakehouse.schema import TS, TableSpec, col
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_OPTIONS_CHAIN, BRONZE_TRADES, I64, STR, register
-from mps.errors import SourceError
-from mps.settings import Strict
+from core.errors import SourceError
+from core.config import Strict
 
 SEED_DDL = Path(__file__).with_name("sql_seed.sql")
 

@@ -25,8 +25,8 @@ from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources.lobster_parse import split_lines
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
 from lakehouse.sources.tabular_mapping import PRICE_COLUMNS, TARGETS, Mapping, load_mapping, validate_mapping
-from mps.errors import ConfigError, SourceError
-from mps.settings import Strict
+from core.errors import ConfigError, SourceError
+from core.config import Strict
 
 REASON = "_reason"
 

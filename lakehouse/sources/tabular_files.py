@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 
 from lakehouse.ingest import file_batch_id, text_batch_id
-from mps.errors import MpsError
+from core.errors import MpsError
 
 
 def expand_paths(paths: list[str], pattern: str = "*") -> list[Path]:

@@ -16,10 +16,11 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES
-from mps.errors import ConfigError
-from mps.settings import REPO_ROOT, Strict, format_validation_error
+from core.errors import ConfigError
+from core.config import Strict, format_validation_error
+from core.resources import config_dir
 
-DIRECTORY = REPO_ROOT / "configs" / "mappings"
+DIRECTORY = config_dir() / "mappings"
 TARGETS = {t.qualified: t for t in (BRONZE_BARS, BRONZE_TRADES, BRONZE_QUOTES)}
 PRICE_COLUMNS = frozenset({"open", "high", "low", "close", "vwap", "price", "bid", "ask"})
 DERIVED = frozenset({"ts", "symbol_id", "seq"})

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
-from mps.strategy import load_strategy
+from core.strategy import load_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {"ingest": "flows/ingest.py:ingest", "reconcile": "flows/reconcile.py:reconcile",

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from feature_store.scorer_process import scorer_binary
+from mps.scorer_process import scorer_binary
 from lakehouse.sql import query
 from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS

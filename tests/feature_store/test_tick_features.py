@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from feature_store.tick_features import (FEATURE_NAMES, FEATURE_SET, GOLD_TICK_FEATURES, TickFeatureConfig,
                                          check_model_features, feature_updates, features_from_silver, quote_seconds,
                                          second_grid, tick_features, write_features)
-from mps.errors import ContractError
+from core.errors import ContractError
 from training.onnx_export import read_metadata
 
 TS = pl.Datetime("ns", "UTC")
@@ -138,9 +138,9 @@ def test_series_break_at_day_boundaries():
 
 
 def test_registry_matches_the_fixture_model_and_the_gold_table():
-    from feature_store.scorer_process import REPO_ROOT
+    from core.resources import contracts_dir
 
-    meta = read_metadata(REPO_ROOT / "contracts" / "models" / "tick_tiny" / "v2" / "tick_tiny.onnx")
+    meta = read_metadata(contracts_dir() / "models" / "tick_tiny" / "v2" / "tick_tiny.onnx")
     check_model_features(meta.feature_set, meta.feature_names)
     with pytest.raises(ContractError, match="registry tick_v1"):
         check_model_features(FEATURE_SET, tuple(reversed(FEATURE_NAMES)))

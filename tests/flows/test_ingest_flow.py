@@ -12,7 +12,7 @@ import pytest
 from lakehouse.security_master import instrument_frame
 from lakehouse.tables import BRONZE_BARS, BRONZE_INGEST_LOG, BRONZE_SECURITY_MASTER
 from lakehouse.storage import Lake
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 AS_OF = datetime(2026, 11, 2, 6, 30, tzinfo=timezone.utc)
 MINUTE = "equity/usa/minute/bac/20131007_trade.zip"

@@ -14,7 +14,7 @@ from lakehouse.sources import simulator
 from lakehouse.sources.sim_config import SimParams
 from lakehouse.tables import (BRONZE_CORPORATE_ACTIONS, BRONZE_QUARANTINE, BRONZE_TRADES, SILVER_BARS,
                               SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS, SILVER_VENDOR_STATS)
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 UTC = timezone.utc
 START, END = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from lakehouse.freshness import FreshnessThresholds, change_times, freshness, stale_rate, stale_summary, write_freshness
 from lakehouse.quality import gate
 from lakehouse.tables import SILVER_FRESHNESS
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 
 def utc(*a) -> datetime:

@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 
 from lakehouse.ingest import Batch, Chunk, Ingestor, Rejected
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE, BRONZE_TRADES
-from mps.errors import SourceError
+from core.errors import SourceError
 
 NS = pl.Datetime("ns", "UTC")
 

@@ -10,7 +10,7 @@ from lakehouse.ingest import Batch, Chunk, Ingestor
 from lakehouse.sql import query
 from lakehouse.tables import BRONZE_TRADES
 from mps.cli import app
-from mps.errors import MpsError
+from core.errors import MpsError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from polars.testing import assert_frame_equal
 
 from lakehouse.storage import ts_value
 from lakehouse.tables import SILVER_VENDOR_STATS, table
-from mps.errors import TableError
+from core.errors import TableError
 
 NS = pl.Datetime("ns", "UTC")
 

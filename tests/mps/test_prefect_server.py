@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prefect import flow
 
-from mps.errors import ServiceError
+from core.errors import ServiceError
 from mps.processes import free_port
 from mps.prefect_server import PrefectServer
 

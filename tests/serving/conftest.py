@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from feature_store.scorer_process import scorer_binary
+from mps.scorer_process import scorer_binary
 from mps.nats_server import NatsServer
 
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from feature_store.messages import FeatureUpdate, decode, encode
-from mps.errors import ContractError
+from core.errors import ContractError
 from scorer_helpers import CONTRACTS, make_update
 
 SCHEMA = json.loads((CONTRACTS / "feature_update.schema.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from contracts.regen_golden import tiny_metadata
-from mps.errors import ContractError
+from core.errors import ContractError
 from training.onnx_export import ModelMetadata, champion_pointer, export_model, read_metadata, run_onnx, sha256_file
 from training.tiny_model import TinyTickConfig, TinyTickModel, example_inputs
 

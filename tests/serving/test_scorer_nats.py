@@ -15,7 +15,7 @@ import pytest
 from backtest.reference_scorer import ReferenceScorer
 from backtest.signal import NUMERIC_FIELDS
 from feature_store.messages import FeaturePublisher, encode, ensure_streams, put_champion
-from feature_store.scorer_process import ScorerProcess
+from mps.scorer_process import ScorerProcess
 from scorer_helpers import CONTRACTS, MODEL_V1, MODEL_V2, Collector, http_get, make_update, metric
 from training.onnx_export import champion_pointer, read_metadata, sha256_file
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from backtest.reference_scorer import ReferenceScorer
 from backtest.signal import NUMERIC_FIELDS, compute_signal, quantile, summarize
 from backtest.sizing import RiskState, SizingConfig, kelly_fraction, position_size
-from mps.errors import ConfigError
+from core.errors import ConfigError
 from scorer_helpers import CONTRACTS, MODEL_V1
 from training.onnx_export import read_metadata, sha256_file
 

@@ -12,7 +12,7 @@ import pytest
 
 from backtest.reference_scorer import ReferenceScorer
 from feature_store.messages import FeaturePublisher, ensure_streams, signals_subject
-from feature_store.scorer_process import ScorerProcess
+from mps.scorer_process import ScorerProcess
 from feature_store.signal_sink import run_sink, write_signals
 from lakehouse.tables import GOLD_SIGNALS
 from scorer_helpers import MODEL_V1, make_update

@@ -10,7 +10,7 @@ import pytest
 from lakehouse.quality import DEFAULT_RULES, gate
 from lakehouse.quality.suites import SUITES, columns, suite_for
 from lakehouse.tables import BRONZE_QUARANTINE, SILVER_CONTINUOUS, SILVER_VENDOR_STATS, table
-from mps.errors import TableError
+from core.errors import TableError
 
 T0 = datetime(2024, 1, 8, 15, tzinfo=timezone.utc)
 

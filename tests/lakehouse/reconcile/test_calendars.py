@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from lakehouse.calendars import session_close, sessions
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 UTC = timezone.utc
 

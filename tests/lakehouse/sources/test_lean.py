@@ -16,7 +16,7 @@ from lakehouse.sources import lean
 from lakehouse.sources.lean_paths import describe, symbol_id
 from lakehouse.sources.registry import parse_params
 from lakehouse.tables import BRONZE_BARS, BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_TRADES
-from mps.errors import ConfigError, SourceError
+from core.errors import ConfigError, SourceError
 
 UTC = timezone.utc
 

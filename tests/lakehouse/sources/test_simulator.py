@@ -18,7 +18,7 @@ from lakehouse.sources.sim_config import DEFAULT_VENDORS
 from lakehouse.sources.sim_options import black_scholes
 from lakehouse.tables import (BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_SIM_EVENTS,
                               BRONZE_SIM_TRUTH, BRONZE_TRADES)
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 # Faults far more often than the defaults, so a 20-minute session shows each kind.
 FAULTY = [v.model_copy(update={"gaps_per_day": 40, "stales_per_day": 60, "bad_print_rate": 0.003})

@@ -18,7 +18,7 @@ from lakehouse.security_master import known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.sources.sql import READERS, SEED_DDL, WATERMARKS, Params, batches, split_unmapped
 from lakehouse.tables import BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_TRADES
-from mps.errors import ConfigError, SourceError
+from core.errors import ConfigError, SourceError
 
 TRADE_COLS = ["symbol", "ts", "price", "size", "exchange", "conditions", "side"]
 OPTION_COLS = ["underlying", "ts", "expiry", "strike", "option_type", "bid", "ask", "last", "volume",

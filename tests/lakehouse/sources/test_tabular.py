@@ -16,7 +16,7 @@ from lakehouse.sources.tabular_mapping import DIRECTORY, load_mapping
 from lakehouse.storage import ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUARANTINE, BRONZE_TRADES
 from lakehouse.validate import split_valid
-from mps.errors import ConfigError
+from core.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tabular"
 

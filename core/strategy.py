@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mps.settings import REPO_ROOT, Strict, load_yaml_model
+from core.config import Strict, load_yaml_model
+from core.resources import config_dir, contracts_dir
 
-DEFAULT_STRATEGY = REPO_ROOT / "configs" / "strategy.yaml"
+DEFAULT_STRATEGY = config_dir() / "strategy.yaml"
 
 
 class Universe(Strict):
@@ -70,11 +71,13 @@ class Strategy(Strict):
     models: list[ModelSpec] = Field(min_length=1)
     walk_forward: WalkForward
     promotion: Promotion = Promotion()
-    sizing: str = Field("contracts/sizing.json", description="sizing contract, relative to the repo root")
+    sizing: str = Field("sizing.json", description="sizing contract: a path, or a file name in the packaged contracts")
     schedules: Schedules = Schedules()
 
-    def sizing_path(self, base: Path = REPO_ROOT) -> Path:
-        return (base / self.sizing).resolve()
+    def sizing_path(self) -> Path:
+        """Return the sizing contract file: an existing path as given, else one of the packaged contracts."""
+        path = Path(self.sizing)
+        return path.resolve() if path.exists() else contracts_dir() / path.name
 
 
 def load_strategy(path: Path = DEFAULT_STRATEGY) -> Strategy:

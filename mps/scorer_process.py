@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from mps.errors import ServiceError
+from core.errors import ServiceError
 from mps.processes import terminate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
