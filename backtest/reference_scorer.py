@@ -16,8 +16,8 @@ import numpy as np
 
 from backtest.signal import compute_signal
 from backtest.sizing import RiskState, SizingConfig
-from feature_store.messages import FeatureUpdate, decode, signals_subject
 from core.errors import ContractError
+from feature_store.messages import FeatureUpdate, decode, signals_subject
 from training.onnx_export import ModelMetadata, read_metadata
 
 
@@ -111,15 +111,27 @@ class ReferenceScorer:
             return []
         probs = self.predict(np.stack([s.ring.window() for s in series]))
         return [
-            compute_signal(probs[i], self.meta, self.sizing, symbol_id=u.symbol_id, tf=u.tf, ts=u.ts,
-                           known_at=u.known_at, seq=u.seq, last_features=s.ring.last(), warm=s.ring.warm,
-                           risk=self.risk, now_ns=now_ns)
+            compute_signal(
+                probs[i],
+                self.meta,
+                self.sizing,
+                symbol_id=u.symbol_id,
+                tf=u.tf,
+                ts=u.ts,
+                known_at=u.known_at,
+                seq=u.seq,
+                last_features=s.ring.last(),
+                warm=s.ring.warm,
+                risk=self.risk,
+                now_ns=now_ns,
+            )
             for i, (u, s) in enumerate(zip(updates, series))
         ]
 
 
-async def serve_core(nats_url: str, onnx_path: str | Path, stop, *, max_batch: int = 64,
-                     subject: str = "features.v1.>", ready=None) -> dict:
+async def serve_core(
+    nats_url: str, onnx_path: str | Path, stop, *, max_batch: int = 64, subject: str = "features.v1.>", ready=None
+) -> dict:
     """Run the reference scorer on a core NATS subscription until ``stop`` (an asyncio.Event) is set.
 
     Micro-batches whatever has arrived since the last model call, like the Rust loop; sets ``ready``
@@ -145,7 +157,7 @@ async def serve_core(nats_url: str, onnx_path: str | Path, stop, *, max_batch: i
         while not stop.is_set():
             try:
                 first = await asyncio.wait_for(queue.get(), timeout=0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             msgs = [first]
             while not queue.empty() and len(msgs) < max_batch:

@@ -62,9 +62,15 @@ def summarize_all(probs: np.ndarray, edges_bps: Sequence[float]) -> dict[str, np
         plogp = np.where(p > 0.0, p * np.log(p), 0.0)
     cdf = np.cumsum(p, axis=1)
     out = {
-        "prob_up": p_up, "mean": mean, "std": np.sqrt(np.maximum(var, 0.0)), "avg_gain": gain,
-        "avg_loss": loss, "conf": 1.0 + plogp.sum(axis=1) / math.log(p.shape[1]),
-        "_p": p, "_cdf": cdf, "_e": e,
+        "prob_up": p_up,
+        "mean": mean,
+        "std": np.sqrt(np.maximum(var, 0.0)),
+        "avg_gain": gain,
+        "avg_loss": loss,
+        "conf": 1.0 + plogp.sum(axis=1) / math.log(p.shape[1]),
+        "_p": p,
+        "_cdf": cdf,
+        "_e": e,
     }
     for name, level in zip(QUANTILE_NAMES, QUANTILE_LEVELS):
         out[name] = quantiles_at(p, cdf, e, level)
@@ -93,9 +99,21 @@ def net_of_costs(gross: float, cost: float) -> float:
     return math.copysign(max(abs(gross) - cost, 0.0), gross) + 0.0
 
 
-def compute_signal(probs: np.ndarray, meta, cfg: SizingConfig, *, symbol_id: str, tf: str, ts: int,
-                   known_at: int, seq: int, last_features: Sequence[float], warm: bool,
-                   risk: RiskState, now_ns: int) -> dict:
+def compute_signal(
+    probs: np.ndarray,
+    meta,
+    cfg: SizingConfig,
+    *,
+    symbol_id: str,
+    tf: str,
+    ts: int,
+    known_at: int,
+    seq: int,
+    last_features: Sequence[float],
+    warm: bool,
+    risk: RiskState,
+    now_ns: int,
+) -> dict:
     """Build the Signal (contracts/signal.schema.json) for one update from its (H, K) probs.
 
     ``meta`` is the model's ``ModelMetadata``; ``last_features`` the raw values of the newest
@@ -115,7 +133,7 @@ def compute_signal(probs: np.ndarray, meta, cfg: SizingConfig, *, symbol_id: str
         for i, h in enumerate(meta.horizons)
     ]
     chosen = {k: float(v[hi]) for k, v in s.items() if not k.startswith("_")}
-    p, cdf, e = s["_p"][hi:hi + 1], s["_cdf"][hi:hi + 1], s["_e"]
+    p, cdf, e = s["_p"][hi : hi + 1], s["_cdf"][hi : hi + 1], s["_e"]
     alpha = meta.conformal_alpha
     qhat = meta.conformal_qhat_bps[hi] * 1e-4
     band_lo = float(quantiles_at(p, cdf, e, alpha / 2)[0]) - qhat
@@ -124,23 +142,71 @@ def compute_signal(probs: np.ndarray, meta, cfg: SizingConfig, *, symbol_id: str
     rv = float(last_features[names.index(cfg.realized_vol_feature)]) if cfg.realized_vol_feature else None
     adv = float(last_features[names.index(cfg.adv_feature)]) if cfg.adv_feature else None
     guard = guard_for(cfg, risk, ts, now_ns, warm)
-    sized = position_size(cfg, risk, prob_up=chosen["prob_up"], gain=chosen["avg_gain"], loss=chosen["avg_loss"],
-                          expected_return=expected, realized_vol=rv, adv_notional=adv, guard=guard)
+    sized = position_size(
+        cfg,
+        risk,
+        prob_up=chosen["prob_up"],
+        gain=chosen["avg_gain"],
+        loss=chosen["avg_loss"],
+        expected_return=expected,
+        realized_vol=rv,
+        adv_notional=adv,
+        guard=guard,
+    )
     return {
-        "schema": SIGNAL_SCHEMA, "symbol_id": symbol_id, "tf": tf, "ts": int(ts), "known_at": int(known_at),
-        "seq": int(seq), "model": meta.model_name, "model_version": meta.model_version,
-        "horizon": int(cfg.horizon), "horizon_unit": meta.horizon_unit,
-        "prob_up": chosen["prob_up"], "expected_return": expected, "expected_return_gross": chosen["mean"],
-        "std": chosen["std"], "q05": chosen["q05"], "q25": chosen["q25"], "q50": chosen["q50"],
-        "q75": chosen["q75"], "q95": chosen["q95"], "band_lo": band_lo, "band_hi": band_hi,
-        "band_alpha": alpha, "conf": chosen["conf"], "avg_gain": chosen["avg_gain"],
-        "avg_loss": chosen["avg_loss"], "kelly": sized.kelly, "kelly_frac": sized.kelly_frac,
-        "vol_scale": sized.vol_scale, "size": sized.size, "notional": sized.notional,
-        "capped": list(sized.capped), "guard": sized.guard, "distribution": distribution,
+        "schema": SIGNAL_SCHEMA,
+        "symbol_id": symbol_id,
+        "tf": tf,
+        "ts": int(ts),
+        "known_at": int(known_at),
+        "seq": int(seq),
+        "model": meta.model_name,
+        "model_version": meta.model_version,
+        "horizon": int(cfg.horizon),
+        "horizon_unit": meta.horizon_unit,
+        "prob_up": chosen["prob_up"],
+        "expected_return": expected,
+        "expected_return_gross": chosen["mean"],
+        "std": chosen["std"],
+        "q05": chosen["q05"],
+        "q25": chosen["q25"],
+        "q50": chosen["q50"],
+        "q75": chosen["q75"],
+        "q95": chosen["q95"],
+        "band_lo": band_lo,
+        "band_hi": band_hi,
+        "band_alpha": alpha,
+        "conf": chosen["conf"],
+        "avg_gain": chosen["avg_gain"],
+        "avg_loss": chosen["avg_loss"],
+        "kelly": sized.kelly,
+        "kelly_frac": sized.kelly_frac,
+        "vol_scale": sized.vol_scale,
+        "size": sized.size,
+        "notional": sized.notional,
+        "capped": list(sized.capped),
+        "guard": sized.guard,
+        "distribution": distribution,
     }
 
 
 NUMERIC_FIELDS: tuple[str, ...] = (
-    "prob_up", "expected_return", "expected_return_gross", "std", "q05", "q25", "q50", "q75", "q95",
-    "band_lo", "band_hi", "conf", "avg_gain", "avg_loss", "kelly", "kelly_frac", "vol_scale", "size",
+    "prob_up",
+    "expected_return",
+    "expected_return_gross",
+    "std",
+    "q05",
+    "q25",
+    "q50",
+    "q75",
+    "q95",
+    "band_lo",
+    "band_hi",
+    "conf",
+    "avg_gain",
+    "avg_loss",
+    "kelly",
+    "kelly_frac",
+    "vol_scale",
+    "size",
 )

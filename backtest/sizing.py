@@ -49,7 +49,7 @@ class SizingConfig:
         return (self.fee_bps + self.slippage_bps) * 1e-4
 
     @classmethod
-    def from_dict(cls, raw: dict, source: str = "sizing") -> "SizingConfig":
+    def from_dict(cls, raw: dict, source: str = "sizing") -> SizingConfig:
         """Build from a mapping; unknown or missing keys are errors naming the key."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - names)
@@ -59,14 +59,21 @@ class SizingConfig:
         if missing:
             raise ConfigError(f"{source}: missing key(s) {missing}")
         cfg = cls(**raw)
-        for name in ("kelly_alpha", "target_vol", "max_vol_scale", "max_nav_frac", "max_adv_share", "nav",
-                     "max_intraday_drawdown"):
+        for name in (
+            "kelly_alpha",
+            "target_vol",
+            "max_vol_scale",
+            "max_nav_frac",
+            "max_adv_share",
+            "nav",
+            "max_intraday_drawdown",
+        ):
             if not (isinstance(getattr(cfg, name), (int, float)) and getattr(cfg, name) > 0):
                 raise ConfigError(f"{source}: {name} must be a positive number")
         return cfg
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_SIZING_PATH) -> "SizingConfig":
+    def load(cls, path: str | Path = DEFAULT_SIZING_PATH) -> SizingConfig:
         """Read the JSON sizing config."""
         path = Path(path)
         try:
@@ -86,11 +93,11 @@ class RiskState:
 
 @dataclass(frozen=True)
 class SizeResult:
-    kelly: float          # full Kelly fraction, signed (+ long, - short)
-    kelly_frac: float     # alpha * kelly
-    vol_scale: float      # min(target_vol / realized_vol, max_vol_scale)
-    size: float           # signed fraction of NAV after caps and guards
-    notional: float       # size * NAV
+    kelly: float  # full Kelly fraction, signed (+ long, - short)
+    kelly_frac: float  # alpha * kelly
+    vol_scale: float  # min(target_vol / realized_vol, max_vol_scale)
+    size: float  # signed fraction of NAV after caps and guards
+    notional: float  # size * NAV
     capped: tuple[str, ...]
     guard: str | None
 
@@ -137,9 +144,18 @@ def guard_for(cfg: SizingConfig, risk: RiskState, ts_ns: int, now_ns: int, warm:
     return None
 
 
-def position_size(cfg: SizingConfig, risk: RiskState, *, prob_up: float, gain: float, loss: float,
-                  expected_return: float, realized_vol: float | None, adv_notional: float | None,
-                  guard: str | None) -> SizeResult:
+def position_size(
+    cfg: SizingConfig,
+    risk: RiskState,
+    *,
+    prob_up: float,
+    gain: float,
+    loss: float,
+    expected_return: float,
+    realized_vol: float | None,
+    adv_notional: float | None,
+    guard: str | None,
+) -> SizeResult:
     """Size one position from its distribution summary (all returns as fractions)."""
     kelly = kelly_fraction(prob_up, gain, loss)
     kelly_frac = cfg.kelly_alpha * kelly
@@ -157,5 +173,12 @@ def position_size(cfg: SizingConfig, risk: RiskState, *, prob_up: float, gain: f
     if guard is not None:
         size = 0.0
     size = size + 0.0  # normalise -0.0 so JSON and Rust agree
-    return SizeResult(kelly=kelly, kelly_frac=kelly_frac, vol_scale=scale, size=size,
-                      notional=size * risk.nav, capped=tuple(capped), guard=guard)
+    return SizeResult(
+        kelly=kelly,
+        kelly_frac=kelly_frac,
+        vol_scale=scale,
+        size=size,
+        notional=size * risk.nav,
+        capped=tuple(capped),
+        guard=guard,
+    )

@@ -23,13 +23,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CLOCK_AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+CLOCK_AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def generate(directory: Path, n_trades: int, seed: int, symbols: int, days: int) -> list[tuple[str, list[str]]]:
@@ -40,8 +40,14 @@ def generate(directory: Path, n_trades: int, seed: int, symbols: int, days: int)
 
     n_vendors = len(sim.Params().vendors)
     per_day = math.ceil(n_trades / (n_vendors * symbols * days) * 1.03)  # gaps drop a few rows
-    params = sim.Params(symbols=[f"SIM{i + 1}:SIM" for i in range(symbols)], n_days=days, trades_per_day=per_day,
-                        seed=seed, tables=["trades"], chunk_rows=1_000_000)
+    params = sim.Params(
+        symbols=[f"SIM{i + 1}:SIM" for i in range(symbols)],
+        n_days=days,
+        trades_per_day=per_day,
+        seed=seed,
+        tables=["trades"],
+        chunk_rows=1_000_000,
+    )
     manifest: list[tuple[str, list[str]]] = []
     left, k = n_trades, 0
     for batch in sim.batches(params):
@@ -89,8 +95,9 @@ def run_engine(manifest, root: str, cores: int | None, profile: bool) -> dict:
 
     def batches():
         for batch_id, files in manifest:
-            yield Batch("simulator", f"bench://{batch_id}", batch_id,
-                        (Chunk(BRONZE_TRADES, pl.read_parquet(f)) for f in files))
+            yield Batch(
+                "simulator", f"bench://{batch_id}", batch_id, (Chunk(BRONZE_TRADES, pl.read_parquet(f)) for f in files)
+            )
 
     t0 = time.perf_counter()
     if profile:
@@ -104,8 +111,13 @@ def run_engine(manifest, root: str, cores: int | None, profile: bool) -> dict:
         report = ingestor.run(batches())
     seconds = time.perf_counter() - t0
     assert report.balanced and not report.failures, report.lines()
-    return {"rows": report.total("rows_read"), "written": report.total("rows_written"),
-            "quarantined": report.total("quarantined"), "seconds": seconds, "rss_mb": _peak_rss_mb()}
+    return {
+        "rows": report.total("rows_read"),
+        "written": report.total("rows_written"),
+        "quarantined": report.total("quarantined"),
+        "seconds": seconds,
+        "rss_mb": _peak_rss_mb(),
+    }
 
 
 def run_pandas(manifest, root: str, cores: int | None) -> dict:
@@ -154,7 +166,8 @@ def pandas_ingest(manifest, root: str) -> dict:
     from deltalake.exceptions import TableNotFoundError
 
     from lakehouse.security_master import known_symbols
-    from lakehouse.tables import BRONZE_QUARANTINE, BRONZE_TRADES as spec
+    from lakehouse.tables import BRONZE_QUARANTINE
+    from lakehouse.tables import BRONZE_TRADES as spec
 
     known = known_symbols()
     keys, uri, quri = list(spec.keys), f"{root}/bronze/trades", f"{root}/bronze/quarantine"
@@ -179,9 +192,12 @@ def pandas_ingest(manifest, root: str) -> dict:
                 dt = None
             if dt is not None and len(good):
                 ts_ns = good["ts"].astype("int64")
-                expr = (pc.field("source").isin(good["source"].unique().tolist())
-                        & pc.field("date").isin(good["date"].unique().tolist())
-                        & (pc.field("ts") >= int(ts_ns.min())) & (pc.field("ts") <= int(ts_ns.max())))
+                expr = (
+                    pc.field("source").isin(good["source"].unique().tolist())
+                    & pc.field("date").isin(good["date"].unique().tolist())
+                    & (pc.field("ts") >= int(ts_ns.min()))
+                    & (pc.field("ts") <= int(ts_ns.max()))
+                )
                 existing = dt.to_pyarrow_dataset().to_table(columns=keys, filter=expr).to_pandas()
                 if len(existing):
                     existing["ts"] = pd.to_datetime(existing["ts"], utc=True)
@@ -190,19 +206,36 @@ def pandas_ingest(manifest, root: str) -> dict:
                     totals["duplicates"] += len(good) - len(fresh)
                     good = fresh
             if len(good):
-                out = good[spec.column_names].assign(ts=good["ts"].astype("int64"),
-                                                     ingest_ts=good["ingest_ts"].astype("int64"))
-                write_deltalake(uri, pa.Table.from_pandas(out, schema=spec.physical_schema, preserve_index=False),
-                                mode="append", partition_by=list(spec.partition_by))
+                out = good[spec.column_names].assign(
+                    ts=good["ts"].astype("int64"), ingest_ts=good["ingest_ts"].astype("int64")
+                )
+                write_deltalake(
+                    uri,
+                    pa.Table.from_pandas(out, schema=spec.physical_schema, preserve_index=False),
+                    mode="append",
+                    partition_by=list(spec.partition_by),
+                )
                 totals["written"] += len(good)
-            rejected = pd.concat([bad.assign(reason=reasons[reasons.notna()]),
-                                  conflicts.assign(reason="duplicate key with different values: " + ", ".join(keys))])
+            rejected = pd.concat(
+                [
+                    bad.assign(reason=reasons[reasons.notna()]),
+                    conflicts.assign(reason="duplicate key with different values: " + ", ".join(keys)),
+                ]
+            )
             if len(rejected):
                 raw = rejected.drop(columns="reason").to_json(orient="records", lines=True).splitlines()
-                q = pd.DataFrame({"source": rejected["source"].to_numpy(), "table": spec.qualified, "file": f,
-                                  "row": rejected.index.to_numpy() + offset + 1, "raw": raw,
-                                  "reason": rejected["reason"].to_numpy(),
-                                  "ingest_ts": ingest_ts.value, "batch_id": batch_id})
+                q = pd.DataFrame(
+                    {
+                        "source": rejected["source"].to_numpy(),
+                        "table": spec.qualified,
+                        "file": f,
+                        "row": rejected.index.to_numpy() + offset + 1,
+                        "raw": raw,
+                        "reason": rejected["reason"].to_numpy(),
+                        "ingest_ts": ingest_ts.value,
+                        "batch_id": batch_id,
+                    }
+                )
                 q_table = pa.Table.from_pandas(q, schema=BRONZE_QUARANTINE.physical_schema, preserve_index=False)
                 write_deltalake(quri, q_table, mode="append", partition_by=["source"])
                 totals["quarantined"] += len(q)
@@ -245,10 +278,13 @@ def main() -> None:
         manifest = _in_child(generate, data, args.trades, args.seed, args.symbols, args.days)
         gen_s = time.perf_counter() - t0
         n_files = sum(len(f) for _, f in manifest)
-        print(f"generated {args.trades:,} trades in {n_files} files ({len(manifest)} batches) in {gen_s:.1f}s"
-              f" (excluded); cores: {args.cores or os.cpu_count()}")
-        results = {"engine (polars)": _in_child(run_engine, manifest, str(work / "lake_engine"), args.cores,
-                                                args.profile)}
+        print(
+            f"generated {args.trades:,} trades in {n_files} files ({len(manifest)} batches) in {gen_s:.1f}s"
+            f" (excluded); cores: {args.cores or os.cpu_count()}"
+        )
+        results = {
+            "engine (polars)": _in_child(run_engine, manifest, str(work / "lake_engine"), args.cores, args.profile)
+        }
         if not args.skip_pandas:
             results["pandas"] = _in_child(run_pandas, manifest, str(work / "lake_pandas"), args.cores)
         print(f"\n{'path':<16}{'rows':>14}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>13}")
@@ -260,8 +296,11 @@ def main() -> None:
             print(f"\nspeed ratio engine / pandas: {p['seconds'] / e['seconds']:.1f}x")
             same = _lake_summary(str(work / "lake_engine")) == _lake_summary(str(work / "lake_pandas"))
             print(f"lakes hold the same rows (count, sum of price): {same}")
-        print(json.dumps({k: {m: round(v, 3) if isinstance(v, float) else v for m, v in r.items()}
-                          for k, r in results.items()}))
+        print(
+            json.dumps(
+                {k: {m: round(v, 3) if isinstance(v, float) else v for m, v in r.items()} for k, r in results.items()}
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

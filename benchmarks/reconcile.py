@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +62,15 @@ def write_ticks(path: Path, n_per_vendor: int, n_symbols: int) -> None:
     import polars as pl
 
     data = make_ticks(n_per_vendor, n_symbols)
-    pl.DataFrame({
-        "source": pl.Series(data["vendor"]).replace_strict(dict(enumerate(VENDORS)), return_dtype=pl.String),
-        "symbol_id": pl.Series(data["sym"]).cast(pl.String) + ":SIM",
-        "ts": pl.Series(data["ts"]).cast(pl.Datetime("ns", "UTC")), "price": data["price"], "size": data["size"],
-    }).write_parquet(path)
+    pl.DataFrame(
+        {
+            "source": pl.Series(data["vendor"]).replace_strict(dict(enumerate(VENDORS)), return_dtype=pl.String),
+            "symbol_id": pl.Series(data["sym"]).cast(pl.String) + ":SIM",
+            "ts": pl.Series(data["ts"]).cast(pl.Datetime("ns", "UTC")),
+            "price": data["price"],
+            "size": data["size"],
+        }
+    ).write_parquet(path)
 
 
 def _rss_mb(field: str) -> float:
@@ -99,21 +103,34 @@ def run_polars(path: Path, job: bool):
     ticks = pl.read_parquet(path)
     calendars = {s: "24/7" for s in ticks["symbol_id"].unique().to_list()}
     weights = pl.DataFrame({"source": list(WEIGHTS), "w": list(WEIGHTS.values()), "latency_ms": [0.0] * 3}).join(
-        pl.DataFrame({"symbol_id": list(calendars)}), how="cross")
+        pl.DataFrame({"symbol_id": list(calendars)}), how="cross"
+    )
     start, end = _window(ticks["ts"].min(), ticks["ts"].max())
     # w = uptime * reliability / (latency + eps): prior stats that give the same weights
-    prior = weights.select("source", "symbol_id", pl.lit(start - timedelta(days=1)).alias("window_start"),
-                           pl.lit(start).alias("window_end"), "latency_ms", pl.lit(1.0).alias("uptime"),
-                           pl.col("w").alias("reliability"), pl.lit(0.0).alias("outlier_rate"), pl.lit(1).alias("n_obs"),
-                           pl.lit(start).alias("known_at")).select(STATS_COLUMNS)
+    prior = weights.select(
+        "source",
+        "symbol_id",
+        pl.lit(start - timedelta(days=1)).alias("window_start"),
+        pl.lit(start).alias("window_end"),
+        "latency_ms",
+        pl.lit(1.0).alias("uptime"),
+        pl.col("w").alias("reliability"),
+        pl.lit(0.0).alias("outlier_rate"),
+        pl.lit(1).alias("n_obs"),
+        pl.lit(start).alias("known_at"),
+    ).select(STATS_COLUMNS)
     yield ticks.height
     if job:
-        bars = reconcile_window(ticks, pl.DataFrame(), calendars, start, end, prior,
-                                ReconcileConfig(timeframes=("1m",))).bars
+        bars = reconcile_window(
+            ticks, pl.DataFrame(), calendars, start, end, prior, ReconcileConfig(timeframes=("1m",))
+        ).bars
     else:
         bars = consensus(build_bars(ticks, "1m", calendars).bars, weights).bars
-    yield (bars.unnest("quality").select("symbol_id", pl.col("ts").dt.epoch("ns"), *COMPARED[:-1],
-                                         pl.col("n_src").cast(pl.Int64)))
+    yield (
+        bars.unnest("quality").select(
+            "symbol_id", pl.col("ts").dt.epoch("ns"), *COMPARED[:-1], pl.col("n_src").cast(pl.Int64)
+        )
+    )
 
 
 def run_pandas(path: Path, job: bool):
@@ -126,12 +143,17 @@ def run_pandas(path: Path, job: bool):
 
     ticks = pd.read_parquet(path)
     ticks["ts"] = ticks["ts"].astype("int64")
-    lo, hi = (datetime.fromtimestamp(int(t) / 1e9, timezone.utc) for t in (ticks["ts"].min(), ticks["ts"].max()))
-    table = sessions("24/7", lo - timedelta(days=1), hi + timedelta(days=1)).select(
-        pl.col("open").dt.epoch("ns"), pl.col("close").dt.epoch("ns")).sort("open")
+    lo, hi = (datetime.fromtimestamp(int(t) / 1e9, UTC) for t in (ticks["ts"].min(), ticks["ts"].max()))
+    table = (
+        sessions("24/7", lo - timedelta(days=1), hi + timedelta(days=1))
+        .select(pl.col("open").dt.epoch("ns"), pl.col("close").dt.epoch("ns"))
+        .sort("open")
+    )
     opens, closes = table["open"].to_numpy(), table["close"].to_numpy()
-    weights = pd.DataFrame([(s, sym, w, 0.0) for sym in ticks["symbol_id"].unique() for s, w in WEIGHTS.items()],
-                           columns=["source", "symbol_id", "w", "latency_ms"])
+    weights = pd.DataFrame(
+        [(s, sym, w, 0.0) for sym in ticks["symbol_id"].unique() for s, w in WEIGHTS.items()],
+        columns=["source", "symbol_id", "w", "latency_ms"],
+    )
     yield len(ticks)
     out = consensus(source_bars(ticks, opens, closes, MINUTE), weights, MINUTE)
     yield pl.from_pandas(out[["symbol_id", "ts", *COMPARED]]).with_columns(pl.col("n_trades", "n_src").cast(pl.Int64))
@@ -147,8 +169,19 @@ def child(impl: str, path: Path, out: Path) -> None:
     bars = next(steps)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     bars.write_parquet(out)
-    print(json.dumps({"impl": impl, "ticks": rows, "bars": bars.height, "wall_s": wall, "cpu_s": cpu,
-                      "peak_rss_mb": _rss_mb("VmHWM"), "input_rss_mb": input_mb}))
+    print(
+        json.dumps(
+            {
+                "impl": impl,
+                "ticks": rows,
+                "bars": bars.height,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_mb": _rss_mb("VmHWM"),
+                "input_rss_mb": input_mb,
+            }
+        )
+    )
 
 
 def compare(polars_out: Path, pandas_out: Path) -> dict[str, float]:
@@ -159,8 +192,12 @@ def compare(polars_out: Path, pandas_out: Path) -> dict[str, float]:
     joined = a.join(b, on=["symbol_id", "ts"], how="full", suffix="_pd", coalesce=True)
     diffs = {c: joined.select((pl.col(c) - pl.col(f"{c}_pd")).abs().max()).item() or 0.0 for c in COMPARED}
     diffs["unmatched_slots"] = joined.filter(pl.col("open").is_null() | pl.col("open_pd").is_null()).height
-    diffs["rel_price"] = joined.select(pl.max_horizontal(
-        [((pl.col(c) - pl.col(f"{c}_pd")) / pl.col(c)).abs().max() for c in COMPARED[:4]])).item() or 0.0
+    diffs["rel_price"] = (
+        joined.select(
+            pl.max_horizontal([((pl.col(c) - pl.col(f"{c}_pd")) / pl.col(c)).abs().max() for c in COMPARED[:4]])
+        ).item()
+        or 0.0
+    )
     return diffs
 
 
@@ -168,40 +205,67 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ticks", type=int, default=10_000_000, help="ticks per vendor")
     ap.add_argument("--symbols", type=int, default=10)
-    ap.add_argument("--only", nargs="+", default=["polars", "pandas", "polars-job"],
-                    choices=["polars", "pandas", "polars-job"])
+    ap.add_argument(
+        "--only", nargs="+", default=["polars", "pandas", "polars-job"], choices=["polars", "pandas", "polars-job"]
+    )
     ap.add_argument("--child", choices=["polars", "pandas", "polars-job"])
     ap.add_argument("--data", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.child:
         return child(args.child, args.data, args.out)
-    env = {**os.environ, "POLARS_MAX_THREADS": "2", "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "POLARS_MAX_THREADS": "2",
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "ticks.parquet"
         write_ticks(data, args.ticks, args.symbols)
         results = {}
         for impl in args.only:  # a fresh interpreter each: peak RSS is the path's own
-            done = subprocess.run([sys.executable, __file__, "--child", impl, "--data", str(data),
-                                   "--out", str(Path(tmp) / f"{impl}.parquet")],
-                                  env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    impl,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(Path(tmp) / f"{impl}.parquet"),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if done.returncode:
                 sys.exit(f"{impl} failed:\n{done.stderr}")
             results[impl] = json.loads(done.stdout.strip().splitlines()[-1])
-        diffs = compare(Path(tmp) / "polars.parquet", Path(tmp) / "pandas.parquet") \
-            if {"polars", "pandas"} <= set(results) else None
+        diffs = (
+            compare(Path(tmp) / "polars.parquet", Path(tmp) / "pandas.parquet")
+            if {"polars", "pandas"} <= set(results)
+            else None
+        )
     total = 3 * args.ticks
-    print(f"reconcile benchmark: 3 vendors x {args.ticks:,} ticks ({total:,} ticks), {args.symbols} symbols, "
-          f"1m consensus bars, 2 threads")
+    print(
+        f"reconcile benchmark: 3 vendors x {args.ticks:,} ticks ({total:,} ticks), {args.symbols} symbols, "
+        f"1m consensus bars, 2 threads"
+    )
     for impl, r in results.items():
-        print(f"  {impl:10s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  {r['ticks'] / r['wall_s']:13,.0f} ticks/s "
-              f"(cpu {r['ticks'] / r['cpu_s']:13,.0f})  peak RSS {r['peak_rss_mb']:7.0f} MB "
-              f"(input {r['input_rss_mb']:6.0f} MB)  {r['bars']:,} bars")
+        print(
+            f"  {impl:10s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  {r['ticks'] / r['wall_s']:13,.0f} ticks/s "
+            f"(cpu {r['ticks'] / r['cpu_s']:13,.0f})  peak RSS {r['peak_rss_mb']:7.0f} MB "
+            f"(input {r['input_rss_mb']:6.0f} MB)  {r['bars']:,} bars"
+        )
     if "polars" in results and "pandas" in results:
         p, q = results["polars"], results["pandas"]
-        print(f"  polars vs pandas: {q['wall_s'] / p['wall_s']:.1f}x wall, {q['cpu_s'] / p['cpu_s']:.1f}x cpu, "
-              f"{q['peak_rss_mb'] / p['peak_rss_mb']:.1f}x less peak RSS")
+        print(
+            f"  polars vs pandas: {q['wall_s'] / p['wall_s']:.1f}x wall, {q['cpu_s'] / p['cpu_s']:.1f}x cpu, "
+            f"{q['peak_rss_mb'] / p['peak_rss_mb']:.1f}x less peak RSS"
+        )
         print("  max |polars - pandas|: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
         if diffs["unmatched_slots"] or diffs["rel_price"] > 1e-9 or diffs["n_src"] or diffs["n_trades"]:
             sys.exit("the two paths disagree")

@@ -25,18 +25,25 @@ from training.tiny_model import TinyTickConfig, TinyTickModel, bucket_edges_bps,
 CONTRACTS = Path(__file__).resolve().parent
 MODELS = CONTRACTS / "models" / "tick_tiny"
 GOLDEN = CONTRACTS / "golden" / "signals.json"
-NOW_NS = 1_763_800_000_000_000_000          # a fixed "now" for the cases (2025-11-22)
+NOW_NS = 1_763_800_000_000_000_000  # a fixed "now" for the cases (2025-11-22)
 
 
 def tiny_metadata(cfg: TinyTickConfig, version: str) -> ModelMetadata:
     """Metadata of the default tick model (horizons 1..600 s, 101 buckets over -50..+50 bps)."""
     h = len(cfg.horizons)
     return ModelMetadata(
-        model_name=cfg.name, model_version=version, feature_set=cfg.feature_set,
-        feature_names=cfg.feature_names, lookback=cfg.lookback, horizons=cfg.horizons,
-        horizon_unit="s", tf="1s", bucket_edges_bps=tuple(bucket_edges_bps(cfg.n_buckets)),
+        model_name=cfg.name,
+        model_version=version,
+        feature_set=cfg.feature_set,
+        feature_names=cfg.feature_names,
+        lookback=cfg.lookback,
+        horizons=cfg.horizons,
+        horizon_unit="s",
+        tf="1s",
+        bucket_edges_bps=tuple(bucket_edges_bps(cfg.n_buckets)),
         calibration_temperatures=tuple(1.0 + 0.05 * i for i in range(h)),
-        conformal_alpha=0.1, conformal_qhat_bps=tuple(0.5 + 0.25 * i for i in range(h)),
+        conformal_alpha=0.1,
+        conformal_qhat_bps=tuple(0.5 + 0.25 * i for i in range(h)),
     )
 
 
@@ -58,13 +65,13 @@ def signal_cases(onnx_path: Path) -> dict:
     base = SizingConfig.load()
     cfg_tf = TinyTickConfig()
     windows = example_inputs(cfg_tf, batch=6, seed=23).numpy()
-    windows[5, :, cfg_tf.feature_names.index("ret_1s")] += 4e-4   # a trending window
+    windows[5, :, cfg_tf.feature_names.index("ret_1s")] += 4e-4  # a trending window
     rng = np.random.default_rng(5)
     h, k = len(meta.horizons), meta.n_buckets
     spiky = np.full((h, k), 1e-6, dtype=np.float32)
-    spiky[:, 70] = 1.0                                              # almost all mass at +20 bps
+    spiky[:, 70] = 1.0  # almost all mass at +20 bps
     zero_bucket = np.zeros((h, k), dtype=np.float32)
-    zero_bucket[:, 50] = 1.0                                        # all mass in the bucket straddling 0
+    zero_bucket[:, 50] = 1.0  # all mass in the bucket straddling 0
     all_down = np.zeros((h, k), dtype=np.float32)
     all_down[:, :40] = rng.dirichlet(np.ones(40), size=h).astype(np.float32)
     bimodal = np.full((h, k), 1e-4, dtype=np.float32)
@@ -76,8 +83,22 @@ def signal_cases(onnx_path: Path) -> dict:
         ("window_0", {"window": windows[0]}, {"fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
         ("window_1", {"window": windows[1]}, {}, risk, True, 0),
         ("window_2_no_vol_target", {"window": windows[2]}, {"realized_vol_feature": None}, risk, True, 0),
-        ("window_3_nav_cap", {"window": windows[3]}, {"max_nav_frac": 1e-4, "kelly_alpha": 1.0, "fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
-        ("window_4_adv_cap", {"window": windows[4]}, {"max_adv_share": 1e-7, "fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
+        (
+            "window_3_nav_cap",
+            {"window": windows[3]},
+            {"max_nav_frac": 1e-4, "kelly_alpha": 1.0, "fee_bps": 0.0, "slippage_bps": 0.0},
+            risk,
+            True,
+            0,
+        ),
+        (
+            "window_4_adv_cap",
+            {"window": windows[4]},
+            {"max_adv_share": 1e-7, "fee_bps": 0.0, "slippage_bps": 0.0},
+            risk,
+            True,
+            0,
+        ),
         ("window_5_trend", {"window": windows[5]}, {"fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
         ("stale", {"window": windows[0]}, {}, risk, True, 6_000_000_000),
         ("drawdown_kill", {"window": windows[1]}, {}, {"nav": base.nav, "intraday_drawdown": 0.05}, True, 0),
@@ -100,10 +121,18 @@ def signal_cases(onnx_path: Path) -> dict:
             last = windows[0][-1]
         ts = NOW_NS - 250_000_000 - age_ns
         update = {"symbol_id": f"SYM{i}:US", "tf": meta.tf, "ts": ts, "known_at": ts + 1_000_000, "seq": 100 + i}
-        expected = compute_signal(probs, meta, cfg, **update, last_features=last, warm=warm,
-                                  risk=RiskState(**risk_d), now_ns=NOW_NS)
-        case = {"name": name, "update": update, "now_ns": NOW_NS, "warm": warm, "risk": risk_d,
-                "sizing": asdict(cfg), "last_features": _f32(last)}
+        expected = compute_signal(
+            probs, meta, cfg, **update, last_features=last, warm=warm, risk=RiskState(**risk_d), now_ns=NOW_NS
+        )
+        case = {
+            "name": name,
+            "update": update,
+            "now_ns": NOW_NS,
+            "warm": warm,
+            "risk": risk_d,
+            "sizing": asdict(cfg),
+            "last_features": _f32(last),
+        }
         if window is not None:
             case["window"] = _f32(window)
         else:

@@ -29,7 +29,7 @@ class Buckets(Strict):
     count: int = Field(101, ge=3)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Buckets":
+    def _ordered(self) -> Buckets:
         if self.hi_bps <= self.lo_bps:
             raise ValueError("hi_bps must be greater than lo_bps")
         return self

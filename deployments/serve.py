@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from core.strategy import Strategy, load_strategy  # noqa: E402
 from flows.continuous_futures import continuous_futures  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
-from core.strategy import Strategy, load_strategy  # noqa: E402
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
 TIMEZONE = "UTC"
@@ -43,19 +43,34 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
     """Default parameters of each deployment, keyed by flow name."""
     symbols = list(strategy.universe.symbols)
     return {
-        "ingest": {"source": "simulator", "profile": profile,
-                   "params": {"symbols": symbols, "start": SIM_START, "n_days": 1}},
-        "reconcile": {"timeframes": ["1m", "1h", "1d"], "symbols": symbols, "profile": profile,
-                      "lookback_minutes": 2 * period_minutes(strategy.schedules.reconcile)},
-        "continuous-futures": {"roots": ["ES:CME"], "tfs": ["1d"], "rules": ["open_interest"],
-                               "methods": ["none", "panama", "ratio"], "profile": profile},
+        "ingest": {
+            "source": "simulator",
+            "profile": profile,
+            "params": {"symbols": symbols, "start": SIM_START, "n_days": 1},
+        },
+        "reconcile": {
+            "timeframes": ["1m", "1h", "1d"],
+            "symbols": symbols,
+            "profile": profile,
+            "lookback_minutes": 2 * period_minutes(strategy.schedules.reconcile),
+        },
+        "continuous-futures": {
+            "roots": ["ES:CME"],
+            "tfs": ["1d"],
+            "rules": ["open_interest"],
+            "methods": ["none", "panama", "ratio"],
+            "profile": profile,
+        },
     }
 
 
 def schedules(strategy: Strategy) -> dict[str, str]:
     """The cron schedule of each deployment, keyed by flow name."""
-    return {"ingest": strategy.schedules.ingest, "reconcile": strategy.schedules.reconcile,
-            "continuous-futures": CONTINUOUS_CRON}
+    return {
+        "ingest": strategy.schedules.ingest,
+        "reconcile": strategy.schedules.reconcile,
+        "continuous-futures": CONTINUOUS_CRON,
+    }
 
 
 DEPLOYMENT_NAMES = {"ingest": "simulator", "reconcile": "rolling", "continuous-futures": "daily"}
@@ -70,9 +85,15 @@ def deployments(strategy: Strategy | None = None, profile: str = "local") -> lis
     params, crons = parameters(strategy, profile), schedules(strategy)
     out = []
     for name, flow in FLOWS.items():
-        out.append(flow.to_deployment(
-            name=DEPLOYMENT_NAMES[name], schedules=[Cron(crons[name], timezone=TIMEZONE)], parameters=params[name],
-            description=(flow.description or "").split("\n")[0], tags=["mps", f"strategy:{strategy.name}"]))
+        out.append(
+            flow.to_deployment(
+                name=DEPLOYMENT_NAMES[name],
+                schedules=[Cron(crons[name], timezone=TIMEZONE)],
+                parameters=params[name],
+                description=(flow.description or "").split("\n")[0],
+                tags=["mps", f"strategy:{strategy.name}"],
+            )
+        )
     return out
 
 

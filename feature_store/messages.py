@@ -71,10 +71,19 @@ def signals_subject(tf: str, symbol_id: str) -> str:
 def encode(update: FeatureUpdate) -> bytes:
     """Serialise a checked update to the wire JSON."""
     update.check()
-    return json.dumps({
-        "symbol_id": update.symbol_id, "tf": update.tf, "ts": int(update.ts), "known_at": int(update.known_at),
-        "feature_set": update.feature_set, "values": [float(v) for v in update.values], "seq": int(update.seq),
-    }, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(
+        {
+            "symbol_id": update.symbol_id,
+            "tf": update.tf,
+            "ts": int(update.ts),
+            "known_at": int(update.known_at),
+            "feature_set": update.feature_set,
+            "values": [float(v) for v in update.values],
+            "seq": int(update.seq),
+        },
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
 
 
 def decode(payload: bytes) -> FeatureUpdate:
@@ -89,9 +98,13 @@ def decode(payload: bytes) -> FeatureUpdate:
         raise ContractError(f"FeatureUpdate fields {sorted(raw)} != {sorted(_FIELDS)}")
     try:
         update = FeatureUpdate(
-            symbol_id=str(raw["symbol_id"]), tf=str(raw["tf"]), ts=_int(raw["ts"], "ts"),
-            known_at=_int(raw["known_at"], "known_at"), feature_set=str(raw["feature_set"]),
-            values=tuple(float(v) for v in raw["values"]), seq=_int(raw["seq"], "seq"),
+            symbol_id=str(raw["symbol_id"]),
+            tf=str(raw["tf"]),
+            ts=_int(raw["ts"], "ts"),
+            known_at=_int(raw["known_at"], "known_at"),
+            feature_set=str(raw["feature_set"]),
+            values=tuple(float(v) for v in raw["values"]),
+            seq=_int(raw["seq"], "seq"),
         )
     except (TypeError, ValueError) as exc:
         raise ContractError(f"FeatureUpdate has a mistyped field: {exc}") from exc

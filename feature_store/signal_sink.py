@@ -31,16 +31,42 @@ class SinkStats:
 def signals_frame(signals: list[dict], payloads: list[str]) -> pl.DataFrame:
     """Rows of gold.signals for published Signal dicts (``payloads``: their JSON as received)."""
     ts_type = pl.Datetime("ns", "UTC")
-    frame = pl.DataFrame({
-        "ts": [s["ts"] for s in signals], "symbol_id": [s["symbol_id"] for s in signals],
-        "tf": [s["tf"] for s in signals], "model": [s["model"] for s in signals],
-        "model_version": [s["model_version"] for s in signals], "horizon": [s["horizon"] for s in signals],
-        **{name: [float(s[name]) for s in signals] for name in
-           ("prob_up", "expected_return", "q05", "q50", "q95", "band_lo", "band_hi", "conf", "kelly", "size")},
-        "guard": [s["guard"] for s in signals], "seq": [s["seq"] for s in signals],
-        "published_at": [s["published_at"] for s in signals], "payload": payloads,
-    }, schema_overrides={"ts": pl.Int64, "published_at": pl.Int64, "horizon": pl.Int64, "seq": pl.Int64,
-                         "guard": pl.String})
+    frame = pl.DataFrame(
+        {
+            "ts": [s["ts"] for s in signals],
+            "symbol_id": [s["symbol_id"] for s in signals],
+            "tf": [s["tf"] for s in signals],
+            "model": [s["model"] for s in signals],
+            "model_version": [s["model_version"] for s in signals],
+            "horizon": [s["horizon"] for s in signals],
+            **{
+                name: [float(s[name]) for s in signals]
+                for name in (
+                    "prob_up",
+                    "expected_return",
+                    "q05",
+                    "q50",
+                    "q95",
+                    "band_lo",
+                    "band_hi",
+                    "conf",
+                    "kelly",
+                    "size",
+                )
+            },
+            "guard": [s["guard"] for s in signals],
+            "seq": [s["seq"] for s in signals],
+            "published_at": [s["published_at"] for s in signals],
+            "payload": payloads,
+        },
+        schema_overrides={
+            "ts": pl.Int64,
+            "published_at": pl.Int64,
+            "horizon": pl.Int64,
+            "seq": pl.Int64,
+            "guard": pl.String,
+        },
+    )
     frame = frame.with_columns(pl.col("ts").cast(ts_type), pl.col("published_at").cast(ts_type))
     frame = frame.with_columns(pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"))
     return frame.unique(subset=list(GOLD_SIGNALS.keys), keep="last", maintain_order=True)
@@ -55,8 +81,15 @@ def write_signals(lake: Lake, signals: list[dict], payloads: list[str]) -> tuple
     return written, dups + (len(signals) - frame.height)
 
 
-async def run_sink(nats_url: str, lake: Lake, stop: asyncio.Event, *, durable: str = SINK_DURABLE,
-                   batch_size: int = 1000, wait_s: float = 0.5) -> SinkStats:
+async def run_sink(
+    nats_url: str,
+    lake: Lake,
+    stop: asyncio.Event,
+    *,
+    durable: str = SINK_DURABLE,
+    batch_size: int = 1000,
+    wait_s: float = 0.5,
+) -> SinkStats:
     """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived."""
     import nats
 
@@ -88,7 +121,7 @@ async def run_sink(nats_url: str, lake: Lake, stop: asyncio.Event, *, durable: s
             for m in msgs:
                 await m.ack()
     finally:
-        await nc.flush()          # acks are sent before the connection goes
+        await nc.flush()  # acks are sent before the connection goes
         await sub.unsubscribe()
         await nc.close()
     return stats

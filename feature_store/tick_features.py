@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
+from core.errors import ContractError
 from feature_store.messages import FeatureUpdate
-from lakehouse.schema import TS as TS_TYPE, TableSpec, col
+from lakehouse.schema import PL_TS as TS
+from lakehouse.schema import TS as TS_TYPE
+from lakehouse.schema import TableSpec, col
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import register
-from core.errors import ContractError
-from lakehouse.schema import PL_TS as TS
 
 NS = 1_000_000_000
 FEATURE_SET = "tick_v1"
@@ -39,10 +40,10 @@ INPUT_COLUMNS = ("close", "volume", "n_trades", "bid", "ask", "bid_size", "ask_s
 class TickFeatureConfig:
     """Window lengths (seconds = rows of the 1 s grid) and annualisation of ``tick_v1``."""
 
-    year_seconds: float = 252 * 23_400.0    # trading seconds per year (XNYS regular sessions)
-    day_seconds: float = 23_400.0           # one session, to scale the intraday ADV estimate
-    flow_window: int = 30                   # trade_imbalance (tick-rule signed volume)
-    intensity_window: int = 10              # trade_intensity, quote_intensity (per second)
+    year_seconds: float = 252 * 23_400.0  # trading seconds per year (XNYS regular sessions)
+    day_seconds: float = 23_400.0  # one session, to scale the intraday ADV estimate
+    flow_window: int = 30  # trade_imbalance (tick-rule signed volume)
+    intensity_window: int = 10  # trade_intensity, quote_intensity (per second)
 
 
 Builder = Callable[[TickFeatureConfig], pl.Expr]
@@ -54,7 +55,7 @@ def _lp() -> pl.Expr:
 
 def _ret(n: int) -> Builder:
     """Log return over the last ``n`` seconds (since the series start while it is shorter)."""
-    return lambda cfg: (_lp() - _lp().shift(n).over(SERIES).fill_null(_lp().first().over(SERIES)))
+    return lambda cfg: _lp() - _lp().shift(n).over(SERIES).fill_null(_lp().first().over(SERIES))
 
 
 def _r1() -> pl.Expr:
@@ -115,21 +116,33 @@ TICK_V1: tuple[tuple[str, Builder], ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in TICK_V1)
 
 
-GOLD_TICK_FEATURES = register(TableSpec("gold", "tick_features", (
-    col("symbol_id", pa.string()), col("tf", pa.string()), col("ts", TS_TYPE, doc="end of the 1 s step"),
-    col("known_at", TS_TYPE, doc="latest known_at of the bars the row depends on"),
-    col("feature_set", pa.string()),
-    *(col(name, pa.float64(), finite=True) for name in FEATURE_NAMES),
-    col("date", pa.string(), doc="UTC date of ts (partition)"),
-), keys=("symbol_id", "tf", "feature_set", "ts"), partition_by=("date",), lineage=False,
-    doc="tick feature set tick_v1 per symbol per second (columns derived from the registry)"))
+GOLD_TICK_FEATURES = register(
+    TableSpec(
+        "gold",
+        "tick_features",
+        (
+            col("symbol_id", pa.string()),
+            col("tf", pa.string()),
+            col("ts", TS_TYPE, doc="end of the 1 s step"),
+            col("known_at", TS_TYPE, doc="latest known_at of the bars the row depends on"),
+            col("feature_set", pa.string()),
+            *(col(name, pa.float64(), finite=True) for name in FEATURE_NAMES),
+            col("date", pa.string(), doc="UTC date of ts (partition)"),
+        ),
+        keys=("symbol_id", "tf", "feature_set", "ts"),
+        partition_by=("date",),
+        lineage=False,
+        doc="tick feature set tick_v1 per symbol per second (columns derived from the registry)",
+    )
+)
 
 
 def check_model_features(feature_set: str, feature_names: tuple[str, ...]) -> None:
     """Raise ContractError unless a model consumes exactly this registry, in this order."""
     if feature_set != FEATURE_SET or tuple(feature_names) != FEATURE_NAMES:
-        raise ContractError(f"model wants {feature_set} {list(feature_names)}; registry {FEATURE_SET} "
-                            f"provides {list(FEATURE_NAMES)}")
+        raise ContractError(
+            f"model wants {feature_set} {list(feature_names)}; registry {FEATURE_SET} provides {list(FEATURE_NAMES)}"
+        )
 
 
 def _second_end(ts: pl.Expr) -> pl.Expr:
@@ -147,13 +160,19 @@ def quote_seconds(quotes: pl.DataFrame) -> pl.DataFrame:
     q = quotes.with_columns(_second_end(pl.col("ts")).alias("ts")).sort("ts")
     last = lambda c: pl.col(c).drop_nulls().last().alias(c)  # noqa: E731 - one-line column helper
     per_vendor = q.group_by("symbol_id", "ts", "source").agg(
-        *(last(c) for c in ("bid", "ask", "bid_size", "ask_size")), pl.len().alias("n"))
+        *(last(c) for c in ("bid", "ask", "bid_size", "ask_size")), pl.len().alias("n")
+    )
     crossed = pl.col("bid") > pl.col("ask")
-    per_vendor = per_vendor.with_columns(pl.when(crossed).then(None).otherwise(pl.col(c)).alias(c) for c in ("bid", "ask"))
-    return (per_vendor.group_by("symbol_id", "ts")
-            .agg(*(pl.col(c).median() for c in ("bid", "ask", "bid_size", "ask_size")),
-                 pl.col("n").mean().alias("n_quotes"))
-            .sort("symbol_id", "ts"))
+    per_vendor = per_vendor.with_columns(
+        pl.when(crossed).then(None).otherwise(pl.col(c)).alias(c) for c in ("bid", "ask")
+    )
+    return (
+        per_vendor.group_by("symbol_id", "ts")
+        .agg(
+            *(pl.col(c).median() for c in ("bid", "ask", "bid_size", "ask_size")), pl.col("n").mean().alias("n_quotes")
+        )
+        .sort("symbol_id", "ts")
+    )
 
 
 def second_grid(bars_1s: pl.DataFrame, quotes_1s: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -163,18 +182,32 @@ def second_grid(bars_1s: pl.DataFrame, quotes_1s: pl.DataFrame | None = None) ->
     maximum of the bars' ``known_at`` (and at least ``ts``), so a row is known only once every bar
     it depends on is.
     """
-    bars = (bars_1s.select("symbol_id", pl.col("ts").cast(TS), pl.col("known_at").cast(TS), "close", "volume",
-                           pl.col("n_trades").cast(pl.Float64))
-            .with_columns(pl.col("ts").dt.date().alias("day")).sort("symbol_id", "ts"))
-    spans = bars.group_by(SERIES).agg(pl.datetime_range(pl.col("ts").min(), pl.col("ts").max(), "1s",
-                                                        time_unit="ns", time_zone="UTC").alias("ts"))
+    bars = (
+        bars_1s.select(
+            "symbol_id",
+            pl.col("ts").cast(TS),
+            pl.col("known_at").cast(TS),
+            "close",
+            "volume",
+            pl.col("n_trades").cast(pl.Float64),
+        )
+        .with_columns(pl.col("ts").dt.date().alias("day"))
+        .sort("symbol_id", "ts")
+    )
+    spans = bars.group_by(SERIES).agg(
+        pl.datetime_range(pl.col("ts").min(), pl.col("ts").max(), "1s", time_unit="ns", time_zone="UTC").alias("ts")
+    )
     grid = spans.explode("ts").join(bars.drop("day"), on=["symbol_id", "ts"], how="left")
     if quotes_1s is not None and quotes_1s.height:
-        grid = grid.join(quotes_1s.with_columns(pl.col("ts").cast(TS), pl.col("n_quotes").cast(pl.Float64)),
-                         on=["symbol_id", "ts"], how="left")
+        grid = grid.join(
+            quotes_1s.with_columns(pl.col("ts").cast(TS), pl.col("n_quotes").cast(pl.Float64)),
+            on=["symbol_id", "ts"],
+            how="left",
+        )
     else:
-        grid = grid.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("bid", "ask", "bid_size", "ask_size",
-                                                                            "n_quotes"))
+        grid = grid.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("bid", "ask", "bid_size", "ask_size", "n_quotes")
+        )
     grid = grid.sort(*SERIES, "ts")
     carried = ("close", "bid", "ask", "bid_size", "ask_size")
     return grid.with_columns(
@@ -188,14 +221,19 @@ def tick_features(grid: pl.DataFrame, cfg: TickFeatureConfig = TickFeatureConfig
     """Compute ``tick_v1`` on a ``second_grid`` frame: symbol_id, tf, ts, known_at, feature_set, features."""
     ordered = grid.sort(*SERIES, "ts")
     feats = ordered.select(
-        "symbol_id", pl.lit(TF).alias("tf"), "ts", "known_at", pl.lit(FEATURE_SET).alias("feature_set"),
+        "symbol_id",
+        pl.lit(TF).alias("tf"),
+        "ts",
+        "known_at",
+        pl.lit(FEATURE_SET).alias("feature_set"),
         *(build(cfg).cast(pl.Float64).alias(name) for name, build in TICK_V1),
     )
     return feats.with_columns(pl.col(n).fill_nan(None).fill_null(0.0) for n in FEATURE_NAMES)
 
 
-def features_from_silver(bars_1s: pl.DataFrame, quotes: pl.DataFrame | None = None,
-                         cfg: TickFeatureConfig = TickFeatureConfig()) -> pl.DataFrame:
+def features_from_silver(
+    bars_1s: pl.DataFrame, quotes: pl.DataFrame | None = None, cfg: TickFeatureConfig = TickFeatureConfig()
+) -> pl.DataFrame:
     """Silver 1s consensus bars (and bronze quotes, if any) in, ``tick_v1`` rows out."""
     q = quote_seconds(quotes) if quotes is not None and quotes.height else None
     return tick_features(second_grid(bars_1s, q), cfg)
@@ -215,9 +253,21 @@ def write_features(lake: Lake, features: pl.DataFrame) -> int:
 def feature_updates(features: pl.DataFrame) -> Iterator[FeatureUpdate]:
     """Turn feature rows into FeatureUpdates in time order (seq per symbol from 0), for replay."""
     rows = features.sort("ts", "symbol_id").select(
-        "symbol_id", "tf", pl.col("ts").dt.epoch("ns").alias("ts"), pl.col("known_at").dt.epoch("ns").alias("known_at"),
-        "feature_set", pl.concat_list(pl.col(n).cast(pl.Float32) for n in FEATURE_NAMES).alias("values"),
-        (pl.int_range(pl.len()).over("symbol_id", order_by="ts")).alias("seq"))
+        "symbol_id",
+        "tf",
+        pl.col("ts").dt.epoch("ns").alias("ts"),
+        pl.col("known_at").dt.epoch("ns").alias("known_at"),
+        "feature_set",
+        pl.concat_list(pl.col(n).cast(pl.Float32) for n in FEATURE_NAMES).alias("values"),
+        (pl.int_range(pl.len()).over("symbol_id", order_by="ts")).alias("seq"),
+    )
     for r in rows.iter_rows(named=True):
-        yield FeatureUpdate(r["symbol_id"], r["tf"], r["ts"], r["known_at"], r["feature_set"],
-                            tuple(float(v) for v in r["values"]), int(r["seq"]))
+        yield FeatureUpdate(
+            r["symbol_id"],
+            r["tf"],
+            r["ts"],
+            r["known_at"],
+            r["feature_set"],
+            tuple(float(v) for v in r["values"]),
+            int(r["seq"]),
+        )

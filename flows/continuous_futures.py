@@ -13,10 +13,10 @@ import polars as pl
 import pyarrow.compute as pc
 from prefect import flow, task
 
+from core.profile import load_profile
 from lakehouse.futures_continuous import continuous_series
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_BARS, BRONZE_FUTURES_CONTRACTS, BRONZE_OPEN_INTEREST, SILVER_CONTINUOUS
-from core.profile import load_profile
 
 
 def _lake(lake_root: str | None, profile: str) -> Lake:
@@ -38,14 +38,20 @@ def read_root(lake: Lake, root: str, suffix: str) -> tuple[pl.DataFrame, pl.Data
 
 @task
 def write_series(lake: Lake, series: pl.DataFrame, symbol_id: str, tf: str, method: str, rule: str) -> int:
-    predicate = (f"symbol_id = '{symbol_id}' AND tf = '{tf}' AND method = '{method}' AND roll_rule = '{rule}'")
+    predicate = f"symbol_id = '{symbol_id}' AND tf = '{tf}' AND method = '{method}' AND roll_rule = '{rule}'"
     return lake.replace_window(SILVER_CONTINUOUS, series, predicate)
 
 
 @flow(name="continuous-futures")
-def continuous_futures(roots: list[str] = ["ES:CME"], tfs: list[str] = ["1d"],
-                       rules: list[str] = ["open_interest"], methods: list[str] = ["none", "panama", "ratio"],
-                       as_of: datetime | None = None, lake_root: str | None = None, profile: str = "local") -> dict[str, int]:
+def continuous_futures(
+    roots: list[str] = ["ES:CME"],
+    tfs: list[str] = ["1d"],
+    rules: list[str] = ["open_interest"],
+    methods: list[str] = ["none", "panama", "ratio"],
+    as_of: datetime | None = None,
+    lake_root: str | None = None,
+    profile: str = "local",
+) -> dict[str, int]:
     """Write continuous series for each root x tf x rule x method; return rows written per series."""
     lake = _lake(lake_root, profile)
     written: dict[str, int] = {}
@@ -56,5 +62,7 @@ def continuous_futures(roots: list[str] = ["ES:CME"], tfs: list[str] = ["1d"],
             for rule in rules:
                 for method in methods:
                     series = continuous_series(bars, oi, contracts, rule, method, as_of, tf=tf, symbol_id=symbol_id)
-                    written[f"{symbol_id}/{tf}/{rule}/{method}"] = write_series(lake, series, symbol_id, tf, method, rule)
+                    written[f"{symbol_id}/{tf}/{rule}/{method}"] = write_series(
+                        lake, series, symbol_id, tf, method, rule
+                    )
     return written

@@ -10,18 +10,18 @@ their watermark only after the previous batch is written.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from core.clock import utc_clock
+from core.profile import load_profile
 from lakehouse.ingest import Batch, Clock, Ingestor, IngestReport
 from lakehouse.run_source import source_batches, sync_security_master
 from lakehouse.security_master import known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.storage import Lake
-from core.clock import utc_clock
-from core.profile import load_profile
 
 
 def lake_for(profile: str, lake_root: str | None = None) -> Lake:
@@ -34,14 +34,15 @@ def clock_for(as_of: datetime | None) -> Clock:
     """A fixed clock at ``as_of`` (naive means UTC), or the wall clock when none is given."""
     if as_of is None:
         return utc_clock
-    fixed = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    fixed = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     return lambda: fixed
 
 
 def summary(source: str, lake: Lake, report: IngestReport, master: IngestReport) -> dict:
     """Totals of the source's batches plus the failures, as a plain dict."""
     return {
-        "source": source, "lake": lake.root,
+        "source": source,
+        "lake": lake.root,
         "batches": len({a.batch_id for a in report.accounts}) + len(report.failures),
         **{k: report.total(k) for k in ("rows_read", "rows_written", "duplicates", "quarantined")},
         "balanced": report.balanced,
@@ -61,8 +62,9 @@ def ingest_batch(ingestor: Ingestor, batch: Batch) -> IngestReport:
 
 
 @flow(name="ingest")
-def ingest(source: str, params: dict, profile: str = "local", as_of: datetime | None = None,
-           lake_root: str | None = None) -> dict:
+def ingest(
+    source: str, params: dict, profile: str = "local", as_of: datetime | None = None, lake_root: str | None = None
+) -> dict:
     """Ingest everything ``source`` yields for ``params`` into bronze; return totals and failures."""
     logger = get_run_logger()
     parsed = parse_params(source, params)
@@ -76,7 +78,13 @@ def ingest(source: str, params: dict, profile: str = "local", as_of: datetime | 
             (logger.warning if line.startswith("FAILED") else logger.info)(line)
         report.merge(part)
     result = summary(source, lake, report, master)
-    logger.info("%s: read %s = written %s + duplicates %s + quarantined %s; %d failures", source,
-                f"{result['rows_read']:,}", f"{result['rows_written']:,}", f"{result['duplicates']:,}",
-                f"{result['quarantined']:,}", len(result["failures"]))
+    logger.info(
+        "%s: read %s = written %s + duplicates %s + quarantined %s; %d failures",
+        source,
+        f"{result['rows_read']:,}",
+        f"{result['rows_written']:,}",
+        f"{result['duplicates']:,}",
+        f"{result['quarantined']:,}",
+        len(result["failures"]),
+    )
     return result

@@ -17,24 +17,38 @@ Without ``start``/``end`` the window is the ``lookback_minutes`` before the run'
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from core.profile import load_profile
 from lakehouse import freshness as fr
 from lakehouse.quality.gate import gate
 from lakehouse.reconcile.pipeline import ReconcileConfig, Reconciled, quotes_as_ticks, reconcile_window
-from lakehouse.reconcile.window import (adjusted_for, distinct_actions, history_filter, read_from, resolve_window,
-                                        splits_of)
+from lakehouse.reconcile.window import (
+    adjusted_for,
+    distinct_actions,
+    history_filter,
+    read_from,
+    resolve_window,
+    splits_of,
+)
+from lakehouse.schema import PL_TS as TS
 from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
-from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS,
-                              SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_VENDOR_STATS)
-from core.profile import load_profile
-from lakehouse.schema import PL_TS as TS
+from lakehouse.tables import (
+    BRONZE_BARS,
+    BRONZE_CORPORATE_ACTIONS,
+    BRONZE_QUOTES,
+    BRONZE_TRADES,
+    SILVER_BARS,
+    SILVER_CLOCK_OFFSETS,
+    SILVER_FRESHNESS,
+    SILVER_VENDOR_STATS,
+)
 
 BAR_ORDER = ["symbol_id", "tf", "adjustment", "ts"]
 
@@ -52,7 +66,7 @@ def _scheduled_start() -> datetime:
     """The flow run's scheduled start (now for an ad hoc run), as a UTC datetime."""
     from prefect.runtime import flow_run
 
-    return datetime.fromtimestamp(flow_run.scheduled_start_time.timestamp(), tz=timezone.utc)
+    return datetime.fromtimestamp(flow_run.scheduled_start_time.timestamp(), tz=UTC)
 
 
 def run_id(start: datetime, end: datetime, timeframes: list[str], symbols: list[str] | None) -> str:
@@ -62,17 +76,21 @@ def run_id(start: datetime, end: datetime, timeframes: list[str], symbols: list[
 
 
 @task(cache_policy=NO_CACHE)
-def read_inputs(lake: Lake, start: datetime, end: datetime, symbols: list[str] | None,
-                since: datetime | None = None):
+def read_inputs(lake: Lake, start: datetime, end: datetime, symbols: list[str] | None, since: datetime | None = None):
     """Bronze ticks (trades, else quote mids) and vendor bars in ``[since or start, end]``; stats known at start."""
     flt = _symbols((pc.field("ts") >= ts_value(since or start)) & (pc.field("ts") <= ts_value(end)), symbols)
     trades = lake.read(BRONZE_TRADES, ["source", "symbol_id", "ts", "price", "size"], flt)
     quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "ask"], flt)
-    mids = quotes_as_ticks(quotes).join(trades.select("source", "symbol_id").unique(), on=["source", "symbol_id"], how="anti")
+    mids = quotes_as_ticks(quotes).join(
+        trades.select("source", "symbol_id").unique(), on=["source", "symbol_id"], how="anti"
+    )
     ticks = pl.concat([trades, mids.cast(trades.schema)])
     bars = lake.read(BRONZE_BARS, filter=flt & pc.field("kind").isin(["trade", "mid"]))
-    bars = (bars.sort("kind", descending=True).unique(["source", "symbol_id", "tf", "ts"], keep="first")
-            .with_columns(pl.col("ts").alias("last_ts"), pl.lit(None, TS).alias("arrival")))
+    bars = (
+        bars.sort("kind", descending=True)
+        .unique(["source", "symbol_id", "tf", "ts"], keep="first")
+        .with_columns(pl.col("ts").alias("last_ts"), pl.lit(None, TS).alias("arrival"))
+    )
     stats = lake.read(SILVER_VENDOR_STATS, filter=pc.field("known_at") <= ts_value(start))
     return ticks, bars, stats
 
@@ -86,11 +104,13 @@ def read_context(lake: Lake, start: datetime, end: datetime, timeframes: list[st
 
 
 @task(cache_policy=NO_CACHE)
-def gate_bars(lake: Lake, bars: pl.DataFrame, history: pl.DataFrame, actions: pl.DataFrame, gate_run: str,
-              end: datetime):
+def gate_bars(
+    lake: Lake, bars: pl.DataFrame, history: pl.DataFrame, actions: pl.DataFrame, gate_run: str, end: datetime
+):
     """Run the silver.bars suite; failing bars go to bronze.quarantine; return the passing bars and the result."""
-    return gate(lake, SILVER_BARS, bars.sort(BAR_ORDER), gate_run, lambda: end, history=history,
-                splits=splits_of(actions))
+    return gate(
+        lake, SILVER_BARS, bars.sort(BAR_ORDER), gate_run, lambda: end, history=history, splits=splits_of(actions)
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -105,9 +125,16 @@ def read_freshness(lake: Lake, end: datetime, symbols: list[str] | None) -> pl.D
 
 
 @task(cache_policy=NO_CACHE)
-def write_outputs(lake: Lake, result: Reconciled, start: datetime, end: datetime, timeframes: list[str],
-                  symbols: list[str] | None, adjusted: pl.DataFrame | None = None,
-                  fresh: pl.DataFrame | None = None) -> dict[str, int]:
+def write_outputs(
+    lake: Lake,
+    result: Reconciled,
+    start: datetime,
+    end: datetime,
+    timeframes: list[str],
+    symbols: list[str] | None,
+    adjusted: pl.DataFrame | None = None,
+    fresh: pl.DataFrame | None = None,
+) -> dict[str, int]:
     """Replace the window's rows of silver.bars (raw, adjusted), vendor_stats and clock_offsets; upsert freshness."""
     lo, hi = ts_value(start), ts_value(end)
     only = f" AND symbol_id IN ({', '.join(repr(s) for s in symbols)})" if symbols else ""
@@ -117,11 +144,14 @@ def write_outputs(lake: Lake, result: Reconciled, start: datetime, end: datetime
     out = {
         "silver.bars": lake.replace_window(SILVER_BARS, result.bars, f"{bars_pred} AND adjustment = 'raw'"),
         "silver.vendor_stats": lake.replace_window(SILVER_VENDOR_STATS, result.vendor_stats, meta_pred)
-        if result.vendor_stats.height else 0,
+        if result.vendor_stats.height
+        else 0,
         "silver.clock_offsets": lake.replace_window(SILVER_CLOCK_OFFSETS, result.clock_offsets, meta_pred),
     }
     if adjusted is not None:
-        out["silver.bars.adjusted"] = lake.replace_window(SILVER_BARS, adjusted, f"{bars_pred} AND adjustment = 'adjusted'")
+        out["silver.bars.adjusted"] = lake.replace_window(
+            SILVER_BARS, adjusted, f"{bars_pred} AND adjustment = 'adjusted'"
+        )
     if fresh is not None and fresh.height:
         fr.write_freshness(lake, fresh)
         out["silver.freshness"] = fresh.height
@@ -129,9 +159,15 @@ def write_outputs(lake: Lake, result: Reconciled, start: datetime, end: datetime
 
 
 @flow(name="reconcile")
-def reconcile(start: datetime | None = None, end: datetime | None = None, timeframes: list[str] = ["1m", "1h", "1d"],
-              symbols: list[str] | None = None, lake_root: str | None = None, profile: str = "local",
-              lookback_minutes: int = 15) -> dict[str, int]:
+def reconcile(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    timeframes: list[str] = ["1m", "1h", "1d"],
+    symbols: list[str] | None = None,
+    lake_root: str | None = None,
+    profile: str = "local",
+    lookback_minutes: int = 15,
+) -> dict[str, int]:
     """Reconcile every vendor of ``(start, end]`` into silver; return rows written per table.
 
     Without ``end`` the window ends at the run's scheduled start (to the minute); without
@@ -146,7 +182,9 @@ def reconcile(start: datetime | None = None, end: datetime | None = None, timefr
     result = reconcile_window(ticks, bars, calendars, start, end, stats, ReconcileConfig(timeframes=tuple(timeframes)))
     quarantined = 0
     if result.bars.height:  # an empty window (market closed) has nothing to gate
-        result.bars, gated = gate_bars(lake, result.bars, history, actions, run_id(start, end, timeframes, symbols), end)
+        result.bars, gated = gate_bars(
+            lake, result.bars, history, actions, run_id(start, end, timeframes, symbols), end
+        )
         quarantined = gated.rows_quarantined
         for line in gated.lines():
             (logger.warning if "FAILED" in line else logger.info)(line)

@@ -42,19 +42,23 @@ def _exchange_sessions(name: str, decade: int) -> pl.DataFrame:
     except xc.errors.InvalidCalendarName as exc:
         raise ConfigError(f"unknown trading calendar {name!r}: {exc}") from None
     sched = cal.schedule
-    frame = pl.DataFrame({
-        "session": pl.Series(sched.index.to_numpy(dtype="datetime64[ns]")).cast(pl.Date),
-        "open": pl.Series(sched["open"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
-        "close": pl.Series(sched["close"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
-        "break_start": pl.Series(sched["break_start"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
-        "break_end": pl.Series(sched["break_end"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
-    })
+    frame = pl.DataFrame(
+        {
+            "session": pl.Series(sched.index.to_numpy(dtype="datetime64[ns]")).cast(pl.Date),
+            "open": pl.Series(sched["open"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
+            "close": pl.Series(sched["close"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
+            "break_start": pl.Series(sched["break_start"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
+            "break_end": pl.Series(sched["break_end"].to_numpy(dtype="datetime64[ns]")).dt.replace_time_zone("UTC"),
+        }
+    )
     # a session with a lunch break is two intervals: [open, break_start] and [break_end, close]
     plain = frame.filter(pl.col("break_start").is_null()).select("session", "open", "close")
     morning = frame.filter(pl.col("break_start").is_not_null()).select(
-        "session", "open", pl.col("break_start").alias("close"))
+        "session", "open", pl.col("break_start").alias("close")
+    )
     afternoon = frame.filter(pl.col("break_start").is_not_null()).select(
-        "session", pl.col("break_end").alias("open"), "close")
+        "session", pl.col("break_end").alias("open"), "close"
+    )
     return pl.concat([plain, morning, afternoon]).sort("open")
 
 
@@ -64,11 +68,14 @@ def _generated_sessions(name: str, first: date, last: date) -> pl.DataFrame:
     if name == "24/7":
         return frame.with_columns(
             pl.col("session").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("open"),
-            (pl.col("session") + pl.duration(days=1)).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("close"),
+            (pl.col("session") + pl.duration(days=1))
+            .cast(pl.Datetime("ns"))
+            .dt.replace_time_zone("UTC")
+            .alias("close"),
         )
     # 24/5: weekday sessions from 17:00 New York the evening before to 17:00 New York
     frame = frame.filter(pl.col("session").dt.weekday() <= 5)
-    roll = (pl.col("session").cast(pl.Datetime("ns")) + pl.duration(hours=17))
+    roll = pl.col("session").cast(pl.Datetime("ns")) + pl.duration(hours=17)
     return frame.with_columns(
         (roll - pl.duration(days=1)).dt.replace_time_zone(FX_ROLL_TZ).dt.convert_time_zone("UTC").alias("open"),
         roll.dt.replace_time_zone(FX_ROLL_TZ).dt.convert_time_zone("UTC").alias("close"),
@@ -82,8 +89,8 @@ def sessions(calendar: str, start: datetime | date, end: datetime | date) -> pl.
     their early close; sessions with a lunch break appear as two intervals.
     """
     name = canonical(calendar)
-    first = (start.date() if isinstance(start, datetime) else start)
-    last = (end.date() if isinstance(end, datetime) else end)
+    first = start.date() if isinstance(start, datetime) else start
+    last = end.date() if isinstance(end, datetime) else end
     lo = pl.Series([start]).cast(TS).item() if isinstance(start, datetime) else None
     hi = pl.Series([end]).cast(TS).item() if isinstance(end, datetime) else None
     pad_first, pad_last = date.fromordinal(first.toordinal() - 3), date.fromordinal(last.toordinal() + 3)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
 from lakehouse.schema import PL_TS as TS_NS
 
 ACTION_COLUMNS = ["symbol_id", "ex_date", "kind", "ratio", "amount", "price_factor", "split_factor", "known_at"]
@@ -41,30 +42,54 @@ def session_table(calendar: str = "XNYS") -> pl.DataFrame:
     import exchange_calendars as xc
 
     sched = xc.get_calendar(calendar, start="1990-01-01").schedule
-    return pl.DataFrame({
-        "session": pl.Series(sched.index.values.astype("datetime64[D]")).cast(pl.Date),
-        "open": pl.Series(sched["open"].values.astype("datetime64[ns]")).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
-        "close": pl.Series(sched["close"].values.astype("datetime64[ns]")).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
-    })
+    return pl.DataFrame(
+        {
+            "session": pl.Series(sched.index.values.astype("datetime64[D]")).cast(pl.Date),
+            "open": pl.Series(sched["open"].values.astype("datetime64[ns]"))
+            .cast(pl.Datetime("ns"))
+            .dt.replace_time_zone("UTC"),
+            "close": pl.Series(sched["close"].values.astype("datetime64[ns]"))
+            .cast(pl.Datetime("ns"))
+            .dt.replace_time_zone("UTC"),
+        }
+    )
 
 
 def _weekday_close(d: pl.Expr, tz: str) -> pl.Expr:
-    return ((d.cast(pl.Datetime("ns")) + pl.duration(hours=16)).dt.replace_time_zone(tz, non_existent="null")
-            .dt.convert_time_zone("UTC").cast(TS_NS))
+    return (
+        (d.cast(pl.Datetime("ns")) + pl.duration(hours=16))
+        .dt.replace_time_zone(tz, non_existent="null")
+        .dt.convert_time_zone("UTC")
+        .cast(TS_NS)
+    )
 
 
 def next_session(dates: pl.Series, calendar: str = "XNYS") -> pl.Series:
     """The first session strictly after each date (Monday-Friday outside the calendar's range)."""
     s = session_table(calendar)
     frame = pl.DataFrame({"d": dates.cast(pl.Date)}).with_row_index("_i")
-    nxt = frame.sort("d").join_asof(s.select(pl.col("session"), pl.col("session").alias("d2")).sort("d2"),
-                                    left_on="d", right_on="d2", strategy="forward", allow_exact_matches=False)
+    nxt = frame.sort("d").join_asof(
+        s.select(pl.col("session"), pl.col("session").alias("d2")).sort("d2"),
+        left_on="d",
+        right_on="d2",
+        strategy="forward",
+        allow_exact_matches=False,
+    )
     last = s["session"].max()
-    fallback = pl.Series(np.busday_offset(frame["d"].to_numpy().astype("datetime64[D]"), 1, roll="forward")
-                         .astype("datetime64[D]")) if frame.height else pl.Series([], dtype=pl.Date)
+    fallback = (
+        pl.Series(
+            np.busday_offset(frame["d"].to_numpy().astype("datetime64[D]"), 1, roll="forward").astype("datetime64[D]")
+        )
+        if frame.height
+        else pl.Series([], dtype=pl.Date)
+    )
     nxt = nxt.sort("_i").with_columns(fallback.cast(pl.Date).alias("_fb"))
-    out = nxt.select(pl.when(pl.col("session").is_null() | (pl.col("d") >= last))
-                     .then(pl.col("_fb")).otherwise(pl.col("session")).alias("next_session"))
+    out = nxt.select(
+        pl.when(pl.col("session").is_null() | (pl.col("d") >= last))
+        .then(pl.col("_fb"))
+        .otherwise(pl.col("session"))
+        .alias("next_session")
+    )
     return out["next_session"]
 
 
@@ -72,11 +97,18 @@ def session_close_on_or_before(dates: pl.Series, calendar: str = "XNYS", tz: str
     """The close (UTC) of the last session on or before each date (16:00 local outside the calendar)."""
     s = session_table(calendar)
     frame = pl.DataFrame({"d": dates.cast(pl.Date)}).with_row_index("_i")
-    j = frame.sort("d").join_asof(s.select("session", "close").sort("session"), left_on="d", right_on="session",
-                                  strategy="backward").sort("_i")
+    j = (
+        frame.sort("d")
+        .join_asof(s.select("session", "close").sort("session"), left_on="d", right_on="session", strategy="backward")
+        .sort("_i")
+    )
     inside = (pl.col("d") >= s["session"].min()) & (pl.col("d") <= s["session"].max())
-    return j.select(pl.when(inside & pl.col("close").is_not_null()).then(pl.col("close"))
-                    .otherwise(_weekday_close(pl.col("d"), tz)).alias("known_at"))["known_at"]
+    return j.select(
+        pl.when(inside & pl.col("close").is_not_null())
+        .then(pl.col("close"))
+        .otherwise(_weekday_close(pl.col("d"), tz))
+        .alias("known_at")
+    )["known_at"]
 
 
 def snap_ratio(values: np.ndarray, max_denominator: int = 100, rel_tol: float = 1e-5) -> np.ndarray:
@@ -97,31 +129,62 @@ def events_from_factor_rows(rows: pl.DataFrame, symbol_id: str, calendar: str = 
     number; both lines' text). A dividend whose reference price is 0 gets a NaN amount (the ingest
     engine quarantines it: the file cannot say how much was paid).
     """
-    r = rows.sort("date").with_columns(
-        pl.col("price_factor").shift(-1).alias("pf_next"), pl.col("split_factor").shift(-1).alias("sf_next"),
-        pl.col("_raw").shift(-1).alias("raw_next")).filter(pl.col("pf_next").is_not_null())
+    r = (
+        rows.sort("date")
+        .with_columns(
+            pl.col("price_factor").shift(-1).alias("pf_next"),
+            pl.col("split_factor").shift(-1).alias("sf_next"),
+            pl.col("_raw").shift(-1).alias("raw_next"),
+        )
+        .filter(pl.col("pf_next").is_not_null())
+    )
     if r.height == 0:
         return _empty_actions(with_lineage=True)
-    r = r.with_columns(next_session(r["date"], calendar).alias("ex_date"),
-                       session_close_on_or_before(r["date"], calendar).alias("known_at"),
-                       (pl.col("sf_next") / pl.col("split_factor")).alias("_ratio"),
-                       (pl.col("price_factor") / pl.col("pf_next")).alias("_pf_ratio"))
-    common = [pl.lit(symbol_id).alias("symbol_id"), "ex_date", "price_factor", "split_factor", "known_at", "_row",
-              pl.concat_str(["_raw", "raw_next"], separator=" | ").alias("_raw")]
+    r = r.with_columns(
+        next_session(r["date"], calendar).alias("ex_date"),
+        session_close_on_or_before(r["date"], calendar).alias("known_at"),
+        (pl.col("sf_next") / pl.col("split_factor")).alias("_ratio"),
+        (pl.col("price_factor") / pl.col("pf_next")).alias("_pf_ratio"),
+    )
+    common = [
+        pl.lit(symbol_id).alias("symbol_id"),
+        "ex_date",
+        "price_factor",
+        "split_factor",
+        "known_at",
+        "_row",
+        pl.concat_str(["_raw", "raw_next"], separator=" | ").alias("_raw"),
+    ]
     splits = r.filter((pl.col("_ratio") - 1).abs() > 1e-9)
-    splits = splits.select(*common, pl.lit("split").alias("kind"),
-                           pl.Series("ratio", snap_ratio(splits["_ratio"].to_numpy()), dtype=pl.Float64),
-                           pl.lit(None, pl.Float64).alias("amount"))
+    splits = splits.select(
+        *common,
+        pl.lit("split").alias("kind"),
+        pl.Series("ratio", snap_ratio(splits["_ratio"].to_numpy()), dtype=pl.Float64),
+        pl.lit(None, pl.Float64).alias("amount"),
+    )
     divs = r.filter((pl.col("_pf_ratio") - 1).abs() > 1e-9).select(
-        *common, pl.lit("dividend").alias("kind"), pl.lit(None, pl.Float64).alias("ratio"),
-        pl.when(pl.col("reference_price") > 0).then(pl.col("reference_price") * (1 - pl.col("_pf_ratio")))
-        .otherwise(float("nan")).alias("amount"))
+        *common,
+        pl.lit("dividend").alias("kind"),
+        pl.lit(None, pl.Float64).alias("ratio"),
+        pl.when(pl.col("reference_price") > 0)
+        .then(pl.col("reference_price") * (1 - pl.col("_pf_ratio")))
+        .otherwise(float("nan"))
+        .alias("amount"),
+    )
     return pl.concat([splits, divs]).select(*ACTION_COLUMNS, "_row", "_raw").sort("ex_date", "kind")
 
 
 def _empty_actions(with_lineage: bool = False) -> pl.DataFrame:
-    schema = {"symbol_id": pl.String, "ex_date": pl.Date, "kind": pl.String, "ratio": pl.Float64,
-              "amount": pl.Float64, "price_factor": pl.Float64, "split_factor": pl.Float64, "known_at": TS_NS}
+    schema = {
+        "symbol_id": pl.String,
+        "ex_date": pl.Date,
+        "kind": pl.String,
+        "ratio": pl.Float64,
+        "amount": pl.Float64,
+        "price_factor": pl.Float64,
+        "split_factor": pl.Float64,
+        "known_at": TS_NS,
+    }
     if with_lineage:
         schema |= {"_row": pl.Int64, "_raw": pl.String}
     return pl.DataFrame(schema=schema)
@@ -148,43 +211,66 @@ def yahoo_adjustment_frame(path: Path) -> pl.DataFrame:
     if tabular_reader is not None:
         return tabular_reader(path)
     raw = pl.read_csv(path, infer_schema=False)
-    return raw.select(pl.col("Date").str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias("date"),
-                      pl.col("Close").cast(pl.Float64, strict=False).alias("close"),
-                      pl.col("Adj Close").cast(pl.Float64, strict=False).alias("adj_close")).drop_nulls().sort("date")
+    return (
+        raw.select(
+            pl.col("Date").str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias("date"),
+            pl.col("Close").cast(pl.Float64, strict=False).alias("close"),
+            pl.col("Adj Close").cast(pl.Float64, strict=False).alias("adj_close"),
+        )
+        .drop_nulls()
+        .sort("date")
+    )
 
 
-def yahoo_dividends(frame: pl.DataFrame, symbol_id: str, rel_tol: float = 5e-5,
-                    calendar: str = "XNYS") -> pl.DataFrame:
+def yahoo_dividends(frame: pl.DataFrame, symbol_id: str, rel_tol: float = 5e-5, calendar: str = "XNYS") -> pl.DataFrame:
     """Dividends from steps in ``adj_close / close``: D = close[d-1] * (1 - r[d-1] / r[d]).
 
     Amounts are in Yahoo's (split-adjusted) units. ``known_at`` follows the same rule as for LEAN:
     the close of the session before the ex-date.
     """
     f = frame.sort("date").with_columns((pl.col("adj_close") / pl.col("close")).alias("r"))
-    f = f.with_columns((pl.col("r").shift(1) / pl.col("r")).alias("step"), pl.col("close").shift(1).alias("prev_close"),
-                       pl.col("date").shift(1).alias("prev_date"))
+    f = f.with_columns(
+        (pl.col("r").shift(1) / pl.col("r")).alias("step"),
+        pl.col("close").shift(1).alias("prev_close"),
+        pl.col("date").shift(1).alias("prev_date"),
+    )
     ev = f.filter(pl.col("step").is_not_null() & ((1 - pl.col("step")) > rel_tol))
-    return ev.select(pl.lit(symbol_id).alias("symbol_id"), pl.col("date").alias("ex_date"),
-                     pl.lit("dividend").alias("kind"), pl.lit(None, pl.Float64).alias("ratio"),
-                     (pl.col("prev_close") * (1 - pl.col("step"))).alias("amount"),
-                     pl.lit(None, pl.Float64).alias("price_factor"), pl.lit(None, pl.Float64).alias("split_factor"),
-                     session_close_on_or_before(ev["prev_date"], calendar).alias("known_at"))
+    return ev.select(
+        pl.lit(symbol_id).alias("symbol_id"),
+        pl.col("date").alias("ex_date"),
+        pl.lit("dividend").alias("kind"),
+        pl.lit(None, pl.Float64).alias("ratio"),
+        (pl.col("prev_close") * (1 - pl.col("step"))).alias("amount"),
+        pl.lit(None, pl.Float64).alias("price_factor"),
+        pl.lit(None, pl.Float64).alias("split_factor"),
+        session_close_on_or_before(ev["prev_date"], calendar).alias("known_at"),
+    )
 
 
-def yahoo_splits(frame: pl.DataFrame, raw_close: pl.DataFrame, symbol_id: str, rel_tol: float = 0.02,
-                 calendar: str = "XNYS") -> pl.DataFrame:
+def yahoo_splits(
+    frame: pl.DataFrame, raw_close: pl.DataFrame, symbol_id: str, rel_tol: float = 0.02, calendar: str = "XNYS"
+) -> pl.DataFrame:
     """Splits from steps in raw close / Yahoo (split-adjusted) close; ``raw_close`` has date, close."""
-    j = frame.select("date", pl.col("close").alias("y")).join(raw_close.select("date", pl.col("close").alias("raw")),
-                                                               on="date").sort("date")
+    j = (
+        frame.select("date", pl.col("close").alias("y"))
+        .join(raw_close.select("date", pl.col("close").alias("raw")), on="date")
+        .sort("date")
+    )
     j = j.with_columns((pl.col("raw") / pl.col("y")).alias("s")).with_columns(
-        (pl.col("s").shift(1) / pl.col("s")).alias("step"), pl.col("date").shift(1).alias("prev_date"))
+        (pl.col("s").shift(1) / pl.col("s")).alias("step"), pl.col("date").shift(1).alias("prev_date")
+    )
     ev = j.filter(pl.col("step").is_not_null() & ((pl.col("step").log().abs()) > np.log(1.2)))
     snapped = snap_ratio(ev["step"].to_numpy(), max_denominator=20, rel_tol=rel_tol)
-    return ev.select(pl.lit(symbol_id).alias("symbol_id"), pl.col("date").alias("ex_date"),
-                     pl.lit("split").alias("kind"), pl.Series("ratio", snapped, dtype=pl.Float64),
-                     pl.lit(None, pl.Float64).alias("amount"), pl.lit(None, pl.Float64).alias("price_factor"),
-                     pl.lit(None, pl.Float64).alias("split_factor"),
-                     session_close_on_or_before(ev["prev_date"], calendar).alias("known_at"))
+    return ev.select(
+        pl.lit(symbol_id).alias("symbol_id"),
+        pl.col("date").alias("ex_date"),
+        pl.lit("split").alias("kind"),
+        pl.Series("ratio", snapped, dtype=pl.Float64),
+        pl.lit(None, pl.Float64).alias("amount"),
+        pl.lit(None, pl.Float64).alias("price_factor"),
+        pl.lit(None, pl.Float64).alias("split_factor"),
+        session_close_on_or_before(ev["prev_date"], calendar).alias("known_at"),
+    )
 
 
 def as_date(value: date | str) -> date:

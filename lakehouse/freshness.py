@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from core.config import Strict
+from core.errors import ConfigError
 from lakehouse.calendars import sessions
+from lakehouse.schema import PL_TS as TS
 from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_FRESHNESS
-from core.errors import ConfigError
-from core.config import Strict
-from lakehouse.schema import PL_TS as TS
 
 PAIR = ["symbol_id", "source"]
 
@@ -35,8 +35,16 @@ class FreshnessThresholds(Strict):
     """How much OPEN-market time may pass without data before a (symbol, source) is stale (seconds)."""
 
     default_s: float = Field(300.0, gt=0)
-    by_tf: dict[str, float] = Field(default_factory=lambda: {
-        "1s": 10.0, "1m": 180.0, "5m": 900.0, "15m": 2700.0, "1h": 3 * 3600.0, "1d": 2 * 86400.0})
+    by_tf: dict[str, float] = Field(
+        default_factory=lambda: {
+            "1s": 10.0,
+            "1m": 180.0,
+            "5m": 900.0,
+            "15m": 2700.0,
+            "1h": 3 * 3600.0,
+            "1d": 2 * 86400.0,
+        }
+    )
     by_asset_class: dict[str, float] = Field(default_factory=dict)
 
 
@@ -49,9 +57,14 @@ def instrument_calendars() -> tuple[dict[str, str], dict[str, str]]:
 def _threshold_ns(df: pl.DataFrame, thresholds: FreshnessThresholds, asset_class: dict[str, str]) -> pl.Expr:
     by_class = pl.col("symbol_id").replace_strict(
         {s: thresholds.by_asset_class[a] for s, a in asset_class.items() if a in thresholds.by_asset_class},
-        default=None, return_dtype=pl.Float64)
-    by_tf = (pl.col("tf").replace_strict(thresholds.by_tf, default=None, return_dtype=pl.Float64)
-             if "tf" in df.columns else pl.lit(None, pl.Float64))
+        default=None,
+        return_dtype=pl.Float64,
+    )
+    by_tf = (
+        pl.col("tf").replace_strict(thresholds.by_tf, default=None, return_dtype=pl.Float64)
+        if "tf" in df.columns
+        else pl.lit(None, pl.Float64)
+    )
     return (pl.coalesce(by_tf, by_class, pl.lit(thresholds.default_s)) * 1e9).cast(pl.Int64)
 
 
@@ -74,8 +87,9 @@ class OpenClock:
         return np.where(k >= 0, self.before[kk] + inside, 0)
 
 
-def _open_ns(df: pl.DataFrame, cols: list[str], calendars: dict[str, str], start: datetime,
-             end: datetime) -> pl.DataFrame:
+def _open_ns(
+    df: pl.DataFrame, cols: list[str], calendars: dict[str, str], start: datetime, end: datetime
+) -> pl.DataFrame:
     """Add ``<col>_open`` (cumulative open ns) for timestamp columns, per the symbol's calendar."""
     missing = sorted(set(df.get_column("symbol_id").unique().to_list()) - set(calendars))
     if missing:
@@ -84,8 +98,11 @@ def _open_ns(df: pl.DataFrame, cols: list[str], calendars: dict[str, str], start
     parts = []
     for part in df.partition_by("_calendar", maintain_order=True):
         clock = OpenClock(part.get_column("_calendar")[0], start - timedelta(days=7), end + timedelta(days=1))
-        parts.append(part.with_columns(
-            pl.Series(f"{c}_open", clock.at(part.get_column(c).cast(TS).dt.epoch("ns").to_numpy())) for c in cols))
+        parts.append(
+            part.with_columns(
+                pl.Series(f"{c}_open", clock.at(part.get_column(c).cast(TS).dt.epoch("ns").to_numpy())) for c in cols
+            )
+        )
     return pl.concat(parts).drop("_calendar")
 
 
@@ -102,8 +119,13 @@ def last_seen(lake: Lake, as_of: datetime, tables=(BRONZE_TRADES, BRONZE_QUOTES,
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def freshness(observations: pl.DataFrame, as_of: datetime, thresholds: FreshnessThresholds = FreshnessThresholds(),
-              calendars: dict[str, str] | None = None, asset_classes: dict[str, str] | None = None) -> pl.DataFrame:
+def freshness(
+    observations: pl.DataFrame,
+    as_of: datetime,
+    thresholds: FreshnessThresholds = FreshnessThresholds(),
+    calendars: dict[str, str] | None = None,
+    asset_classes: dict[str, str] | None = None,
+) -> pl.DataFrame:
     """Return silver.freshness rows: per (symbol_id, source) last_ts, age_ms at ``as_of`` and stale.
 
     ``observations`` has symbol_id, source, ts (any number of rows, e.g. ``last_seen``) and an
@@ -117,23 +139,36 @@ def freshness(observations: pl.DataFrame, as_of: datetime, thresholds: Freshness
     obs = obs.with_columns(_threshold_ns(obs, thresholds, asset_classes).alias("_thr"))
     last = obs.group_by(PAIR).agg(pl.col("ts").max().alias("last_ts"), pl.col("_thr").min())
     if last.height == 0:
-        return pl.DataFrame(schema={**pl.from_arrow(SILVER_FRESHNESS.schema.empty_table()).schema,
-                                    "open_age_ms": pl.Float64, "threshold_ms": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                **pl.from_arrow(SILVER_FRESHNESS.schema.empty_table()).schema,
+                "open_age_ms": pl.Float64,
+                "threshold_ms": pl.Float64,
+            }
+        )
     last = last.with_columns(pl.lit(as_of).cast(TS).alias("as_of"))
     start = last.get_column("last_ts").min()
     timed = _open_ns(last, ["last_ts", "as_of"], calendars, start, as_of)
     open_age = pl.col("as_of_open") - pl.col("last_ts_open")
     return timed.select(
-        *PAIR, "as_of", "last_ts",
+        *PAIR,
+        "as_of",
+        "last_ts",
         ((pl.col("as_of") - pl.col("last_ts")).dt.total_nanoseconds() / 1e6).alias("age_ms"),
         (open_age > pl.col("_thr")).alias("stale"),
-        (open_age / 1e6).alias("open_age_ms"), (pl.col("_thr") / 1e6).alias("threshold_ms"),
+        (open_age / 1e6).alias("open_age_ms"),
+        (pl.col("_thr") / 1e6).alias("threshold_ms"),
     ).sort(PAIR)
 
 
-def stale_rate(samples: pl.DataFrame, start: datetime, end: datetime,
-               thresholds: FreshnessThresholds = FreshnessThresholds(), calendars: dict[str, str] | None = None,
-               asset_classes: dict[str, str] | None = None) -> pl.DataFrame:
+def stale_rate(
+    samples: pl.DataFrame,
+    start: datetime,
+    end: datetime,
+    thresholds: FreshnessThresholds = FreshnessThresholds(),
+    calendars: dict[str, str] | None = None,
+    asset_classes: dict[str, str] | None = None,
+) -> pl.DataFrame:
     """Per (symbol_id, source): open time in [start, end], open time stale, and their ratio.
 
     A pair is fresh at ``start`` unless it has a sample at or before ``start`` that is already
@@ -150,27 +185,40 @@ def stale_rate(samples: pl.DataFrame, start: datetime, end: datetime,
     lo = pl.lit(start).cast(TS)
     before = s.filter(pl.col("ts") <= lo).group_by(PAIR).agg(pl.col("ts").max(), pl.col("_thr").first())
     first_in = s.filter(pl.col("ts") > lo).group_by(PAIR).agg(pl.col("_thr").first())
-    anchors = pl.concat([before, first_in.join(before, on=PAIR, how="anti").with_columns(lo.alias("ts"))
-                         .select(before.columns)])
+    anchors = pl.concat(
+        [before, first_in.join(before, on=PAIR, how="anti").with_columns(lo.alias("ts")).select(before.columns)]
+    )
     s = pl.concat([anchors, s.filter(pl.col("ts") > lo).select(anchors.columns)]).sort(*PAIR, "ts")
-    s = s.with_columns(pl.col("ts").shift(-1).over(PAIR).fill_null(pl.lit(end).cast(TS)).alias("next_ts"),
-                       lo.alias("_start"), pl.lit(end).cast(TS).alias("_end"))
+    s = s.with_columns(
+        pl.col("ts").shift(-1).over(PAIR).fill_null(pl.lit(end).cast(TS)).alias("next_ts"),
+        lo.alias("_start"),
+        pl.lit(end).cast(TS).alias("_end"),
+    )
     timed = _open_ns(s, ["ts", "next_ts", "_start", "_end"], calendars, start, end)
     w0, w1 = pl.col("_start_open"), pl.col("_end_open")
     stale_from = pl.max_horizontal(pl.col("ts_open") + pl.col("_thr"), w0)
     stale_to = pl.min_horizontal(pl.col("next_ts_open"), w1)
     per_gap = timed.with_columns((stale_to - stale_from).clip(lower_bound=0).alias("_stale"))
-    return (per_gap.group_by(PAIR).agg((pl.col("_stale").sum() / 1e6).alias("stale_ms"),
-                                       ((w1 - w0).first() / 1e6).alias("open_ms"))
-            .with_columns(pl.when(pl.col("open_ms") > 0).then(pl.col("stale_ms") / pl.col("open_ms"))
-                          .otherwise(0.0).alias("stale_fraction"))
-            .sort(PAIR))
+    return (
+        per_gap.group_by(PAIR)
+        .agg((pl.col("_stale").sum() / 1e6).alias("stale_ms"), ((w1 - w0).first() / 1e6).alias("open_ms"))
+        .with_columns(
+            pl.when(pl.col("open_ms") > 0)
+            .then(pl.col("stale_ms") / pl.col("open_ms"))
+            .otherwise(0.0)
+            .alias("stale_fraction")
+        )
+        .sort(PAIR)
+    )
 
 
 def stale_summary(fresh: pl.DataFrame, rates: pl.DataFrame | None = None) -> dict[str, float]:
     """Summarise: pairs, stale pairs, the stale pair rate, and the fraction of open time stale."""
-    out = {"pairs": float(fresh.height), "stale_pairs": float(fresh.get_column("stale").sum()),
-           "pair_stale_rate": float(fresh.get_column("stale").mean() or 0.0) if fresh.height else 0.0}
+    out = {
+        "pairs": float(fresh.height),
+        "stale_pairs": float(fresh.get_column("stale").sum()),
+        "pair_stale_rate": float(fresh.get_column("stale").mean() or 0.0) if fresh.height else 0.0,
+    }
     if rates is not None and rates.height:
         total = rates.get_column("open_ms").sum()
         out["time_stale_fraction"] = float(rates.get_column("stale_ms").sum() / total) if total else 0.0

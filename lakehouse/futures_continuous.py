@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from lakehouse.futures_roll import TS_NS, RollRule, roll_schedule
 from core.errors import ConfigError
 from core.timetypes import tf_rank
+from lakehouse.futures_roll import TS_NS, RollRule, roll_schedule
 
 METHODS = ("none", "panama", "ratio")
 MAX_STALE = timedelta(days=4)  # a close older than this before the roll does not size its gap
@@ -48,39 +48,78 @@ def roll_prices(bars: pl.DataFrame, schedule: pl.DataFrame) -> pl.DataFrame:
         found = None
         for tf in tfs:
             b = bars.filter(pl.col("tf") == tf)
-            after = (b.filter((pl.col("symbol_id") == old) & (pl.col("ts") > at)).select("ts", pl.col("open").alias("p_old"))
-                     .join(b.filter((pl.col("symbol_id") == new) & (pl.col("ts") > at)).select("ts", pl.col("open").alias("p_new")),
-                           on="ts").sort("ts"))
+            after = (
+                b.filter((pl.col("symbol_id") == old) & (pl.col("ts") > at))
+                .select("ts", pl.col("open").alias("p_old"))
+                .join(
+                    b.filter((pl.col("symbol_id") == new) & (pl.col("ts") > at)).select(
+                        "ts", pl.col("open").alias("p_new")
+                    ),
+                    on="ts",
+                )
+                .sort("ts")
+            )
             if after.height:
                 found = (after["p_old"][0], after["p_new"][0], tf, "open_after")
                 break
-            before = [b.filter((pl.col("symbol_id") == c) & (pl.col("ts") <= at) & (pl.col("ts") > at - MAX_STALE))
-                      .sort("ts")["close"] for c in (old, new)]
+            before = [
+                b.filter((pl.col("symbol_id") == c) & (pl.col("ts") <= at) & (pl.col("ts") > at - MAX_STALE)).sort(
+                    "ts"
+                )["close"]
+                for c in (old, new)
+            ]
             if all(len(x) for x in before):
                 found = (before[0][-1], before[1][-1], tf, "close_before")
                 break
         p_old, p_new, tf, how = found or (None, None, None, "none")
-        rows.append({"old": old, "contract": new, "start": at, "p_old": p_old, "p_new": p_new, "price_tf": tf, "price_at": how})
-    frame = pl.DataFrame(rows, schema={"old": pl.String, "contract": pl.String, "start": TS_NS, "p_old": pl.Float64,
-                                       "p_new": pl.Float64, "price_tf": pl.String, "price_at": pl.String})
-    return frame.with_columns((pl.col("p_new") - pl.col("p_old")).fill_null(0.0).alias("gap"),
-                              (pl.col("p_new") / pl.col("p_old")).fill_null(1.0).alias("ratio"))
+        rows.append(
+            {"old": old, "contract": new, "start": at, "p_old": p_old, "p_new": p_new, "price_tf": tf, "price_at": how}
+        )
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "old": pl.String,
+            "contract": pl.String,
+            "start": TS_NS,
+            "p_old": pl.Float64,
+            "p_new": pl.Float64,
+            "price_tf": pl.String,
+            "price_at": pl.String,
+        },
+    )
+    return frame.with_columns(
+        (pl.col("p_new") - pl.col("p_old")).fill_null(0.0).alias("gap"),
+        (pl.col("p_new") / pl.col("p_old")).fill_null(1.0).alias("ratio"),
+    )
 
 
 def segment_adjustments(schedule: pl.DataFrame, rolls: pl.DataFrame) -> pl.DataFrame:
     """Per segment: cumulative Panama offset and ratio of all LATER rolls, and their latest known_at."""
-    s = schedule.join(rolls.select("contract", "gap", "ratio"), on="contract", how="left").with_columns(
-        pl.col("gap").fill_null(0.0), pl.col("ratio").fill_null(1.0)).with_row_index("_k")
+    s = (
+        schedule.join(rolls.select("contract", "gap", "ratio"), on="contract", how="left")
+        .with_columns(pl.col("gap").fill_null(0.0), pl.col("ratio").fill_null(1.0))
+        .with_row_index("_k")
+    )
     rev = s.sort("_k", descending=True).with_columns(
         (pl.col("gap").cum_sum() - pl.col("gap")).alias("offset"),
         (pl.col("ratio").cum_prod() / pl.col("ratio")).alias("factor"),
-        pl.col("known_at").cum_max().shift(1).alias("later_known_at"))
+        pl.col("known_at").cum_max().shift(1).alias("later_known_at"),
+    )
     return rev.sort("_k").drop("_k")
 
 
-def continuous_series(bars: pl.DataFrame, open_interest: pl.DataFrame | None, contracts: pl.DataFrame,
-                      rule: RollRule | str, method: str, as_of: datetime | None = None, *, tf: str,
-                      symbol_id: str | None = None, calendar: str = "CMES") -> pl.DataFrame:
+def continuous_series(
+    bars: pl.DataFrame,
+    open_interest: pl.DataFrame | None,
+    contracts: pl.DataFrame,
+    rule: RollRule | str,
+    method: str,
+    as_of: datetime | None = None,
+    *,
+    tf: str,
+    symbol_id: str | None = None,
+    calendar: str = "CMES",
+) -> pl.DataFrame:
     """Return silver.continuous_futures rows for one root at timeframe ``tf``.
 
     ``bars``: bronze/silver bars of the root's contracts (any timeframes: the finest sizes the roll
@@ -97,17 +136,24 @@ def continuous_series(bars: pl.DataFrame, open_interest: pl.DataFrame | None, co
         oi = oi.filter(pl.col("ts") <= cut) if oi is not None else None
     if symbol_id is None:
         first = contracts["contract"][0] if contracts.height else "X:X"
-        symbol_id = f"{contracts['root'][0]}:{first.split(':', 1)[1]}" if "root" in contracts.columns and contracts.height else first
+        symbol_id = (
+            f"{contracts['root'][0]}:{first.split(':', 1)[1]}"
+            if "root" in contracts.columns and contracts.height
+            else first
+        )
     out_bars = b.filter(pl.col("tf") == tf)
     schedule = roll_schedule(contracts, rule, open_interest=oi, bars=b, calendar=calendar)
     if b.height:  # rolls after the last bar are not history yet
         schedule = schedule.filter(pl.col("start") <= b["ts"].max()).with_columns(
-            pl.when(pl.col("end") > b["ts"].max()).then(None).otherwise(pl.col("end")).alias("end"))
+            pl.when(pl.col("end") > b["ts"].max()).then(None).otherwise(pl.col("end")).alias("end")
+        )
     rolls = roll_prices(b, schedule)
     segs = segment_adjustments(schedule, rolls)
-    j = (out_bars.join(segs, left_on="symbol_id", right_on="contract")
-         .filter((pl.col("ts") > pl.col("start")) & (pl.col("end").is_null() | (pl.col("ts") <= pl.col("end"))))
-         .sort("ts"))
+    j = (
+        out_bars.join(segs, left_on="symbol_id", right_on="contract")
+        .filter((pl.col("ts") > pl.col("start")) & (pl.col("end").is_null() | (pl.col("ts") <= pl.col("end"))))
+        .sort("ts")
+    )
     prices = ["open", "high", "low", "close"]
     if method == "panama":
         adjusted, adjust = [(pl.col(c) + pl.col("offset")).alias(c) for c in prices], pl.col("offset")
@@ -119,8 +165,17 @@ def continuous_series(bars: pl.DataFrame, open_interest: pl.DataFrame | None, co
         adjusted, adjust = [pl.col(c) for c in prices], pl.lit(0.0)
         known = pl.max_horizontal("known_at", "known_at_right")
     return j.select(
-        pl.lit(symbol_id).alias("symbol_id"), pl.lit(tf).alias("tf"), "ts", pl.lit(method).alias("method"),
-        pl.lit(str(rule)).alias("roll_rule"), pl.col("symbol_id").alias("contract"),
-        ((pl.col("symbol_id") != pl.col("symbol_id").shift(1)) & pl.col("symbol_id").shift(1).is_not_null()).alias("roll"),
-        *adjusted, pl.col("volume").fill_null(0.0).alias("volume"), adjust.cast(pl.Float64).alias("adjust"),
-        known.alias("known_at"))
+        pl.lit(symbol_id).alias("symbol_id"),
+        pl.lit(tf).alias("tf"),
+        "ts",
+        pl.lit(method).alias("method"),
+        pl.lit(str(rule)).alias("roll_rule"),
+        pl.col("symbol_id").alias("contract"),
+        ((pl.col("symbol_id") != pl.col("symbol_id").shift(1)) & pl.col("symbol_id").shift(1).is_not_null()).alias(
+            "roll"
+        ),
+        *adjusted,
+        pl.col("volume").fill_null(0.0).alias("volume"),
+        adjust.cast(pl.Float64).alias("adjust"),
+        known.alias("known_at"),
+    )

@@ -95,8 +95,11 @@ def _is_business_day(d: date, calendar: str) -> bool:
 def business_days_in_month(year: int, month: int, calendar: str) -> list[date]:
     first = date(year, month, 1)
     nxt = date(year + month // 12, month % 12 + 1, 1)
-    return [first + timedelta(days=i) for i in range((nxt - first).days)
-            if _is_business_day(first + timedelta(days=i), calendar)]
+    return [
+        first + timedelta(days=i)
+        for i in range((nxt - first).days)
+        if _is_business_day(first + timedelta(days=i), calendar)
+    ]
 
 
 def third_friday(year: int, month: int) -> date:
@@ -147,9 +150,11 @@ def read_symbol_properties(path: Path, lean_market: str, root: str) -> tuple[flo
         props = pl.read_csv(path, comment_prefix="#", infer_schema=False)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceError(f"{path}: cannot read symbol properties: {exc}") from exc
-    row = props.filter((pl.col("market").str.to_lowercase() == lean_market.lower())
-                       & (pl.col("symbol").str.to_uppercase() == root.upper())
-                       & (pl.col("type") == "future"))
+    row = props.filter(
+        (pl.col("market").str.to_lowercase() == lean_market.lower())
+        & (pl.col("symbol").str.to_uppercase() == root.upper())
+        & (pl.col("type") == "future")
+    )
     if row.height == 0:
         raise SourceError(f"{path}: no future {root} on market {lean_market}")
     return float(row["contract_multiplier"][0]), float(row["minimum_price_variation"][0])

@@ -25,10 +25,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from lakehouse.futures_contracts import _sessions
 from core.errors import ConfigError
+from lakehouse.futures_contracts import _sessions
 from lakehouse.schema import PL_TS as TS_NS
-
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,20 @@ class RollRule:
     event: str = "last_trade"
 
     @classmethod
-    def parse(cls, text: str) -> "RollRule":
+    def parse(cls, text: str) -> RollRule:
         if text in ("open_interest", "volume"):
             return cls(text)
         parts = text.split(":")
-        if len(parts) == 3 and parts[0] == "days_before" and parts[1].isdigit() and parts[2] in ("first_notice", "last_trade"):
+        if (
+            len(parts) == 3
+            and parts[0] == "days_before"
+            and parts[1].isdigit()
+            and parts[2] in ("first_notice", "last_trade")
+        ):
             return cls("days_before", int(parts[1]), parts[2])
-        raise ConfigError(f"roll rule {text!r}: expected open_interest, volume or days_before:<n>:<first_notice|last_trade>")
+        raise ConfigError(
+            f"roll rule {text!r}: expected open_interest, volume or days_before:<n>:<first_notice|last_trade>"
+        )
 
     def __str__(self) -> str:
         return self.kind if self.kind != "days_before" else f"days_before:{self.days}:{self.event}"
@@ -61,9 +67,17 @@ def _utc(d) -> datetime:
 def daily_volume(bars: pl.DataFrame) -> pl.DataFrame:
     """Per contract and UTC day: summed volume, observed at the day's end (ts)."""
     day = (pl.col("ts") - pl.duration(nanoseconds=1)).dt.date()
-    return (bars.group_by("symbol_id", day.alias("_d")).agg(pl.col("volume").fill_null(0).sum().alias("value"))
-            .select("symbol_id", (pl.col("_d").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
-                                  + pl.duration(days=1)).cast(TS_NS).alias("ts"), "value"))
+    return (
+        bars.group_by("symbol_id", day.alias("_d"))
+        .agg(pl.col("volume").fill_null(0).sum().alias("value"))
+        .select(
+            "symbol_id",
+            (pl.col("_d").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC") + pl.duration(days=1))
+            .cast(TS_NS)
+            .alias("ts"),
+            "value",
+        )
+    )
 
 
 def _first_crossing(obs: pl.DataFrame, cur: str, nxt: str, after: datetime) -> datetime | None:
@@ -71,10 +85,15 @@ def _first_crossing(obs: pl.DataFrame, cur: str, nxt: str, after: datetime) -> d
     two = obs.filter(pl.col("symbol_id").is_in([cur, nxt]))
     if two.height == 0:
         return None
-    wide = (two.group_by("ts").agg(
-        pl.col("value").filter(pl.col("symbol_id") == cur).last().alias("cur"),
-        pl.col("value").filter(pl.col("symbol_id") == nxt).last().alias("nxt"))
-        .sort("ts").with_columns(pl.col("cur").forward_fill(), pl.col("nxt").forward_fill()))
+    wide = (
+        two.group_by("ts")
+        .agg(
+            pl.col("value").filter(pl.col("symbol_id") == cur).last().alias("cur"),
+            pl.col("value").filter(pl.col("symbol_id") == nxt).last().alias("nxt"),
+        )
+        .sort("ts")
+        .with_columns(pl.col("cur").forward_fill(), pl.col("nxt").forward_fill())
+    )
     hit = wide.filter((pl.col("ts") > after) & (pl.col("nxt") > pl.col("cur")))
     return hit["ts"][0] if hit.height else None
 
@@ -88,9 +107,15 @@ def _business_days_before(d, n: int, calendar: str):
     return np.busday_offset(day, -n, roll="backward").astype(object)
 
 
-def roll_schedule(contracts: pl.DataFrame, rule: RollRule | str, *, open_interest: pl.DataFrame | None = None,
-                  bars: pl.DataFrame | None = None, start: datetime | None = None,
-                  calendar: str = "CMES") -> pl.DataFrame:
+def roll_schedule(
+    contracts: pl.DataFrame,
+    rule: RollRule | str,
+    *,
+    open_interest: pl.DataFrame | None = None,
+    bars: pl.DataFrame | None = None,
+    start: datetime | None = None,
+    calendar: str = "CMES",
+) -> pl.DataFrame:
     """Segments (contract, start, end, known_at) of one root, in expiry order.
 
     ``contracts`` has contract, last_trade, first_notice; only contracts with bars are used when
@@ -103,10 +128,18 @@ def roll_schedule(contracts: pl.DataFrame, rule: RollRule | str, *, open_interes
     if cs.height == 0:
         return pl.DataFrame(schema={"contract": pl.String, "start": TS_NS, "end": TS_NS, "known_at": TS_NS})
     if start is None:
-        start = bars["ts"].min() - timedelta(days=1) if bars is not None and bars.height else _utc(cs["last_trade"][0]) - timedelta(days=90)
+        start = (
+            bars["ts"].min() - timedelta(days=1)
+            if bars is not None and bars.height
+            else _utc(cs["last_trade"][0]) - timedelta(days=90)
+        )
     obs = None
     if rule.kind == "open_interest":
-        obs = (open_interest if open_interest is not None else pl.DataFrame(schema={"ts": TS_NS, "symbol_id": pl.String, "open_interest": pl.Float64}))
+        obs = (
+            open_interest
+            if open_interest is not None
+            else pl.DataFrame(schema={"ts": TS_NS, "symbol_id": pl.String, "open_interest": pl.Float64})
+        )
         obs = obs.select(pl.col("ts").cast(TS_NS), "symbol_id", pl.col("open_interest").alias("value"))
     elif rule.kind == "volume":
         obs = daily_volume(bars) if bars is not None else None
@@ -130,6 +163,8 @@ def roll_schedule(contracts: pl.DataFrame, rule: RollRule | str, *, open_interes
         when = max(when, cur_start)
         k += 1
         segs.append((names[k], when, known))
-    frame = pl.DataFrame({"contract": [s[0] for s in segs], "start": [s[1] for s in segs], "known_at": [s[2] for s in segs]},
-                         schema={"contract": pl.String, "start": TS_NS, "known_at": TS_NS})
+    frame = pl.DataFrame(
+        {"contract": [s[0] for s in segs], "start": [s[1] for s in segs], "known_at": [s[2] for s in segs]},
+        schema={"contract": pl.String, "start": TS_NS, "known_at": TS_NS},
+    )
     return frame.with_columns(pl.col("start").shift(-1).alias("end")).select("contract", "start", "end", "known_at")

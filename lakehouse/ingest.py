@@ -22,11 +22,11 @@ from pathlib import Path
 
 import polars as pl
 
+from core.errors import MpsError, SourceError
 from lakehouse.schema import TableSpec
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE
 from lakehouse.validate import REASON, split_duplicates, split_valid
-from core.errors import MpsError, SourceError
 
 Clock = Callable[[], datetime]
 
@@ -78,8 +78,10 @@ class Account:
         return self.rows_read == self.rows_written + self.duplicates + self.quarantined
 
     def line(self) -> str:
-        return (f"{self.file} -> {self.table}: read {self.rows_read:,} = written {self.rows_written:,}"
-                f" + duplicates {self.duplicates:,} + quarantined {self.quarantined:,}")
+        return (
+            f"{self.file} -> {self.table}: read {self.rows_read:,} = written {self.rows_written:,}"
+            f" + duplicates {self.duplicates:,} + quarantined {self.quarantined:,}"
+        )
 
 
 @dataclass
@@ -106,7 +108,7 @@ class IngestReport:
         out += [f"FAILED {f.file}: {f.message}" for f in self.failures]
         return out
 
-    def merge(self, other: "IngestReport") -> "IngestReport":
+    def merge(self, other: IngestReport) -> IngestReport:
         self.accounts += other.accounts
         self.failures += other.failures
         return self
@@ -185,8 +187,9 @@ class Ingestor:
             try:
                 for chunk in batch.chunks:
                     spec = chunk.table
-                    acc = accounts.setdefault(spec.qualified,
-                                              Account(batch.batch_id, batch.source, spec.qualified, batch.file))
+                    acc = accounts.setdefault(
+                        spec.qualified, Account(batch.batch_id, batch.source, spec.qualified, batch.file)
+                    )
                     prepared = self._prepare_chunk(batch, chunk, ingest_ts, offset)
                     offset += chunk.rows_read
                     acc.rows_read += chunk.rows_read
@@ -199,13 +202,15 @@ class Ingestor:
             acc.rows_written += written
             acc.duplicates += dups + exact_dups
             acc.quarantined += quarantined
-        log = pl.DataFrame([{**a.__dict__, "ingest_ts": ingest_ts} for a in accounts.values()],
-                           schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC")})
+        log = pl.DataFrame(
+            [{**a.__dict__, "ingest_ts": ingest_ts} for a in accounts.values()],
+            schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC")},
+        )
         if log.height:
             self.lake.append_new(BRONZE_INGEST_LOG, log.select(BRONZE_INGEST_LOG.column_names))
         return list(accounts.values())
 
-    def _prepare_chunk(self, batch: Batch, chunk: Chunk, ingest_ts: datetime, offset: int) -> "_Prepared":
+    def _prepare_chunk(self, batch: Batch, chunk: Chunk, ingest_ts: datetime, offset: int) -> _Prepared:
         """Pure part: declared checks, in-batch dedupe, quarantine rows, lineage columns."""
         spec, df = chunk.table, chunk.data
         if "_row" not in df.columns:
@@ -216,7 +221,7 @@ class Ingestor:
         quarantine = self._quarantine_frame(batch, spec, rejected, chunk.rejected, ingest_ts)
         return _Prepared(spec, self._with_lineage(batch, spec, good, ingest_ts), quarantine, exact_dups)
 
-    def _write_chunk(self, prepared: "_Prepared") -> tuple[int, int, int]:
+    def _write_chunk(self, prepared: _Prepared) -> tuple[int, int, int]:
         """Writer-thread part: append new keys and the quarantine; return (written, duplicates, quarantined)."""
         self.lake.append_new(BRONZE_QUARANTINE, prepared.quarantine)
         written, dups = self.lake.append_new(prepared.spec, prepared.rows)
@@ -224,7 +229,10 @@ class Ingestor:
 
     @staticmethod
     def _with_lineage(batch: Batch, spec: TableSpec, df: pl.DataFrame, ingest_ts: datetime) -> pl.DataFrame:
-        extra = [pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"), pl.lit(batch.batch_id).alias("batch_id")]
+        extra = [
+            pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
+            pl.lit(batch.batch_id).alias("batch_id"),
+        ]
         if "source" not in df.columns:
             extra.append(pl.lit(batch.source).alias("source"))
         df = df.with_columns(extra)
@@ -233,33 +241,64 @@ class Ingestor:
         return df.select(spec.column_names)
 
     @staticmethod
-    def _quarantine_frame(batch: Batch, spec: TableSpec, rejected: pl.DataFrame, unparsed: list[Rejected],
-                          ingest_ts: datetime) -> pl.DataFrame:
+    def _quarantine_frame(
+        batch: Batch, spec: TableSpec, rejected: pl.DataFrame, unparsed: list[Rejected], ingest_ts: datetime
+    ) -> pl.DataFrame:
         parts = []
         if rejected.height:
             src = pl.col("source") if "source" in rejected.columns else pl.lit(batch.source)
-            parts.append(rejected.select(
-                src.alias("source"), pl.col("_row").cast(pl.Int64).alias("row"),
-                _raw_column(rejected).alias("raw"), pl.col(REASON).alias("reason")))
+            parts.append(
+                rejected.select(
+                    src.alias("source"),
+                    pl.col("_row").cast(pl.Int64).alias("row"),
+                    _raw_column(rejected).alias("raw"),
+                    pl.col(REASON).alias("reason"),
+                )
+            )
         if unparsed:
-            parts.append(pl.DataFrame({
-                "source": [batch.source] * len(unparsed), "row": [r.row for r in unparsed],
-                "raw": [r.raw for r in unparsed], "reason": [r.reason for r in unparsed]},
-                schema={"source": pl.String, "row": pl.Int64, "raw": pl.String, "reason": pl.String}))
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "source": [batch.source] * len(unparsed),
+                        "row": [r.row for r in unparsed],
+                        "raw": [r.raw for r in unparsed],
+                        "reason": [r.reason for r in unparsed],
+                    },
+                    schema={"source": pl.String, "row": pl.Int64, "raw": pl.String, "reason": pl.String},
+                )
+            )
         if not parts:
-            return pl.DataFrame(schema={c: pl.from_arrow(BRONZE_QUARANTINE.schema.empty_table()).schema[c]
-                                        for c in BRONZE_QUARANTINE.column_names})
-        return pl.concat(parts).with_columns(
-            pl.lit(spec.qualified).alias("table"), pl.lit(batch.file).alias("file"),
-            pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
-            pl.lit(batch.batch_id).alias("batch_id"),
-        ).select(BRONZE_QUARANTINE.column_names)
+            return pl.DataFrame(
+                schema={
+                    c: pl.from_arrow(BRONZE_QUARANTINE.schema.empty_table()).schema[c]
+                    for c in BRONZE_QUARANTINE.column_names
+                }
+            )
+        return (
+            pl.concat(parts)
+            .with_columns(
+                pl.lit(spec.qualified).alias("table"),
+                pl.lit(batch.file).alias("file"),
+                pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
+                pl.lit(batch.batch_id).alias("batch_id"),
+            )
+            .select(BRONZE_QUARANTINE.column_names)
+        )
 
     def _quarantine_failure(self, batch: Batch, message: str) -> None:
-        row = pl.DataFrame({"source": [batch.source], "table": [batch.table_hint], "file": [batch.file], "row": [0],
-                            "raw": [""], "reason": [f"file could not be read: {message}"],
-                            "ingest_ts": [self.clock()], "batch_id": [batch.batch_id]},
-                           schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC"), "row": pl.Int64})
+        row = pl.DataFrame(
+            {
+                "source": [batch.source],
+                "table": [batch.table_hint],
+                "file": [batch.file],
+                "row": [0],
+                "raw": [""],
+                "reason": [f"file could not be read: {message}"],
+                "ingest_ts": [self.clock()],
+                "batch_id": [batch.batch_id],
+            },
+            schema_overrides={"ingest_ts": pl.Datetime("ns", "UTC"), "row": pl.Int64},
+        )
         self.lake.append_new(BRONZE_QUARANTINE, row)
 
 

@@ -31,8 +31,9 @@ def source_batches(lake: Lake, source: str, params, clock: Clock) -> Iterator[Ba
     return batches(params, clock, **extra)
 
 
-def run_source(lake: Lake, source: str, raw_params: dict, clock: Clock,
-               progress: Callable[[Account], None] | None = None) -> IngestReport:
+def run_source(
+    lake: Lake, source: str, raw_params: dict, clock: Clock, progress: Callable[[Account], None] | None = None
+) -> IngestReport:
     """Ingest everything ``source`` yields for ``raw_params`` into bronze and return the account."""
     params = parse_params(source, raw_params)
     sync_security_master(lake, clock)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import polars as pl
 import pyarrow as pa
 
 from core.timetypes import DAY_NS, MINUTE_NS, NS_PER_S, PL_TS, TS  # noqa: F401  (the one declaration)
@@ -73,8 +72,12 @@ class TableSpec:
         Delta's timestamp type holds microseconds; storing int64 nanoseconds keeps full precision
         (order-level feeds carry several events per microsecond). Readers restore ``schema``.
         """
-        return pa.schema([pa.field(c.name, pa.int64() if pa.types.is_timestamp(c.type) else c.type, nullable=c.nullable)
-                          for c in self.columns])
+        return pa.schema(
+            [
+                pa.field(c.name, pa.int64() if pa.types.is_timestamp(c.type) else c.type, nullable=c.nullable)
+                for c in self.columns
+            ]
+        )
 
     @property
     def timestamp_columns(self) -> list[str]:

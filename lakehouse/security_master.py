@@ -13,11 +13,11 @@ import polars as pl
 import yaml
 from pydantic import ValidationError
 
+from core.config import Strict, format_validation_error
+from core.errors import ConfigError
+from core.resources import config_dir
 from lakehouse.ingest import Batch, Chunk, text_batch_id
 from lakehouse.tables import BRONZE_SECURITY_MASTER
-from core.errors import ConfigError
-from core.config import Strict, format_validation_error
-from core.resources import config_dir
 
 DIRECTORY = config_dir() / "security_master"
 
@@ -63,5 +63,9 @@ def instrument_frame(directory: Path = DIRECTORY) -> pl.DataFrame:
 def batches(directory: Path = DIRECTORY, as_of: datetime | None = None):
     """The security master as one ingest batch (id = hash of its content)."""
     frame = instrument_frame(directory)
-    yield Batch("security_master", str(directory), text_batch_id("security_master", frame.write_csv()),
-                [Chunk(BRONZE_SECURITY_MASTER, frame)])
+    yield Batch(
+        "security_master",
+        str(directory),
+        text_batch_id("security_master", frame.write_csv()),
+        [Chunk(BRONZE_SECURITY_MASTER, frame)],
+    )

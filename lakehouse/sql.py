@@ -25,7 +25,8 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         con.register(raw, ds)
         ts_cols = set(spec.timestamp_columns)
         select = ", ".join(
-            f'make_timestamp_ns("{c}") AS "{c}"' if c in ts_cols else f'"{c}"' for c in spec.column_names)
+            f'make_timestamp_ns("{c}") AS "{c}"' if c in ts_cols else f'"{c}"' for c in spec.column_names
+        )
         con.execute(f'CREATE VIEW {spec.layer}."{spec.name}" AS SELECT {select} FROM {raw}')
     return con
 

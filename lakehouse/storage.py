@@ -8,9 +8,9 @@ use ``replace_window`` (overwrite the rows of a window) or ``upsert`` (MERGE on 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import unquote
 
 import polars as pl
@@ -20,8 +20,8 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.schema import TableSpec
 from core.errors import TableError
+from lakehouse.schema import TableSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Lake:
         self.root, self.storage_options, self._open = state["root"], state["storage_options"], {}
 
     @classmethod
-    def from_profile(cls, profile) -> "Lake":
+    def from_profile(cls, profile) -> Lake:
         return cls(profile.lake.root, dict(profile.lake.storage_options))
 
     @property
@@ -60,7 +60,7 @@ class Lake:
     def uri(self, spec: TableSpec) -> str:
         root = self.root.rstrip("/")
         if root.startswith("file://"):
-            root = root[len("file://"):]
+            root = root[len("file://") :]
         return f"{root}/{spec.layer}/{spec.name}"
 
     def _opts(self) -> dict[str, str] | None:
@@ -95,8 +95,9 @@ class Lake:
             return None
         return dt.to_pyarrow_dataset()
 
-    def read_arrow(self, spec: TableSpec, columns: list[str] | None = None,
-                   filter: pc.Expression | None = None) -> pa.Table:
+    def read_arrow(
+        self, spec: TableSpec, columns: list[str] | None = None, filter: pc.Expression | None = None
+    ) -> pa.Table:
         """Read with the declared types (timestamps restored from their int64 storage).
 
         ``filter`` is a pyarrow expression over the stored columns; compare timestamps with
@@ -110,8 +111,9 @@ class Lake:
         target = pa.schema([spec.schema.field(n) for n in table.column_names])
         return table.cast(target)
 
-    def read(self, spec: TableSpec, columns: list[str] | None = None,
-             filter: pc.Expression | None = None) -> pl.DataFrame:
+    def read(
+        self, spec: TableSpec, columns: list[str] | None = None, filter: pc.Expression | None = None
+    ) -> pl.DataFrame:
         """Read the current version as a polars frame (optionally projected and filtered)."""
         return pl.from_arrow(self.read_arrow(spec, columns, filter))
 
@@ -136,7 +138,8 @@ class Lake:
         settled = settled & pl.col(f"max.{column}").is_not_null() & (pl.col(f"max.{column}").cast(pl.Int64) <= upto)
         files = files.with_columns(settled.fill_null(False).alias("_settled"))
         from_stats = files.filter("_settled").select(
-            *[value[c].alias(c) for c in by], pl.col(f"max.{column}").cast(pl.Int64).alias(column))
+            *[value[c].alias(c) for c in by], pl.col(f"max.{column}").cast(pl.Int64).alias(column)
+        )
         frames = [from_stats]
         rest = {unquote(p) for p in files.filter(~pl.col("_settled")).get_column("path")}
         if rest:
@@ -145,11 +148,13 @@ class Lake:
             subset = pads.FileSystemDataset(fragments, full.schema, full.format, full.filesystem)
             read = pl.from_arrow(subset.to_table(columns=[*by, column], filter=pc.field(column) <= upto))
             frames.append(read)
-        stacked = pl.concat([f.cast({c: pl.String for c in by if c in spec.partition_by}) for f in frames],
-                            how="vertical_relaxed")
+        stacked = pl.concat(
+            [f.cast({c: pl.String for c in by if c in spec.partition_by}) for f in frames], how="vertical_relaxed"
+        )
         out = stacked.group_by(by).agg(pl.col(column).max())
         return out.cast({c: t for c, t in target.items() if c != column}).with_columns(
-            pl.col(column).cast(pl.Int64).cast(target[column]))
+            pl.col(column).cast(pl.Int64).cast(target[column])
+        )
 
     def info(self, spec: TableSpec) -> TableInfo | None:
         dt = self.delta(spec)
@@ -179,8 +184,13 @@ class Lake:
         table = self.conform(spec, data)
         if table.num_rows == 0:
             return 0
-        write_deltalake(self._target(spec), table, mode="append", partition_by=list(spec.partition_by) or None,
-                        storage_options=self._opts())
+        write_deltalake(
+            self._target(spec),
+            table,
+            mode="append",
+            partition_by=list(spec.partition_by) or None,
+            storage_options=self._opts(),
+        )
         return table.num_rows
 
     def existing_keys(self, spec: TableSpec, batch: pl.DataFrame) -> pl.DataFrame:
@@ -223,7 +233,9 @@ class Lake:
         if files.height == 0:
             return False
         if spec.partition_by:
-            touched = batch.select(pl.col(c).cast(pl.String).alias(f"partition.{c}") for c in spec.partition_by).unique()
+            touched = batch.select(
+                pl.col(c).cast(pl.String).alias(f"partition.{c}") for c in spec.partition_by
+            ).unique()
             files = files.join(touched, on=touched.columns, how="semi")
         for key in spec.keys:  # the batch's key range must overlap the file's (ts, symbol_id, ...)
             if key in spec.partition_by or f"min.{key}" not in files.columns or files.height == 0:
@@ -254,8 +266,14 @@ class Lake:
         table = self.conform(spec, data)
         if self.delta(spec) is None:
             return self.append(spec, table)
-        write_deltalake(self._target(spec), table, mode="overwrite", predicate=predicate,
-                        partition_by=list(spec.partition_by) or None, storage_options=self._opts())
+        write_deltalake(
+            self._target(spec),
+            table,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=list(spec.partition_by) or None,
+            storage_options=self._opts(),
+        )
         return table.num_rows
 
     def upsert(self, spec: TableSpec, data: pa.Table | pl.DataFrame) -> dict:
@@ -266,8 +284,12 @@ class Lake:
             self.append(spec, table)
             return {"num_target_rows_inserted": table.num_rows}
         on = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
-        return (dt.merge(table, predicate=on, source_alias="s", target_alias="t")
-                .when_matched_update_all().when_not_matched_insert_all().execute())
+        return (
+            dt.merge(table, predicate=on, source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
 
     def tables(self, specs: Iterable[TableSpec]) -> list[TableInfo]:
         return [i for s in specs if (i := self.info(s)) is not None]

@@ -31,20 +31,25 @@ def _column_reasons(spec: TableSpec, df: pl.DataFrame) -> list[pl.Expr]:
     return exprs
 
 
-def split_valid(spec: TableSpec, df: pl.DataFrame,
-                known_symbols: frozenset[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_valid(
+    spec: TableSpec, df: pl.DataFrame, known_symbols: frozenset[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (valid rows, rejected rows with a ``_reason`` column), preserving input order."""
     exprs = _column_reasons(spec, df)
     symbol_column = spec.symbol_column
     if known_symbols is not None and symbol_column is not None and symbol_column in df.columns:
-        exprs.append(pl.when(~pl.col(symbol_column).is_in(list(known_symbols)))
-                     .then(pl.lit("unknown symbol ") + pl.col(symbol_column)))
+        exprs.append(
+            pl.when(~pl.col(symbol_column).is_in(list(known_symbols))).then(
+                pl.lit("unknown symbol ") + pl.col(symbol_column)
+            )
+        )
     if spec.ordered_by and spec.ordered_by in df.columns:
         prev = pl.col(spec.ordered_by).cum_max().shift(1)
         if spec.series_by:
             prev = prev.over([s for s in spec.series_by if s in df.columns] or pl.lit(0))
-        exprs.append(pl.when(pl.col(spec.ordered_by) < prev)
-                     .then(pl.lit(f"{spec.ordered_by} goes backwards (out of order)")))
+        exprs.append(
+            pl.when(pl.col(spec.ordered_by) < prev).then(pl.lit(f"{spec.ordered_by} goes backwards (out of order)"))
+        )
     if not exprs:
         return df, df.clear().with_columns(pl.lit(None, pl.String).alias(REASON))
     # First failing check wins; rows that fail nothing keep a null reason.
@@ -95,6 +100,9 @@ def split_duplicates(spec: TableSpec, df: pl.DataFrame) -> tuple[pl.DataFrame, i
     kept = marked.filter(pl.col("_first")).drop("_first", "_first_row")
     repeats = marked.filter(~pl.col("_first"))
     exact = repeats.filter(~pl.col("_first_row")).height
-    conflicts = (repeats.filter(pl.col("_first_row")).drop("_first", "_first_row")
-                 .with_columns(pl.lit("duplicate key with different values: " + ", ".join(keys)).alias(REASON)))
+    conflicts = (
+        repeats.filter(pl.col("_first_row"))
+        .drop("_first", "_first_row")
+        .with_columns(pl.lit("duplicate key with different values: " + ", ".join(keys)).alias(REASON))
+    )
     return kept, exact, conflicts

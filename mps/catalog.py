@@ -14,7 +14,7 @@ from lakehouse.schema import TableSpec
 from lakehouse.tables import TABLES
 
 DECLARING_MODULES = (
-    "lakehouse.sources.sql",        # bronze.watermarks
+    "lakehouse.sources.sql",  # bronze.watermarks
     "feature_store.tick_features",  # gold.tick_features
 )
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 import yaml
@@ -26,10 +26,10 @@ ProfileOpt = typer.Option("local", "--profile", "-p", help="profile in configs/p
 LakeOpt = typer.Option(None, "--lake", help="lake root overriding the profile (path or s3:// URI)")
 
 
-def _lake(profile: str, lake_root: Optional[str]):
+def _lake(profile: str, lake_root: str | None):
+    from core.profile import load_profile
     from lakehouse.storage import Lake
     from mps.catalog import all_tables
-    from core.profile import load_profile
 
     all_tables()  # register tables declared beside their writers, so SQL sees every table
     prof = load_profile(profile)
@@ -75,9 +75,9 @@ def _fail(exc: MpsError) -> None:
 def ingest(
     source: str = typer.Argument(..., help="source name (see `mps sources`)"),
     param: list[str] = typer.Option([], "--param", "-P", help="adapter parameter key=value (repeatable)"),
-    params_file: Optional[Path] = typer.Option(None, "--params-file", help="YAML file of adapter parameters"),
+    params_file: Path | None = typer.Option(None, "--params-file", help="YAML file of adapter parameters"),
     profile: str = ProfileOpt,
-    lake_root: Optional[str] = LakeOpt,
+    lake_root: str | None = LakeOpt,
 ) -> None:
     """Ingest a source into bronze; print the per-batch account."""
     from core.clock import utc_clock
@@ -87,8 +87,15 @@ def ingest(
         raw = yaml.safe_load(params_file.read_text()) if params_file else {}
         raw = {**(raw or {}), **_parse_kv(param)}
         lake = _lake(profile, lake_root)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                      TimeElapsedColumn(), console=err, transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"ingest {source}", total=None)
 
             def advance(account):
@@ -100,9 +107,11 @@ def ingest(
         return
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"total: read {report.total('rows_read'):,} = written {report.total('rows_written'):,} + duplicates "
-                  f"{report.total('duplicates'):,} + quarantined {report.total('quarantined'):,}; "
-                  f"{len(report.failures)} file(s) failed")
+    console.print(
+        f"total: read {report.total('rows_read'):,} = written {report.total('rows_written'):,} + duplicates "
+        f"{report.total('duplicates'):,} + quarantined {report.total('quarantined'):,}; "
+        f"{len(report.failures)} file(s) failed"
+    )
     if not report.balanced:
         _fail(MpsError("account does not balance: this is a bug, please report it"))
 
@@ -122,7 +131,7 @@ def sql(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     limit: int = typer.Option(50, help="rows to print in table format"),
     profile: str = ProfileOpt,
-    lake_root: Optional[str] = LakeOpt,
+    lake_root: str | None = LakeOpt,
 ) -> None:
     """Run SQL over the lake with DuckDB."""
     from lakehouse.sql import query
@@ -145,9 +154,9 @@ def sql(
 
 
 @app.command()
-def tables(profile: str = ProfileOpt, lake_root: Optional[str] = LakeOpt) -> None:
+def tables(profile: str = ProfileOpt, lake_root: str | None = LakeOpt) -> None:
     """Show every table: rows, Delta version, files, last update."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from lakehouse.tables import TABLES
 
@@ -158,8 +167,11 @@ def tables(profile: str = ProfileOpt, lake_root: Optional[str] = LakeOpt) -> Non
         if info is None:
             out.add_row(spec.qualified, "-", "-", "-", "not written yet", style="dim")
             continue
-        when = datetime.fromtimestamp(info.last_update_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
-            if info.last_update_ms else "?"
+        when = (
+            datetime.fromtimestamp(info.last_update_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if info.last_update_ms
+            else "?"
+        )
         out.add_row(spec.qualified, f"{info.rows:,}", str(info.version), str(info.files), when)
     console.print(out)
 
@@ -172,7 +184,7 @@ app.add_typer(quality_app, name="quality")
 def quality_docs(
     out: Path = typer.Option(Path(".mps/quality-docs"), "--out", help="directory for the HTML pages"),
     profile: str = ProfileOpt,
-    lake_root: Optional[str] = LakeOpt,
+    lake_root: str | None = LakeOpt,
 ) -> None:
     """Build browsable HTML of every validation run and the rows it quarantined."""
     from lakehouse.quality.docs import build_docs
@@ -188,25 +200,26 @@ def reconcile(
     timeframe: list[str] = typer.Option(["1m"], "--tf", help="bar timeframes (repeatable)"),
     symbol: list[str] = typer.Option([], "--symbol", help="only these symbol_ids (repeatable)"),
     profile: str = ProfileOpt,
-    lake_root: Optional[str] = LakeOpt,
+    lake_root: str | None = LakeOpt,
 ) -> None:
     """Run the reconcile flow over a window: bronze vendors -> silver consensus bars."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def parse(value: str) -> datetime:
         try:
             ts = datetime.fromisoformat(value)
         except ValueError:
             raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
-        return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
     try:
         _prefect_env(profile)
         from flows.reconcile import reconcile as reconcile_flow
 
         lake = _lake(profile, lake_root)
-        written = reconcile_flow(parse(start), parse(end), timeframes=timeframe, symbols=symbol or None,
-                                 lake_root=lake.root, profile=profile)
+        written = reconcile_flow(
+            parse(start), parse(end), timeframes=timeframe, symbols=symbol or None, lake_root=lake.root, profile=profile
+        )
     except MpsError as exc:
         _fail(exc)
         return
@@ -215,7 +228,9 @@ def reconcile(
 
 
 @app.command()
-def config(profile: str = ProfileOpt, strategy: Optional[Path] = typer.Option(None, help="strategy YAML to check")) -> None:
+def config(
+    profile: str = ProfileOpt, strategy: Path | None = typer.Option(None, help="strategy YAML to check")
+) -> None:
     """Validate and print the profile (and a strategy file)."""
     from core.profile import load_profile
     from core.strategy import DEFAULT_STRATEGY, load_strategy

@@ -26,21 +26,21 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pyarrow.compute as pc
 from rich.console import Console
 
+from core.profile import load_profile
+from core.resources import contracts_dir
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS
 from mps import demo_report as dr
 from mps.prefect_server import PrefectServer
-from core.profile import load_profile
-from core.resources import contracts_dir
 
-UTC = timezone.utc
+UTC = UTC
 MODEL = contracts_dir() / "models" / "tick_tiny" / "v2" / "tick_tiny.onnx"
 SIZING = contracts_dir() / "sizing.json"
 
@@ -57,11 +57,16 @@ class DemoConfig:
     timeframes: tuple[str, ...] = ("1s", "1m")
     signal_timeout_s: float = 120.0
     prefect_startup_s: float = 180.0
-    stale_after_s: float = 10.0   # open-market seconds without a new trade price before a tick feed is stale
+    stale_after_s: float = 10.0  # open-market seconds without a new trade price before a tick feed is stale
 
     def sim_params(self) -> dict:
-        return {"symbols": list(self.symbols), "start": self.start.isoformat(),
-                "session_minutes": self.session_minutes, "trades_per_day": self.trades_per_day, "seed": self.seed}
+        return {
+            "symbols": list(self.symbols),
+            "start": self.start.isoformat(),
+            "session_minutes": self.session_minutes,
+            "trades_per_day": self.trades_per_day,
+            "seed": self.seed,
+        }
 
     @property
     def session(self) -> tuple[datetime, datetime]:
@@ -90,16 +95,24 @@ def fresh_demo_dir(state_dir: Path) -> tuple[Lake, Path]:
 
 def ingested(lake: Lake, result: dict, report: dr.DemoReport, console: Console) -> None:
     """Report the ingest flow's totals and the per-table account it left in bronze.ingest_log."""
-    report.add("Ingest account (rows_read = rows_written + duplicates + quarantined)",
-               dr.ingest_account(lake, "simulator"))
-    report.facts.update(accounts_balanced=result["balanced"], ingest_failures=len(result["failures"]),
-                        rows_read=result["rows_read"], rows_written=result["rows_written"])
-    console.print(f"  read {result['rows_read']:,} rows, wrote {result['rows_written']:,}, quarantined "
-                  f"{result['quarantined']:,}; balanced: {result['balanced']}")
+    report.add(
+        "Ingest account (rows_read = rows_written + duplicates + quarantined)", dr.ingest_account(lake, "simulator")
+    )
+    report.facts.update(
+        accounts_balanced=result["balanced"],
+        ingest_failures=len(result["failures"]),
+        rows_read=result["rows_read"],
+        rows_written=result["rows_written"],
+    )
+    console.print(
+        f"  read {result['rows_read']:,} rows, wrote {result['rows_written']:,}, quarantined "
+        f"{result['quarantined']:,}; balanced: {result['balanced']}"
+    )
 
 
-def reconciled(lake: Lake, cfg: DemoConfig, written: dict, demo_dir: Path, report: dr.DemoReport,
-               console: Console) -> None:
+def reconciled(
+    lake: Lake, cfg: DemoConfig, written: dict, demo_dir: Path, report: dr.DemoReport, console: Console
+) -> None:
     """Report silver, the quality gate and freshness from the tables, and score the consensus against truth."""
     from lakehouse.quality.docs import build_docs
     from lakehouse.security_master import load_instruments
@@ -117,16 +130,24 @@ def reconciled(lake: Lake, cfg: DemoConfig, written: dict, demo_dir: Path, repor
     report.add("Outlier flags (vendor left out of the consensus) vs injected bad prints", outliers)
     trades = lake.read(BRONZE_TRADES, ["symbol_id", "source", "ts", "price"])
     per_vendor, fresh = dr.freshness_summary(lake, trades, open_, close, cfg.stale_after_s)
-    report.add(f"Freshness per vendor (silver.freshness at {end:%H:%M}; open time stale = no new price"
-               f" for {cfg.stale_after_s:g} s)", per_vendor)
+    report.add(
+        f"Freshness per vendor (silver.freshness at {end:%H:%M}; open time stale = no new price"
+        f" for {cfg.stale_after_s:g} s)",
+        per_vendor,
+    )
     cons = errors.filter(pl.col("series") == "consensus")
     report.facts.update(
-        gate_rows_in=bars.height + quarantined["row"].n_unique(), gate_passed=bars.height,
-        gate_quarantined=quarantined["row"].n_unique(), gate_expectations=expectations.height,
-        gate_failed_expectations=int((~expectations["success"]).sum()), quality_docs=docs.resolve().as_uri(),
+        gate_rows_in=bars.height + quarantined["row"].n_unique(),
+        gate_passed=bars.height,
+        gate_quarantined=quarantined["row"].n_unique(),
+        gate_expectations=expectations.height,
+        gate_failed_expectations=int((~expectations["success"]).sum()),
+        quality_docs=docs.resolve().as_uri(),
         consensus_rmse_bps=dict(zip(cons["tf"], cons["rmse_bps"])),
         outlier_precision=dict(zip(outliers["tf"], outliers["precision"])),
-        outlier_recall=dict(zip(outliers["tf"], outliers["recall"])), **fresh)
+        outlier_recall=dict(zip(outliers["tf"], outliers["recall"])),
+        **fresh,
+    )
     console.print(dr.reconcile_line(report.facts))
 
 
@@ -138,8 +159,10 @@ def featurize(lake: Lake, report: dr.DemoReport) -> pl.DataFrame:
     quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "bid_size", "ask", "ask_size"])
     feats = features_from_silver(bars, quotes)
     write_features(lake, feats)
-    report.add(f"Tick features {GOLD_TICK_FEATURES.qualified}: {feats.height:,} rows (model input order)",
-               dr.features_summary(feats, FEATURE_NAMES))
+    report.add(
+        f"Tick features {GOLD_TICK_FEATURES.qualified}: {feats.height:,} rows (model input order)",
+        dr.features_summary(feats, FEATURE_NAMES),
+    )
     report.facts["feature_rows"] = feats.height
     return feats
 
@@ -153,16 +176,17 @@ def replay_sizing(demo_dir: Path) -> Path:
     return path
 
 
-async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfig, console: Console,
-                 report: dr.DemoReport) -> None:
+async def stream(
+    lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfig, console: Console, report: dr.DemoReport
+) -> None:
     """Replay the features through NATS and the Rust scorer; land every signal in gold.signals."""
     import nats
 
     from feature_store.messages import FeaturePublisher, ensure_streams, put_champion
-    from mps.scorer_process import ScorerProcess
     from feature_store.signal_sink import run_sink
     from feature_store.tick_features import check_model_features, feature_updates
     from mps.nats_server import NatsServer
+    from mps.scorer_process import ScorerProcess
     from training.onnx_export import champion_pointer, read_metadata
 
     meta = read_metadata(MODEL)
@@ -175,8 +199,9 @@ async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfi
         js = nc.jetstream()
         await ensure_streams(js)
         await put_champion(js, champion_pointer(MODEL, meta, time.time_ns()))
-        scorer = ScorerProcess(server.url, model_name=meta.model_name, sizing=replay_sizing(demo_dir),
-                               log_path=demo_dir / "scorer.log").start()
+        scorer = ScorerProcess(
+            server.url, model_name=meta.model_name, sizing=replay_sizing(demo_dir), log_path=demo_dir / "scorer.log"
+        ).start()
         console.print(f"  NATS {server.url}, scorer {scorer.url} serving {meta.model_name} v{meta.model_version}")
         sink = asyncio.create_task(run_sink(server.url, lake, stop))
         publisher, t0 = FeaturePublisher(nc, jetstream=True), time.perf_counter()
@@ -197,8 +222,13 @@ async def stream(lake: Lake, feats: pl.DataFrame, demo_dir: Path, cfg: DemoConfi
                     await nc.close()
             finally:
                 server.stop()
-    report.facts.update(updates_published=len(updates), signals_stored=stored, scorer_exit=exit_code,
-                        sink_received=sink_stats.received if sink_stats else 0, **metrics)
+    report.facts.update(
+        updates_published=len(updates),
+        signals_stored=stored,
+        scorer_exit=exit_code,
+        sink_received=sink_stats.received if sink_stats else 0,
+        **metrics,
+    )
 
 
 def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool = False) -> dr.DemoReport:
@@ -220,8 +250,9 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
         with step("3. ingest flow: the simulator into bronze"):
             ingested(lake, ingest("simulator", cfg.sim_params(), lake_root=lake.root, as_of=end), report, console)
         with step("4. reconcile flow: silver bars, quality gate, freshness; accuracy vs truth"):
-            written = reconcile(start, end, timeframes=list(cfg.timeframes), symbols=list(cfg.symbols),
-                                lake_root=lake.root)
+            written = reconcile(
+                start, end, timeframes=list(cfg.timeframes), symbols=list(cfg.symbols), lake_root=lake.root
+            )
             reconciled(lake, cfg, written, demo_dir, report, console)
         with step("5. tick features tick_v1 into gold"):
             feats = featurize(lake, report)
@@ -230,10 +261,14 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
             asyncio.run(stream(lake, feats, demo_dir, cfg, console, report))
         with step("7. report: flow runs from Prefect, signals from gold"):
             report.add("Prefect flow runs", dr.flow_runs(prefect.ui_url))
-            dr.signals_summary(lake, report, cost_bps=sum(json.loads(SIZING.read_text())[k]
-                                                          for k in ("fee_bps", "slippage_bps")))
-        report.facts.update(prefect_ui=prefect.ui_url, prefect_startup_s=round(prefect.startup_s, 1),
-                            elapsed_s=round(time.perf_counter() - t0, 1))
+            dr.signals_summary(
+                lake, report, cost_bps=sum(json.loads(SIZING.read_text())[k] for k in ("fee_bps", "slippage_bps"))
+            )
+        report.facts.update(
+            prefect_ui=prefect.ui_url,
+            prefect_startup_s=round(prefect.startup_s, 1),
+            elapsed_s=round(time.perf_counter() - t0, 1),
+        )
         dr.write(report, demo_dir, console, dr.hints(lake.root, report.facts["quality_docs"], prefect.home))
         if keep_ui:
             console.print(f"Prefect UI at {prefect.ui_url}; press Ctrl-C to stop it")

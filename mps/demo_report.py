@@ -32,9 +32,19 @@ from lakehouse.reconcile.bars import build_bars
 from lakehouse.reconcile.pipeline import quotes_as_ticks
 from lakehouse.reconcile.report import consensus_error, outlier_scores
 from lakehouse.storage import Lake, ts_value
-from lakehouse.tables import (BRONZE_INGEST_LOG, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_SIM_EVENTS, BRONZE_SIM_TRUTH,
-                              BRONZE_TRADES, GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS,
-                              SILVER_QUALITY_RESULTS, TABLES)
+from lakehouse.tables import (
+    BRONZE_INGEST_LOG,
+    BRONZE_QUARANTINE,
+    BRONZE_QUOTES,
+    BRONZE_SIM_EVENTS,
+    BRONZE_SIM_TRUTH,
+    BRONZE_TRADES,
+    GOLD_SIGNALS,
+    SILVER_BARS,
+    SILVER_FRESHNESS,
+    SILVER_QUALITY_RESULTS,
+    TABLES,
+)
 
 SLOT = ["source", "symbol_id", "ts"]
 
@@ -70,7 +80,9 @@ class Steps:
 def ingest_account(lake: Lake, source: str) -> pl.DataFrame:
     """Per-table account of ``source``'s batches from bronze.ingest_log."""
     log = lake.read(BRONZE_INGEST_LOG, filter=pc.field("source") == source)
-    return log.group_by("table").agg(pl.col("rows_read", "rows_written", "duplicates", "quarantined").sum()).sort("table")
+    return (
+        log.group_by("table").agg(pl.col("rows_read", "rows_written", "duplicates", "quarantined").sum()).sort("table")
+    )
 
 
 def vendor_ticks(lake: Lake, start: datetime, end: datetime, symbols: list[str]) -> pl.DataFrame:
@@ -91,76 +103,114 @@ def silver_bars(lake: Lake, timeframes: list[str]) -> pl.DataFrame:
 def bars_summary(bars: pl.DataFrame) -> pl.DataFrame:
     """Bars, stale bars and mean contributing vendors per timeframe."""
     q = pl.col("quality").struct
-    return bars.group_by("tf").agg(pl.len().alias("bars"), q.field("stale").sum().alias("stale"),
-                                   q.field("n_src").mean().alias("mean_sources"),
-                                   q.field("outlier_frac").mean().alias("mean_outlier_frac")).sort("tf")
+    return (
+        bars.group_by("tf")
+        .agg(
+            pl.len().alias("bars"),
+            q.field("stale").sum().alias("stale"),
+            q.field("n_src").mean().alias("mean_sources"),
+            q.field("outlier_frac").mean().alias("mean_outlier_frac"),
+        )
+        .sort("tf")
+    )
 
 
 def consensus_observations(consensus: pl.DataFrame) -> pl.DataFrame:
     """Each vendor bar the consensus weighed, ``outlier`` when it was voted out (``quality.outliers``)."""
     q = pl.col("quality").struct
-    sides = [consensus.select("symbol_id", "ts", q.field(field).alias("source")).explode("source")
-             .drop_nulls("source").with_columns(pl.lit(field == "outliers").alias("outlier"))
-             for field in ("sources", "outliers")]
+    sides = [
+        consensus.select("symbol_id", "ts", q.field(field).alias("source"))
+        .explode("source")
+        .drop_nulls("source")
+        .with_columns(pl.lit(field == "outliers").alias("outlier"))
+        for field in ("sources", "outliers")
+    ]
     return pl.concat(sides).select(*SLOT, pl.lit(True).alias("delivered"), "outlier")
 
 
-def accuracy(lake: Lake, bars: pl.DataFrame, ticks: pl.DataFrame, calendars: dict[str, str],
-             timeframes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def accuracy(
+    lake: Lake, bars: pl.DataFrame, ticks: pl.DataFrame, calendars: dict[str, str], timeframes: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Close errors vs the simulator's true price, and outlier flags vs its injected bad prints, per timeframe."""
     truth = lake.read(BRONZE_SIM_TRUTH, ["symbol_id", "ts", "price"])
     events = lake.read(BRONZE_SIM_EVENTS)
     errors, outliers = [], []
     for tf in timeframes:
         cons = bars.filter(pl.col("tf") == tf)
-        errors.append(consensus_error(cons, build_bars(ticks, tf, calendars).bars, truth)
-                      .select(pl.lit(tf).alias("tf"), pl.all()))
+        errors.append(
+            consensus_error(cons, build_bars(ticks, tf, calendars).bars, truth).select(pl.lit(tf).alias("tf"), pl.all())
+        )
         seen = consensus_observations(cons)
         outliers.append({"tf": tf, **outlier_scores(seen, events, tf, calendars)})
     return pl.concat(errors), pl.DataFrame(outliers)
 
 
-def freshness_summary(lake: Lake, trades: pl.DataFrame, start: datetime, end: datetime,
-                      stale_after_s: float) -> tuple[pl.DataFrame, dict]:
+def freshness_summary(
+    lake: Lake, trades: pl.DataFrame, start: datetime, end: datetime, stale_after_s: float
+) -> tuple[pl.DataFrame, dict]:
     """silver.freshness per vendor at its latest as_of, and the share of open time each vendor went stale."""
     fresh = lake.read(SILVER_FRESHNESS)
     fresh = fresh.filter(pl.col("as_of") == pl.col("as_of").max())
     # sampled on price changes: a vendor repeating its last price is as stale as a silent one
-    rates = fr.stale_rate(fr.change_times(trades, ["price"]), start, end, fr.FreshnessThresholds(default_s=stale_after_s))
-    per_vendor = (fresh.group_by("source").agg(pl.len().alias("symbols"), pl.col("stale").sum().alias("stale_now"),
-                                               (pl.col("age_ms").max() / 1e3).alias("max_age_s"))
-                  .join(rates.group_by("source").agg((pl.col("stale_ms").sum() / pl.col("open_ms").sum())
-                                                     .alias(f"open_time_stale_{stale_after_s:g}s")),
-                        on="source", how="left").sort("source"))
+    rates = fr.stale_rate(
+        fr.change_times(trades, ["price"]), start, end, fr.FreshnessThresholds(default_s=stale_after_s)
+    )
+    per_vendor = (
+        fresh.group_by("source")
+        .agg(
+            pl.len().alias("symbols"),
+            pl.col("stale").sum().alias("stale_now"),
+            (pl.col("age_ms").max() / 1e3).alias("max_age_s"),
+        )
+        .join(
+            rates.group_by("source").agg(
+                (pl.col("stale_ms").sum() / pl.col("open_ms").sum()).alias(f"open_time_stale_{stale_after_s:g}s")
+            ),
+            on="source",
+            how="left",
+        )
+        .sort("source")
+    )
     summary = fr.stale_summary(fresh, rates)
-    return per_vendor, {"freshness_as_of": fresh["as_of"].max(), "freshness_pairs": int(summary["pairs"]),
-                        "stale_pairs": int(summary["stale_pairs"]),
-                        "time_stale_fraction": summary.get("time_stale_fraction", 0.0)}
+    return per_vendor, {
+        "freshness_as_of": fresh["as_of"].max(),
+        "freshness_pairs": int(summary["pairs"]),
+        "stale_pairs": int(summary["stale_pairs"]),
+        "time_stale_fraction": summary.get("time_stale_fraction", 0.0),
+    }
 
 
 def quality_summary(lake: Lake) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The gate's expectation results on silver.bars, and its quarantine by reason."""
     results = lake.read(SILVER_QUALITY_RESULTS, filter=pc.field("table") == SILVER_BARS.qualified)
-    quarantined = lake.read(BRONZE_QUARANTINE, ["source", "table", "row", "reason", "batch_id"],
-                            pc.field("source") == "quality")
+    quarantined = lake.read(
+        BRONZE_QUARANTINE, ["source", "table", "row", "reason", "batch_id"], pc.field("source") == "quality"
+    )
     expectations = results.select("expectation", "success", "element_count", "unexpected_count").sort(
-        "success", "expectation")
+        "success", "expectation"
+    )
     return expectations, quarantined
 
 
 def reconcile_line(f: dict) -> str:
     """One console line on the gate, the consensus accuracy and freshness."""
-    return (f"  quality gate: {f['gate_rows_in']:,} bars in, {f['gate_passed']:,} passed, {f['gate_quarantined']:,}"
-            f" quarantined; docs {f['quality_docs']}\n  consensus close RMSE vs truth (bps): "
-            f"{cell(f['consensus_rmse_bps'])}; outlier precision {cell(f['outlier_precision'])}, recall "
-            f"{cell(f['outlier_recall'])}; stale share of open time {f['time_stale_fraction']:.2%}")
+    return (
+        f"  quality gate: {f['gate_rows_in']:,} bars in, {f['gate_passed']:,} passed, {f['gate_quarantined']:,}"
+        f" quarantined; docs {f['quality_docs']}\n  consensus close RMSE vs truth (bps): "
+        f"{cell(f['consensus_rmse_bps'])}; outlier precision {cell(f['outlier_precision'])}, recall "
+        f"{cell(f['outlier_recall'])}; stale share of open time {f['time_stale_fraction']:.2%}"
+    )
 
 
 # ---- gold, scorer, Prefect --------------------------------------------------------------------------
 def features_summary(feats: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
     """Mean, std, min and max of each feature, in the model's input order."""
-    return pl.DataFrame([{"feature": n, "mean": feats[n].mean(), "std": feats[n].std(), "min": feats[n].min(),
-                          "max": feats[n].max()} for n in names])
+    return pl.DataFrame(
+        [
+            {"feature": n, "mean": feats[n].mean(), "std": feats[n].std(), "min": feats[n].min(), "max": feats[n].max()}
+            for n in names
+        ]
+    )
 
 
 def scrape_metrics(url: str) -> dict[str, float]:
@@ -174,17 +224,23 @@ def scrape_metrics(url: str) -> dict[str, float]:
             values[name] = float(value)
     dead = sum(v for k, v in values.items() if k.startswith("mps_scorer_deadletters_total"))
     count = values.get("mps_scorer_latency_seconds_count", 0.0)
-    return {"scorer_updates": int(values.get("mps_scorer_updates_total", 0)),
-            "scorer_signals": int(values.get("mps_scorer_signals_total", 0)),
-            "scorer_batches": int(values.get("mps_scorer_batches_total", 0)), "scorer_deadletters": int(dead),
-            "scorer_latency_mean_us": 1e6 * values.get("mps_scorer_latency_seconds_sum", 0.0) / count if count else 0.0,
-            "scorer_latency_p99_le_s": _histogram_quantile(values, 0.99)}
+    return {
+        "scorer_updates": int(values.get("mps_scorer_updates_total", 0)),
+        "scorer_signals": int(values.get("mps_scorer_signals_total", 0)),
+        "scorer_batches": int(values.get("mps_scorer_batches_total", 0)),
+        "scorer_deadletters": int(dead),
+        "scorer_latency_mean_us": 1e6 * values.get("mps_scorer_latency_seconds_sum", 0.0) / count if count else 0.0,
+        "scorer_latency_p99_le_s": _histogram_quantile(values, 0.99),
+    }
 
 
 def _histogram_quantile(values: dict[str, float], q: float) -> float:
     """The smallest latency bucket bound holding at least ``q`` of the observations."""
-    buckets = sorted((float(k.split('"')[1]), v) for k, v in values.items()
-                     if k.startswith("mps_scorer_latency_seconds_bucket") and '"+Inf"' not in k)
+    buckets = sorted(
+        (float(k.split('"')[1]), v)
+        for k, v in values.items()
+        if k.startswith("mps_scorer_latency_seconds_bucket") and '"+Inf"' not in k
+    )
     total = values.get("mps_scorer_latency_seconds_count", 0.0)
     return next((le for le, n in buckets if total and n >= q * total), float("inf"))
 
@@ -208,10 +264,18 @@ def flow_runs(ui_url: str | None) -> pl.DataFrame:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
         names = {f.id: f.name for f in client.read_flows()}
-    return pl.DataFrame([{"flow": names.get(r.flow_id, "?"), "run": r.name, "state": r.state_name,
-                          "run_time_s": r.total_run_time.total_seconds(),
-                          "url": f"{ui_url}/runs/flow-run/{r.id}" if ui_url else str(r.id)}
-                         for r in sorted(runs, key=lambda r: r.expected_start_time)])
+    return pl.DataFrame(
+        [
+            {
+                "flow": names.get(r.flow_id, "?"),
+                "run": r.name,
+                "state": r.state_name,
+                "run_time_s": r.total_run_time.total_seconds(),
+                "url": f"{ui_url}/runs/flow-run/{r.id}" if ui_url else str(r.id),
+            }
+            for r in sorted(runs, key=lambda r: r.expected_start_time)
+        ]
+    )
 
 
 def signals_summary(lake: Lake, report: DemoReport, cost_bps: float) -> None:
@@ -219,26 +283,52 @@ def signals_summary(lake: Lake, report: DemoReport, cost_bps: float) -> None:
     bronze = [(s.qualified, i.rows) for s in TABLES.values() if s.layer == "bronze" and (i := lake.info(s))]
     report.add("Bronze tables", pl.DataFrame(bronze, schema=["table", "rows"], orient="row"))
     quarantine = lake.read(BRONZE_QUARANTINE, ["source", "table", "reason"])
-    report.add("Quarantine by reason", quarantine.group_by("source", "table", "reason").len().sort("len", descending=True)
-               if quarantine.height else pl.DataFrame({"reason": ["(none)"], "len": [0]}))
+    report.add(
+        "Quarantine by reason",
+        quarantine.group_by("source", "table", "reason").len().sort("len", descending=True)
+        if quarantine.height
+        else pl.DataFrame({"reason": ["(none)"], "len": [0]}),
+    )
     signals = lake.read(GOLD_SIGNALS)
     report.facts["gold_signals_rows"] = signals.height
     if signals.height == 0:
         return
     gross = pl.col("payload").str.json_path_match("$.expected_return_gross").cast(pl.Float64) * 1e4
-    report.add("Signals per symbol (edge = expected log return before costs, bps)", signals.group_by("symbol_id").agg(
-        pl.len().alias("signals"), pl.col("prob_up").mean().alias("mean_p_up"),
-        gross.abs().mean().alias("mean_abs_edge_bps"), gross.abs().max().alias("max_abs_edge_bps"),
-        pl.col("size").abs().mean().alias("mean_abs_size"), pl.col("guard").is_not_null().sum().alias("guarded"),
-        pl.col("horizon").first()).sort("symbol_id"))
+    report.add(
+        "Signals per symbol (edge = expected log return before costs, bps)",
+        signals.group_by("symbol_id")
+        .agg(
+            pl.len().alias("signals"),
+            pl.col("prob_up").mean().alias("mean_p_up"),
+            gross.abs().mean().alias("mean_abs_edge_bps"),
+            gross.abs().max().alias("max_abs_edge_bps"),
+            pl.col("size").abs().mean().alias("mean_abs_size"),
+            pl.col("guard").is_not_null().sum().alias("guarded"),
+            pl.col("horizon").first(),
+        )
+        .sort("symbol_id"),
+    )
     step = signals.height // 6 + 1  # not a multiple of the symbol count, so the examples vary
-    report.add("Example signals (60 s horizon; log-return quantiles in bps; size as NAV fraction)",
-               signals.sort("ts", "symbol_id").gather_every(step, offset=step // 2).select(
-                   pl.col("ts").dt.strftime("%H:%M:%S").alias("time"), pl.col("symbol_id").alias("symbol"),
-                   pl.col("prob_up").alias("p_up"), gross.alias("edge"),
-                   *((pl.col(c) * 1e4).alias(c) for c in ("q05", "q50", "q95")), "kelly", "size", "guard"))
-    report.facts.update(cost_bps=cost_bps, mean_prob_up=float(signals["prob_up"].mean()),
-                        signals_with_edge_over_cost=int(signals.select((gross.abs() > cost_bps).sum()).item()))
+    report.add(
+        "Example signals (60 s horizon; log-return quantiles in bps; size as NAV fraction)",
+        signals.sort("ts", "symbol_id")
+        .gather_every(step, offset=step // 2)
+        .select(
+            pl.col("ts").dt.strftime("%H:%M:%S").alias("time"),
+            pl.col("symbol_id").alias("symbol"),
+            pl.col("prob_up").alias("p_up"),
+            gross.alias("edge"),
+            *((pl.col(c) * 1e4).alias(c) for c in ("q05", "q50", "q95")),
+            "kelly",
+            "size",
+            "guard",
+        ),
+    )
+    report.facts.update(
+        cost_bps=cost_bps,
+        mean_prob_up=float(signals["prob_up"].mean()),
+        signals_with_edge_over_cost=int(signals.select((gross.abs() > cost_bps).sum()).item()),
+    )
 
 
 # ---- rendering --------------------------------------------------------------------------------------
@@ -283,15 +373,21 @@ def render(report: DemoReport, console: Console, hints: list[str]) -> str:
 
 def hints(lake_root: str, quality_docs: str, prefect_home: Path) -> list[str]:
     """What to try next: SQL on the signals, the quality site, the Prefect UI over the demo's runs."""
-    query = ("SELECT symbol_id, count(*) AS n, avg(prob_up) AS p_up, avg(abs(size)) AS size "
-             "FROM gold.signals GROUP BY 1 ORDER BY 1")
-    return [f'.venv/bin/mps sql --lake {lake_root} "{query}"', f"open {quality_docs}",
-            f"PREFECT_HOME={prefect_home} .venv/bin/prefect server start  (then http://127.0.0.1:4200: the demo's runs)"]
+    query = (
+        "SELECT symbol_id, count(*) AS n, avg(prob_up) AS p_up, avg(abs(size)) AS size "
+        "FROM gold.signals GROUP BY 1 ORDER BY 1"
+    )
+    return [
+        f'.venv/bin/mps sql --lake {lake_root} "{query}"',
+        f"open {quality_docs}",
+        f"PREFECT_HOME={prefect_home} .venv/bin/prefect server start  (then http://127.0.0.1:4200: the demo's runs)",
+    ]
 
 
 def write(report: DemoReport, demo_dir: Path, console: Console, next_steps: list[str]) -> None:
     """Print the report and write it to ``report.md``, with every fact and timing in ``facts.json``."""
     (demo_dir / "report.md").write_text(render(report, console, next_steps))
-    (demo_dir / "facts.json").write_text(json.dumps({**report.facts, "timings_s": report.timings}, indent=2,
-                                                    default=str))
+    (demo_dir / "facts.json").write_text(
+        json.dumps({**report.facts, "timings_s": report.timings}, indent=2, default=str)
+    )
     console.print(f"report written to {demo_dir / 'report.md'}")

@@ -59,8 +59,13 @@ class NatsServer:
     state across a restart (``stop()`` then ``start()`` reuses the same port and store).
     """
 
-    def __init__(self, port: int | None = None, store_dir: str | Path | None = None,
-                 host: str = "127.0.0.1", http_port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        store_dir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        http_port: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.http_port = http_port
@@ -73,17 +78,26 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "NatsServer":
+    def start(self, timeout: float = 20.0) -> NatsServer:
         """Start the server and wait until it accepts connections."""
         if self._proc is not None and self._proc.poll() is None:
             return self
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(nats_server_binary()), "-a", self.host, "-p", str(self.port), "-js",
-               "-sd", str(self.store_dir / "jetstream"), "-l", str(self.log_path)]
+        cmd = [
+            str(nats_server_binary()),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir / "jetstream"),
+            "-l",
+            str(self.log_path),
+        ]
         if self.http_port:
             cmd += ["-m", str(self.http_port)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _wait_listening(self.host, self.port, self._proc, timeout)
         except ServiceError:
@@ -105,7 +119,7 @@ class NatsServer:
         """Stop the server and remove its store if this object created it."""
         self.stop(remove_store=self._own_store)
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

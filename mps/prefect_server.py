@@ -25,8 +25,12 @@ from core.errors import ServiceError
 from mps.processes import free_port, terminate
 
 # Settings the parent may carry that would point the server at someone else's database or API.
-_INHERITED = ("PREFECT_API_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL",
-              "PREFECT_PROFILES_PATH")
+_INHERITED = (
+    "PREFECT_API_URL",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_PROFILES_PATH",
+)
 
 
 class PrefectServer:
@@ -37,8 +41,16 @@ class PrefectServer:
     ``<home>/server.log``.
     """
 
-    def __init__(self, home: str | Path, port: int | None = None, *, host: str = "127.0.0.1", ui: bool = True,
-                 startup_timeout: float = 180.0, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        home: str | Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        ui: bool = True,
+        startup_timeout: float = 180.0,
+        database_url: str | None = None,
+    ) -> None:
         self.home = Path(home)
         self.host = host
         self.port = port or free_port(host)
@@ -69,8 +81,12 @@ class PrefectServer:
     def environment(self) -> dict[str, str]:
         """The server process's environment: this process's, with the server's own Prefect settings."""
         env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
-        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=self.api_url,
-                   PREFECT_UI_ENABLED=str(self.ui).lower())
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_API_URL=self.api_url,
+            PREFECT_UI_ENABLED=str(self.ui).lower(),
+        )
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         return env
@@ -83,17 +99,32 @@ class PrefectServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def start(self) -> "PrefectServer":
+    def start(self) -> PrefectServer:
         """Start the server and wait until its health endpoint answers; raise ServiceError if it does not."""
         if self._proc is not None and self._proc.poll() is None:
             return self
         self.home.mkdir(parents=True, exist_ok=True)
-        cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", self.host,
-               "--port", str(self.port), "--analytics-off", "--ui" if self.ui else "--no-ui"]
+        cmd = [
+            str(Path(sys.executable).parent / "prefect"),
+            "server",
+            "start",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--analytics-off",
+            "--ui" if self.ui else "--no-ui",
+        ]
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, env=self.environment(), stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             self._wait_healthy(t0 + self.startup_timeout)
         except ServiceError:
@@ -105,13 +136,17 @@ class PrefectServer:
     def _wait_healthy(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise ServiceError(f"prefect server exited with code {self._proc.returncode} before it was healthy;"
-                                   f" log {self.log_path}:\n{self._log_tail()}")
+                raise ServiceError(
+                    f"prefect server exited with code {self._proc.returncode} before it was healthy;"
+                    f" log {self.log_path}:\n{self._log_tail()}"
+                )
             if self.healthy():
                 return
             time.sleep(0.5)
-        raise ServiceError(f"prefect server on {self.url} not healthy within {self.startup_timeout:.0f}s;"
-                           f" log {self.log_path}:\n{self._log_tail()}")
+        raise ServiceError(
+            f"prefect server on {self.url} not healthy within {self.startup_timeout:.0f}s;"
+            f" log {self.log_path}:\n{self._log_tail()}"
+        )
 
     def _log_tail(self, chars: int = 2000) -> str:
         try:
@@ -134,7 +169,7 @@ class PrefectServer:
             pass
 
     @contextmanager
-    def connected(self) -> Iterator["PrefectServer"]:
+    def connected(self) -> Iterator[PrefectServer]:
         """Point this process's Prefect client at the server; flush logs and events to it on exit."""
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -144,7 +179,7 @@ class PrefectServer:
             finally:
                 _drain_workers()
 
-    def __enter__(self) -> "PrefectServer":
+    def __enter__(self) -> PrefectServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -45,8 +45,9 @@ def scorer_binary(build: bool = True) -> Path:
     if binary.is_file() or not build:
         return binary
     env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir())}
-    proc = subprocess.run(["cargo", "build", "--release", "--bin", "mps-scorer"], cwd=CRATE_DIR, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "--bin", "mps-scorer"], cwd=CRATE_DIR, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0 or not binary.is_file():
         raise ServiceError(f"cargo build of serving-rs failed:\n{proc.stderr[-4000:]}")
     return binary
@@ -55,12 +56,36 @@ def scorer_binary(build: bool = True) -> Path:
 class ScorerProcess:
     """The Rust scorer running against a NATS URL; a context manager that stops it with SIGTERM."""
 
-    def __init__(self, nats_url: str, *, model_name: str = "tick_tiny", model: str | Path | None = None,
-                 mode: str = "jetstream", durable: str | None = None, http: str = "127.0.0.1:0",
-                 max_batch: int = 64, streams: bool = True, sizing: str | Path | None = None,
-                 extra: list[str] | None = None, log_path: str | Path | None = None) -> None:
-        self.args = [str(scorer_binary()), "--nats", nats_url, "--model-name", model_name, "--mode", mode,
-                     "--ort-lib", str(ort_library()), "--http", http, "--max-batch", str(max_batch)]
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        model_name: str = "tick_tiny",
+        model: str | Path | None = None,
+        mode: str = "jetstream",
+        durable: str | None = None,
+        http: str = "127.0.0.1:0",
+        max_batch: int = 64,
+        streams: bool = True,
+        sizing: str | Path | None = None,
+        extra: list[str] | None = None,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.args = [
+            str(scorer_binary()),
+            "--nats",
+            nats_url,
+            "--model-name",
+            model_name,
+            "--mode",
+            mode,
+            "--ort-lib",
+            str(ort_library()),
+            "--http",
+            http,
+            "--max-batch",
+            str(max_batch),
+        ]
         if model:
             self.args += ["--model", str(model)]
         if durable:
@@ -76,7 +101,7 @@ class ScorerProcess:
         self.stdout_lines: list[str] = []
         self.returncode: int | None = None
 
-    def start(self, timeout: float = 60.0) -> "ScorerProcess":
+    def start(self, timeout: float = 60.0) -> ScorerProcess:
         """Start and wait for the `ready` line (model loaded, subscriptions live)."""
         stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
@@ -117,7 +142,7 @@ class ScorerProcess:
             raise ServiceError("scorer has no HTTP address")
         return f"http://{self.http_addr}"
 
-    def __enter__(self) -> "ScorerProcess":
+    def __enter__(self) -> ScorerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ def lake(tmp_path) -> Lake:
 @pytest.fixture
 def clock():
     """A fixed clock: ingest and known_at times are deterministic in tests."""
-    fixed = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    fixed = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     return lambda: fixed
 
 

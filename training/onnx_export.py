@@ -14,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,10 +40,10 @@ class ModelMetadata:
     feature_names: tuple[str, ...]
     lookback: int
     horizons: tuple[int, ...]
-    horizon_unit: str                        # "s" (tick models) or "bars"
-    tf: str                                  # timeframe of the FeatureUpdates it scores, e.g. "1s"
-    bucket_edges_bps: tuple[float, ...]      # K + 1 edges
-    calibration_temperatures: tuple[float, ...]   # one per horizon, already applied in the graph
+    horizon_unit: str  # "s" (tick models) or "bars"
+    tf: str  # timeframe of the FeatureUpdates it scores, e.g. "1s"
+    bucket_edges_bps: tuple[float, ...]  # K + 1 edges
+    calibration_temperatures: tuple[float, ...]  # one per horizon, already applied in the graph
     conformal_alpha: float = 0.1
     conformal_qhat_bps: tuple[float, ...] = field(default=())  # one per horizon
     golden_file: str = ""
@@ -71,23 +70,30 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_props(cls, props: dict[str, str]) -> "ModelMetadata":
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata:
         """Parse metadata_props; a missing or malformed key is a ContractError naming it."""
+
         def get(key: str) -> str:
             if key not in props:
                 raise ContractError(f"model metadata lacks {key!r} (contracts/model.md)")
             return props[key]
+
         try:
             meta = cls(
-                model_name=get("model_name"), model_version=get("model_version"),
-                feature_set=get("feature_set"), feature_names=tuple(json.loads(get("feature_names"))),
-                lookback=int(get("lookback")), horizons=tuple(int(h) for h in json.loads(get("horizons"))),
-                horizon_unit=get("horizon_unit"), tf=get("tf"),
+                model_name=get("model_name"),
+                model_version=get("model_version"),
+                feature_set=get("feature_set"),
+                feature_names=tuple(json.loads(get("feature_names"))),
+                lookback=int(get("lookback")),
+                horizons=tuple(int(h) for h in json.loads(get("horizons"))),
+                horizon_unit=get("horizon_unit"),
+                tf=get("tf"),
                 bucket_edges_bps=tuple(float(e) for e in json.loads(get("bucket_edges_bps"))),
                 calibration_temperatures=tuple(float(t) for t in json.loads(get("calibration_temperatures"))),
                 conformal_alpha=float(get("conformal_alpha")),
                 conformal_qhat_bps=tuple(float(q) for q in json.loads(get("conformal_qhat_bps"))),
-                golden_file=get("golden_file"), golden_sha256=get("golden_sha256"),
+                golden_file=get("golden_file"),
+                golden_sha256=get("golden_sha256"),
             )
         except (ValueError, TypeError) as exc:
             raise ContractError(f"model metadata is malformed: {exc}") from exc
@@ -110,7 +116,7 @@ class ModelMetadata:
         return len(self.bucket_edges_bps) - 1
 
 
-def calibrated(model: "nn.Module", temperatures: tuple[float, ...]) -> "nn.Module":
+def calibrated(model: nn.Module, temperatures: tuple[float, ...]) -> nn.Module:
     """Wrap a (B, H, K) probability model with per-horizon temperature scaling, in-graph."""
     import torch
     from torch import nn
@@ -122,7 +128,7 @@ def calibrated(model: "nn.Module", temperatures: tuple[float, ...]) -> "nn.Modul
             self.register_buffer("inv_t", 1.0 / torch.tensor(temperatures, dtype=torch.float32)[None, :, None])
 
         def forward(self, features: torch.Tensor) -> torch.Tensor:
-            p = self.model(features)                                  # (B, H, K)
+            p = self.model(features)  # (B, H, K)
             return torch.softmax(torch.log(p.clamp_min(1e-30)) * self.inv_t, dim=-1)
 
     return Calibrated()
@@ -147,7 +153,8 @@ def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
 def write_golden(path: Path, meta: ModelMetadata, x: np.ndarray, probs: np.ndarray) -> str:
     """Write the golden vectors file and return its sha256."""
     doc = {
-        "model_name": meta.model_name, "model_version": meta.model_version,
+        "model_name": meta.model_name,
+        "model_version": meta.model_version,
         "tolerance": GOLDEN_TOLERANCE,
         "inputs": np.asarray(x, dtype=np.float32).astype(np.float64).tolist(),
         "probs": np.asarray(probs, dtype=np.float32).astype(np.float64).tolist(),
@@ -156,8 +163,9 @@ def write_golden(path: Path, meta: ModelMetadata, x: np.ndarray, probs: np.ndarr
     return sha256_file(path)
 
 
-def export_model(model: "nn.Module", meta: ModelMetadata, out_dir: str | Path, golden_inputs: "torch.Tensor",
-                 opset: int = 18) -> Path:
+def export_model(
+    model: nn.Module, meta: ModelMetadata, out_dir: str | Path, golden_inputs: torch.Tensor, opset: int = 18
+) -> Path:
     """Export ``model`` (calibrated in-graph) to ``out_dir/<name>.onnx`` plus its golden vectors.
 
     ``golden_inputs`` (B >= 2, L, F) doubles as the export example, so the batch dim is traced
@@ -170,7 +178,9 @@ def export_model(model: "nn.Module", meta: ModelMetadata, out_dir: str | Path, g
     if golden_inputs.ndim != 3 or golden_inputs.shape[0] < 2:
         raise ContractError("golden_inputs must be (B >= 2, L, F)")
     if tuple(golden_inputs.shape[1:]) != (meta.lookback, len(meta.feature_names)):
-        raise ContractError(f"golden_inputs shape {tuple(golden_inputs.shape)} != (B, {meta.lookback}, {len(meta.feature_names)})")
+        raise ContractError(
+            f"golden_inputs shape {tuple(golden_inputs.shape)} != (B, {meta.lookback}, {len(meta.feature_names)})"
+        )
     meta.check()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,12 +190,18 @@ def export_model(model: "nn.Module", meta: ModelMetadata, out_dir: str | Path, g
     batch = torch.export.Dim("batch", min=1, max=65536)
     with torch.no_grad():
         program = torch.onnx.export(
-            wrapped, (golden_inputs,), dynamo=True, opset_version=opset,
-            input_names=["features"], output_names=["probs"],
-            dynamic_shapes={"features": {0: batch}}, optimize=True, verbose=False,
+            wrapped,
+            (golden_inputs,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["features"],
+            output_names=["probs"],
+            dynamic_shapes={"features": {0: batch}},
+            optimize=True,
+            verbose=False,
         )
     proto = program.model_proto
-    onnx.save_model(proto, str(onnx_path))          # first without metadata, to compute goldens
+    onnx.save_model(proto, str(onnx_path))  # first without metadata, to compute goldens
     x = golden_inputs.detach().cpu().numpy().astype(np.float32)
     probs = run_onnx(onnx_path, x)
     with torch.no_grad():
@@ -215,6 +231,9 @@ def champion_pointer(onnx_path: str | Path, meta: ModelMetadata, promoted_at_ns:
     """Build the KV ``models/champion.<name>`` value for an exported model."""
     path = Path(onnx_path).resolve()
     return {
-        "model_name": meta.model_name, "model_version": meta.model_version,
-        "onnx_uri": path.as_uri(), "sha256": sha256_file(path), "promoted_at": int(promoted_at_ns),
+        "model_name": meta.model_name,
+        "model_version": meta.model_version,
+        "onnx_uri": path.as_uri(),
+        "sha256": sha256_file(path),
+        "promoted_at": int(promoted_at_ns),
     }

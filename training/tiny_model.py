@@ -14,8 +14,17 @@ import torch
 from torch import nn
 
 TICK_FEATURES: tuple[str, ...] = (
-    "ret_1s", "ret_5s", "ret_30s", "ret_120s", "spread_bps", "book_imbalance",
-    "trade_imbalance", "trade_intensity", "quote_intensity", "rv_60s_ann", "rv_300s_ann",
+    "ret_1s",
+    "ret_5s",
+    "ret_30s",
+    "ret_120s",
+    "spread_bps",
+    "book_imbalance",
+    "trade_imbalance",
+    "trade_intensity",
+    "quote_intensity",
+    "rv_60s_ann",
+    "rv_300s_ann",
     "adv_notional",
 )
 TICK_HORIZONS_S: tuple[int, ...] = (1, 5, 10, 30, 60, 120, 300, 600)
@@ -34,9 +43,9 @@ class TinyTickConfig:
     name: str = "tick_tiny"
     feature_set: str = "tick_v1"
     feature_names: tuple[str, ...] = TICK_FEATURES
-    lookback: int = 60                       # L: per-second steps the model sees
+    lookback: int = 60  # L: per-second steps the model sees
     horizons: tuple[int, ...] = TICK_HORIZONS_S
-    n_buckets: int = 101                     # K
+    n_buckets: int = 101  # K
     d_model: int = 32
     d_hidden: int = 64
     seed: int = 7
@@ -63,7 +72,8 @@ class TinyTickModel(nn.Module):
         self.proj = nn.Linear(cfg.n_features, cfg.d_model)
         self.score = nn.Linear(cfg.d_model, 1)
         self.head = nn.Sequential(
-            nn.Linear(2 * cfg.d_model, cfg.d_hidden), nn.GELU(),
+            nn.Linear(2 * cfg.d_model, cfg.d_hidden),
+            nn.GELU(),
             nn.Linear(cfg.d_hidden, len(cfg.horizons) * cfg.n_buckets),
         )
         # Centre the output around zero return and widen it with the horizon, so the untrained
@@ -72,18 +82,18 @@ class TinyTickModel(nn.Module):
             mids = torch.linspace(-1.0, 1.0, cfg.n_buckets)
             # sd ~ 1 bp * sqrt(horizon), in units of the half range of the buckets
             widths = torch.tensor([min(0.02 * float(h) ** 0.5, 0.8) for h in cfg.horizons])
-            prior = -(mids[None, :] ** 2) / (2 * widths[:, None] ** 2)      # (H, K)
+            prior = -(mids[None, :] ** 2) / (2 * widths[:, None] ** 2)  # (H, K)
             self.head[2].bias.copy_(prior.reshape(-1))
             self.head[2].weight.mul_(0.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, l, f = x.shape                                   # (B, L, F)
-        z = (x - self.mean) * self.inv_std                  # (B, L, F) normalised in-graph
+        b, l, f = x.shape  # (B, L, F)
+        z = (x - self.mean) * self.inv_std  # (B, L, F) normalised in-graph
         z = torch.clamp(z, -10.0, 10.0)
-        h = torch.tanh(self.proj(z))                        # (B, L, D)
-        w = torch.softmax(self.score(h), dim=1)             # (B, L, 1) pooling weights over time
-        pooled = (w * h).sum(dim=1)                         # (B, D)
-        last = h[:, -1, :]                                  # (B, D)
+        h = torch.tanh(self.proj(z))  # (B, L, D)
+        w = torch.softmax(self.score(h), dim=1)  # (B, L, 1) pooling weights over time
+        pooled = (w * h).sum(dim=1)  # (B, D)
+        last = h[:, -1, :]  # (B, D)
         logits = self.head(torch.cat([pooled, last], dim=-1))  # (B, H*K)
         logits = logits.reshape(b, len(self.cfg.horizons), self.cfg.n_buckets)  # (B, H, K)
         return torch.softmax(logits, dim=-1)

@@ -35,15 +35,21 @@ def ts_step(df: pl.DataFrame, series: list[str]) -> pl.DataFrame:
 def _with_split_factor(df: pl.DataFrame, splits: pl.DataFrame | None, tz: str) -> pl.DataFrame:
     if splits is None or splits.height == 0:
         return df.with_columns(pl.lit(1.0).alias("_cum_split"))
-    cum = (splits.select("symbol_id", pl.col("ex_date").cast(pl.Date), pl.col("ratio").cast(pl.Float64))
-           .sort("symbol_id", "ex_date")
-           .with_columns(pl.col("ratio").cum_prod().over("symbol_id").alias("_cum_split"))
-           .drop("ratio").sort("ex_date"))
+    cum = (
+        splits.select("symbol_id", pl.col("ex_date").cast(pl.Date), pl.col("ratio").cast(pl.Float64))
+        .sort("symbol_id", "ex_date")
+        .with_columns(pl.col("ratio").cum_prod().over("symbol_id").alias("_cum_split"))
+        .drop("ratio")
+        .sort("ex_date")
+    )
     # A bar belongs to the session of its last instant (bars are stamped at their end).
-    session = (pl.col("ts").cast(pl.Datetime("ns", "UTC")) - pl.duration(nanoseconds=1)).dt.convert_time_zone(tz).dt.date()
+    session = (
+        (pl.col("ts").cast(pl.Datetime("ns", "UTC")) - pl.duration(nanoseconds=1)).dt.convert_time_zone(tz).dt.date()
+    )
     dated = df.with_columns(session.alias("_session")).sort("_session")
-    joined = dated.join_asof(cum, left_on="_session", right_on="ex_date", by="symbol_id", strategy="backward",
-                             check_sortedness=False)
+    joined = dated.join_asof(
+        cum, left_on="_session", right_on="ex_date", by="symbol_id", strategy="backward", check_sortedness=False
+    )
     return joined.drop("_session", "ex_date").with_columns(pl.col("_cum_split").fill_null(1.0)).sort(IDX)
 
 
@@ -85,13 +91,21 @@ def volume_excess(series: list[str], rule: VolumeRule) -> pl.Expr:
     fraction of the ratio the bar's timeframe allows: above 1 fails.
     """
     shares = pl.col("volume") * pl.col("_cum_split").last().over(series) / pl.col("_cum_split")
-    base = (shares.shift(1)
-            .rolling_quantile(rule.quantile, "linear", window_size=rule.window, min_samples=rule.min_periods).over(series))
+    base = (
+        shares.shift(1)
+        .rolling_quantile(rule.quantile, "linear", window_size=rule.window, min_samples=rule.min_periods)
+        .over(series)
+    )
     return (shares / base.clip(lower_bound=1.0) / rule.max_ratio).alias("_volume_excess")
 
 
-def bar_statistics(df: pl.DataFrame, series: list[str], rules: QualityRules,
-                   history: pl.DataFrame | None = None, splits: pl.DataFrame | None = None) -> pl.DataFrame:
+def bar_statistics(
+    df: pl.DataFrame,
+    series: list[str],
+    rules: QualityRules,
+    history: pl.DataFrame | None = None,
+    splits: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Add ``_jump_z`` and ``_volume_excess`` to OHLCV bars, keeping the batch's row order.
 
     ``series`` names the columns of one series (e.g. symbol_id, tf, adjustment); rows of ``history``
@@ -108,7 +122,8 @@ def bar_statistics(df: pl.DataFrame, series: list[str], rules: QualityRules,
     for part in tf_groups:
         tf = part.get_column("tf")[0] if "tf" in series else "1d"
         ordered = part.sort([*series, "ts", IDX])
-        parts.append(ordered.with_columns(jump_z(ordered, series, rules.jump),
-                                          volume_excess(series, rules.volume_rule(tf))))
+        parts.append(
+            ordered.with_columns(jump_z(ordered, series, rules.jump), volume_excess(series, rules.volume_rule(tf)))
+        )
     stats = pl.concat(parts).filter(pl.col("_in_batch")).sort(IDX).select("_jump_z", "_volume_excess")
     return df.with_columns(stats)

@@ -54,8 +54,10 @@ class GateResult:
         return {o.expectation: o.unexpected_count for o in self.outcomes if not o.success}
 
     def lines(self) -> list[str]:
-        head = (f"{self.table} run {self.run_id}: {self.rows_in:,} rows, passed {self.rows_passed:,},"
-                f" quarantined {self.rows_quarantined:,}")
+        head = (
+            f"{self.table} run {self.run_id}: {self.rows_in:,} rows, passed {self.rows_passed:,},"
+            f" quarantined {self.rows_quarantined:,}"
+        )
         return [head, *(f"  FAILED {k}: {v:,} rows" for k, v in self.failures.items())]
 
 
@@ -72,42 +74,72 @@ def _checked_columns(expectations, df: pl.DataFrame) -> list[str]:
 
 def _failures(outcomes: list[Outcome]) -> pl.DataFrame:
     """One row per (failing row position, failed expectation)."""
-    parts = [pl.DataFrame({_POS: o.unexpected_index, "reason": [reason(o)] * len(o.unexpected_index)},
-                          schema={_POS: pl.Int64, "reason": pl.String})
-             for o in outcomes if o.unexpected_index]
+    parts = [
+        pl.DataFrame(
+            {_POS: o.unexpected_index, "reason": [reason(o)] * len(o.unexpected_index)},
+            schema={_POS: pl.Int64, "reason": pl.String},
+        )
+        for o in outcomes
+        if o.unexpected_index
+    ]
     if not parts:
         return pl.DataFrame(schema={_POS: pl.Int64, "reason": pl.String})
     return pl.concat(parts).unique(maintain_order=True)
 
 
-def _quarantine_frame(spec: TableSpec, df: pl.DataFrame, failures: pl.DataFrame, run_id: str,
-                      ingest_ts: datetime) -> pl.DataFrame:
+def _quarantine_frame(
+    spec: TableSpec, df: pl.DataFrame, failures: pl.DataFrame, run_id: str, ingest_ts: datetime
+) -> pl.DataFrame:
     payload = [c for c in df.columns if not c.startswith("_")]
     raw = df.select(pl.struct(payload).struct.json_encode().alias("raw")).with_row_index(_POS)
-    return (failures.join(raw.with_columns(pl.col(_POS).cast(pl.Int64)), on=_POS, how="left")
-            .select(pl.lit(SOURCE).alias("source"), pl.lit(spec.qualified).alias("table"),
-                    pl.lit(f"{spec.qualified} batch {run_id}").alias("file"),
-                    (pl.col(_POS) + 1).alias("row"), "raw", "reason",
-                    pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
-                    pl.lit(run_id).alias("batch_id")))
+    return failures.join(raw.with_columns(pl.col(_POS).cast(pl.Int64)), on=_POS, how="left").select(
+        pl.lit(SOURCE).alias("source"),
+        pl.lit(spec.qualified).alias("table"),
+        pl.lit(f"{spec.qualified} batch {run_id}").alias("file"),
+        (pl.col(_POS) + 1).alias("row"),
+        "raw",
+        "reason",
+        pl.lit(ingest_ts).cast(pl.Datetime("ns", "UTC")).alias("ingest_ts"),
+        pl.lit(run_id).alias("batch_id"),
+    )
 
 
-def _results_frame(spec: TableSpec, suite: str, outcomes: list[Outcome], run_id: str,
-                   validated_at: datetime) -> pl.DataFrame:
-    return pl.DataFrame({
-        "run_id": [run_id] * len(outcomes), "table": [spec.qualified] * len(outcomes),
-        "suite": [suite] * len(outcomes), "expectation": [o.expectation for o in outcomes],
-        "column": [o.column or None for o in outcomes], "success": [o.success for o in outcomes],
-        "element_count": [o.element_count for o in outcomes],
-        "unexpected_count": [o.unexpected_count for o in outcomes],
-        "details": [o.details for o in outcomes], "validated_at": [validated_at] * len(outcomes),
-    }, schema_overrides={"element_count": pl.Int64, "unexpected_count": pl.Int64,
-                         "validated_at": pl.Datetime("ns", "UTC"), "column": pl.String})
+def _results_frame(
+    spec: TableSpec, suite: str, outcomes: list[Outcome], run_id: str, validated_at: datetime
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "run_id": [run_id] * len(outcomes),
+            "table": [spec.qualified] * len(outcomes),
+            "suite": [suite] * len(outcomes),
+            "expectation": [o.expectation for o in outcomes],
+            "column": [o.column or None for o in outcomes],
+            "success": [o.success for o in outcomes],
+            "element_count": [o.element_count for o in outcomes],
+            "unexpected_count": [o.unexpected_count for o in outcomes],
+            "details": [o.details for o in outcomes],
+            "validated_at": [validated_at] * len(outcomes),
+        },
+        schema_overrides={
+            "element_count": pl.Int64,
+            "unexpected_count": pl.Int64,
+            "validated_at": pl.Datetime("ns", "UTC"),
+            "column": pl.String,
+        },
+    )
 
 
-def gate(lake: Lake, spec: TableSpec, df: pl.DataFrame, run_id: str, clock: Callable[[], datetime], *,
-         rules: QualityRules = DEFAULT_RULES, history: pl.DataFrame | None = None,
-         splits: pl.DataFrame | None = None) -> tuple[pl.DataFrame, GateResult]:
+def gate(
+    lake: Lake,
+    spec: TableSpec,
+    df: pl.DataFrame,
+    run_id: str,
+    clock: Callable[[], datetime],
+    *,
+    rules: QualityRules = DEFAULT_RULES,
+    history: pl.DataFrame | None = None,
+    splits: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, GateResult]:
     """Validate a batch for silver table ``spec``; quarantine failures; return (passing rows, result).
 
     ``df`` holds the rows about to be written (the table's columns; extra columns are ignored by
@@ -128,7 +160,10 @@ def gate(lake: Lake, spec: TableSpec, df: pl.DataFrame, run_id: str, clock: Call
     lake.append_new(BRONZE_QUARANTINE, quarantine)
     lake.upsert(SILVER_QUALITY_RESULTS, _results_frame(spec, suite.name, outcomes, run_id, now))
     bad = failures.get_column(_POS).unique()
-    passed = (df.with_row_index(_POS).filter(~pl.col(_POS).cast(pl.Int64).is_in(bad.implode())).drop(_POS)
-              if bad.len() else df)
+    passed = (
+        df.with_row_index(_POS).filter(~pl.col(_POS).cast(pl.Int64).is_in(bad.implode())).drop(_POS)
+        if bad.len()
+        else df
+    )
     result = GateResult(run_id, spec.qualified, suite.name, df.height, passed.height, bad.len(), outcomes)
     return passed, result

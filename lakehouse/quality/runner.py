@@ -60,8 +60,7 @@ def _details(result_dict: dict) -> str:
     # Drop what differs between identical runs (GE's ids and the per-call batch name).
     config = {k: v for k, v in (result_dict.get("expectation_config") or {}).items() if k != "id"}
     config["kwargs"] = {k: v for k, v in (config.get("kwargs") or {}).items() if k != "batch_id"}
-    out = {"expectation_config": config, "result": result,
-           "exception_info": result_dict.get("exception_info")}
+    out = {"expectation_config": config, "result": result, "exception_info": result_dict.get("exception_info")}
     return json.dumps(out, default=str, sort_keys=True)
 
 
@@ -84,8 +83,10 @@ def run_expectations(suite_name: str, frame: pd.DataFrame, expectations: list[gx
         by_id[str(added.id)] = added
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
     try:
-        report = validation.run(batch_parameters={"dataframe": frame},
-                                result_format={"result_format": "COMPLETE", "include_unexpected_rows": False})
+        report = validation.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "COMPLETE", "include_unexpected_rows": False},
+        )
     finally:
         context.validation_definitions.delete(name)
         context.suites.delete(name)
@@ -97,10 +98,16 @@ def run_expectations(suite_name: str, frame: pd.DataFrame, expectations: list[gx
         failed_hard = bool((raw.get("exception_info") or {}).get("raised_exception"))
         res = r.result or {}
         index = list(range(len(frame))) if failed_hard else [int(i) for i in res.get("unexpected_index_list") or []]
-        outcomes.append(Outcome(
-            expectation=label(e), type=e.expectation_type, columns=tuple(columns(e)),
-            success=bool(r.success) and not failed_hard,
-            element_count=int(res.get("element_count", len(frame))),
-            unexpected_count=len(frame) if failed_hard else int(res.get("unexpected_count") or 0),
-            unexpected_index=index, details=_details(raw)))
+        outcomes.append(
+            Outcome(
+                expectation=label(e),
+                type=e.expectation_type,
+                columns=tuple(columns(e)),
+                success=bool(r.success) and not failed_hard,
+                element_count=int(res.get("element_count", len(frame))),
+                unexpected_count=len(frame) if failed_hard else int(res.get("unexpected_count") or 0),
+                unexpected_index=index,
+                details=_details(raw),
+            )
+        )
     return outcomes

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import great_expectations.expectations as gxe
 import polars as pl
 
+from core.errors import TableError
 from lakehouse.quality.derive import bar_statistics, ts_step
 from lakehouse.quality.rules import QualityRules
 from lakehouse.schema import TableSpec
 from lakehouse.tables import SILVER_BARS, SILVER_CONTINUOUS, SILVER_FRESHNESS, SILVER_VENDOR_STATS
-from core.errors import TableError
 
 Derive = Callable[[pl.DataFrame, QualityRules, "pl.DataFrame | None", "pl.DataFrame | None"], pl.DataFrame]
 
@@ -56,8 +56,11 @@ def columns(expectation: gxe.Expectation) -> list[str]:
 
 
 def _ohlc(low_high_only: bool = False) -> list[gxe.Expectation]:
-    pairs = [("high", "low")] if low_high_only else [("high", "low"), ("high", "open"), ("high", "close"),
-                                                       ("open", "low"), ("close", "low")]
+    pairs = (
+        [("high", "low")]
+        if low_high_only
+        else [("high", "low"), ("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")]
+    )
     return [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True) for a, b in pairs]
 
 
@@ -86,29 +89,38 @@ def _bars(rules: QualityRules) -> list[gxe.Expectation]:
     ]
 
 
-def _derive_bars(df: pl.DataFrame, rules: QualityRules, history: pl.DataFrame | None,
-                 splits: pl.DataFrame | None) -> pl.DataFrame:
+def _derive_bars(
+    df: pl.DataFrame, rules: QualityRules, history: pl.DataFrame | None, splits: pl.DataFrame | None
+) -> pl.DataFrame:
     series = list(BARS.series)
     return ts_step(bar_statistics(df, series, rules, history, splits), series)
 
 
 def _continuous(rules: QualityRules) -> list[gxe.Expectation]:
     # Panama back-adjusted prices may be negative: no log-return statistics here.
-    return [*_ohlc(), gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
-            _unique(SILVER_CONTINUOUS), _increasing(), _known_after_ts(),
-            gxe.ExpectColumnValuesToNotBeNull(column="contract")]
+    return [
+        *_ohlc(),
+        gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
+        _unique(SILVER_CONTINUOUS),
+        _increasing(),
+        _known_after_ts(),
+        gxe.ExpectColumnValuesToNotBeNull(column="contract"),
+    ]
 
 
 def _derive_series(series: tuple[str, ...]) -> Derive:
     def derive(df, rules, history, splits):
         return ts_step(df, list(series))
+
     return derive
 
 
 def _vendor_stats(rules: QualityRules) -> list[gxe.Expectation]:
     return [
-        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
-          for c in ("uptime", "reliability", "outlier_rate")),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+            for c in ("uptime", "reliability", "outlier_rate")
+        ),
         gxe.ExpectColumnValuesToBeBetween(column="latency_ms", min_value=0),
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="window_end", column_B="window_start"),
         _unique(SILVER_VENDOR_STATS),
@@ -128,8 +140,12 @@ def _as_is(df, rules, history, splits):
 
 
 BARS = Suite(SILVER_BARS, ("symbol_id", "tf", "adjustment"), _bars, _derive_bars)
-CONTINUOUS = Suite(SILVER_CONTINUOUS, ("symbol_id", "tf", "method", "roll_rule"), _continuous,
-                   _derive_series(("symbol_id", "tf", "method", "roll_rule")))
+CONTINUOUS = Suite(
+    SILVER_CONTINUOUS,
+    ("symbol_id", "tf", "method", "roll_rule"),
+    _continuous,
+    _derive_series(("symbol_id", "tf", "method", "roll_rule")),
+)
 VENDOR_STATS = Suite(SILVER_VENDOR_STATS, ("source", "symbol_id"), _vendor_stats, _as_is)
 FRESHNESS = Suite(SILVER_FRESHNESS, ("symbol_id", "source"), _freshness, _as_is)
 
@@ -141,4 +157,6 @@ def suite_for(spec: TableSpec) -> Suite:
     try:
         return SUITES[spec.qualified]
     except KeyError:
-        raise TableError(f"no quality suite for {spec.qualified}; suites exist for {', '.join(sorted(SUITES))}") from None
+        raise TableError(
+            f"no quality suite for {spec.qualified}; suites exist for {', '.join(sorted(SUITES))}"
+        ) from None

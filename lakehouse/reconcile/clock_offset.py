@@ -13,10 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from lakehouse.schema import MINUTE_NS, PL_TS as TS
 
-OFFSET_SCHEMA = {"source": pl.String, "reference": pl.String, "symbol_id": pl.String,
-                 "window_start": TS, "window_end": TS, "offset_ns": pl.Int64, "corr": pl.Float64, "known_at": TS}
+from lakehouse.schema import MINUTE_NS
+from lakehouse.schema import PL_TS as TS
+
+OFFSET_SCHEMA = {
+    "source": pl.String,
+    "reference": pl.String,
+    "symbol_id": pl.String,
+    "window_start": TS,
+    "window_end": TS,
+    "offset_ns": pl.Int64,
+    "corr": pl.Float64,
+    "known_at": TS,
+}
 
 _WINDOW = ("window_start", "window_end", "known_at")  # an offset is known once its window has been seen
 
@@ -27,9 +37,9 @@ class OffsetConfig:
 
     step_ns: int = MINUTE_NS
     max_lag_ns: int = 12 * 60 * MINUTE_NS
-    min_corr: float = 0.2        # a peak below this is no evidence of anything
-    zero_margin: float = 0.05    # keep lag 0 unless the peak beats corr(0) by this much
-    noise_z: float = 1.25        # a peak must also beat the largest correlation noise alone would give
+    min_corr: float = 0.2  # a peak below this is no evidence of anything
+    zero_margin: float = 0.05  # keep lag 0 unless the peak beats corr(0) by this much
+    noise_z: float = 1.25  # a peak must also beat the largest correlation noise alone would give
 
 
 def noise_ceiling(n_returns: int, n_lags: int, z: float = 1.0) -> float:
@@ -56,7 +66,9 @@ def _returns_on_grid(ts_ns: np.ndarray, price: np.ndarray, origin: int, size: in
     return ret - ret[ret != 0].mean() * (ret != 0) if (ret != 0).any() else ret
 
 
-def xcorr(source: pl.DataFrame, reference: pl.DataFrame, cfg: OffsetConfig = OffsetConfig()) -> tuple[np.ndarray, np.ndarray]:
+def xcorr(
+    source: pl.DataFrame, reference: pl.DataFrame, cfg: OffsetConfig = OffsetConfig()
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (lags in steps, correlation) of the two series' grid returns for |lag| <= max_lag.
 
     ``corr[lag]`` compares the source at ``t + lag`` with the reference at ``t``: a source
@@ -87,9 +99,14 @@ def best_lag(source: pl.DataFrame, reference: pl.DataFrame, cfg: OffsetConfig = 
     return int(lags[i]), float(corr[i])
 
 
-def detect_offsets(bars: pl.DataFrame, window_start, window_end, cfg: OffsetConfig = OffsetConfig(),
-                   reference: dict[str, str] | None = None, session_fit: dict[tuple[str, str], float] | None = None,
-                   ) -> pl.DataFrame:
+def detect_offsets(
+    bars: pl.DataFrame,
+    window_start,
+    window_end,
+    cfg: OffsetConfig = OffsetConfig(),
+    reference: dict[str, str] | None = None,
+    session_fit: dict[tuple[str, str], float] | None = None,
+) -> pl.DataFrame:
     """Return one row per (source, symbol): the offset to add to its ts and the correlation there.
 
     ``bars`` holds per-source bars (source, symbol_id, ts, close) on a grid of ``cfg.step_ns``.
@@ -107,21 +124,25 @@ def detect_offsets(bars: pl.DataFrame, window_start, window_end, cfg: OffsetConf
             continue
         pair = {}
         for i, a in enumerate(names):
-            for b in names[i + 1:]:  # the lag of (b, a) is minus the lag of (a, b)
+            for b in names[i + 1 :]:  # the lag of (b, a) is minus the lag of (a, b)
                 lag, corr = best_lag(series[a], series[b], cfg)
                 pair[(a, b)], pair[(b, a)] = (lag, corr), (-lag, corr)
         ref = (reference or {}).get(symbol) or min(
-            names, key=lambda r: (sum(abs(pair[(s, r)][0]) for s in names if s != r), names.index(r)))
+            names, key=lambda r: (sum(abs(pair[(s, r)][0]) for s in names if s != r), names.index(r))
+        )
         for s in names:
             if s == ref:
                 continue
             lag, corr = pair[(s, ref)]
-            rows.append({"source": s, "reference": ref, "symbol_id": symbol, "offset_ns": -lag * cfg.step_ns,
-                         "corr": corr})
+            rows.append(
+                {"source": s, "reference": ref, "symbol_id": symbol, "offset_ns": -lag * cfg.step_ns, "corr": corr}
+            )
     frame = pl.DataFrame(rows, schema={k: v for k, v in OFFSET_SCHEMA.items() if k not in _WINDOW})
-    return frame.with_columns(pl.lit(window_start).cast(TS).alias("window_start"),
-                              pl.lit(window_end).cast(TS).alias("window_end"),
-                              pl.lit(window_end).cast(TS).alias("known_at")).select(OFFSET_SCHEMA.keys())
+    return frame.with_columns(
+        pl.lit(window_start).cast(TS).alias("window_start"),
+        pl.lit(window_end).cast(TS).alias("window_end"),
+        pl.lit(window_end).cast(TS).alias("known_at"),
+    ).select(OFFSET_SCHEMA.keys())
 
 
 def apply_offsets(frame: pl.DataFrame, offsets: pl.DataFrame, columns: tuple[str, ...] = ("ts",)) -> pl.DataFrame:
@@ -129,7 +150,9 @@ def apply_offsets(frame: pl.DataFrame, offsets: pl.DataFrame, columns: tuple[str
     if offsets.height == 0:
         return frame
     shift = offsets.select("source", "symbol_id", "offset_ns")
-    out = frame.join(shift, on=["source", "symbol_id"], how="left", maintain_order="left").with_columns(pl.col("offset_ns").fill_null(0))
+    out = frame.join(shift, on=["source", "symbol_id"], how="left", maintain_order="left").with_columns(
+        pl.col("offset_ns").fill_null(0)
+    )
     present = [c for c in columns if c in frame.columns]
     return out.with_columns(
         (pl.col(c).cast(TS).dt.epoch("ns") + pl.col("offset_ns")).cast(TS).alias(c) for c in present

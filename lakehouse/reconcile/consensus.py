@@ -33,7 +33,8 @@ import polars as pl
 
 from lakehouse.reconcile.sessions import tf_ns
 from lakehouse.reconcile.weighted_median import weighted_median
-from lakehouse.schema import DAY_NS, PL_TS as TS
+from lakehouse.schema import DAY_NS
+from lakehouse.schema import PL_TS as TS
 
 FIELDS = ("open", "high", "low", "close")
 SLOT = ["symbol_id", "tf", "ts"]
@@ -44,17 +45,17 @@ WEIGHT_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "w": pl.Float64, "
 class ConsensusConfig:
     """Knobs of the consensus; defaults suit minute-to-daily bars from a handful of vendors."""
 
-    k: float = 6.0               # outlier threshold, in robust sigmas
-    eps_ms: float = 1.0          # keeps 1 / (latency + eps) finite for zero-latency vendors
-    stale_after: float = 1.0     # theta(tf) in bar lengths
-    max_delay_bars: int = 60     # how long a silent source's last bar is carried as delayed data
-    floor_bps: float = 0.05      # sigma never falls below this fraction of the price (1e-4 units)
-    frozen_trades: int = 5       # a bar of >= this many prints at one price while others move is stale
-    isolated_k: float = 15.0     # an isolated print jumps > this many typical tick moves away and back
+    k: float = 6.0  # outlier threshold, in robust sigmas
+    eps_ms: float = 1.0  # keeps 1 / (latency + eps) finite for zero-latency vendors
+    stale_after: float = 1.0  # theta(tf) in bar lengths
+    max_delay_bars: int = 60  # how long a silent source's last bar is carried as delayed data
+    floor_bps: float = 0.05  # sigma never falls below this fraction of the price (1e-4 units)
+    frozen_trades: int = 5  # a bar of >= this many prints at one price while others move is stale
+    isolated_k: float = 15.0  # an isolated print jumps > this many typical tick moves away and back
     isolated_floor_bps: float = 20.0  # ... and by more than this
-    max_share: float = 0.45      # cap on one source's share in the first-pass (outlier) median: a
-                                 # dominant vendor must not define "normal", or its faults pass and
-                                 # the honest vendors get flagged; the final median keeps full weights
+    max_share: float = 0.45  # cap on one source's share in the first-pass (outlier) median: a
+    # dominant vendor must not define "normal", or its faults pass and
+    # the honest vendors get flagged; the final median keeps full weights
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,20 @@ def candidates(bars: pl.DataFrame, cfg: ConsensusConfig) -> pl.DataFrame:
         slots = part.select(*SLOT).unique()
         grid = slots.join(part.select(*keys, "source").unique(), on=keys).sort("ts")
         src = part.with_columns(pl.col("ts").alias("bar_ts")).sort("ts")
-        filled = grid.join_asof(src.drop("tf"), on="ts", by=["symbol_id", "source"], strategy="backward",
-                                tolerance=f"{length * cfg.max_delay_bars}ns", check_sortedness=False)
-        out.append(filled.filter(pl.col("bar_ts").is_not_null()).with_columns(
-            (pl.col("ts").dt.epoch("ns") - pl.col("last_ts").dt.epoch("ns")).alias("age_ns"),
-            pl.lit(int(length * cfg.stale_after)).alias("_theta")))
+        filled = grid.join_asof(
+            src.drop("tf"),
+            on="ts",
+            by=["symbol_id", "source"],
+            strategy="backward",
+            tolerance=f"{length * cfg.max_delay_bars}ns",
+            check_sortedness=False,
+        )
+        out.append(
+            filled.filter(pl.col("bar_ts").is_not_null()).with_columns(
+                (pl.col("ts").dt.epoch("ns") - pl.col("last_ts").dt.epoch("ns")).alias("age_ns"),
+                pl.lit(int(length * cfg.stale_after)).alias("_theta"),
+            )
+        )
     if not out:
         return pl.DataFrame()
     frame = pl.concat(out, how="vertical_relaxed")
@@ -115,8 +125,9 @@ def attach_weights(cand: pl.DataFrame, weights: pl.DataFrame | None, cfg: Consen
     )
 
 
-def flag_outliers(cand: pl.DataFrame, cfg: ConsensusConfig, isolated: pl.DataFrame | None = None,
-                  screened: pl.DataFrame | None = None) -> pl.DataFrame:
+def flag_outliers(
+    cand: pl.DataFrame, cfg: ConsensusConfig, isolated: pl.DataFrame | None = None, screened: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Return the long (slot, source, field) frame with the first-pass median, ``deviant`` and ``outlier``.
 
     ``screened`` lists the (source, symbol_id) whose bars come from ticks screened for isolated
@@ -126,29 +137,40 @@ def flag_outliers(cand: pl.DataFrame, cfg: ConsensusConfig, isolated: pl.DataFra
     when only two vendors deliver the slot; a spike that most vendors printed (a real one) keeps
     its weight and can stay.
     """
-    long = cand.unpivot(index=[*SLOT, "source", "bar_ts", "w"], on=list(FIELDS), variable_name="field",
-                        value_name="value")
+    long = cand.unpivot(
+        index=[*SLOT, "source", "bar_ts", "w"], on=list(FIELDS), variable_name="field", value_name="value"
+    )
     long = _mark_isolated(long, isolated, screened)
     by = [*SLOT, "field"]
     share = (pl.col("w") * pl.col("_iso")).sum().over(by) / pl.col("w").sum().over(by)
     long = long.with_columns((pl.col("_iso") & (share <= 0.5 + 1e-12)).alias("_doubt"))
     others = pl.col("w").sum().over(by) - pl.col("w")
     capped = pl.when(others > 0).then(pl.min_horizontal(pl.col("w"), cfg.max_share / (1 - cfg.max_share) * others))
-    first = long.with_columns(capped.otherwise(pl.col("w")).alias("_wc")).with_columns(
-        pl.when(pl.col("_doubt")).then(pl.col("_wc") * 1e-9).otherwise(pl.col("_wc")).alias("_w1")).drop("_wc")
+    first = (
+        long.with_columns(capped.otherwise(pl.col("w")).alias("_wc"))
+        .with_columns(pl.when(pl.col("_doubt")).then(pl.col("_wc") * 1e-9).otherwise(pl.col("_wc")).alias("_w1"))
+        .drop("_wc")
+    )
     med = weighted_median(first, by, weight="_w1", alias="med0")
     long = long.join(med, on=by).with_columns((pl.col("value") - pl.col("med0")).abs().alias("dev"))
     rel = pl.col("dev") / pl.col("med0")
-    typical = (long.filter(pl.col("dev") > 0, ~pl.col("_doubt")).group_by("symbol_id", "tf", "field")
-               .agg(rel.median().alias("typical")))
+    typical = (
+        long.filter(pl.col("dev") > 0, ~pl.col("_doubt"))
+        .group_by("symbol_id", "tf", "field")
+        .agg(rel.median().alias("typical"))
+    )
     mad = pl.col("dev").filter(~pl.col("_doubt")).median().over(by)
     long = long.join(typical, on=["symbol_id", "tf", "field"], how="left").with_columns(
-        pl.max_horizontal(1.4826 * pl.coalesce(mad, pl.col("dev").median().over(by)),
-                          pl.col("typical").fill_null(0.0) * pl.col("med0"),
-                          cfg.floor_bps * 1e-4 * pl.col("med0")).alias("sigma"))
+        pl.max_horizontal(
+            1.4826 * pl.coalesce(mad, pl.col("dev").median().over(by)),
+            pl.col("typical").fill_null(0.0) * pl.col("med0"),
+            cfg.floor_bps * 1e-4 * pl.col("med0"),
+        ).alias("sigma")
+    )
     deviant = pl.col("dev") > cfg.k * pl.col("sigma")
-    return long.with_columns(deviant.alias("deviant"), (deviant & (~pl.col("_screened") | pl.col("_iso"))).alias("outlier")
-                             ).drop("_iso", "_doubt", "_screened")
+    return long.with_columns(
+        deviant.alias("deviant"), (deviant & (~pl.col("_screened") | pl.col("_iso"))).alias("outlier")
+    ).drop("_iso", "_doubt", "_screened")
 
 
 ISO_FIELDS = ("iso_open", "iso_high", "iso_low", "iso_close")
@@ -168,8 +190,13 @@ def _mark_isolated(long: pl.DataFrame, isolated: pl.DataFrame | None, screened: 
     return long.with_columns((pl.col("_screened") & hit.fill_null(False)).alias("_iso")).drop(*ISO_FIELDS)
 
 
-def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None, cfg: ConsensusConfig = ConsensusConfig(),
-              isolated: pl.DataFrame | None = None, screened: pl.DataFrame | None = None) -> Consensus:
+def consensus(
+    bars: pl.DataFrame,
+    weights: pl.DataFrame | None = None,
+    cfg: ConsensusConfig = ConsensusConfig(),
+    isolated: pl.DataFrame | None = None,
+    screened: pl.DataFrame | None = None,
+) -> Consensus:
     """Reconcile per-source bars (``bars.BAR_COLUMNS``) into one consensus bar per slot.
 
     ``isolated`` and ``screened`` (from ``isolated_prints.PrintScreen``) tell bad prints from late
@@ -180,40 +207,85 @@ def consensus(bars: pl.DataFrame, weights: pl.DataFrame | None = None, cfg: Cons
         return Consensus(_empty_bars(), pl.DataFrame())
     cand = attach_weights(cand, weights, cfg)
     long = flag_outliers(cand, cfg, isolated, screened)
-    prices = (weighted_median(long.filter(~pl.col("deviant")), [*SLOT, "field"])
-              .pivot(on="field", index=SLOT, values="value"))
-    src_out = long.group_by(*SLOT, "source").agg(pl.col("outlier").any(), pl.col("deviant").any(),
-                                                      (pl.col("dev") / pl.col("med0")).max().alias("dev_rel"))
+    prices = weighted_median(long.filter(~pl.col("deviant")), [*SLOT, "field"]).pivot(
+        on="field", index=SLOT, values="value"
+    )
+    src_out = long.group_by(*SLOT, "source").agg(
+        pl.col("outlier").any(), pl.col("deviant").any(), (pl.col("dev") / pl.col("med0")).max().alias("dev_rel")
+    )
     obs = cand.join(src_out, on=[*SLOT, "source"]).with_columns((~pl.col("outlier")).alias("used"))
     used = obs.filter(pl.col("used")).with_columns(
-        pl.coalesce("arrival", pl.col("ts") + pl.duration(microseconds=(pl.col("latency_ms") * 1000).round().cast(pl.Int64)))
-        .alias("_known"))
+        pl.coalesce(
+            "arrival", pl.col("ts") + pl.duration(microseconds=(pl.col("latency_ms") * 1000).round().cast(pl.Int64))
+        ).alias("_known")
+    )
     side = [weighted_median(used, SLOT, c) for c in ("volume", "vwap", "n_trades")]
-    quality = (obs.group_by(SLOT).agg(
-        pl.col("slot_stale").first().alias("stale"), pl.col("outlier").mean().alias("outlier_frac"),
-        pl.col("source").filter(pl.col("outlier")).sort().alias("outliers"))
-        .join(used.group_by(SLOT).agg(pl.len().cast(pl.Int64).alias("n_src"), pl.col("source").sort().alias("sources"),
-                                       pl.col("_known").max().alias("_known")), on=SLOT))
+    quality = (
+        obs.group_by(SLOT)
+        .agg(
+            pl.col("slot_stale").first().alias("stale"),
+            pl.col("outlier").mean().alias("outlier_frac"),
+            pl.col("source").filter(pl.col("outlier")).sort().alias("outliers"),
+        )
+        .join(
+            used.group_by(SLOT).agg(
+                pl.len().cast(pl.Int64).alias("n_src"),
+                pl.col("source").sort().alias("sources"),
+                pl.col("_known").max().alias("_known"),
+            ),
+            on=SLOT,
+        )
+    )
     out = prices.join(quality, on=SLOT)
     for s in side:
         out = out.join(s, on=SLOT, how="left")
-    out = out.with_columns(
-        pl.max_horizontal("high", "open", "close").alias("high"), pl.min_horizontal("low", "open", "close").alias("low"),
-        pl.max_horizontal(pl.col("_known").cast(TS), "ts").alias("known_at"),
-        pl.lit("raw").alias("adjustment"), pl.col("volume").fill_null(0.0),
-    ).with_columns(
-        ((pl.col("known_at").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_ms"),
-    ).with_columns(
-        pl.struct("stale", "outlier_frac", "n_src", "lat_ms", "sources", "outliers").alias("quality"),
+    out = (
+        out.with_columns(
+            pl.max_horizontal("high", "open", "close").alias("high"),
+            pl.min_horizontal("low", "open", "close").alias("low"),
+            pl.max_horizontal(pl.col("_known").cast(TS), "ts").alias("known_at"),
+            pl.lit("raw").alias("adjustment"),
+            pl.col("volume").fill_null(0.0),
+        )
+        .with_columns(
+            ((pl.col("known_at").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_ms"),
+        )
+        .with_columns(
+            pl.struct("stale", "outlier_frac", "n_src", "lat_ms", "sources", "outliers").alias("quality"),
+        )
     )
-    observations = obs.select(*SLOT, "source", "fresh", "outlier", "deviant", "used", "dev_rel", "age_ns",
-                              (pl.col("bar_ts") == pl.col("ts")).alias("delivered"), "close", "w",
-                              ((pl.col("arrival").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_obs_ms"))
+    observations = obs.select(
+        *SLOT,
+        "source",
+        "fresh",
+        "outlier",
+        "deviant",
+        "used",
+        "dev_rel",
+        "age_ns",
+        (pl.col("bar_ts") == pl.col("ts")).alias("delivered"),
+        "close",
+        "w",
+        ((pl.col("arrival").dt.epoch("ns") - pl.col("ts").dt.epoch("ns")) / 1e6).alias("lat_obs_ms"),
+    )
     return Consensus(out.select(_BAR_COLUMNS).sort(SLOT), observations.sort(*SLOT, "source"))
 
 
-_BAR_COLUMNS = ["symbol_id", "tf", "ts", "adjustment", "open", "high", "low", "close", "volume", "vwap",
-                "n_trades", "quality", "known_at"]
+_BAR_COLUMNS = [
+    "symbol_id",
+    "tf",
+    "ts",
+    "adjustment",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "n_trades",
+    "quality",
+    "known_at",
+]
 
 
 def _empty_bars() -> pl.DataFrame:

@@ -23,8 +23,16 @@ from lakehouse.reconcile.bars import build_bars
 
 PAIR = ["source", "symbol_id"]
 PRINT_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "ts": pl.Datetime("ns", "UTC"), "price": pl.Float64}
-ISOLATED_BAR_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "tf": pl.String, "ts": pl.Datetime("ns", "UTC"),
-                       "iso_open": pl.Float64, "iso_high": pl.Float64, "iso_low": pl.Float64, "iso_close": pl.Float64}
+ISOLATED_BAR_SCHEMA = {
+    "source": pl.String,
+    "symbol_id": pl.String,
+    "tf": pl.String,
+    "ts": pl.Datetime("ns", "UTC"),
+    "iso_open": pl.Float64,
+    "iso_high": pl.Float64,
+    "iso_low": pl.Float64,
+    "iso_close": pl.Float64,
+}
 
 
 @dataclass(frozen=True)
@@ -43,15 +51,17 @@ class PrintScreen:
         if self.isolated.height == 0:
             return pl.DataFrame(schema=ISOLATED_BAR_SCHEMA)
         built = build_bars(self.isolated.with_columns(pl.lit(0.0).alias("size")), tf, calendars).bars
-        return built.select("source", "symbol_id", "tf", "ts", *[pl.col(f).alias(f"iso_{f}")
-                                                                for f in ("open", "high", "low", "close")])
+        return built.select(
+            "source", "symbol_id", "tf", "ts", *[pl.col(f).alias(f"iso_{f}") for f in ("open", "high", "low", "close")]
+        )
 
 
 def screen_prints(ticks: pl.DataFrame, k: float = 15.0, floor_bps: float = 20.0) -> PrintScreen:
     """Find isolated prints in ticks (source, symbol_id, ts, price); rows keep their order within a stamp."""
     if ticks.height == 0:
-        return PrintScreen(pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String}),
-                           pl.DataFrame(schema=PRINT_SCHEMA))
+        return PrintScreen(
+            pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String}), pl.DataFrame(schema=PRINT_SCHEMA)
+        )
     # One (source, symbol) stream at a time, sorted by time only: sorting 30M rows by two string
     # keys and windowing over them cost several times more than the screen itself.
     parts = ticks.select(*PAIR, "ts", "price").partition_by(PAIR, as_dict=True, maintain_order=True)
@@ -70,6 +80,7 @@ def _isolated_in_stream(stream: pl.DataFrame, k: float, floor: float) -> pl.Data
     moves = stream.with_columns((logp - logp.shift(1)).alias("_back"), (logp - logp.shift(-1)).alias("_fwd"))
     scale = moves.filter(pl.col("_back") != 0).select(pl.col("_back").abs().quantile(0.9)).item()
     threshold = max(k * (scale or 0.0), floor)
-    return (moves.filter((pl.col("_back").sign() == pl.col("_fwd").sign())
-                         & (pl.min_horizontal(pl.col("_back").abs(), pl.col("_fwd").abs()) > threshold))
-            .select(PRINT_SCHEMA.keys()))
+    return moves.filter(
+        (pl.col("_back").sign() == pl.col("_fwd").sign())
+        & (pl.min_horizontal(pl.col("_back").abs(), pl.col("_fwd").abs()) > threshold)
+    ).select(PRINT_SCHEMA.keys())

@@ -15,13 +15,26 @@ from datetime import datetime
 
 import polars as pl
 
-from lakehouse.reconcile.bars import (BAR_COLUMNS, GAP_SCHEMA, MINUTE_NS, TickCells, aggregate_bars, bars_from_cells,
-                                      shift_cells, tick_cells)
+from lakehouse.reconcile.bars import (
+    BAR_COLUMNS,
+    GAP_SCHEMA,
+    MINUTE_NS,
+    TickCells,
+    aggregate_bars,
+    bars_from_cells,
+    shift_cells,
+    tick_cells,
+)
 from lakehouse.reconcile.clock_offset import OFFSET_SCHEMA, OffsetConfig, apply_offsets, detect_offsets
 from lakehouse.reconcile.consensus import Consensus, ConsensusConfig, consensus
 from lakehouse.reconcile.isolated_prints import PrintScreen, screen_prints
 from lakehouse.reconcile.sessions import TIMEFRAMES, session_fit
-from lakehouse.reconcile.vendor_stats import LATENCY_SPAN_NS, estimate_latency, estimate_vendor_stats, weights_from_stats
+from lakehouse.reconcile.vendor_stats import (
+    LATENCY_SPAN_NS,
+    estimate_latency,
+    estimate_vendor_stats,
+    weights_from_stats,
+)
 from lakehouse.schema import PL_TS as TS
 
 TICK_COLUMNS = ["source", "symbol_id", "ts", "price", "size"]
@@ -52,21 +65,28 @@ class Reconciled:
 
 def quotes_as_ticks(quotes: pl.DataFrame) -> pl.DataFrame:
     """Turn two-sided quotes into mid-price ticks of size 0 (for vendors that send only quotes)."""
-    return (quotes.filter(pl.col("bid").is_not_null() & pl.col("ask").is_not_null() & (pl.col("ask") >= pl.col("bid")))
-            .select("source", "symbol_id", "ts", ((pl.col("bid") + pl.col("ask")) / 2).alias("price"),
-                    pl.lit(0.0).alias("size")))
+    return quotes.filter(
+        pl.col("bid").is_not_null() & pl.col("ask").is_not_null() & (pl.col("ask") >= pl.col("bid"))
+    ).select(
+        "source", "symbol_id", "ts", ((pl.col("bid") + pl.col("ask")) / 2).alias("price"), pl.lit(0.0).alias("size")
+    )
 
 
 def _minute_closes(cells: TickCells | None, vendor_bars: pl.DataFrame) -> pl.DataFrame:
     frames = []
     if cells is not None and cells.frame.height:  # cells never straddle a minute: the latest cell holds the close
-        frames.append(cells.frame.group_by("source", "symbol_id", (pl.col("first_ts") // MINUTE_NS).alias("_m"))
-                      .agg(pl.col("close").max_by("last_ts"))
-                      .select("source", "symbol_id", ((pl.col("_m") + 1) * MINUTE_NS).cast(TS).alias("ts"), "close"))
+        frames.append(
+            cells.frame.group_by("source", "symbol_id", (pl.col("first_ts") // MINUTE_NS).alias("_m"))
+            .agg(pl.col("close").max_by("last_ts"))
+            .select("source", "symbol_id", ((pl.col("_m") + 1) * MINUTE_NS).cast(TS).alias("ts"), "close")
+        )
     if vendor_bars.height:
         frames.append(vendor_bars.filter(pl.col("tf") == "1m").select("source", "symbol_id", "ts", "close"))
-    return pl.concat(frames) if frames else pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String,
-                                                                  "ts": TS, "close": pl.Float64})
+    return (
+        pl.concat(frames)
+        if frames
+        else pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String, "ts": TS, "close": pl.Float64})
+    )
 
 
 def _latency_ticks(ticks: pl.DataFrame, cells: TickCells, offsets: pl.DataFrame) -> pl.DataFrame:
@@ -95,20 +115,34 @@ def _source_bars(cells: TickCells | None, vendor_bars: pl.DataFrame, tf: str, ca
             rolled = aggregate_bars(pl.concat([exact, finer]), tf, calendars)
             parts.append(rolled.bars), gaps.append(rolled.gaps), outside.append(rolled.outside)
     bars = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
-    return (bars, pl.concat(gaps, how="vertical_relaxed") if gaps else pl.DataFrame(schema=GAP_SCHEMA),
-            pl.concat(outside, how="vertical_relaxed") if outside else pl.DataFrame())
+    return (
+        bars,
+        pl.concat(gaps, how="vertical_relaxed") if gaps else pl.DataFrame(schema=GAP_SCHEMA),
+        pl.concat(outside, how="vertical_relaxed") if outside else pl.DataFrame(),
+    )
 
 
-def reconcile_window(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, calendars: dict[str, str],
-                     window_start: datetime, window_end: datetime, prior_stats: pl.DataFrame | None = None,
-                     cfg: ReconcileConfig = ReconcileConfig()) -> Reconciled:
+def reconcile_window(
+    ticks: pl.DataFrame,
+    vendor_bars: pl.DataFrame,
+    calendars: dict[str, str],
+    window_start: datetime,
+    window_end: datetime,
+    prior_stats: pl.DataFrame | None = None,
+    cfg: ReconcileConfig = ReconcileConfig(),
+) -> Reconciled:
     """Reconcile ticks (``TICK_COLUMNS``) and vendor bars (``bars.BAR_COLUMNS``) of one window.
 
     Consensus bars whose END lies in ``(window_start, window_end]`` are returned. The window's
     stats are ``known_at = window_end`` (they use data up to its end).
     """
-    ticks = ticks.select(TICK_COLUMNS).with_columns(pl.col("ts").cast(TS)) if ticks.height else \
-        pl.DataFrame(schema={"source": pl.String, "symbol_id": pl.String, "ts": TS, "price": pl.Float64, "size": pl.Float64})
+    ticks = (
+        ticks.select(TICK_COLUMNS).with_columns(pl.col("ts").cast(TS))
+        if ticks.height
+        else pl.DataFrame(
+            schema={"source": pl.String, "symbol_id": pl.String, "ts": TS, "price": pl.Float64, "size": pl.Float64}
+        )
+    )
     vendor_bars = vendor_bars.select(BAR_COLUMNS) if vendor_bars.height else pl.DataFrame()
     # every tick-level step reads the ticks once; the rest works on cells (see bars.tick_cells)
     cells = tick_cells(ticks, calendars, cfg.timeframes, (cfg.offsets.step_ns,)) if ticks.height else None
@@ -126,8 +160,11 @@ def reconcile_window(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, calendars: 
         if vendor_bars.height:
             vendor_bars = apply_offsets(vendor_bars, offsets, ("ts", "last_ts", "arrival"))
     latency = estimate_latency(_latency_ticks(ticks, cells, offsets)) if cells is not None else None
-    weights = weights_from_stats(prior_stats, window_start, cfg.consensus.eps_ms) \
-        if prior_stats is not None and prior_stats.height else None
+    weights = (
+        weights_from_stats(prior_stats, window_start, cfg.consensus.eps_ms)
+        if prior_stats is not None and prior_stats.height
+        else None
+    )
     lo, hi = pl.Series([window_start]).cast(TS).item(), pl.Series([window_end]).cast(TS).item()
     out_bars, out_gaps, out_outside, observations = [], [], [], {}
     for tf in cfg.timeframes:
@@ -142,7 +179,16 @@ def reconcile_window(ticks: pl.DataFrame, vendor_bars: pl.DataFrame, calendars: 
         observations[tf] = cons.observations.filter(pl.col("ts") > lo, pl.col("ts") <= hi)
     bars = pl.concat(out_bars) if out_bars else consensus(pl.DataFrame()).bars
     finest = next((observations[tf] for tf in cfg.timeframes if tf in observations), None)
-    stats = estimate_vendor_stats(finest, window_start, window_end, window_end, latency) \
-        if finest is not None and finest.height else pl.DataFrame()
-    return Reconciled(bars, stats, offsets, pl.concat(out_gaps) if out_gaps else pl.DataFrame(schema=GAP_SCHEMA),
-                      pl.concat(out_outside) if out_outside else pl.DataFrame(), observations)
+    stats = (
+        estimate_vendor_stats(finest, window_start, window_end, window_end, latency)
+        if finest is not None and finest.height
+        else pl.DataFrame()
+    )
+    return Reconciled(
+        bars,
+        stats,
+        offsets,
+        pl.concat(out_gaps) if out_gaps else pl.DataFrame(schema=GAP_SCHEMA),
+        pl.concat(out_outside) if out_outside else pl.DataFrame(),
+        observations,
+    )

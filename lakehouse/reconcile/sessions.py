@@ -12,10 +12,9 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
-from lakehouse.calendars import TS, canonical, sessions
 from core.errors import ConfigError
 from core.timetypes import TIMEFRAMES, tf_ns  # noqa: F401  (re-exported for reconcile)
-
+from lakehouse.calendars import TS, canonical, sessions
 
 
 def calendar_column(frame: pl.DataFrame, calendars: dict[str, str]) -> pl.Series:
@@ -34,7 +33,8 @@ def session_table(calendar_names: list[str], lo_ns: int, hi_ns: int) -> pl.DataF
     hi = pl.Series([hi_ns]).cast(TS).item() + timedelta(days=1)
     frames = [sessions(c, lo, hi) for c in sorted(set(calendar_names))]
     return pl.concat(frames).with_columns(
-        pl.col("open").dt.epoch("ns").alias("open_ns"), pl.col("close").dt.epoch("ns").alias("close_ns"))
+        pl.col("open").dt.epoch("ns").alias("open_ns"), pl.col("close").dt.epoch("ns").alias("close_ns")
+    )
 
 
 def locate(ts_ns: pl.Series, calendar: pl.Series, table: pl.DataFrame) -> pl.DataFrame:
@@ -58,7 +58,8 @@ def locate(ts_ns: pl.Series, calendar: pl.Series, table: pl.DataFrame) -> pl.Dat
         close_out[rows] = np.where(ok, closes[at], np.iinfo(np.int64).min)
     none = np.iinfo(np.int64).min
     return pl.DataFrame({"open_ns": open_out, "close_ns": close_out}).with_columns(
-        pl.when(pl.col(c) != none).then(pl.col(c)).alias(c) for c in ("open_ns", "close_ns"))
+        pl.when(pl.col(c) != none).then(pl.col(c)).alias(c) for c in ("open_ns", "close_ns")
+    )
 
 
 def slot_exprs(pos: pl.Expr, tf: str) -> list[pl.Expr]:
@@ -69,8 +70,11 @@ def slot_exprs(pos: pl.Expr, tf: str) -> list[pl.Expr]:
     """
     length = tf_ns(tf)
     if length is None:
-        return [pl.lit(0, pl.Int64).alias("bar_idx"), pl.lit(1, pl.Int64).alias("n_bars"),
-                pl.col("close_ns").alias("bar_end")]
+        return [
+            pl.lit(0, pl.Int64).alias("bar_idx"),
+            pl.lit(1, pl.Int64).alias("n_bars"),
+            pl.col("close_ns").alias("bar_end"),
+        ]
     n_bars = (pl.col("close_ns") - pl.col("open_ns") + length - 1) // length
     idx = pl.min_horizontal((pos - pl.col("open_ns")) // length, n_bars - 1)
     end = pl.min_horizontal(pl.col("open_ns") + (idx + 1) * length, pl.col("close_ns"))
@@ -87,6 +91,10 @@ def session_fit(frame: pl.DataFrame, calendars: dict[str, str]) -> dict[tuple[st
     cal = calendar_column(frame, calendars)
     ts = frame.get_column("ts").cast(TS).dt.epoch("ns") - 1  # bars stamped at their end
     located = locate(ts, cal, session_table(cal.unique().to_list(), ts.min(), ts.max()))
-    fit = (frame.select("source", "symbol_id").with_columns(located["open_ns"].is_not_null().alias("inside"))
-           .group_by("source", "symbol_id").agg(pl.col("inside").mean()))
+    fit = (
+        frame.select("source", "symbol_id")
+        .with_columns(located["open_ns"].is_not_null().alias("inside"))
+        .group_by("source", "symbol_id")
+        .agg(pl.col("inside").mean())
+    )
     return {(r["source"], r["symbol_id"]): r["inside"] for r in fit.iter_rows(named=True)}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 
-def weighted_median(frame: pl.DataFrame | pl.LazyFrame, by: list[str], value: str = "value",
-                    weight: str = "w", alias: str | None = None) -> pl.DataFrame | pl.LazyFrame:
+def weighted_median(
+    frame: pl.DataFrame | pl.LazyFrame, by: list[str], value: str = "value", weight: str = "w", alias: str | None = None
+) -> pl.DataFrame | pl.LazyFrame:
     """Return one row per ``by`` group with the weighted median of ``value``.
 
     Rows are sorted by (group, value); the median is the first value whose cumulative weight
@@ -14,9 +15,11 @@ def weighted_median(frame: pl.DataFrame | pl.LazyFrame, by: list[str], value: st
     non-positive weights are ignored; a group with none left yields no row.
     """
     w = pl.col(weight)
-    return (frame.filter(pl.col(value).is_not_null() & (w > 0))
-            .sort([*by, value])
-            .with_columns(w.cum_sum().over(by).alias("_cw"), w.sum().over(by).alias("_tw"))
-            .filter(pl.col("_cw") >= pl.col("_tw") * (0.5 - 1e-12))
-            .group_by(by, maintain_order=True)
-            .agg(pl.col(value).first().alias(alias or value)))
+    return (
+        frame.filter(pl.col(value).is_not_null() & (w > 0))
+        .sort([*by, value])
+        .with_columns(w.cum_sum().over(by).alias("_cw"), w.sum().over(by).alias("_tw"))
+        .filter(pl.col("_cw") >= pl.col("_tw") * (0.5 - 1e-12))
+        .group_by(by, maintain_order=True)
+        .agg(pl.col(value).first().alias(alias or value))
+    )

@@ -15,16 +15,16 @@ Pure helpers for ``flows/reconcile.py`` (times come in as parameters, nothing re
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow.compute as pc
 
+from core.errors import ConfigError
 from lakehouse.adjust import adjusted_bars
 from lakehouse.corporate_actions import known_actions
 from lakehouse.reconcile.sessions import tf_ns
 from lakehouse.storage import ts_value
-from core.errors import ConfigError
 
 DAY = timedelta(days=1)
 # calendar days of earlier silver bars the gate sees per timeframe (>= its 50-bar jump and volume windows)
@@ -33,11 +33,12 @@ HISTORY_DAYS = {"1s": 1, "1m": 4, "5m": 10, "15m": 20, "1h": 30, "1d": 100}
 
 def utc(value: datetime) -> datetime:
     """Return ``value`` as an aware UTC datetime (naive means UTC)."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def resolve_window(start: datetime | None, end: datetime | None, lookback_minutes: int,
-                   scheduled: datetime) -> tuple[datetime, datetime]:
+def resolve_window(
+    start: datetime | None, end: datetime | None, lookback_minutes: int, scheduled: datetime
+) -> tuple[datetime, datetime]:
     """Return (start, end): given bounds win; a missing end is ``scheduled`` floored to the minute."""
     if lookback_minutes <= 0:
         raise ConfigError(f"reconcile: lookback_minutes must be > 0, got {lookback_minutes}")
@@ -69,8 +70,9 @@ def distinct_actions(actions: pl.DataFrame) -> pl.DataFrame:
     """Keep one action per (symbol, ex_date, kind) when several vendors deliver it: the first known."""
     if actions.height == 0:
         return actions
-    return actions.sort("known_at", "source").unique(["symbol_id", "ex_date", "kind"], keep="first",
-                                                     maintain_order=True)
+    return actions.sort("known_at", "source").unique(
+        ["symbol_id", "ex_date", "kind"], keep="first", maintain_order=True
+    )
 
 
 def splits_of(actions: pl.DataFrame) -> pl.DataFrame:
@@ -81,8 +83,9 @@ def splits_of(actions: pl.DataFrame) -> pl.DataFrame:
     return actions.filter(pl.col("kind") == "split").select(schema.keys()).cast(schema)
 
 
-def adjusted_for(raw: pl.DataFrame, actions: pl.DataFrame, as_of: datetime,
-                 reference: pl.DataFrame | None = None) -> pl.DataFrame:
+def adjusted_for(
+    raw: pl.DataFrame, actions: pl.DataFrame, as_of: datetime, reference: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Return adjusted silver bars for the raw bars of symbols with an action known at ``as_of``."""
     known = known_actions(distinct_actions(actions), as_of) if actions.height else actions
     symbols = known.get_column("symbol_id").unique().to_list() if known.height else []

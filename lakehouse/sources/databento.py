@@ -28,18 +28,27 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
+from core.config import Strict
+from core.errors import SourceError
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources import databento_schemas as sch
 from lakehouse.sources.databento_decode import BLOCK, Header, text_frames
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
-from lakehouse.tables import (BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_FUTURES_CONTRACTS, BRONZE_QUOTES,
-                              BRONZE_TRADES)
-from core.errors import SourceError
-from core.config import Strict
+from lakehouse.tables import BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_FUTURES_CONTRACTS, BRONZE_QUOTES, BRONZE_TRADES
 
 SOURCE = "databento"
-VENUES = {"GLBX.MDP3": "CME", "XNAS.ITCH": "US", "XNYS.PILLAR": "US", "DBEQ.BASIC": "US", "EQUS.MINI": "US",
-          "XBOS.ITCH": "US", "XPSX.ITCH": "US", "ARCX.PILLAR": "US", "IFEU.IMPACT": "ICE", "NDEX.IMPACT": "ICE"}
+VENUES = {
+    "GLBX.MDP3": "CME",
+    "XNAS.ITCH": "US",
+    "XNYS.PILLAR": "US",
+    "DBEQ.BASIC": "US",
+    "EQUS.MINI": "US",
+    "XBOS.ITCH": "US",
+    "XPSX.ITCH": "US",
+    "ARCX.PILLAR": "US",
+    "IFEU.IMPACT": "ICE",
+    "NDEX.IMPACT": "ICE",
+}
 TOP = ("mbp-1", "tbbo", "cmbp-1")
 SAMPLED = ("bbo-1s", "bbo-1m", "cbbo-1s", "cbbo-1m")
 SUPPORTED = ("mbo", "mbp-10", *TOP, *SAMPLED, "trades", *sch.BAR_TF, "definition")
@@ -67,8 +76,9 @@ class SeqCounter:
 
     def assign(self, df: pl.DataFrame) -> pl.DataFrame:
         df = df.join(self.carry, on=["symbol_id", "ts"], how="left", maintain_order="left", nulls_equal=True)
-        df = df.with_columns((pl.int_range(pl.len()).over("symbol_id", "ts") + pl.col("_next").fill_null(0))
-                             .cast(pl.Int64).alias("seq")).drop("_next")
+        df = df.with_columns(
+            (pl.int_range(pl.len()).over("symbol_id", "ts") + pl.col("_next").fill_null(0)).cast(pl.Int64).alias("seq")
+        ).drop("_next")
         if df.height:
             self.carry = df.group_by("symbol_id").agg(pl.col("ts").last(), (pl.col("seq").last() + 1).alias("_next"))
         return df
@@ -77,8 +87,9 @@ class SeqCounter:
 def _chunks(params: Params, path: Path) -> Iterator[Chunk]:
     header, frames = text_frames(path, params.block_bytes)
     if header.schema not in SUPPORTED:
-        raise SourceError(f"{path}: DBN schema {header.schema or 'mixed'} is not ingested; "
-                          f"supported: {', '.join(SUPPORTED)}")
+        raise SourceError(
+            f"{path}: DBN schema {header.schema or 'mixed'} is not ingested; supported: {', '.join(SUPPORTED)}"
+        )
     venue = params.venue or VENUES.get(header.dataset, header.dataset)
     counters: dict[str, SeqCounter] = {}
 
@@ -109,7 +120,8 @@ def _convert(header: Header, frame: pl.DataFrame, venue: str, chunk) -> Iterator
         yield chunk(BRONZE_BARS, sch.bars(frame, venue, schema))
     if schema == "definition":
         rows, others = sch.futures_contracts(frame, venue)
-        rejected = [Rejected(r, raw, f"instrument class {cls!r} of {sym} is not a future; only futures "
-                                     "definitions are stored")
-                    for r, raw, cls, sym in others.select("_row", "_raw", "instrument_class", "raw_symbol").iter_rows()]
+        rejected = [
+            Rejected(r, raw, f"instrument class {cls!r} of {sym} is not a future; only futures definitions are stored")
+            for r, raw, cls, sym in others.select("_row", "_raw", "instrument_class", "raw_symbol").iter_rows()
+        ]
         yield chunk(BRONZE_FUTURES_CONTRACTS, rows, rejected)

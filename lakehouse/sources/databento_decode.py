@@ -95,8 +95,7 @@ def text_frames(path: Path, block: int = BLOCK) -> tuple[Header, Iterator[pl.Dat
 
 def _frames(path: Path, stream, first: bytes, block: int) -> Iterator[pl.DataFrame]:
     out = io.BytesIO()
-    tc = dbn.Transcoder(out, dbn.Encoding.CSV, dbn.Compression.NONE, pretty_px=False, pretty_ts=False,
-                        map_symbols=True)
+    tc = dbn.Transcoder(out, dbn.Encoding.CSV, dbn.Compression.NONE, pretty_px=False, pretty_ts=False, map_symbols=True)
     columns: list[str] | None = None
     pending = b""
     rows = 0
@@ -126,8 +125,9 @@ def _frames(path: Path, stream, first: bytes, block: int) -> Iterator[pl.DataFra
             yield _parse(b"", columns, 0)
         leftover = len(tc.buffer())
         if leftover or pending:
-            raise SourceError(f"{path}: truncated DBN data: {leftover or len(pending)} trailing bytes after "
-                              f"{rows:,} complete records")
+            raise SourceError(
+                f"{path}: truncated DBN data: {leftover or len(pending)} trailing bytes after {rows:,} complete records"
+            )
     finally:
         stream.close()
 
@@ -136,8 +136,10 @@ def _parse(body: bytes, columns: list[str] | None, offset: int) -> pl.DataFrame:
     if not body:
         frame = pl.DataFrame(schema={c: pl.String for c in columns or []})
     else:
-        frame = pl.read_csv(body, has_header=False, new_columns=columns, infer_schema=False,
-                            quote_char='"')
+        frame = pl.read_csv(body, has_header=False, new_columns=columns, infer_schema=False, quote_char='"')
     raw = pl.concat_str([pl.col(c).fill_null("") for c in frame.columns], separator=",")
-    return frame.with_columns(raw.alias("_raw")).with_row_index("_row", offset=offset + 1).with_columns(
-        pl.col("_row").cast(pl.Int64))
+    return (
+        frame.with_columns(raw.alias("_raw"))
+        .with_row_index("_row", offset=offset + 1)
+        .with_columns(pl.col("_row").cast(pl.Int64))
+    )

@@ -21,8 +21,12 @@ UNDEF_SIZE = (1 << 32) - 1
 UNDEF_I32 = (1 << 31) - 1
 ACTIONS = {"A": "add", "C": "cancel", "M": "modify", "R": "clear", "T": "trade", "F": "fill", "N": "none"}
 SIDES = {"B": 1, "A": -1}
-BAR_TF = {"ohlcv-1s": ("1s", 1_000_000_000), "ohlcv-1m": ("1m", 60_000_000_000),
-          "ohlcv-1h": ("1h", 3_600_000_000_000), "ohlcv-1d": ("1d", 86_400_000_000_000)}
+BAR_TF = {
+    "ohlcv-1s": ("1s", 1_000_000_000),
+    "ohlcv-1m": ("1m", 60_000_000_000),
+    "ohlcv-1h": ("1h", 3_600_000_000_000),
+    "ohlcv-1d": ("1d", 86_400_000_000_000),
+}
 
 
 def ts(name: str) -> pl.Expr:
@@ -53,42 +57,65 @@ def symbol_id(venue: str) -> pl.Expr:
 def book_events(df: pl.DataFrame, venue: str) -> pl.DataFrame:
     """MBO or MBP-10 records as bronze.book_events (MBP-10 carries its level and the 10-level book)."""
     snapshot = (pl.col("flags").cast(pl.Int64, strict=False) & F_SNAPSHOT) > 0
-    action = (pl.when((pl.col("action") == "A") & snapshot).then(pl.lit("snapshot"))
-              .otherwise(pl.col("action").replace_strict(ACTIONS, default=None, return_dtype=pl.String)))
+    action = (
+        pl.when((pl.col("action") == "A") & snapshot)
+        .then(pl.lit("snapshot"))
+        .otherwise(pl.col("action").replace_strict(ACTIONS, default=None, return_dtype=pl.String))
+    )
     mbp = "depth" in df.columns
     return df.select(
-        ts("ts_event").alias("ts"), symbol_id(venue).alias("symbol_id"), action.alias("action"),
-        side().alias("side"), price("price").alias("price"), size("size").alias("size"),
+        ts("ts_event").alias("ts"),
+        symbol_id(venue).alias("symbol_id"),
+        action.alias("action"),
+        side().alias("side"),
+        price("price").alias("price"),
+        size("size").alias("size"),
         (pl.lit(None, pl.Int64) if mbp else pl.col("order_id").cast(pl.Int64, strict=False)).alias("order_id"),
         (pl.col("depth").cast(pl.Int16, strict=False) if mbp else pl.lit(None, pl.Int16)).alias("level"),
-        (book_json(df) if mbp else pl.lit(None, pl.String)).alias("book"), "_row", "_raw",
+        (book_json(df) if mbp else pl.lit(None, pl.String)).alias("book"),
+        "_row",
+        "_raw",
     )
 
 
 def book_json(df: pl.DataFrame) -> pl.Expr:
     """JSON of an MBP-N record's book, the same shape as LOBSTER's: ask/bid price and size lists."""
     levels = sorted({c[-2:] for c in df.columns if c.startswith("bid_px_")})
-    lists = {f"{s}_{k}": pl.concat_list([(price if k == "px" else size)(f"{s}_{k}_{lv}") for lv in levels])
-             for s in ("ask", "bid") for k in ("px", "sz")}
+    lists = {
+        f"{s}_{k}": pl.concat_list([(price if k == "px" else size)(f"{s}_{k}_{lv}") for lv in levels])
+        for s in ("ask", "bid")
+        for k in ("px", "sz")
+    }
     return pl.struct(**lists).struct.json_encode()
 
 
 def trades(df: pl.DataFrame, venue: str, exchange: str) -> pl.DataFrame:
     """Trade records (action T) as bronze.trades; side is the aggressor, null when not known."""
     return df.filter(pl.col("action") == "T").select(
-        ts("ts_event").alias("ts"), symbol_id(venue).alias("symbol_id"), price("price").alias("price"),
-        size("size").alias("size"), side().alias("side"), pl.lit(exchange).alias("exchange"),
-        pl.lit(None, pl.String).alias("conditions"), "_row", "_raw",
+        ts("ts_event").alias("ts"),
+        symbol_id(venue).alias("symbol_id"),
+        price("price").alias("price"),
+        size("size").alias("size"),
+        side().alias("side"),
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(None, pl.String).alias("conditions"),
+        "_row",
+        "_raw",
     )
 
 
 def quotes(df: pl.DataFrame, venue: str, exchange: str, stamp: str = "ts_event") -> pl.DataFrame:
     """Top of book (level 00) as bronze.quotes; a missing side stays null."""
     return df.select(
-        ts(stamp).alias("ts"), symbol_id(venue).alias("symbol_id"),
-        price("bid_px_00").alias("bid"), size("bid_sz_00").alias("bid_size"),
-        price("ask_px_00").alias("ask"), size("ask_sz_00").alias("ask_size"),
-        pl.lit(exchange).alias("exchange"), "_row", "_raw",
+        ts(stamp).alias("ts"),
+        symbol_id(venue).alias("symbol_id"),
+        price("bid_px_00").alias("bid"),
+        size("bid_sz_00").alias("bid_size"),
+        price("ask_px_00").alias("ask"),
+        size("ask_sz_00").alias("ask_size"),
+        pl.lit(exchange).alias("exchange"),
+        "_row",
+        "_raw",
     )
 
 
@@ -97,11 +124,16 @@ def bars(df: pl.DataFrame, venue: str, schema: str) -> pl.DataFrame:
     tf, length = BAR_TF[schema]
     start = pl.col("ts_event").cast(pl.Int64, strict=False)
     return df.select(
-        (start + length).cast(pl.Datetime("ns", "UTC")).alias("ts"), pl.lit(tf).alias("tf"),
-        symbol_id(venue).alias("symbol_id"), pl.lit("trade").alias("kind"),
+        (start + length).cast(pl.Datetime("ns", "UTC")).alias("ts"),
+        pl.lit(tf).alias("tf"),
+        symbol_id(venue).alias("symbol_id"),
+        pl.lit("trade").alias("kind"),
         *(price(c).alias(c) for c in ("open", "high", "low", "close")),
         pl.col("volume").cast(pl.Float64, strict=False).alias("volume"),
-        pl.lit(None, pl.Float64).alias("vwap"), pl.lit(None, pl.Int64).alias("n_trades"), "_row", "_raw",
+        pl.lit(None, pl.Float64).alias("vwap"),
+        pl.lit(None, pl.Int64).alias("n_trades"),
+        "_row",
+        "_raw",
     )
 
 
@@ -116,10 +148,16 @@ def futures_contracts(df: pl.DataFrame, venue: str) -> tuple[pl.DataFrame, pl.Da
     cm = pl.col("contract_multiplier").cast(pl.Int64, strict=False)
     expiry = ts("expiration").dt.date()
     rows = df.filter(is_future).select(
-        pl.col("asset").alias("root"), (pl.col("raw_symbol") + f":{venue}").alias("contract"),
-        expiry.alias("expiry"), pl.lit(None, pl.Date).alias("first_notice"), expiry.alias("last_trade"),
-        pl.coalesce(pl.when(uom > 0).then(uom), pl.when((cm > 0) & (cm != UNDEF_I32)).then(cm.cast(pl.Float64)))
-        .alias("multiplier"),
-        price("min_price_increment").alias("tick_size"), "_row", "_raw",
+        pl.col("asset").alias("root"),
+        (pl.col("raw_symbol") + f":{venue}").alias("contract"),
+        expiry.alias("expiry"),
+        pl.lit(None, pl.Date).alias("first_notice"),
+        expiry.alias("last_trade"),
+        pl.coalesce(pl.when(uom > 0).then(uom), pl.when((cm > 0) & (cm != UNDEF_I32)).then(cm.cast(pl.Float64))).alias(
+            "multiplier"
+        ),
+        price("min_price_increment").alias("tick_size"),
+        "_row",
+        "_raw",
     )
     return rows, df.filter(~is_future)

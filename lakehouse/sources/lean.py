@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from core.config import Strict
+from core.errors import MpsError, SourceError
 from lakehouse.ingest import Batch, Chunk, Clock, file_batch_id, text_batch_id
 from lakehouse.sources.lean_layouts import market_chunk
 from lakehouse.sources.lean_parse import read_bytes
 from lakehouse.sources.lean_paths import ASSET_CLASSES, KINDS, RESOLUTIONS, LeanFile, describe, discover
 from lakehouse.sources.lean_time import data_tz
 from lakehouse.sources.lean_universe import universe_chunk
-from core.errors import MpsError, SourceError
-from core.config import Strict
 
 AssetClass = Literal["equity", "forex", "crypto", "cryptofuture", "option", "indexoption"]
 Resolution = Literal["tick", "second", "minute", "hour", "daily"]
@@ -44,9 +44,13 @@ class Params(Strict):
     markets: tuple[str, ...] = Field((), description="market folders (usa, fxcm, oanda, binance, ...); empty = all")
     start: date | None = Field(None, description="first date (inclusive) of day files and of rows in history files")
     end: date | None = Field(None, description="last date (inclusive)")
-    files: tuple[Path, ...] = Field((), description="explicit files (relative to root or absolute); overrides discovery")
-    fx_data_tz: dict[str, str] = Field(default_factory=lambda: {"fxcm": "UTC", "oanda": "UTC"},
-                                       description="time zone of each FX vendor's timestamps (LEAN declares FXCM Etc/GMT+5)")
+    files: tuple[Path, ...] = Field(
+        (), description="explicit files (relative to root or absolute); overrides discovery"
+    )
+    fx_data_tz: dict[str, str] = Field(
+        default_factory=lambda: {"fxcm": "UTC", "oanda": "UTC"},
+        description="time zone of each FX vendor's timestamps (LEAN declares FXCM Etc/GMT+5)",
+    )
 
     @field_validator("fx_data_tz")
     @classmethod
@@ -59,7 +63,7 @@ class Params(Strict):
         return v
 
     @model_validator(mode="after")
-    def _window_ordered(self) -> "Params":
+    def _window_ordered(self) -> Params:
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
         return self
@@ -85,9 +89,18 @@ def _files(params: Params) -> list[LeanFile | tuple[Path, SourceError]]:
     if not params.files:
         if not root.is_dir():
             raise SourceError(f"{root}: LEAN data folder not found")
-        return list(discover(root, asset_classes=params.asset_classes, resolutions=params.resolutions,
-                             kinds=params.kinds, tickers=params.tickers, markets=params.markets,
-                             start=params.start, end=params.end))
+        return list(
+            discover(
+                root,
+                asset_classes=params.asset_classes,
+                resolutions=params.resolutions,
+                kinds=params.kinds,
+                tickers=params.tickers,
+                markets=params.markets,
+                start=params.start,
+                end=params.end,
+            )
+        )
     out: list[LeanFile | tuple[Path, SourceError]] = []
     for p in params.files:
         path = p if p.is_absolute() else root / p

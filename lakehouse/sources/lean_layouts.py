@@ -47,15 +47,30 @@ def layout(f: LeanFile) -> tuple[Field, ...]:
         if f.asset_class == "forex":
             return (time, px("bid"), px("ask"))
         if f.kind == "trade":
-            return (time, px("price"), Field("size"), Field("exchange", "str", required=False),
-                    Field("condition", "str", required=False), Field("suspicious", required=False))
-        return (time, px("bid"), Field("bid_size"), px("ask"), Field("ask_size"),
-                Field("exchange", "str", required=False), Field("condition", "str", required=False),
-                Field("suspicious", required=False))
+            return (
+                time,
+                px("price"),
+                Field("size"),
+                Field("exchange", "str", required=False),
+                Field("condition", "str", required=False),
+                Field("suspicious", required=False),
+            )
+        return (
+            time,
+            px("bid"),
+            Field("bid_size"),
+            px("ask"),
+            Field("ask_size"),
+            Field("exchange", "str", required=False),
+            Field("condition", "str", required=False),
+            Field("suspicious", required=False),
+        )
     if f.kind == "trade":
         return (time, *(px(c) for c in OHLC), Field("volume"))
-    side = lambda s: (*(Field(f"{s}_{c}", scale=scale, required=False) for c in OHLC),  # noqa: E731
-                      Field(f"{s}_size", required=False))
+    side = lambda s: (
+        *(Field(f"{s}_{c}", scale=scale, required=False) for c in OHLC),  # noqa: E731
+        Field(f"{s}_size", required=False),
+    )
     return (time, *side("bid"), *side("ask"))
 
 
@@ -63,14 +78,16 @@ def _start_times(df: pl.DataFrame, day: date | None) -> pl.DataFrame:
     """Add ``_start`` (naive local time) from ``time``; reject out-of-range ms-since-midnight."""
     if day is None:
         return df.with_columns(pl.col("time").alias("_start"))
-    df = reject(df, (pl.col("time") < 0) | (pl.col("time") >= MS_PER_DAY) | pl.col("time").is_nan(),
-                pl.format("time: ms since midnight out of range ({})", pl.col("time")))
+    df = reject(
+        df,
+        (pl.col("time") < 0) | (pl.col("time") >= MS_PER_DAY) | pl.col("time").is_nan(),
+        pl.format("time: ms since midnight out of range ({})", pl.col("time")),
+    )
     ms = pl.when(pl.col(REASON).is_null()).then(pl.col("time")).otherwise(0.0)
     return df.with_columns(ms_since_midnight(day, ms).alias("_start"))
 
 
-def parse_lines(f: LeanFile, data: bytes, window: tuple[date | None, date | None] = (None, None)
-                ) -> pl.DataFrame:
+def parse_lines(f: LeanFile, data: bytes, window: tuple[date | None, date | None] = (None, None)) -> pl.DataFrame:
     """Split and cast a market-data file; rows keep ``_row``, ``_raw``, ``_start`` and ``_reason``.
 
     ``window`` (inclusive dates) drops rows of whole-history files (hour, daily) outside it before
@@ -107,13 +124,23 @@ def _ticks(f: LeanFile, good: pl.DataFrame, tz: str) -> tuple[TableSpec, pl.Data
         flagged = pl.col("suspicious").fill_null(0) != 0
         conditions = pl.when(flagged).then(pl.concat_str([cond.fill_null(""), pl.lit(";suspicious")])).otherwise(cond)
         return BRONZE_TRADES, good.select(
-            "ts", "symbol_id", "price", "size", pl.lit(None, pl.Int8).alias("side"), "exchange",
-            conditions.alias("conditions"), "seq", *keep)
+            "ts",
+            "symbol_id",
+            "price",
+            "size",
+            pl.lit(None, pl.Int8).alias("side"),
+            "exchange",
+            conditions.alias("conditions"),
+            "seq",
+            *keep,
+        )
     sides = []
     for side in ("bid", "ask"):
         missing = pl.col(side) == 0
-        sides += [pl.when(missing).then(None).otherwise(pl.col(side)).alias(side),
-                  pl.when(missing).then(None).otherwise(pl.col(f"{side}_size")).alias(f"{side}_size")]
+        sides += [
+            pl.when(missing).then(None).otherwise(pl.col(side)).alias(side),
+            pl.when(missing).then(None).otherwise(pl.col(f"{side}_size")).alias(f"{side}_size"),
+        ]
     if "bid_size" not in good.columns:  # forex ticks carry no sizes
         good = good.with_columns(pl.lit(None, pl.Float64).alias("bid_size"), pl.lit(None, pl.Float64).alias("ask_size"))
     exchange = pl.col("exchange") if "exchange" in good.columns else pl.lit(None, pl.String)
@@ -127,9 +154,17 @@ def _bars(f: LeanFile, good: pl.DataFrame, tz: str) -> tuple[TableSpec, pl.DataF
     keep = [pl.col("_row"), pl.col("_raw")]
     if f.kind == "trade":
         return BRONZE_BARS, good.select(*common, pl.lit("trade").alias("kind"), *OHLC, "volume", *nulls, *keep)
-    frames = [good.filter(_present(side)).select(
-        *common, pl.lit(side).alias("kind"), *(pl.col(f"{side}_{c}").alias(c) for c in OHLC),
-        pl.col(f"{side}_size").alias("volume"), *nulls, *keep) for side in ("bid", "ask")]
+    frames = [
+        good.filter(_present(side)).select(
+            *common,
+            pl.lit(side).alias("kind"),
+            *(pl.col(f"{side}_{c}").alias(c) for c in OHLC),
+            pl.col(f"{side}_size").alias("volume"),
+            *nulls,
+            *keep,
+        )
+        for side in ("bid", "ask")
+    ]
     return BRONZE_BARS, pl.concat(frames)
 
 

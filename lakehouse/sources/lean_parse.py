@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from lakehouse.ingest import Rejected
 from core.errors import SourceError
+from lakehouse.ingest import Rejected
 
 REASON = "_reason"
 BLANK = " \t\r"  # a line holding only these is blank: not a row
@@ -67,9 +67,13 @@ def split_lines(data: bytes, skip_comment: bool = False) -> pl.DataFrame:
     Bytes that are not UTF-8 are replaced (U+FFFD) so the line is kept and later rejected.
     """
     text = data.decode("utf-8", errors="replace")
-    lines = (pl.DataFrame({"_raw": [text]}).select(pl.col("_raw").str.split("\n")).explode("_raw")
-             .with_row_index("_row", offset=1)
-             .with_columns(pl.col("_row").cast(pl.Int64), pl.col("_raw").str.strip_chars_end("\r")))
+    lines = (
+        pl.DataFrame({"_raw": [text]})
+        .select(pl.col("_raw").str.split("\n"))
+        .explode("_raw")
+        .with_row_index("_row", offset=1)
+        .with_columns(pl.col("_row").cast(pl.Int64), pl.col("_raw").str.strip_chars_end("\r"))
+    )
     keep = pl.col("_raw").str.strip_chars(BLANK) != ""
     if skip_comment:
         keep = keep & ~pl.col("_raw").str.starts_with("#")
@@ -113,21 +117,27 @@ def parse_fields(lines: pl.DataFrame, fields: tuple[Field, ...]) -> pl.DataFrame
             reasons.append(pl.when(empty).then(pl.lit(f"{f.name}: missing")))
         reasons.append(pl.when(bad).then(pl.format(f"{f.name}: {what} ({{}})", t.str.slice(0, 40))))
         values.append(v.alias(f.name))
-    return (df.with_columns(values).with_columns(pl.coalesce(reasons).alias(REASON))
-            .drop("_n", "_parts", *[f"_t_{f.name}" for f in fields]))
+    return (
+        df.with_columns(values)
+        .with_columns(pl.coalesce(reasons).alias(REASON))
+        .drop("_n", "_parts", *[f"_t_{f.name}" for f in fields])
+    )
 
 
 def reject(df: pl.DataFrame, condition: pl.Expr, reason: str | pl.Expr) -> pl.DataFrame:
     """Set ``_reason`` on rows that pass so far but meet ``condition``."""
     why = pl.lit(reason) if isinstance(reason, str) else reason
-    return df.with_columns(pl.when(pl.col(REASON).is_null() & condition).then(why)
-                           .otherwise(pl.col(REASON)).alias(REASON))
+    return df.with_columns(
+        pl.when(pl.col(REASON).is_null() & condition).then(why).otherwise(pl.col(REASON)).alias(REASON)
+    )
 
 
 def split_rejected(df: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected]]:
     """Return (parsed rows without ``_reason``, the rejected lines with their raw text and reason)."""
     bad = df.filter(pl.col(REASON).is_not_null())
     good = df.filter(pl.col(REASON).is_null()).drop(REASON)
-    rejected = [Rejected(row, raw, reason) for row, raw, reason in
-                zip(bad.get_column("_row"), bad.get_column("_raw"), bad.get_column(REASON))]
+    rejected = [
+        Rejected(row, raw, reason)
+        for row, raw, reason in zip(bad.get_column("_row"), bad.get_column("_raw"), bad.get_column(REASON))
+    ]
     return good, rejected

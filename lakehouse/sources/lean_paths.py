@@ -99,10 +99,12 @@ def describe(path: Path, root: Path) -> LeanFile:
         parts = path.relative_to(root).parts
     except ValueError:
         raise SourceError(f"{path}: not under the LEAN root {root}") from None
-    bad = SourceError(f"{path}: not a LEAN market-data path this adapter reads "
-                      "(<asset>/<market>/<resolution>/<ticker>/<YYYYMMDD>_<trade|quote>.zip, "
-                      "<asset>/<market>/<hour|daily>/<ticker>[_<kind>].zip or "
-                      "<option|indexoption>/usa/universes/<ticker>/<YYYYMMDD>.csv)")
+    bad = SourceError(
+        f"{path}: not a LEAN market-data path this adapter reads "
+        "(<asset>/<market>/<resolution>/<ticker>/<YYYYMMDD>_<trade|quote>.zip, "
+        "<asset>/<market>/<hour|daily>/<ticker>[_<kind>].zip or "
+        "<option|indexoption>/usa/universes/<ticker>/<YYYYMMDD>.csv)"
+    )
     if len(parts) < 4 or parts[0] not in ASSET_CLASSES:
         raise bad
     asset, market, resolution = parts[0], parts[1], parts[2]
@@ -135,10 +137,17 @@ def _candidates(root: Path, asset_classes: tuple[str, ...]) -> Iterator[Path]:
         yield from base.glob(pattern)
 
 
-def discover(root: Path, *, asset_classes: tuple[str, ...] = ASSET_CLASSES,
-             resolutions: tuple[str, ...] = RESOLUTIONS, kinds: tuple[str, ...] = KINDS,
-             tickers: tuple[str, ...] = (), markets: tuple[str, ...] = (),
-             start: date | None = None, end: date | None = None) -> list[LeanFile]:
+def discover(
+    root: Path,
+    *,
+    asset_classes: tuple[str, ...] = ASSET_CLASSES,
+    resolutions: tuple[str, ...] = RESOLUTIONS,
+    kinds: tuple[str, ...] = KINDS,
+    tickers: tuple[str, ...] = (),
+    markets: tuple[str, ...] = (),
+    start: date | None = None,
+    end: date | None = None,
+) -> list[LeanFile]:
     """List the market-data files under ``root`` that the filters select, in a stable order.
 
     ``tickers`` match the LEAN ticker ("aapl", "eurusd", "btcusdt") or the mapped symbol id

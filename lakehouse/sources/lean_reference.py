@@ -32,14 +32,19 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
+from core.config import Strict
+from core.errors import SourceError
 from lakehouse.corporate_actions import events_from_factor_rows
 from lakehouse.futures_contracts import contract_dates, contract_symbol, market, read_symbol_properties
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected, file_batch_id, text_batch_id
 from lakehouse.sources import lean_reference_parse as parse
-from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_FUTURES_CONTRACTS,
-                              BRONZE_OPEN_INTEREST, BRONZE_SYMBOL_MAP)
-from core.errors import SourceError
-from core.config import Strict
+from lakehouse.tables import (
+    BRONZE_BARS,
+    BRONZE_CORPORATE_ACTIONS,
+    BRONZE_FUTURES_CONTRACTS,
+    BRONZE_OPEN_INTEREST,
+    BRONZE_SYMBOL_MAP,
+)
 
 SOURCE = "lean_reference"
 RESOLUTION_TF = {"daily": "1d", "hour": "1h", "minute": "1m"}
@@ -103,8 +108,11 @@ def future_chunks(path: Path, root: str, suffix: str, tf: str) -> Iterator[Chunk
             found = _member_contract(name, root, suffix)
             where = f"{path}:{name}"
             if found is None:
-                yield Chunk(BRONZE_BARS, parse.parse_future_trade_bars("", where, "", tf)[0],
-                            [Rejected(0, name, f"{where}: member name has no _<kind>_<YYYYMM>.csv contract month")])
+                yield Chunk(
+                    BRONZE_BARS,
+                    parse.parse_future_trade_bars("", where, "", tf)[0],
+                    [Rejected(0, name, f"{where}: member name has no _<kind>_<YYYYMM>.csv contract month")],
+                )
                 continue
             kind, symbol = found
             text = zf.read(name).decode(errors="replace")
@@ -132,8 +140,11 @@ def future_files(params: Params, lean_market: str, root: str) -> list[tuple[Path
             if kind not in params.kinds:
                 continue
             d = _file_date(p)
-            if res == "minute" and d is not None and ((params.minute_from and d < params.minute_from)
-                                                      or (params.minute_to and d > params.minute_to)):
+            if (
+                res == "minute"
+                and d is not None
+                and ((params.minute_from and d < params.minute_from) or (params.minute_to and d > params.minute_to))
+            ):
                 continue
             out.append((p, tf))
     return out
@@ -149,11 +160,29 @@ def contract_frame(contracts: set[str], lean_market: str, root: str, properties:
     for sym in sorted(contracts):
         r, year, month = parse_contract(sym)
         d = contract_dates(r, year, month, mkt.calendar)
-        rows.append({"root": r, "contract": sym, "expiry": d.expiry, "first_notice": d.first_notice,
-                     "last_trade": d.last_trade, "multiplier": multiplier, "tick_size": tick})
-    return pl.DataFrame(rows, schema={"root": pl.String, "contract": pl.String, "expiry": pl.Date,
-                                      "first_notice": pl.Date, "last_trade": pl.Date,
-                                      "multiplier": pl.Float64, "tick_size": pl.Float64})
+        rows.append(
+            {
+                "root": r,
+                "contract": sym,
+                "expiry": d.expiry,
+                "first_notice": d.first_notice,
+                "last_trade": d.last_trade,
+                "multiplier": multiplier,
+                "tick_size": tick,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "root": pl.String,
+            "contract": pl.String,
+            "expiry": pl.Date,
+            "first_notice": pl.Date,
+            "last_trade": pl.Date,
+            "multiplier": pl.Float64,
+            "tick_size": pl.Float64,
+        },
+    )
 
 
 def batches(params: Params, clock: Clock | None = None) -> Iterator[Batch]:
@@ -174,10 +203,20 @@ def batches(params: Params, clock: Clock | None = None) -> Iterator[Batch]:
                     seen |= {c[1] for n in zf.namelist() if (c := _member_contract(n, root, suffix))}
             except (OSError, zipfile.BadZipFile):
                 pass  # the file's own batch reports it
-            yield Batch(SOURCE, str(p), file_batch_id(SOURCE, p, tf), future_chunks(p, root, suffix, tf),
-                        table_hint="bronze.bars")
+            yield Batch(
+                SOURCE,
+                str(p),
+                file_batch_id(SOURCE, p, tf),
+                future_chunks(p, root, suffix, tf),
+                table_hint="bronze.bars",
+            )
         if seen:
             props = params.root / "symbol-properties" / "symbol-properties-database.csv"
             frame = contract_frame(seen, lean_market, root, props)
-            yield Batch(SOURCE, f"{spec} contracts", text_batch_id(SOURCE, spec, frame.write_csv()),
-                        [Chunk(BRONZE_FUTURES_CONTRACTS, frame)], table_hint="bronze.futures_contracts")
+            yield Batch(
+                SOURCE,
+                f"{spec} contracts",
+                text_batch_id(SOURCE, spec, frame.write_csv()),
+                [Chunk(BRONZE_FUTURES_CONTRACTS, frame)],
+                table_hint="bronze.futures_contracts",
+            )

@@ -20,7 +20,6 @@ from datetime import date
 import polars as pl
 
 from lakehouse import calendars
-from lakehouse.schema import PL_TS as NS
 
 NY = "America/New_York"
 UTC = "UTC"
@@ -45,8 +44,11 @@ def localize(naive: pl.Expr, tz: str) -> pl.Expr:
     A wall time that does not exist (the spring-forward gap) becomes null, so the row is quarantined
     as "ts is missing"; an ambiguous one (the fall-back hour) takes the earlier instant.
     """
-    return (naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone(UTC).dt.cast_time_unit("ns"))
+    return (
+        naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone(UTC)
+        .dt.cast_time_unit("ns")
+    )
 
 
 def ms_since_midnight(day: date, ms: pl.Expr) -> pl.Expr:
@@ -59,8 +61,11 @@ def session_close(df: pl.DataFrame, start_col: str) -> pl.Series:
     days = df.select(pl.col(start_col).dt.date().alias("_date"))
     closes = calendars.session_close("XNYS", days.get_column("_date"))
     fallback = localize(pl.col("_date").cast(pl.Datetime("ns")) + pl.duration(hours=16), NY)
-    return days.with_columns(closes.alias("_close")).select(
-        pl.coalesce(pl.col("_close"), fallback).alias("ts")).get_column("ts")
+    return (
+        days.with_columns(closes.alias("_close"))
+        .select(pl.coalesce(pl.col("_close"), fallback).alias("ts"))
+        .get_column("ts")
+    )
 
 
 def bar_end(df: pl.DataFrame, start_col: str, resolution: str, asset_class: str, tz: str) -> pl.Series:

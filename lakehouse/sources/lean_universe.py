@@ -22,10 +22,17 @@ from lakehouse.tables import BRONZE_OPTIONS_CHAIN
 
 GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 LAYOUT = (
-    Field("expiry", "date", required=False), Field("strike", required=False), Field("right", "str", required=False),
-    Field("open", required=False), Field("high", required=False), Field("low", required=False),
-    Field("close", required=False), Field("volume", required=False), Field("open_interest", required=False),
-    Field("implied_volatility", required=False), *(Field(g, required=False) for g in GREEKS),
+    Field("expiry", "date", required=False),
+    Field("strike", required=False),
+    Field("right", "str", required=False),
+    Field("open", required=False),
+    Field("high", required=False),
+    Field("low", required=False),
+    Field("close", required=False),
+    Field("volume", required=False),
+    Field("open_interest", required=False),
+    Field("implied_volatility", required=False),
+    *(Field(g, required=False) for g in GREEKS),
 )
 
 
@@ -40,8 +47,19 @@ def universe_chunk(f: LeanFile, data: bytes) -> Chunk:
     good, rejected = split_rejected(df)
     stamp = session_close(good.with_columns(pl.lit(f.day).cast(pl.Datetime("ns")).alias("_d")), "_d")
     rows = good.with_columns(stamp.cast(NS).alias("ts")).select(
-        "ts", pl.lit(f.symbol_id).alias("underlying"), "expiry", "strike", "right",
-        pl.lit(None, pl.Float64).alias("bid"), pl.lit(None, pl.Float64).alias("ask"),
-        pl.col("close").alias("last"), "volume", "open_interest", pl.col("implied_volatility").alias("iv"),
-        *GREEKS, "_row", "_raw")
+        "ts",
+        pl.lit(f.symbol_id).alias("underlying"),
+        "expiry",
+        "strike",
+        "right",
+        pl.lit(None, pl.Float64).alias("bid"),
+        pl.lit(None, pl.Float64).alias("ask"),
+        pl.col("close").alias("last"),
+        "volume",
+        "open_interest",
+        pl.col("implied_volatility").alias("iv"),
+        *GREEKS,
+        "_row",
+        "_raw",
+    )
     return Chunk(BRONZE_OPTIONS_CHAIN, rows, rejected)

@@ -31,16 +31,18 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
+from core.config import Strict
+from core.errors import SourceError
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources.lobster_parse import parse_pair
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
 from lakehouse.tables import BRONZE_BOOK_EVENTS, BRONZE_TRADES
-from core.errors import SourceError
-from core.config import Strict
 
 SOURCE = "lobster"
-NAME = re.compile(r"^(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
-                  r"_message_(?P<levels>\d+)\.csv$")
+NAME = re.compile(
+    r"^(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
+    r"_message_(?P<levels>\d+)\.csv$"
+)
 
 
 class Params(Strict):
@@ -50,8 +52,9 @@ class Params(Strict):
     symbol_template: str = Field("{ticker}:US", description="symbol_id from the file name's ticker")
     tz: str = "America/New_York"
     exchange: str | None = "XNAS"
-    trade_types: list[Literal[4, 5, 6]] = Field(default_factory=lambda: [4],
-                                                 description="event types written to bronze.trades")
+    trade_types: list[Literal[4, 5, 6]] = Field(
+        default_factory=lambda: [4], description="event types written to bronze.trades"
+    )
 
 
 def message_files(paths: list[str]) -> list[Path]:
@@ -95,14 +98,24 @@ def _seq() -> pl.Expr:
 def book_events(events: pl.DataFrame) -> pl.DataFrame:
     """Map parsed LOBSTER events to bronze.book_events rows (plus ``_row`` and ``_raw``)."""
     halt = pl.col("type") == 7
-    action = (pl.when(halt).then(pl.col("price_int").replace_strict(HALTS, default="halt"))
-              .otherwise(pl.col("type").replace_strict(ACTIONS, default=None, return_dtype=pl.String)))
+    action = (
+        pl.when(halt)
+        .then(pl.col("price_int").replace_strict(HALTS, default="halt"))
+        .otherwise(pl.col("type").replace_strict(ACTIONS, default=None, return_dtype=pl.String))
+    )
     return events.select(
-        "ts", "symbol_id", action.alias("action"),
+        "ts",
+        "symbol_id",
+        action.alias("action"),
         pl.col("direction").cast(pl.Int8).alias("side"),
         pl.when(halt).then(None).otherwise((pl.col("price_int") / 10_000).round(4)).alias("price"),
-        pl.col("size").cast(pl.Float64), pl.col("order_id"),
-        pl.lit(None, pl.Int16).alias("level"), pl.col("book"), _seq().alias("seq"), "_row", "_raw",
+        pl.col("size").cast(pl.Float64),
+        pl.col("order_id"),
+        pl.lit(None, pl.Int16).alias("level"),
+        pl.col("book"),
+        _seq().alias("seq"),
+        "_row",
+        "_raw",
     )
 
 
@@ -110,9 +123,14 @@ def trades(events: pl.DataFrame, trade_types: list[int], exchange: str | None) -
     """Executions as bronze.trades rows; side is the aggressor (-direction), null for crosses."""
     ex = events.filter(pl.col("type").is_in(list(trade_types)))
     return ex.select(
-        "ts", "symbol_id", (pl.col("price_int") / 10_000).round(4).alias("price"), pl.col("size").cast(pl.Float64),
+        "ts",
+        "symbol_id",
+        (pl.col("price_int") / 10_000).round(4).alias("price"),
+        pl.col("size").cast(pl.Float64),
         pl.when(pl.col("type") == 6).then(None).otherwise(-pl.col("direction")).cast(pl.Int8).alias("side"),
         pl.lit(exchange, pl.String).alias("exchange"),
         pl.col("type").replace_strict({4: None, 5: "hidden", 6: "cross"}, return_dtype=pl.String).alias("conditions"),
-        _seq().alias("seq"), "_row", "_raw",
+        _seq().alias("seq"),
+        "_row",
+        "_raw",
     )

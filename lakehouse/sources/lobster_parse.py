@@ -43,41 +43,56 @@ def _first_reason(checks: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
     return pl.coalesce([pl.when(bad).then(pl.lit(why) if isinstance(why, str) else why) for bad, why in checks])
 
 
-def parse_pair(message: Path, orderbook: Path, levels: int, day: date, tz: str
-               ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+def parse_pair(
+    message: Path, orderbook: Path, levels: int, day: date, tz: str
+) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     """Parse a line-aligned pair; return (events, rejected lines as (row, raw, reason))."""
     msg_lines, book_lines = read_lines(message), read_lines(orderbook)
     if len(msg_lines) != len(book_lines):
-        raise SourceError(f"{message} has {len(msg_lines):,} rows but {orderbook} has {len(book_lines):,}: "
-                          "LOBSTER message and orderbook files must be line-aligned")
+        raise SourceError(
+            f"{message} has {len(msg_lines):,} rows but {orderbook} has {len(book_lines):,}: "
+            "LOBSTER message and orderbook files must be line-aligned"
+        )
     df = pl.DataFrame({"m": msg_lines, "b": book_lines}, schema={"m": pl.String, "b": pl.String})
     df = df.with_row_index("_row", offset=1).with_columns(
         pl.col("_row").cast(pl.Int64),
-        pl.col("m").str.split(",").alias("mp"), pl.col("b").str.split(",").alias("bp"),
+        pl.col("m").str.split(",").alias("mp"),
+        pl.col("b").str.split(",").alias("bp"),
     )
     time = pl.col("mp").list.get(0, null_on_oob=True).str.strip_chars()
     df = df.with_columns(
         time.str.extract(TIME, 1).cast(pl.Int64).alias("secs"),
         time.str.extract(TIME, 2).str.pad_end(9, "0").cast(pl.Int64).fill_null(0).alias("frac"),
         time.alias("time_text"),
-        _int("mp", 1).alias("type"), _int("mp", 2).alias("order_id"), _int("mp", 3).alias("size"),
-        _int("mp", 4).alias("price_int"), _int("mp", 5).alias("direction"),
+        _int("mp", 1).alias("type"),
+        _int("mp", 2).alias("order_id"),
+        _int("mp", 3).alias("size"),
+        _int("mp", 4).alias("price_int"),
+        _int("mp", 5).alias("direction"),
         pl.col("bp").list.eval(pl.element().str.strip_chars().cast(pl.Int64, strict=False)).alias("bk"),
     )
     n_book = 4 * levels
     m, b = message.name, orderbook.name
-    reason = _first_reason([
-        (pl.col("mp").list.len() != 6, pl.format(f"{m}: expected 6 fields, got {{}}", pl.col("mp").list.len())),
-        (pl.col("secs").is_null(), pl.format(f"{m}: time '{{}}' is not seconds after midnight", pl.col("time_text"))),
-        (pl.col("secs") >= 86_400 * 2, f"{m}: time is beyond the trading day"),
-        (pl.col("type").is_null() | ~pl.col("type").is_between(1, 7), f"{m}: event type is not an integer in 1..7"),
-        (pl.col("order_id").is_null(), f"{m}: order id is not an integer"),
-        (pl.col("size").is_null(), f"{m}: size is not an integer"),
-        (pl.col("price_int").is_null(), f"{m}: price is not an integer"),
-        (~pl.col("direction").is_in([-1, 1]).fill_null(False), f"{m}: direction is not -1 or 1"),
-        (pl.col("bp").list.len() != n_book, pl.format(f"{b}: expected {n_book} fields, got {{}}", pl.col("bp").list.len())),
-        (pl.col("bk").list.eval(pl.element().is_null()).list.any(), f"{b}: a price or size is not an integer"),
-    ])
+    reason = _first_reason(
+        [
+            (pl.col("mp").list.len() != 6, pl.format(f"{m}: expected 6 fields, got {{}}", pl.col("mp").list.len())),
+            (
+                pl.col("secs").is_null(),
+                pl.format(f"{m}: time '{{}}' is not seconds after midnight", pl.col("time_text")),
+            ),
+            (pl.col("secs") >= 86_400 * 2, f"{m}: time is beyond the trading day"),
+            (pl.col("type").is_null() | ~pl.col("type").is_between(1, 7), f"{m}: event type is not an integer in 1..7"),
+            (pl.col("order_id").is_null(), f"{m}: order id is not an integer"),
+            (pl.col("size").is_null(), f"{m}: size is not an integer"),
+            (pl.col("price_int").is_null(), f"{m}: price is not an integer"),
+            (~pl.col("direction").is_in([-1, 1]).fill_null(False), f"{m}: direction is not -1 or 1"),
+            (
+                pl.col("bp").list.len() != n_book,
+                pl.format(f"{b}: expected {n_book} fields, got {{}}", pl.col("bp").list.len()),
+            ),
+            (pl.col("bk").list.eval(pl.element().is_null()).list.any(), f"{b}: a price or size is not an integer"),
+        ]
+    )
     df = df.with_columns(reason.alias("_reason"), pl.format("message: {} | orderbook: {}", "m", "b").alias("_raw"))
     bad = df.filter(pl.col("_reason").is_not_null())
     good = df.filter(pl.col("_reason").is_null())
@@ -85,8 +100,16 @@ def parse_pair(message: Path, orderbook: Path, levels: int, day: date, tz: str
     events = good.select(
         (pl.lit(midnight).cast(pl.Datetime("ns")) + pl.duration(seconds=pl.col("secs"), nanoseconds=pl.col("frac")))
         .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC").alias("ts"),
-        "type", "order_id", "size", "price_int", "direction", book_json("bk", levels).alias("book"), "_row", "_raw",
+        .dt.convert_time_zone("UTC")
+        .alias("ts"),
+        "type",
+        "order_id",
+        "size",
+        "price_int",
+        "direction",
+        book_json("bk", levels).alias("book"),
+        "_row",
+        "_raw",
     )
     return events, [(r, raw, why) for r, raw, why in bad.select("_row", "_raw", "_reason").iter_rows()]
 

@@ -13,12 +13,12 @@ from types import ModuleType
 from core.errors import ConfigError
 
 SOURCES: dict[str, str] = {
-    "lean": "lakehouse.sources.lean",            # LEAN ticks, bars, quotes, option universes
+    "lean": "lakehouse.sources.lean",  # LEAN ticks, bars, quotes, option universes
     "lean_reference": "lakehouse.sources.lean_reference",  # LEAN factor/map files, futures contracts + OI
     "lobster": "lakehouse.sources.lobster",
     "databento": "lakehouse.sources.databento",
-    "tabular": "lakehouse.sources.tabular",      # generic CSV/Parquet with a declared column mapping
-    "sql": "lakehouse.sources.sql",              # PostgreSQL trades/options by watermark
+    "tabular": "lakehouse.sources.tabular",  # generic CSV/Parquet with a declared column mapping
+    "sql": "lakehouse.sources.sql",  # PostgreSQL trades/options by watermark
     "simulator": "lakehouse.sources.simulator",  # the multi-vendor market simulator
 }
 

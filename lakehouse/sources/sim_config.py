@@ -36,14 +36,45 @@ class VendorConfig(Strict):
 
 
 DEFAULT_VENDORS = (
-    VendorConfig(name="sim-a", latency_ms=15, latency_sigma=0.4, noise_bps=0.3, quote_fraction=0.6,
-                 gaps_per_day=1, gap_mean_s=60, stales_per_day=1, stale_mean_s=90, bad_print_rate=1e-4),
-    VendorConfig(name="sim-b", latency_ms=60, latency_sigma=0.8, noise_bps=1.0, ts_resolution_us=1000,
-                 quote_fraction=0.3, reports_side=False, gaps_per_day=2, gap_mean_s=120,
-                 stales_per_day=2, stale_mean_s=120, bad_print_rate=3e-4),
-    VendorConfig(name="sim-c", latency_ms=5, latency_sigma=0.3, clock_offset_ms=250, noise_bps=0.2,
-                 quote_fraction=0.8, gaps_per_day=0.5, gap_mean_s=300, stales_per_day=1, stale_mean_s=60,
-                 bad_print_rate=5e-5),
+    VendorConfig(
+        name="sim-a",
+        latency_ms=15,
+        latency_sigma=0.4,
+        noise_bps=0.3,
+        quote_fraction=0.6,
+        gaps_per_day=1,
+        gap_mean_s=60,
+        stales_per_day=1,
+        stale_mean_s=90,
+        bad_print_rate=1e-4,
+    ),
+    VendorConfig(
+        name="sim-b",
+        latency_ms=60,
+        latency_sigma=0.8,
+        noise_bps=1.0,
+        ts_resolution_us=1000,
+        quote_fraction=0.3,
+        reports_side=False,
+        gaps_per_day=2,
+        gap_mean_s=120,
+        stales_per_day=2,
+        stale_mean_s=120,
+        bad_print_rate=3e-4,
+    ),
+    VendorConfig(
+        name="sim-c",
+        latency_ms=5,
+        latency_sigma=0.3,
+        clock_offset_ms=250,
+        noise_bps=0.2,
+        quote_fraction=0.8,
+        gaps_per_day=0.5,
+        gap_mean_s=300,
+        stales_per_day=1,
+        stale_mean_s=60,
+        bad_print_rate=5e-5,
+    ),
 )
 
 

@@ -21,8 +21,27 @@ def norm_cdf(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF, accurate to ~1e-7 (erfc rational approximation, Numerical Recipes)."""
     z = np.abs(x) / np.sqrt(2.0)
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = (-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
-        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+    poly = (
+        -z * z
+        - 1.26551223
+        + t
+        * (
+            1.00002368
+            + t
+            * (
+                0.37409196
+                + t
+                * (
+                    0.09678418
+                    + t
+                    * (
+                        -0.18628806
+                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
+                    )
+                )
+            )
+        )
+    )
     erfc = t * np.exp(poly)
     return np.where(x >= 0, 1.0 - 0.5 * erfc, 0.5 * erfc)
 
@@ -58,8 +77,16 @@ def implied_vol(atm_now: float, long_run: float, t: np.ndarray, log_moneyness: n
     return np.clip(atm * (1 + SKEW * x + SMILE * x * x), 0.05, 3.0)
 
 
-def option_chain(rng: np.random.Generator, underlying: str, ts_ns: int, day: date, spot: float,
-                 vol_now: float, long_run_vol: float, rate: float) -> pl.DataFrame:
+def option_chain(
+    rng: np.random.Generator,
+    underlying: str,
+    ts_ns: int,
+    day: date,
+    spot: float,
+    vol_now: float,
+    long_run_vol: float,
+    rate: float,
+) -> pl.DataFrame:
     """One chain snapshot: 5 expiries x 17 strikes x call/put, with bid/ask around the model price."""
     step = 0.5 if spot < 50 else (1.0 if spot < 200 else 5.0)
     strikes = np.unique(np.maximum(np.round(spot * np.exp(MONEYNESS) / step) * step, step))
@@ -73,14 +100,23 @@ def option_chain(rng: np.random.Generator, underlying: str, ts_ns: int, day: dat
     n = t.shape[0]
     moneyness_decay = np.exp(-np.abs(np.log(k / spot)) * 15)
     expiry_days = np.repeat(np.asarray(EXPIRY_DAYS), strikes.size * 2)
-    return pl.DataFrame({
-        "ts": pl.Series([ts_ns] * n, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC")),
-        "underlying": [underlying] * n,
-        "expiry": [day + timedelta(days=int(d)) for d in expiry_days],
-        "strike": k, "right": np.where(call, "C", "P"),
-        "bid": np.round(np.maximum(theo - half, 0.0), 2), "ask": np.round(theo + half + 0.005, 2),
-        "last": np.round(theo, 2),
-        "volume": rng.poisson(500 * moneyness_decay).astype(np.float64),
-        "open_interest": rng.poisson(5000 * moneyness_decay).astype(np.float64),
-        "iv": iv, "delta": g["delta"], "gamma": g["gamma"], "vega": g["vega"], "theta": g["theta"], "rho": g["rho"],
-    })
+    return pl.DataFrame(
+        {
+            "ts": pl.Series([ts_ns] * n, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC")),
+            "underlying": [underlying] * n,
+            "expiry": [day + timedelta(days=int(d)) for d in expiry_days],
+            "strike": k,
+            "right": np.where(call, "C", "P"),
+            "bid": np.round(np.maximum(theo - half, 0.0), 2),
+            "ask": np.round(theo + half + 0.005, 2),
+            "last": np.round(theo, 2),
+            "volume": rng.poisson(500 * moneyness_decay).astype(np.float64),
+            "open_interest": rng.poisson(5000 * moneyness_decay).astype(np.float64),
+            "iv": iv,
+            "delta": g["delta"],
+            "gamma": g["gamma"],
+            "vega": g["vega"],
+            "theta": g["theta"],
+            "rho": g["rho"],
+        }
+    )

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lakehouse.schema import MINUTE_NS
 from lakehouse.sources.sim_config import Dynamics
 from lakehouse.sources.sim_session import NS_PER_S, Session, u_shape
-from lakehouse.schema import MINUTE_NS
-
 
 
 @dataclass(frozen=True)
@@ -32,16 +31,16 @@ class PathState:
 class TruthDay:
     """The true market of one session. Grid arrays are per base step; trade arrays per true trade."""
 
-    grid_ns: np.ndarray      # (S,) int64 step start
-    price: np.ndarray        # (S,) mid at the step start
-    regime: np.ndarray       # (S,) int8
-    vol: np.ndarray          # (S,) annualised instantaneous vol
+    grid_ns: np.ndarray  # (S,) int64 step start
+    price: np.ndarray  # (S,) mid at the step start
+    regime: np.ndarray  # (S,) int8
+    vol: np.ndarray  # (S,) annualised instantaneous vol
     half_spread: np.ndarray  # (S,) as a fraction of the mid
-    trade_ts: np.ndarray     # (N,) int64, sorted
-    trade_step: np.ndarray   # (N,) index into the grid
+    trade_ts: np.ndarray  # (N,) int64, sorted
+    trade_step: np.ndarray  # (N,) index into the grid
     trade_price: np.ndarray  # (N,) mid of the step +- half spread by side (not tick-rounded)
-    trade_size: np.ndarray   # (N,) float64
-    trade_side: np.ndarray   # (N,) int8, +1 buyer-initiated, -1 seller-initiated
+    trade_size: np.ndarray  # (N,) float64
+    trade_side: np.ndarray  # (N,) int8, +1 buyer-initiated, -1 seller-initiated
 
 
 def _regimes_and_logv(rng: np.random.Generator, minutes: int, dyn: Dynamics, state: PathState):
@@ -71,8 +70,15 @@ def _signs(rng: np.random.Generator, n: int, persistence: float) -> np.ndarray:
     return fresh[src]
 
 
-def simulate_truth(rng: np.random.Generator, session: Session, dyn: Dynamics, trades_per_day: int,
-                   base_ms: int, year_s: float, state: PathState) -> tuple[TruthDay, PathState]:
+def simulate_truth(
+    rng: np.random.Generator,
+    session: Session,
+    dyn: Dynamics,
+    trades_per_day: int,
+    base_ms: int,
+    year_s: float,
+    state: PathState,
+) -> tuple[TruthDay, PathState]:
     """Simulate one session from ``state``; return the day's truth and the state at its close."""
     base_ns = base_ms * 1_000_000
     n_steps = max(1, (session.close_ns - session.open_ns) // base_ns)
@@ -84,7 +90,7 @@ def simulate_truth(rng: np.random.Generator, session: Session, dyn: Dynamics, tr
     regime_m, logv_m = _regimes_and_logv(rng, minutes, dyn, state)
     minute = (grid - session.open_ns) // MINUTE_NS
     regime = regime_m[minute]
-    mult = np.asarray(dyn.regime_vol)[regime] * np.exp(logv_m[minute] - dyn.vol_of_vol ** 2 / 2)
+    mult = np.asarray(dyn.regime_vol)[regime] * np.exp(logv_m[minute] - dyn.vol_of_vol**2 / 2)
     vol = dyn.annual_vol * mult * np.sqrt(season)
     dt = base_ms / 1000.0
     sigma = vol * np.sqrt(dt / year_s)
@@ -103,9 +109,10 @@ def simulate_truth(rng: np.random.Generator, session: Session, dyn: Dynamics, tr
     flow = np.bincount(step, weights=side * np.sqrt(size / dyn.mean_size), minlength=n_steps)
     flow_scale = np.sqrt(dyn.impact_share * (1 - p) / (1 + p)) / np.sqrt(np.maximum(lam, 1.0))
     diffusion = np.sqrt(1 - dyn.impact_share) * rng.standard_normal(n_steps)
-    jumps = (rng.random(n_steps) < dyn.jumps_per_day * base_ns / session.full_ns) * \
-        rng.normal(0.0, dyn.jump_bps * 1e-4, n_steps)
-    ret = sigma * (diffusion + flow * flow_scale) + jumps - sigma ** 2 / 2
+    jumps = (rng.random(n_steps) < dyn.jumps_per_day * base_ns / session.full_ns) * rng.normal(
+        0.0, dyn.jump_bps * 1e-4, n_steps
+    )
+    ret = sigma * (diffusion + flow * flow_scale) + jumps - sigma**2 / 2
     logp = state.logp + np.concatenate(([0.0], np.cumsum(ret[:-1])))
     price = np.exp(logp)
     half_spread = dyn.half_spread_bps * 1e-4 * np.sqrt(mult)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
-from lakehouse.schema import DAY_NS, NS_PER_S
 
+from lakehouse.schema import DAY_NS, NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Session:
 
 
 def _epoch_ns(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
+    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
 
 
 def sessions(calendar: str, start: date, n_days: int, minutes: int | None = None) -> list[Session]:
@@ -33,7 +33,7 @@ def sessions(calendar: str, start: date, n_days: int, minutes: int | None = None
     included) or 24/7 UTC calendar days; ``minutes`` keeps only the first minutes of each."""
     if calendar == "24/7":
         days = [start + timedelta(days=i) for i in range(n_days)]
-        bounds = [(_epoch_ns(datetime(d.year, d.month, d.day, tzinfo=timezone.utc)),) * 2 for d in days]
+        bounds = [(_epoch_ns(datetime(d.year, d.month, d.day, tzinfo=UTC)),) * 2 for d in days]
         bounds = [(o, o + DAY_NS) for o, _ in bounds]
     else:
         import exchange_calendars as xcals
@@ -41,8 +41,10 @@ def sessions(calendar: str, start: date, n_days: int, minutes: int | None = None
         cal = xcals.get_calendar(calendar)
         found = cal.sessions_in_range(start, start + timedelta(days=n_days * 2 + 14))[:n_days]
         days = [s.date() for s in found]
-        bounds = [(_epoch_ns(cal.session_open(s).to_pydatetime()), _epoch_ns(cal.session_close(s).to_pydatetime()))
-                  for s in found]
+        bounds = [
+            (_epoch_ns(cal.session_open(s).to_pydatetime()), _epoch_ns(cal.session_close(s).to_pydatetime()))
+            for s in found
+        ]
     out = []
     for d, (o, c) in zip(days, bounds):
         close = c if minutes is None else min(c, o + minutes * 60 * NS_PER_S)

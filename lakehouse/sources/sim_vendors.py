@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lakehouse.schema import PL_TS as NS
 from lakehouse.sources.sim_config import VendorConfig
 from lakehouse.sources.sim_price import TruthDay
 from lakehouse.sources.sim_session import NS_PER_S, Session
-from lakehouse.schema import PL_TS as NS
 
 BAD_MIN, BAD_MAX = 0.02, 0.10
 
@@ -26,7 +26,7 @@ BAD_MIN, BAD_MAX = 0.02, 0.10
 class Windows:
     """A vendor's fault windows for one session, in its own clock (ns, half-open [start, end))."""
 
-    gaps: np.ndarray   # (G, 2) int64
+    gaps: np.ndarray  # (G, 2) int64
     stales: np.ndarray  # (T, 2) int64
 
 
@@ -36,8 +36,10 @@ def fault_windows(rng: np.random.Generator, session: Session, vendor: VendorConf
     res = vendor.ts_resolution_us * 1000
     day_share = (session.close_ns - session.open_ns) / session.full_ns
     picked: list[tuple[int, int, str]] = []
-    for kind, rate, mean_s in (("gap", vendor.gaps_per_day, vendor.gap_mean_s),
-                               ("stale", vendor.stales_per_day, vendor.stale_mean_s)):
+    for kind, rate, mean_s in (
+        ("gap", vendor.gaps_per_day, vendor.gap_mean_s),
+        ("stale", vendor.stales_per_day, vendor.stale_mean_s),
+    ):
         k = rng.poisson(rate * day_share)
         starts = (rng.integers(session.open_ns, session.close_ns, k) + offset) // res * res
         lengths = np.maximum(rng.exponential(mean_s, k), 1.0) * NS_PER_S
@@ -95,15 +97,19 @@ def window_events(symbol: str, vendor: VendorConfig, windows: Windows) -> pl.Dat
     for kind, arr in (("gap", windows.gaps), ("stale", windows.stales)):
         for s, e in arr.tolist():
             detail = json.dumps({"duration_ms": (e - s) / 1e6})
-            rows += [{"ts": s, "kind": f"{kind}_start", "detail": detail},
-                     {"ts": e, "kind": f"{kind}_end", "detail": detail}]
+            rows += [
+                {"ts": s, "kind": f"{kind}_start", "detail": detail},
+                {"ts": e, "kind": f"{kind}_end", "detail": detail},
+            ]
     frame = pl.DataFrame(rows, schema={"ts": pl.Int64, "kind": pl.String, "detail": pl.String})
-    return frame.select(pl.col("ts").cast(NS), pl.lit(symbol).alias("symbol_id"), pl.lit(vendor.name).alias("vendor"),
-                        "kind", "detail")
+    return frame.select(
+        pl.col("ts").cast(NS), pl.lit(symbol).alias("symbol_id"), pl.lit(vendor.name).alias("vendor"), "kind", "detail"
+    )
 
 
-def observe_trades(rng: np.random.Generator, truth: TruthDay, symbol: str, vendor: VendorConfig,
-                   windows: Windows, tick: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+def observe_trades(
+    rng: np.random.Generator, truth: TruthDay, symbol: str, vendor: VendorConfig, windows: Windows, tick: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return the vendor's trade prints (sorted by its stamps, with ``true_ts``) and its bad-print events."""
     ts = _observe_ts(rng, truth.trade_ts, vendor)
     order = np.argsort(ts, kind="stable")
@@ -122,33 +128,43 @@ def observe_trades(rng: np.random.Generator, truth: TruthDay, symbol: str, vendo
     factor = 1 + rng.choice([-1.0, 1.0], bad_idx.size) * rng.uniform(BAD_MIN, BAD_MAX, bad_idx.size)
     price[bad_idx] = _round_tick(clean * factor, tick)
 
-    events = pl.DataFrame({
-        "ts": pl.Series(ts[bad_idx], dtype=pl.Int64).cast(NS),
-        "symbol_id": [symbol] * bad_idx.size, "vendor": [vendor.name] * bad_idx.size,
-        "kind": ["bad_print"] * bad_idx.size,
-        "detail": [json.dumps({"table": "trades", "price": float(p), "clean": float(c)})
-                   for p, c in zip(price[bad_idx].tolist(), clean.tolist())],
-    }, schema={"ts": NS, "symbol_id": pl.String, "vendor": pl.String, "kind": pl.String, "detail": pl.String})
+    events = pl.DataFrame(
+        {
+            "ts": pl.Series(ts[bad_idx], dtype=pl.Int64).cast(NS),
+            "symbol_id": [symbol] * bad_idx.size,
+            "vendor": [vendor.name] * bad_idx.size,
+            "kind": ["bad_print"] * bad_idx.size,
+            "detail": [
+                json.dumps({"table": "trades", "price": float(p), "clean": float(c)})
+                for p, c in zip(price[bad_idx].tolist(), clean.tolist())
+            ],
+        },
+        schema={"ts": NS, "symbol_id": pl.String, "vendor": pl.String, "kind": pl.String, "detail": pl.String},
+    )
 
     ts, true_ts, price, size, side = (a[keep] for a in (ts, true_ts, price, size, side))
     n = ts.shape[0]
     sides = pl.Series(side, dtype=pl.Int8) if vendor.reports_side else pl.repeat(None, n, dtype=pl.Int8, eager=True)
-    frame = pl.DataFrame({
-        "ts": pl.Series(ts, dtype=pl.Int64).cast(NS),
-        "symbol_id": pl.repeat(symbol, n, dtype=pl.String, eager=True),
-        "price": price, "size": size,
-        "side": sides,
-        "exchange": pl.repeat("SIMX", n, dtype=pl.String, eager=True),
-        "conditions": pl.repeat(None, n, dtype=pl.String, eager=True),
-        "seq": _seq(ts).astype(np.int64),
-        "source": pl.repeat(vendor.name, n, dtype=pl.String, eager=True),
-        "true_ts": pl.Series(true_ts, dtype=pl.Int64).cast(NS),
-    })
+    frame = pl.DataFrame(
+        {
+            "ts": pl.Series(ts, dtype=pl.Int64).cast(NS),
+            "symbol_id": pl.repeat(symbol, n, dtype=pl.String, eager=True),
+            "price": price,
+            "size": size,
+            "side": sides,
+            "exchange": pl.repeat("SIMX", n, dtype=pl.String, eager=True),
+            "conditions": pl.repeat(None, n, dtype=pl.String, eager=True),
+            "seq": _seq(ts).astype(np.int64),
+            "source": pl.repeat(vendor.name, n, dtype=pl.String, eager=True),
+            "true_ts": pl.Series(true_ts, dtype=pl.Int64).cast(NS),
+        }
+    )
     return frame, events
 
 
-def observe_quotes(rng: np.random.Generator, truth: TruthDay, symbol: str, vendor: VendorConfig,
-                   windows: Windows, tick: float) -> pl.DataFrame:
+def observe_quotes(
+    rng: np.random.Generator, truth: TruthDay, symbol: str, vendor: VendorConfig, windows: Windows, tick: float
+) -> pl.DataFrame:
     """Return the vendor's top-of-book quotes: a sample of the true per-step quotes, as it stamps them."""
     steps = np.flatnonzero(rng.random(truth.grid_ns.shape[0]) < vendor.quote_fraction)
     base = truth.grid_ns[1] - truth.grid_ns[0] if truth.grid_ns.shape[0] > 1 else NS_PER_S
@@ -169,11 +185,16 @@ def observe_quotes(rng: np.random.Generator, truth: TruthDay, symbol: str, vendo
     keep = _inside(ts, windows.gaps) < 0
     ts, bid, ask, bid_size, ask_size = (a[keep] for a in (ts, bid, ask, bid_size, ask_size))
     n = ts.shape[0]
-    return pl.DataFrame({
-        "ts": pl.Series(ts, dtype=pl.Int64).cast(NS),
-        "symbol_id": pl.repeat(symbol, n, dtype=pl.String, eager=True),
-        "bid": bid, "bid_size": bid_size, "ask": ask, "ask_size": ask_size,
-        "exchange": pl.repeat("SIMX", n, dtype=pl.String, eager=True),
-        "seq": _seq(ts).astype(np.int64),
-        "source": pl.repeat(vendor.name, n, dtype=pl.String, eager=True),
-    })
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(ts, dtype=pl.Int64).cast(NS),
+            "symbol_id": pl.repeat(symbol, n, dtype=pl.String, eager=True),
+            "bid": bid,
+            "bid_size": bid_size,
+            "ask": ask,
+            "ask_size": ask_size,
+            "exchange": pl.repeat("SIMX", n, dtype=pl.String, eager=True),
+            "seq": _seq(ts).astype(np.int64),
+            "source": pl.repeat(vendor.name, n, dtype=pl.String, eager=True),
+        }
+    )

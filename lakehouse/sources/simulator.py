@@ -57,8 +57,9 @@ def simulate_days(params: SimParams) -> Iterator[tuple[str, Session, TruthDay]]:
     """Yield (symbol, session, truth) day by day, carrying each symbol's path across sessions."""
     dyn = params.dynamics
     year_s = year_seconds(params.session)
-    states = {s: PathState(float(np.log(params.base_price)), min(1, len(dyn.regime_vol) - 1), 0.0)
-              for s in params.symbols}
+    states = {
+        s: PathState(float(np.log(params.base_price)), min(1, len(dyn.regime_vol) - 1), 0.0) for s in params.symbols
+    }
     for i, session in enumerate(sessions(params.session, params.start, params.n_days, params.session_minutes)):
         for symbol in params.symbols:
             rng = rng_for(params.seed, symbol, session, _TRUTH)
@@ -66,38 +67,62 @@ def simulate_days(params: SimParams) -> Iterator[tuple[str, Session, TruthDay]]:
             if i and params.session != "24/7":  # overnight move between sessions
                 on = rng.normal(0.0, dyn.annual_vol * np.sqrt(1 / 252) * 0.5)
                 state = PathState(state.logp + on, state.regime, state.logv)
-            truth, states[symbol] = simulate_truth(rng, session, dyn, params.trades_per_day, params.base_ms,
-                                                   year_s, state)
+            truth, states[symbol] = simulate_truth(
+                rng, session, dyn, params.trades_per_day, params.base_ms, year_s, state
+            )
             yield symbol, session, truth
 
 
-def vendor_day(params: SimParams, symbol: str, session: Session, truth: TruthDay, vendor: VendorConfig,
-               quotes: bool = True) -> VendorDay:
+def vendor_day(
+    params: SimParams, symbol: str, session: Session, truth: TruthDay, vendor: VendorConfig, quotes: bool = True
+) -> VendorDay:
     """Observe one symbol-session through one vendor (trades, quotes and the faults injected)."""
     windows = fault_windows(rng_for(params.seed, symbol, session, _WINDOWS, vendor.name), session, vendor)
-    trades, bad = observe_trades(rng_for(params.seed, symbol, session, _TRADES, vendor.name), truth, symbol,
-                                 vendor, windows, params.tick_size)
-    q = (observe_quotes(rng_for(params.seed, symbol, session, _QUOTES, vendor.name), truth, symbol, vendor,
-                        windows, params.tick_size) if quotes else pl.DataFrame())
+    trades, bad = observe_trades(
+        rng_for(params.seed, symbol, session, _TRADES, vendor.name), truth, symbol, vendor, windows, params.tick_size
+    )
+    q = (
+        observe_quotes(
+            rng_for(params.seed, symbol, session, _QUOTES, vendor.name),
+            truth,
+            symbol,
+            vendor,
+            windows,
+            params.tick_size,
+        )
+        if quotes
+        else pl.DataFrame()
+    )
     events = pl.concat([bad, window_events(symbol, vendor, windows)]).sort("ts", "kind")
     return VendorDay(trades, q, events)
 
 
 def truth_frame(symbol: str, truth: TruthDay) -> pl.DataFrame:
     """The true path at the base resolution, as ``bronze.sim_truth`` rows."""
-    return pl.DataFrame({
-        "ts": pl.Series(truth.grid_ns, dtype=pl.Int64).cast(NS),
-        "symbol_id": pl.repeat(symbol, truth.grid_ns.shape[0], dtype=pl.String, eager=True),
-        "price": truth.price, "regime": pl.Series(truth.regime, dtype=pl.Int8), "vol": truth.vol,
-    })
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(truth.grid_ns, dtype=pl.Int64).cast(NS),
+            "symbol_id": pl.repeat(symbol, truth.grid_ns.shape[0], dtype=pl.String, eager=True),
+            "price": truth.price,
+            "regime": pl.Series(truth.regime, dtype=pl.Int8),
+            "vol": truth.vol,
+        }
+    )
 
 
 def options_frame(params: SimParams, symbol: str, session: Session, truth: TruthDay) -> pl.DataFrame:
     """One chain snapshot per symbol-session, taken mid-session from the true spot and vol."""
     at = truth.grid_ns.shape[0] // 2
-    return option_chain(rng_for(params.seed, symbol, session, _OPTIONS), symbol, int(truth.grid_ns[at]), session.day,
-                        float(truth.price[at]), float(truth.vol[at]), params.dynamics.annual_vol,
-                        params.dynamics.rate)
+    return option_chain(
+        rng_for(params.seed, symbol, session, _OPTIONS),
+        symbol,
+        int(truth.grid_ns[at]),
+        session.day,
+        float(truth.price[at]),
+        float(truth.vol[at]),
+        params.dynamics.annual_vol,
+        params.dynamics.rate,
+    )
 
 
 def _slices(df: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
@@ -134,5 +159,9 @@ def batch_id(params: SimParams, symbol: str, session: Session) -> str:
 def batches(params: SimParams, clock: Clock | None = None) -> Iterator[Batch]:
     """One batch per (symbol, session); the vendors' frames are built lazily as the engine reads."""
     for symbol, session, truth in simulate_days(params):
-        yield Batch(SOURCE, f"simulator://{symbol}/{session.day.isoformat()}", batch_id(params, symbol, session),
-                    _chunks(params, symbol, session, truth))
+        yield Batch(
+            SOURCE,
+            f"simulator://{symbol}/{session.day.isoformat()}",
+            batch_id(params, symbol, session),
+            _chunks(params, symbol, session, truth),
+        )

@@ -31,23 +31,32 @@ import pyarrow.compute as pc
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
+from core.config import Strict
+from core.errors import SourceError
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected, text_batch_id
 from lakehouse.schema import TS, TableSpec, col
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_OPTIONS_CHAIN, BRONZE_TRADES, I64, STR, register
-from core.errors import SourceError
-from core.config import Strict
 
 SEED_DDL = Path(__file__).with_name("sql_seed.sql")
 
-WATERMARKS = register(TableSpec("bronze", "watermarks", (
-    col("connection", STR, doc="postgresql://host:port/db the rows came from (no user, no password)"),
-    col("source_table", STR, doc="schema.table read"),
-    col("last_id", I64, non_negative=True, doc="highest id written to bronze"),
-    col("rows", I64, non_negative=True, doc="rows read in the batch that advanced it"),
-    col("batch_id", STR), col("advanced_at", TS),
-), keys=("connection", "source_table", "last_id"), lineage=False,
-    doc="incremental read positions of database sources; the current one is the max last_id"))
+WATERMARKS = register(
+    TableSpec(
+        "bronze",
+        "watermarks",
+        (
+            col("connection", STR, doc="postgresql://host:port/db the rows came from (no user, no password)"),
+            col("source_table", STR, doc="schema.table read"),
+            col("last_id", I64, non_negative=True, doc="highest id written to bronze"),
+            col("rows", I64, non_negative=True, doc="rows read in the batch that advanced it"),
+            col("batch_id", STR),
+            col("advanced_at", TS),
+        ),
+        keys=("connection", "source_table", "last_id"),
+        lineage=False,
+        doc="incremental read positions of database sources; the current one is the max last_id",
+    )
+)
 
 TableName = Literal["stock_trades", "options_data"]
 
@@ -66,8 +75,9 @@ class Params(Strict):
     chunk_size: int = Field(50_000, gt=0, description="rows per fetch from the server-side cursor")
     batch_rows: int = Field(1_000_000, gt=0, description="most ids per batch (one watermark advance)")
     symbols: dict[str, str] = Field(default_factory=dict, description="database symbol -> symbol_id")
-    default_suffix: str | None = Field(":US", description="symbol_id = SYMBOL + suffix when unmapped; "
-                                                          "None quarantines unmapped symbols")
+    default_suffix: str | None = Field(
+        ":US", description="symbol_id = SYMBOL + suffix when unmapped; None quarantines unmapped symbols"
+    )
     source: str = "sql"
     connect_timeout_s: int = Field(10, gt=0)
 
@@ -110,15 +120,24 @@ def endpoint(params: Params) -> Endpoint:
         if params.password is not None:
             parts["password"] = params.password.get_secret_value()
     host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
-    return Endpoint(host, int(parts.get("port") or 5432), str(parts.get("dbname") or parts.get("user") or "postgres"),
-                    make_conninfo(**{k: str(v) for k, v in parts.items()}), parts.get("password"))
+    return Endpoint(
+        host,
+        int(parts.get("port") or 5432),
+        str(parts.get("dbname") or parts.get("user") or "postgres"),
+        make_conninfo(**{k: str(v) for k, v in parts.items()}),
+        parts.get("password"),
+    )
 
 
 def connect(ep: Endpoint, params: Params) -> psycopg.Connection:
     """Open a connection in UTC; failure is a SourceError naming host:port/db (never the password)."""
     try:
-        return psycopg.connect(ep.conninfo, connect_timeout=params.connect_timeout_s,
-                               options="-c TimeZone=UTC", application_name="mps-ingest")
+        return psycopg.connect(
+            ep.conninfo,
+            connect_timeout=params.connect_timeout_s,
+            options="-c TimeZone=UTC",
+            application_name="mps-ingest",
+        )
     except psycopg.Error as exc:
         raise SourceError(f"PostgreSQL at {ep.where}: cannot connect: {ep.scrub(str(exc)).strip()}") from None
 
@@ -140,12 +159,21 @@ def current_watermark(lake: Lake, connection: str, source_table: str) -> int:
     return int(ids.max()) if ids.len() else 0
 
 
-def advance_watermark(lake: Lake, connection: str, source_table: str, last_id: int, rows: int,
-                      batch_id: str, at: datetime) -> None:
+def advance_watermark(
+    lake: Lake, connection: str, source_table: str, last_id: int, rows: int, batch_id: str, at: datetime
+) -> None:
     """Record that every row up to ``last_id`` is in bronze (idempotent on the keys)."""
-    row = pl.DataFrame({"connection": [connection], "source_table": [source_table], "last_id": [last_id],
-                        "rows": [rows], "batch_id": [batch_id], "advanced_at": [at]},
-                       schema_overrides={"advanced_at": pl.Datetime("ns", "UTC")})
+    row = pl.DataFrame(
+        {
+            "connection": [connection],
+            "source_table": [source_table],
+            "last_id": [last_id],
+            "rows": [rows],
+            "batch_id": [batch_id],
+            "advanced_at": [at],
+        },
+        schema_overrides={"advanced_at": pl.Datetime("ns", "UTC")},
+    )
     lake.append_new(WATERMARKS, row)
 
 
@@ -153,10 +181,16 @@ def advance_watermark(lake: Lake, connection: str, source_table: str, last_id: i
 def _symbol_ids(params: Params, column: str) -> pl.Expr:
     """Map the database symbol to a symbol_id: explicit mapping first, else SYMBOL + suffix."""
     raw = pl.col(column).str.strip_chars()
-    mapped = raw.replace_strict(params.symbols, default=None, return_dtype=pl.String) if params.symbols \
+    mapped = (
+        raw.replace_strict(params.symbols, default=None, return_dtype=pl.String)
+        if params.symbols
         else pl.lit(None, pl.String)
-    fallback = raw.str.to_uppercase() + pl.lit(params.default_suffix) if params.default_suffix is not None \
+    )
+    fallback = (
+        raw.str.to_uppercase() + pl.lit(params.default_suffix)
+        if params.default_suffix is not None
         else pl.lit(None, pl.String)
+    )
     return pl.coalesce(mapped, fallback)
 
 
@@ -174,11 +208,17 @@ def map_trades(raw: pl.DataFrame, params: Params) -> pl.DataFrame:
     """stock_trades rows -> bronze.trades payload (+ ``_row`` = id, ``_raw`` = row JSON, ``_sym``)."""
     side = pl.col("side").str.to_lowercase()
     return raw.select(
-        _ts().alias("ts"), _symbol_ids(params, "symbol").alias("symbol_id"),
-        pl.col("price"), pl.col("size").cast(pl.Float64),
+        _ts().alias("ts"),
+        _symbol_ids(params, "symbol").alias("symbol_id"),
+        pl.col("price"),
+        pl.col("size").cast(pl.Float64),
         pl.when(side == "buy").then(1).when(side == "sell").then(-1).cast(pl.Int8).alias("side"),
-        pl.col("exchange"), pl.col("conditions"), pl.col("id").alias("seq"),
-        pl.col("id").alias("_row"), _raw_json(raw).alias("_raw"), pl.col("symbol").alias("_sym"),
+        pl.col("exchange"),
+        pl.col("conditions"),
+        pl.col("id").alias("seq"),
+        pl.col("id").alias("_row"),
+        _raw_json(raw).alias("_raw"),
+        pl.col("symbol").alias("_sym"),
     )
 
 
@@ -186,28 +226,50 @@ def map_options(raw: pl.DataFrame, params: Params) -> pl.DataFrame:
     """options_data rows -> bronze.options_chain payload (+ ``_row``, ``_raw``, ``_sym``)."""
     kind = pl.col("option_type").str.to_lowercase().str.strip_chars()
     return raw.select(
-        _ts().alias("ts"), _symbol_ids(params, "underlying").alias("underlying"), pl.col("expiry"),
+        _ts().alias("ts"),
+        _symbol_ids(params, "underlying").alias("underlying"),
+        pl.col("expiry"),
         pl.col("strike"),
         pl.when(kind == "call").then(pl.lit("C")).when(kind == "put").then(pl.lit("P")).alias("right"),
-        "bid", "ask", "last", "volume", "open_interest", pl.col("implied_volatility").alias("iv"),
-        "delta", "gamma", "vega", "theta", "rho",
-        pl.col("id").alias("_row"), _raw_json(raw).alias("_raw"),
-        pl.col("underlying").alias("_sym"), pl.col("option_type").alias("_kind"),
+        "bid",
+        "ask",
+        "last",
+        "volume",
+        "open_interest",
+        pl.col("implied_volatility").alias("iv"),
+        "delta",
+        "gamma",
+        "vega",
+        "theta",
+        "rho",
+        pl.col("id").alias("_row"),
+        _raw_json(raw).alias("_raw"),
+        pl.col("underlying").alias("_sym"),
+        pl.col("option_type").alias("_kind"),
     )
 
 
 def split_unmapped(mapped: pl.DataFrame, symbol_column: str) -> tuple[pl.DataFrame, list[Rejected]]:
     """Set aside rows the adapter cannot map (no symbol_id, bad option type) with their reason."""
-    reasons = [pl.when(pl.col(symbol_column).is_null())
-               .then(pl.lit("unknown symbol ") + pl.col("_sym").fill_null("<null>")
-                     + pl.lit(" (not in the sql source's symbol mapping)"))]
+    reasons = [
+        pl.when(pl.col(symbol_column).is_null()).then(
+            pl.lit("unknown symbol ")
+            + pl.col("_sym").fill_null("<null>")
+            + pl.lit(" (not in the sql source's symbol mapping)")
+        )
+    ]
     if "_kind" in mapped.columns:
-        reasons.append(pl.when(pl.col("right").is_null())
-                       .then(pl.lit("option_type must be call or put, got ") + pl.col("_kind").fill_null("<null>")))
+        reasons.append(
+            pl.when(pl.col("right").is_null()).then(
+                pl.lit("option_type must be call or put, got ") + pl.col("_kind").fill_null("<null>")
+            )
+        )
     checked = mapped.with_columns(pl.coalesce(reasons).alias("_why"))
     bad = checked.filter(pl.col("_why").is_not_null())
     good = checked.filter(pl.col("_why").is_null())
-    rejected = [Rejected(r["_row"], r["_raw"], r["_why"]) for r in bad.select("_row", "_raw", "_why").iter_rows(named=True)]
+    rejected = [
+        Rejected(r["_row"], r["_raw"], r["_why"]) for r in bad.select("_row", "_raw", "_why").iter_rows(named=True)
+    ]
     return good.drop([c for c in ("_why", "_sym", "_kind") if c in good.columns]), rejected
 
 
@@ -228,19 +290,46 @@ READERS: dict[str, _Reader] = {
         BRONZE_TRADES,
         f"SELECT id, symbol, {_TS_US}, price::float8, size::int8, exchange, conditions, side"
         " FROM {table} WHERE id > %s AND id <= %s ORDER BY id",
-        {"id": pl.Int64, "symbol": pl.String, "ts_us": pl.Int64, "price": pl.Float64, "size": pl.Int64,
-         "exchange": pl.String, "conditions": pl.String, "side": pl.String},
-        map_trades, "symbol_id"),
+        {
+            "id": pl.Int64,
+            "symbol": pl.String,
+            "ts_us": pl.Int64,
+            "price": pl.Float64,
+            "size": pl.Int64,
+            "exchange": pl.String,
+            "conditions": pl.String,
+            "side": pl.String,
+        },
+        map_trades,
+        "symbol_id",
+    ),
     "options_data": _Reader(
         BRONZE_OPTIONS_CHAIN,
         f"SELECT id, underlying, {_TS_US}, expiry, strike::float8, option_type, bid::float8, ask::float8,"
         " last::float8, volume::float8, open_interest::float8, implied_volatility, delta, gamma, vega, theta, rho"
         " FROM {table} WHERE id > %s AND id <= %s ORDER BY id",
-        {"id": pl.Int64, "underlying": pl.String, "ts_us": pl.Int64, "expiry": pl.Date, "strike": pl.Float64,
-         "option_type": pl.String, "bid": pl.Float64, "ask": pl.Float64, "last": pl.Float64,
-         "volume": pl.Float64, "open_interest": pl.Float64, "implied_volatility": pl.Float64,
-         "delta": pl.Float64, "gamma": pl.Float64, "vega": pl.Float64, "theta": pl.Float64, "rho": pl.Float64},
-        map_options, "underlying"),
+        {
+            "id": pl.Int64,
+            "underlying": pl.String,
+            "ts_us": pl.Int64,
+            "expiry": pl.Date,
+            "strike": pl.Float64,
+            "option_type": pl.String,
+            "bid": pl.Float64,
+            "ask": pl.Float64,
+            "last": pl.Float64,
+            "volume": pl.Float64,
+            "open_interest": pl.Float64,
+            "implied_volatility": pl.Float64,
+            "delta": pl.Float64,
+            "gamma": pl.Float64,
+            "vega": pl.Float64,
+            "theta": pl.Float64,
+            "rho": pl.Float64,
+        },
+        map_options,
+        "underlying",
+    ),
 }
 
 
@@ -248,8 +337,7 @@ READERS: dict[str, _Reader] = {
 def _range_end(conn, qualified: str, after: int, batch_rows: int) -> int | None:
     """The last id of the next batch: at most ``batch_rows`` ids past ``after`` (None: nothing new)."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT id FROM {qualified} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1",
-                    (after, batch_rows - 1))
+        cur.execute(f"SELECT id FROM {qualified} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1", (after, batch_rows - 1))
         row = cur.fetchone()
         if row is None:
             cur.execute(f"SELECT max(id) FROM {qualified} WHERE id > %s", (after,))
@@ -298,8 +386,13 @@ def batches(params: Params, clock: Clock, lake: Lake) -> Iterator[Batch]:
                     break
                 batch_id = text_batch_id(ep.identity, qualified, last, hi)
                 stream = _ChunkStream(conn, ep, name, params, last, hi)
-                yield Batch(params.source, f"{ep.identity}/{qualified}?id={last + 1}..{hi}", batch_id, stream,
-                            table_hint=READERS[name].table.qualified)
+                yield Batch(
+                    params.source,
+                    f"{ep.identity}/{qualified}?id={last + 1}..{hi}",
+                    batch_id,
+                    stream,
+                    table_hint=READERS[name].table.qualified,
+                )
                 if not stream.complete:
                     break  # the engine did not finish this range: keep the watermark, re-read next run
                 advance_watermark(lake, ep.identity, qualified, hi, stream.rows, batch_id, clock())

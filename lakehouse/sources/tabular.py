@@ -20,13 +20,13 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
+from core.config import Strict
+from core.errors import ConfigError, SourceError
 from lakehouse.calendars import session_close
 from lakehouse.ingest import Batch, Chunk, Clock, Rejected
 from lakehouse.sources.lobster_parse import split_lines
 from lakehouse.sources.tabular_files import batch_id_or_fallback, expand_paths
 from lakehouse.sources.tabular_mapping import PRICE_COLUMNS, TARGETS, Mapping, load_mapping, validate_mapping
-from core.errors import ConfigError, SourceError
-from core.config import Strict
 
 REASON = "_reason"
 
@@ -62,8 +62,13 @@ def batches(params: Params, clock: Clock) -> Iterator[Batch]:
         raise SourceError(f"tabular: no files match {params.paths or mapping.files}")
     extra = mapping.model_dump_json()
     for path in files:
-        yield Batch(mapping.source, str(path), batch_id_or_fallback(mapping.source, path, extra),
-                    _chunks(mapping, path), table_hint=spec.qualified)
+        yield Batch(
+            mapping.source,
+            str(path),
+            batch_id_or_fallback(mapping.source, path, extra),
+            _chunks(mapping, path),
+            table_hint=spec.qualified,
+        )
 
 
 def _chunks(mapping: Mapping, path: Path) -> Iterator[Chunk]:
@@ -73,6 +78,7 @@ def _chunks(mapping: Mapping, path: Path) -> Iterator[Chunk]:
 
 
 # ---- reading ---------------------------------------------------------------------------------
+
 
 def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
@@ -84,16 +90,21 @@ def read_frame(path: Path, mapping: Mapping) -> pl.DataFrame:
         if _is_parquet(path):
             frame = pl.read_parquet(path)
             raw = pl.struct(pl.all().cast(pl.String)).struct.json_encode()
-            return frame.with_columns(raw.alias("_raw")).with_row_index("_row", offset=1).with_columns(
-                pl.col("_row").cast(pl.Int64))
-        frame = pl.read_csv(path, infer_schema=False, separator=mapping.separator,
-                            null_values=mapping.null_values or None)
+            return (
+                frame.with_columns(raw.alias("_raw"))
+                .with_row_index("_row", offset=1)
+                .with_columns(pl.col("_row").cast(pl.Int64))
+            )
+        frame = pl.read_csv(
+            path, infer_schema=False, separator=mapping.separator, null_values=mapping.null_values or None
+        )
     except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise SourceError(f"{path}: cannot read as {'Parquet' if _is_parquet(path) else 'CSV'}: {exc}") from exc
     missing = [c for c in mapping.source_columns() if c not in frame.columns]
     if missing:
-        raise SourceError(f"{path}: mapped column(s) {missing} not in the file (its columns: {frame.columns}); "
-                          "fix the mapping")
+        raise SourceError(
+            f"{path}: mapped column(s) {missing} not in the file (its columns: {frame.columns}); fix the mapping"
+        )
     lines = _data_lines(path)
     if len(lines) == frame.height:
         frame = frame.with_columns(pl.Series("_raw", lines, pl.String))
@@ -111,6 +122,7 @@ def _data_lines(path: Path) -> list[str]:
 
 
 # ---- parsing ---------------------------------------------------------------------------------
+
 
 def _number(src: str, dtype: pl.DataType) -> pl.Expr:
     x = pl.col(src).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
@@ -132,10 +144,16 @@ def timestamp(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
         parsed = col.str.strip_chars().str.strptime(pl.Datetime("ns"), t.format, strict=False)
     else:
         parsed = col.str.strip_chars().str.to_datetime(time_unit="ns", strict=False)
-    tz_aware = (t.unit is not None or (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
-                or (t.format is not None and "%z" in t.format.lower()))
-    local = (parsed.dt.convert_time_zone(t.tz) if tz_aware
-             else parsed.dt.replace_time_zone(t.tz, ambiguous="earliest", non_existent="null"))
+    tz_aware = (
+        t.unit is not None
+        or (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
+        or (t.format is not None and "%z" in t.format.lower())
+    )
+    local = (
+        parsed.dt.convert_time_zone(t.tz)
+        if tz_aware
+        else parsed.dt.replace_time_zone(t.tz, ambiguous="earliest", non_existent="null")
+    )
     if t.truncate:
         local = local.dt.truncate(t.truncate)
     if t.stamp == "start":
@@ -185,21 +203,30 @@ def parse_frame(frame: pl.DataFrame, mapping: Mapping, path: Path) -> tuple[pl.D
         if target in PRICE_COLUMNS and mapping.price_scale != 1.0:
             v = v * mapping.price_scale
         values.append(v.alias(target))
-        checks.append(pl.when(pl.col(src).is_not_null() & v.is_null())
-                      .then(pl.format(f"{target}: cannot parse '{{}}' as a number (column {src})",
-                                      pl.col(src).cast(pl.String))))
+        checks.append(
+            pl.when(pl.col(src).is_not_null() & v.is_null()).then(
+                pl.format(f"{target}: cannot parse '{{}}' as a number (column {src})", pl.col(src).cast(pl.String))
+            )
+        )
     for target, value in mapping.constants.items():
         values.append(pl.lit(value).cast(types[target]).alias(target))
     given = {"ts", "symbol_id", "seq", *mapping.columns, *mapping.constants}
     values += [pl.lit(None, types[c.name]).alias(c.name) for c in spec.payload_columns if c.name not in given]
     ts_src = pl.col(mapping.timestamp.column)
     how = f"format {mapping.timestamp.format}" if mapping.timestamp.format else "as a timestamp"
-    checks.insert(0, pl.when(ts_src.is_null()).then(pl.lit(f"ts: column {mapping.timestamp.column} is empty"))
-                  .when(timestamp(mapping, frame).is_null())
-                  .then(pl.format(f"ts: cannot parse '{{}}' with {how} in {mapping.timestamp.tz}", ts_src.cast(pl.String))))
+    checks.insert(
+        0,
+        pl.when(ts_src.is_null())
+        .then(pl.lit(f"ts: column {mapping.timestamp.column} is empty"))
+        .when(timestamp(mapping, frame).is_null())
+        .then(pl.format(f"ts: cannot parse '{{}}' with {how} in {mapping.timestamp.tz}", ts_src.cast(pl.String))),
+    )
     if mapping.symbol_column and mapping.symbol_map:
-        checks.append(pl.when(_symbol(mapping, path).is_null())
-                      .then(pl.format("symbol_id: '{}' is not in the mapping's symbol_map", pl.col(mapping.symbol_column))))
+        checks.append(
+            pl.when(_symbol(mapping, path).is_null()).then(
+                pl.format("symbol_id: '{}' is not in the mapping's symbol_map", pl.col(mapping.symbol_column))
+            )
+        )
     typed = frame.select(*values, pl.coalesce(checks).alias(REASON), "_row", "_raw")
     bad = typed.filter(pl.col(REASON).is_not_null())
     good = typed.filter(pl.col(REASON).is_null()).drop(REASON)
@@ -220,8 +247,12 @@ def yahoo_adjustment_frame(path: str | Path) -> pl.DataFrame:
     missing = [c for c in ("Date", "Close", "Adj Close") if c not in frame.columns]
     if missing:
         raise SourceError(f"{path}: not a Yahoo daily file, missing columns {missing}")
-    return frame.select(
-        pl.col("Date").str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias("date"),
-        pl.col("Close").cast(pl.Float64, strict=False).alias("close"),
-        pl.col("Adj Close").cast(pl.Float64, strict=False).alias("adj_close"),
-    ).drop_nulls().sort("date")
+    return (
+        frame.select(
+            pl.col("Date").str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias("date"),
+            pl.col("Close").cast(pl.Float64, strict=False).alias("close"),
+            pl.col("Adj Close").cast(pl.Float64, strict=False).alias("adj_close"),
+        )
+        .drop_nulls()
+        .sort("date")
+    )

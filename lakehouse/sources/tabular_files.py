@@ -5,8 +5,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from lakehouse.ingest import file_batch_id, text_batch_id
 from core.errors import MpsError
+from lakehouse.ingest import file_batch_id, text_batch_id
 
 
 def expand_paths(paths: list[str], pattern: str = "*") -> list[Path]:

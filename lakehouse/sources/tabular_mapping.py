@@ -15,10 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES
-from core.errors import ConfigError
 from core.config import Strict, format_validation_error
+from core.errors import ConfigError
 from core.resources import config_dir
+from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES
 
 DIRECTORY = config_dir() / "mappings"
 TARGETS = {t.qualified: t for t in (BRONZE_BARS, BRONZE_TRADES, BRONZE_QUOTES)}
@@ -34,14 +34,16 @@ class TimestampSpec(Strict):
     unit: Literal["s", "ms", "us", "ns"] | None = Field(None, description="the column holds epoch integers")
     tz: str = Field("UTC", description="time zone of naive timestamps (IANA name)")
     stamp: Literal["start", "end", "point", "session_close"] = Field(
-        "point", description="bars: the label is the bar start or end; point: an event time (trades, quotes); "
-                             "session_close: a date-only daily bar ends at that session's close in `calendar`")
+        "point",
+        description="bars: the label is the bar start or end; point: an event time (trades, quotes); "
+        "session_close: a date-only daily bar ends at that session's close in `calendar`",
+    )
     calendar: str | None = Field(None, description="exchange calendar for stamp session_close (e.g. XNYS)")
     truncate: str | None = Field(None, description="truncate the label to this period first (e.g. 1mo)")
     bar_length: str | None = Field(None, description="polars duration (1m, 1h, 1d, 1mo): start -> end")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TimestampSpec":
+    def _consistent(self) -> TimestampSpec:
         if self.stamp == "start" and not self.bar_length:
             raise ValueError("stamp 'start' needs bar_length to compute the bar end")
         if (self.stamp == "session_close") != (self.calendar is not None):
@@ -70,14 +72,15 @@ class Mapping(Strict):
     price_scale: float = Field(1.0, gt=0, description="multiply price columns by this")
 
     @model_validator(mode="after")
-    def _targets(self) -> "Mapping":
+    def _targets(self) -> Mapping:
         spec = TARGETS[self.table]
         payload = {c.name for c in spec.payload_columns}
         for where, names in (("columns", self.columns), ("constants", self.constants)):
             unknown = sorted(set(names) - (payload - DERIVED))
             if unknown:
-                raise ValueError(f"{where}: {unknown} are not columns of {self.table} "
-                                 f"(allowed: {sorted(payload - DERIVED)})")
+                raise ValueError(
+                    f"{where}: {unknown} are not columns of {self.table} (allowed: {sorted(payload - DERIVED)})"
+                )
         both = sorted(set(self.columns) & set(self.constants))
         if both:
             raise ValueError(f"{both} are both mapped and constant")

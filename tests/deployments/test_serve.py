@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
 from core.strategy import load_strategy
+from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"ingest": "flows/ingest.py:ingest", "reconcile": "flows/reconcile.py:reconcile",
-            "continuous-futures": "flows/continuous_futures.py:continuous_futures"}
+EXPECTED = {
+    "ingest": "flows/ingest.py:ingest",
+    "reconcile": "flows/reconcile.py:reconcile",
+    "continuous-futures": "flows/continuous_futures.py:continuous_futures",
+}
 
 
 def _by_flow() -> dict:
@@ -30,8 +33,9 @@ def test_deployments_take_the_strategy_schedules_and_demo_parameters():
     assert built["reconcile"].parameters["lookback_minutes"] == 2 * period_minutes(strategy.schedules.reconcile) == 30
 
 
-@pytest.mark.parametrize(("cron", "minutes"), [("*/15 * * * *", 15), ("*/5 * * * *", 5), ("* * * * *", 1),
-                                              ("0 2 * * *", 60)])
+@pytest.mark.parametrize(
+    ("cron", "minutes"), [("*/15 * * * *", 15), ("*/5 * * * *", 5), ("* * * * *", 1), ("0 2 * * *", 60)]
+)
 def test_period_of_a_cron(cron, minutes):
     assert period_minutes(cron) == minutes
 
@@ -44,7 +48,8 @@ def test_prefect_yaml_declares_the_same_deployments():
         assert d["name"] == DEPLOYMENT_NAMES[name] and d["work_pool"]["name"] == "mps-process"
         assert d["parameters"] == built.parameters, name
         assert [(s["cron"], s["timezone"]) for s in d["schedules"]] == [
-            (s.schedule.cron, s.schedule.timezone) for s in built.schedules]
+            (s.schedule.cron, s.schedule.timezone) for s in built.schedules
+        ]
         assert sorted(d["tags"]) == sorted(built.tags)
 
 

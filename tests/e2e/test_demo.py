@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from mps.scorer_process import scorer_binary
 from lakehouse.sql import query
 from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS
 from mps.demo import MODEL, TINY, run_demo
 from mps.prefect_server import PrefectServer
+from mps.scorer_process import scorer_binary
 from training.onnx_export import read_metadata
 
 

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from feature_store.tick_features import (FEATURE_NAMES, FEATURE_SET, GOLD_TICK_FEATURES, TickFeatureConfig,
-                                         check_model_features, feature_updates, features_from_silver, quote_seconds,
-                                         second_grid, tick_features, write_features)
 from core.errors import ContractError
+from feature_store.tick_features import (
+    FEATURE_NAMES,
+    FEATURE_SET,
+    GOLD_TICK_FEATURES,
+    TickFeatureConfig,
+    check_model_features,
+    feature_updates,
+    features_from_silver,
+    quote_seconds,
+    second_grid,
+    tick_features,
+    write_features,
+)
 from training.onnx_export import read_metadata
 
 TS = pl.Datetime("ns", "UTC")
-T0 = datetime(2026, 1, 5, 14, 30, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 14, 30, 1, tzinfo=UTC)
 N = 400
 CFG = TickFeatureConfig()
 
@@ -26,11 +36,17 @@ def _bars(n: int = N, seed: int = 3, missing: tuple[int, ...] = (17, 18, 250)) -
     rng = np.random.default_rng(seed)
     close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 2e-4, n))), 2)
     ts = [T0 + timedelta(seconds=i) for i in range(n)]
-    frame = pl.DataFrame({
-        "symbol_id": "SIM1:SIM", "tf": "1s", "ts": ts,
-        "known_at": [t + timedelta(milliseconds=int(x)) for t, x in zip(ts, rng.integers(5, 80, n))],
-        "close": close, "volume": rng.integers(0, 500, n).astype(float), "n_trades": rng.integers(0, 6, n),
-    }).with_columns(pl.col("ts", "known_at").cast(TS))
+    frame = pl.DataFrame(
+        {
+            "symbol_id": "SIM1:SIM",
+            "tf": "1s",
+            "ts": ts,
+            "known_at": [t + timedelta(milliseconds=int(x)) for t, x in zip(ts, rng.integers(5, 80, n))],
+            "close": close,
+            "volume": rng.integers(0, 500, n).astype(float),
+            "n_trades": rng.integers(0, 6, n),
+        }
+    ).with_columns(pl.col("ts", "known_at").cast(TS))
     return frame.filter(~pl.int_range(pl.len()).is_in(list(missing)))
 
 
@@ -59,37 +75,53 @@ def test_values_match_numpy():
         expected = np.array([lp[i] - lp[max(i - n, 0)] for i in range(len(lp))])
         np.testing.assert_allclose(feats[name], expected, atol=1e-12)
     for n, name in ((60, "rv_60s_ann"), (300, "rv_300s_ann")):
-        sq = r1 ** 2
-        expected = [np.sqrt(np.nanmean(sq[max(i - n + 1, 0):i + 1]) * CFG.year_seconds) if i else 0.0
-                    for i in range(len(lp))]
+        sq = r1**2
+        expected = [
+            np.sqrt(np.nanmean(sq[max(i - n + 1, 0) : i + 1]) * CFG.year_seconds) if i else 0.0 for i in range(len(lp))
+        ]
         np.testing.assert_allclose(feats[name], expected, rtol=1e-9)
     sign = np.sign(np.nan_to_num(np.diff(ref["close"], prepend=ref["close"][0])))
     for i in range(1, len(sign)):  # tick rule: an unchanged price keeps the last direction
         sign[i] = sign[i] or sign[i - 1]
     sv, v = sign * ref["volume"], ref["volume"]
     w = CFG.flow_window
-    expected = [sv[max(i - w + 1, 0):i + 1].sum() / v[max(i - w + 1, 0):i + 1].sum()
-                if v[max(i - w + 1, 0):i + 1].sum() > 0 else 0.0 for i in range(len(v))]
+    expected = [
+        sv[max(i - w + 1, 0) : i + 1].sum() / v[max(i - w + 1, 0) : i + 1].sum()
+        if v[max(i - w + 1, 0) : i + 1].sum() > 0
+        else 0.0
+        for i in range(len(v))
+    ]
     np.testing.assert_allclose(feats["trade_imbalance"], expected, atol=1e-12)
     k = CFG.intensity_window
-    expected = [ref["n_trades"][max(i - k + 1, 0):i + 1].mean() for i in range(len(v))]
+    expected = [ref["n_trades"][max(i - k + 1, 0) : i + 1].mean() for i in range(len(v))]
     np.testing.assert_allclose(feats["trade_intensity"], expected, rtol=1e-12)
     notional = ref["close"] * v
-    np.testing.assert_allclose(feats["adv_notional"], np.cumsum(notional) / np.arange(1, len(v) + 1) * CFG.day_seconds,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        feats["adv_notional"], np.cumsum(notional) / np.arange(1, len(v) + 1) * CFG.day_seconds, rtol=1e-12
+    )
     # no quotes: the quote features are 0, and every value is finite
     assert (feats["spread_bps"] == 0).all() and (feats["quote_intensity"] == 0).all()
     assert np.isfinite(feats.select(FEATURE_NAMES).to_numpy()).all()
 
 
 def test_quote_features_use_the_median_vendor_quote():
-    ts = [T0 - timedelta(milliseconds=600), T0 - timedelta(milliseconds=300), T0 - timedelta(milliseconds=100),
-          T0 - timedelta(milliseconds=50)]
-    quotes = pl.DataFrame({
-        "source": ["a", "a", "b", "c"], "symbol_id": "SIM1:SIM", "ts": ts,
-        "bid": [99.0, 99.98, 99.99, 99.97], "bid_size": [100.0, 300.0, 100.0, 500.0],
-        "ask": [101.0, 100.02, 100.01, 100.03], "ask_size": [100.0, 100.0, 300.0, 100.0],
-    }).with_columns(pl.col("ts").cast(TS))
+    ts = [
+        T0 - timedelta(milliseconds=600),
+        T0 - timedelta(milliseconds=300),
+        T0 - timedelta(milliseconds=100),
+        T0 - timedelta(milliseconds=50),
+    ]
+    quotes = pl.DataFrame(
+        {
+            "source": ["a", "a", "b", "c"],
+            "symbol_id": "SIM1:SIM",
+            "ts": ts,
+            "bid": [99.0, 99.98, 99.99, 99.97],
+            "bid_size": [100.0, 300.0, 100.0, 500.0],
+            "ask": [101.0, 100.02, 100.01, 100.03],
+            "ask_size": [100.0, 100.0, 300.0, 100.0],
+        }
+    ).with_columns(pl.col("ts").cast(TS))
     per_second = quote_seconds(quotes)
     assert per_second.height == 1 and per_second["ts"][0] == T0  # a quote belongs to the second it ends in
     row = per_second.row(0, named=True)
@@ -99,8 +131,8 @@ def test_quote_features_use_the_median_vendor_quote():
     first, later = feats.row(0, named=True), feats.row(19, named=True)
     assert first["spread_bps"] == pytest.approx(1e4 * 0.04 / 100.0)
     assert first["book_imbalance"] == pytest.approx(0.5)
-    assert later["spread_bps"] == first["spread_bps"]            # the last quote is carried forward
-    assert later["quote_intensity"] == 0.0                       # ...but no new quotes in the last 10 s
+    assert later["spread_bps"] == first["spread_bps"]  # the last quote is carried forward
+    assert later["quote_intensity"] == 0.0  # ...but no new quotes in the last 10 s
 
 
 def test_point_in_time_a_later_bar_never_changes_earlier_rows():
@@ -109,7 +141,8 @@ def test_point_in_time_a_later_bar_never_changes_earlier_rows():
     base = features_from_silver(bars)
     changed = bars.with_columns(
         pl.when(pl.col("ts") > cut).then(pl.col("close") * 1.05).otherwise(pl.col("close")).alias("close"),
-        pl.when(pl.col("ts") > cut).then(pl.col("volume") * 3).otherwise(pl.col("volume")).alias("volume"))
+        pl.when(pl.col("ts") > cut).then(pl.col("volume") * 3).otherwise(pl.col("volume")).alias("volume"),
+    )
     truncated = bars.filter(pl.col("ts") <= cut)
     early = pl.col("ts") <= cut
     for other in (features_from_silver(changed), features_from_silver(truncated)):
@@ -119,8 +152,12 @@ def test_point_in_time_a_later_bar_never_changes_earlier_rows():
 
 def test_known_at_is_a_running_max_never_before_ts():
     bars = _bars()
-    late = bars.with_columns(pl.when(pl.col("ts") == T0 + timedelta(seconds=50))
-                             .then(pl.col("ts") + timedelta(seconds=3)).otherwise(pl.col("known_at")).alias("known_at"))
+    late = bars.with_columns(
+        pl.when(pl.col("ts") == T0 + timedelta(seconds=50))
+        .then(pl.col("ts") + timedelta(seconds=3))
+        .otherwise(pl.col("known_at"))
+        .alias("known_at")
+    )
     grid = second_grid(late)
     known = grid["known_at"]
     assert (known >= grid["ts"]).all() and known.is_sorted()
@@ -129,8 +166,10 @@ def test_known_at_is_a_running_max_never_before_ts():
 
 
 def test_series_break_at_day_boundaries():
-    day1, day2 = _bars(n=50, missing=()), _bars(n=50, seed=4, missing=()).with_columns(
-        (pl.col("ts", "known_at") + timedelta(days=1)).cast(TS))
+    day1, day2 = (
+        _bars(n=50, missing=()),
+        _bars(n=50, seed=4, missing=()).with_columns((pl.col("ts", "known_at") + timedelta(days=1)).cast(TS)),
+    )
     feats = tick_features(second_grid(pl.concat([day1, day2])))
     assert feats.height == 100  # no overnight grid
     opening = feats.filter(pl.col("ts") == T0 + timedelta(days=1)).row(0, named=True)
@@ -148,7 +187,9 @@ def test_registry_matches_the_fixture_model_and_the_gold_table():
 
 
 def test_updates_carry_registry_order_and_per_symbol_seq():
-    two = pl.concat([_bars(n=30, missing=()), _bars(n=30, seed=5, missing=()).with_columns(pl.lit("SIM2:SIM").alias("symbol_id"))])
+    two = pl.concat(
+        [_bars(n=30, missing=()), _bars(n=30, seed=5, missing=()).with_columns(pl.lit("SIM2:SIM").alias("symbol_id"))]
+    )
     feats = features_from_silver(two)
     updates = list(feature_updates(feats))
     assert len(updates) == 60 and [u.ts for u in updates] == sorted(u.ts for u in updates)

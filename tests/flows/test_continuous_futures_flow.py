@@ -14,8 +14,15 @@ from lakehouse.tables import SILVER_CONTINUOUS
 
 
 def test_flow_writes_series_and_is_idempotent(prefect_harness, shared_data, lake, clock):
-    params = Params(root=shared_data / "lean", equities=False, futures=["cme/es"], kinds=["trade", "openinterest"],
-                    resolutions=["daily", "minute"], minute_from=date(2013, 12, 18), minute_to=date(2013, 12, 18))
+    params = Params(
+        root=shared_data / "lean",
+        equities=False,
+        futures=["cme/es"],
+        kinds=["trade", "openinterest"],
+        resolutions=["daily", "minute"],
+        minute_from=date(2013, 12, 18),
+        minute_to=date(2013, 12, 18),
+    )
     assert Ingestor(lake, clock, known_symbols()).run(batches(params)).balanced
     run = continuous_futures
     first = run(roots=["ES:CME"], tfs=["1d"], rules=["open_interest"], methods=["none", "panama"], lake_root=lake.root)

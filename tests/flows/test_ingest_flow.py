@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
-from lakehouse.security_master import instrument_frame
-from lakehouse.tables import BRONZE_BARS, BRONZE_INGEST_LOG, BRONZE_SECURITY_MASTER
-from lakehouse.storage import Lake
 from core.errors import ConfigError
+from lakehouse.security_master import instrument_frame
+from lakehouse.storage import Lake
+from lakehouse.tables import BRONZE_BARS, BRONZE_INGEST_LOG, BRONZE_SECURITY_MASTER
 
-AS_OF = datetime(2026, 11, 2, 6, 30, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
 MINUTE = "equity/usa/minute/bac/20131007_trade.zip"
 
 
@@ -52,8 +52,12 @@ def test_unreadable_file_is_a_failure_in_the_summary(prefect_harness, shared_dat
     from flows.ingest import ingest
 
     missing = "equity/usa/minute/bac/20990101_trade.zip"
-    out = ingest("lean", {"root": str(shared_data / "lean"), "files": [MINUTE, missing]}, as_of=AS_OF,
-                 lake_root=str(tmp_path / "lake"))
+    out = ingest(
+        "lean",
+        {"root": str(shared_data / "lean"), "files": [MINUTE, missing]},
+        as_of=AS_OF,
+        lake_root=str(tmp_path / "lake"),
+    )
     assert out["batches"] == 2 and out["rows_read"] == lines_in(shared_data / "lean" / MINUTE)
     (failure,) = out["failures"]
     assert failure["file"].endswith(missing) and "20990101_trade.zip" in failure["message"]

@@ -2,50 +2,94 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from core.errors import ConfigError
 from flows.reconcile import reconcile
 from lakehouse.ingest import Batch, Chunk, Ingestor
 from lakehouse.reconcile.window import resolve_window
 from lakehouse.sources import simulator
 from lakehouse.sources.sim_config import SimParams
-from lakehouse.tables import (BRONZE_CORPORATE_ACTIONS, BRONZE_QUARANTINE, BRONZE_TRADES, SILVER_BARS,
-                              SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS, SILVER_VENDOR_STATS)
-from core.errors import ConfigError
+from lakehouse.tables import (
+    BRONZE_CORPORATE_ACTIONS,
+    BRONZE_QUARANTINE,
+    BRONZE_TRADES,
+    SILVER_BARS,
+    SILVER_CLOCK_OFFSETS,
+    SILVER_FRESHNESS,
+    SILVER_QUALITY_RESULTS,
+    SILVER_VENDOR_STATS,
+)
 
-UTC = timezone.utc
+UTC = UTC
 START, END = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)
 SPLIT_KNOWN = datetime(2026, 1, 5, 21, 0, tzinfo=UTC)  # the close before the ex-date
 HUGE_MINUTE = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)  # bar (14:59, 15:00]: every vendor prints 2e11 shares
-TABLES = (SILVER_BARS, SILVER_VENDOR_STATS, SILVER_CLOCK_OFFSETS, SILVER_FRESHNESS, SILVER_QUALITY_RESULTS,
-          BRONZE_QUARANTINE)
+TABLES = (
+    SILVER_BARS,
+    SILVER_VENDOR_STATS,
+    SILVER_CLOCK_OFFSETS,
+    SILVER_FRESHNESS,
+    SILVER_QUALITY_RESULTS,
+    BRONZE_QUARANTINE,
+)
 
 
 def _extra_batches() -> list[Batch]:
     """A 2:1 split of SIM1 (ex-date the next session) and one absurd print per vendor in one minute."""
-    action = pl.DataFrame({"symbol_id": ["SIM1:SIM"], "ex_date": [date(2026, 1, 6)], "kind": ["split"],
-                           "ratio": [2.0], "amount": [None], "price_factor": [None], "split_factor": [None],
-                           "known_at": [SPLIT_KNOWN]}, schema_overrides={"amount": pl.Float64, "price_factor": pl.Float64,
-                                                                         "split_factor": pl.Float64})
-    out = [Batch("test-actions", "actions", "test-actions-1",
-                 [Chunk(BRONZE_CORPORATE_ACTIONS, action.with_columns(pl.col("known_at").dt.cast_time_unit("ns")))])]
+    action = pl.DataFrame(
+        {
+            "symbol_id": ["SIM1:SIM"],
+            "ex_date": [date(2026, 1, 6)],
+            "kind": ["split"],
+            "ratio": [2.0],
+            "amount": [None],
+            "price_factor": [None],
+            "split_factor": [None],
+            "known_at": [SPLIT_KNOWN],
+        },
+        schema_overrides={"amount": pl.Float64, "price_factor": pl.Float64, "split_factor": pl.Float64},
+    )
+    out = [
+        Batch(
+            "test-actions",
+            "actions",
+            "test-actions-1",
+            [Chunk(BRONZE_CORPORATE_ACTIONS, action.with_columns(pl.col("known_at").dt.cast_time_unit("ns")))],
+        )
+    ]
     for vendor in ("sim-a", "sim-b", "sim-c"):
-        trade = pl.DataFrame({"ts": [HUGE_MINUTE - timedelta(seconds=30)], "symbol_id": ["SIM1:SIM"], "price": [100.0],
-                              "size": [2e11], "side": [None], "exchange": ["SIMX"], "conditions": [None], "seq": [99],
-                              "source": [vendor]},
-                             schema_overrides={"side": pl.Int8, "conditions": pl.String}).with_columns(
-            pl.col("ts").dt.cast_time_unit("ns"))
+        trade = pl.DataFrame(
+            {
+                "ts": [HUGE_MINUTE - timedelta(seconds=30)],
+                "symbol_id": ["SIM1:SIM"],
+                "price": [100.0],
+                "size": [2e11],
+                "side": [None],
+                "exchange": ["SIMX"],
+                "conditions": [None],
+                "seq": [99],
+                "source": [vendor],
+            },
+            schema_overrides={"side": pl.Int8, "conditions": pl.String},
+        ).with_columns(pl.col("ts").dt.cast_time_unit("ns"))
         out.append(Batch(vendor, "huge", f"test-huge-{vendor}", [Chunk(BRONZE_TRADES, trade)]))
     return out
 
 
 @pytest.fixture
 def sim_lake(lake, clock):
-    params = SimParams(symbols=["SIM1:SIM"], n_days=1, session_minutes=90, trades_per_day=20_000,
-                       start=date(2026, 1, 5), tables=["trades", "sim_truth", "sim_events"])
+    params = SimParams(
+        symbols=["SIM1:SIM"],
+        n_days=1,
+        session_minutes=90,
+        trades_per_day=20_000,
+        start=date(2026, 1, 5),
+        tables=["trades", "sim_truth", "sim_events"],
+    )
     ingestor = Ingestor(lake, clock)
     assert ingestor.run(simulator.batches(params, clock)).balanced
     assert ingestor.run(_extra_batches()).balanced
@@ -82,7 +126,9 @@ def test_reconcile_window_gates_adjusts_and_is_idempotent(prefect_harness, sim_l
     assert (pair["known_at_adj"] >= SPLIT_KNOWN).all()
 
     fresh = lake.read(SILVER_FRESHNESS)
-    assert sorted(fresh["source"].to_list()) == ["sim-a", "sim-b", "sim-c"] and fresh["as_of"].unique().to_list() == [END]
+    assert sorted(fresh["source"].to_list()) == ["sim-a", "sim-b", "sim-c"] and fresh["as_of"].unique().to_list() == [
+        END
+    ]
     assert fresh["stale"].all()  # the simulated session ended hours before the window end
     assert sorted(lake.read(SILVER_VENDOR_STATS)["source"].to_list()) == ["sim-a", "sim-b", "sim-c"]
 
@@ -114,12 +160,22 @@ def test_scheduled_run_reconciles_the_lookback_before_its_start(prefect_harness,
     assert out["silver.bars"] == 0 and out["quarantined"] == 0  # the simulated day is long gone
 
 
-@pytest.mark.parametrize(("start", "end", "expected"), [
-    (None, None, (datetime(2026, 1, 5, 15, 0, tzinfo=UTC), datetime(2026, 1, 5, 15, 15, tzinfo=UTC))),
-    (datetime(2026, 1, 5, 14, 0), None, (datetime(2026, 1, 5, 14, 0, tzinfo=UTC), datetime(2026, 1, 5, 15, 15, tzinfo=UTC))),
-    (None, datetime(2026, 1, 5, 12, 0, tzinfo=UTC),
-     (datetime(2026, 1, 5, 11, 45, tzinfo=UTC), datetime(2026, 1, 5, 12, 0, tzinfo=UTC))),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (None, None, (datetime(2026, 1, 5, 15, 0, tzinfo=UTC), datetime(2026, 1, 5, 15, 15, tzinfo=UTC))),
+        (
+            datetime(2026, 1, 5, 14, 0),
+            None,
+            (datetime(2026, 1, 5, 14, 0, tzinfo=UTC), datetime(2026, 1, 5, 15, 15, tzinfo=UTC)),
+        ),
+        (
+            None,
+            datetime(2026, 1, 5, 12, 0, tzinfo=UTC),
+            (datetime(2026, 1, 5, 11, 45, tzinfo=UTC), datetime(2026, 1, 5, 12, 0, tzinfo=UTC)),
+        ),
+    ],
+)
 def test_window_resolution(start, end, expected):
     scheduled = datetime(2026, 1, 5, 15, 15, 0, 400_000, tzinfo=UTC)
     assert resolve_window(start, end, 15, scheduled) == expected

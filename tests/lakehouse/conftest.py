@@ -90,15 +90,54 @@ def postgres_server():
         for p in (base, base / "pw", base / "sock"):
             os.chown(p, run_as["user"], run_as["group"])
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(base)}
-    subprocess.run([bindir / "initdb", "-D", base / "data", "-U", "postgres", "-E", "UTF8", "--no-sync",
-                    "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={base / 'pw'}"],
-                   check=True, capture_output=True, env=env, cwd=base, **run_as)
+    subprocess.run(
+        [
+            bindir / "initdb",
+            "-D",
+            base / "data",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={base / 'pw'}",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+        **run_as,
+    )
     port = free_port()
     log = open(base / "server.log", "wb")
-    proc = subprocess.Popen([bindir / "postgres", "-D", base / "data", "-p", str(port), "-k", base / "sock",
-                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                             "-c", "full_page_writes=off", "-c", "max_connections=30"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=base, **run_as)
+    proc = subprocess.Popen(
+        [
+            bindir / "postgres",
+            "-D",
+            base / "data",
+            "-p",
+            str(port),
+            "-k",
+            base / "sock",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=30",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=base,
+        **run_as,
+    )
     server = PostgresServer("127.0.0.1", port, "postgres", PG_PASSWORD)
     deadline = time.monotonic() + 60
     while True:
@@ -134,8 +173,13 @@ class S3Endpoint:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, region_name=self.region,
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
 
     def create_bucket(self, prefix: str = "lake") -> str:
         """Create a fresh bucket and return its name."""
@@ -145,9 +189,14 @@ class S3Endpoint:
 
     def storage_options(self) -> dict[str, str]:
         """deltalake/object_store options for this endpoint (conditional put by etag, as moto enforces)."""
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": self.region,
-                "AWS_ALLOW_HTTP": "true", "aws_conditional_put": "etag"}
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",
+            "aws_conditional_put": "etag",
+        }
 
 
 _MOTO = """
@@ -171,8 +220,12 @@ def s3_endpoint():
     import urllib.request
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _MOTO, str(port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOTO, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

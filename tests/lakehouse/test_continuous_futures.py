@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -12,13 +12,20 @@ from lakehouse.futures_continuous import continuous_series, roll_prices
 from lakehouse.futures_roll import roll_schedule
 from lakehouse.sources.lean_reference import Params, batches
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture(scope="module")
 def es(shared_data):
-    params = Params(root=shared_data / "lean", equities=False, futures=["cme/es"], kinds=["trade", "openinterest"],
-                    resolutions=["daily", "minute"], minute_from=date(2013, 12, 18), minute_to=date(2013, 12, 20))
+    params = Params(
+        root=shared_data / "lean",
+        equities=False,
+        futures=["cme/es"],
+        kinds=["trade", "openinterest"],
+        resolutions=["daily", "minute"],
+        minute_from=date(2013, 12, 18),
+        minute_to=date(2013, 12, 20),
+    )
     frames: dict[str, list[pl.DataFrame]] = {}
     for b in batches(params):
         for c in b.chunks:
@@ -56,7 +63,11 @@ def test_open_interest_roll_matches_lean(es, shared_data):
     assert lean_last_old_day == date(2013, 12, 17)
     assert roll["start"] == datetime(2013, 12, 18, tzinfo=UTC)  # first instant of the new contract
     assert roll["known_at"] == datetime(2013, 12, 18, 7, 7, tzinfo=UTC)  # the OI report that showed the crossing
-    r = roll_prices(bars.filter(pl.col("kind") == "trade"), sched).filter(pl.col("contract") == "ESH14:CME").row(0, named=True)
+    r = (
+        roll_prices(bars.filter(pl.col("kind") == "trade"), sched)
+        .filter(pl.col("contract") == "ESH14:CME")
+        .row(0, named=True)
+    )
     gap, ratio = _lean_roll(shared_data, 2, "2013-12-17")
     assert (r["p_old"], r["p_new"]) == (1780.25, 1773.75)
     assert r["gap"] == pytest.approx(gap, abs=1e-9) == -6.5
@@ -82,8 +93,11 @@ def test_continuous_daily_series_methods(es):
     none, panama, ratio = out["none"], out["panama"], out["ratio"]
     dec = none.filter(pl.col("ts").dt.date().is_between(date(2013, 12, 15), date(2013, 12, 21)))
     assert dec.select("ts", "contract", "roll").rows()[:4] == [
-        (datetime(2013, 12, 16, tzinfo=UTC), "ESZ13:CME", False), (datetime(2013, 12, 17, tzinfo=UTC), "ESZ13:CME", False),
-        (datetime(2013, 12, 18, tzinfo=UTC), "ESZ13:CME", False), (datetime(2013, 12, 19, tzinfo=UTC), "ESH14:CME", True)]
+        (datetime(2013, 12, 16, tzinfo=UTC), "ESZ13:CME", False),
+        (datetime(2013, 12, 17, tzinfo=UTC), "ESZ13:CME", False),
+        (datetime(2013, 12, 18, tzinfo=UTC), "ESZ13:CME", False),
+        (datetime(2013, 12, 19, tzinfo=UTC), "ESH14:CME", True),
+    ]
     rolls = none.filter("roll").select("ts", "contract").rows()
     assert rolls[0] == (datetime(2013, 12, 19, tzinfo=UTC), "ESH14:CME")  # then a jump to the 2020 stubs
     assert panama.filter("roll").select("ts", "contract").rows() == rolls
@@ -102,21 +116,36 @@ def test_as_of_before_the_signal_keeps_the_old_contract(es):
     series = continuous_series(bars, oi, contracts, "open_interest", "panama", as_of, tf="1m")
     assert series["ts"].max() <= as_of and set(series["contract"].unique().to_list()) == {"ESZ13:CME"}
     assert (series["adjust"] == 0).all()
-    later = continuous_series(bars, oi, contracts, "open_interest", "panama", datetime(2013, 12, 18, 8, 0, tzinfo=UTC), tf="1m")
+    later = continuous_series(
+        bars, oi, contracts, "open_interest", "panama", datetime(2013, 12, 18, 8, 0, tzinfo=UTC), tf="1m"
+    )
     assert set(later["contract"].unique().to_list()) == {"ESH14:CME"}  # the 18th is ESH14 once the OI report is out
     assert later["known_at"].min() == datetime(2013, 12, 18, 7, 7, tzinfo=UTC)
 
 
 def test_synthetic_panama_and_ratio():
     ts = [datetime(2024, 1, d, tzinfo=UTC) for d in (2, 3, 4, 5)]
-    bars = pl.DataFrame({
-        "ts": ts * 2, "tf": ["1d"] * 8, "symbol_id": ["AAH24:X"] * 4 + ["AAM24:X"] * 4,
-        "open": [100.0, 101, 102, 103, 110, 111, 112, 113], "high": [100.0, 101, 102, 103, 110, 111, 112, 113],
-        "low": [100.0, 101, 102, 103, 110, 111, 112, 113], "close": [100.0, 101, 102, 103, 110, 111, 112, 113],
-        "volume": [10.0, 10, 1, 1, 1, 5, 20, 20]})
-    contracts = pl.DataFrame({"root": ["AA", "AA"], "contract": ["AAH24:X", "AAM24:X"],
-                              "last_trade": [date(2024, 3, 15), date(2024, 6, 21)], "first_notice": [None, None]},
-                             schema_overrides={"first_notice": pl.Date})
+    bars = pl.DataFrame(
+        {
+            "ts": ts * 2,
+            "tf": ["1d"] * 8,
+            "symbol_id": ["AAH24:X"] * 4 + ["AAM24:X"] * 4,
+            "open": [100.0, 101, 102, 103, 110, 111, 112, 113],
+            "high": [100.0, 101, 102, 103, 110, 111, 112, 113],
+            "low": [100.0, 101, 102, 103, 110, 111, 112, 113],
+            "close": [100.0, 101, 102, 103, 110, 111, 112, 113],
+            "volume": [10.0, 10, 1, 1, 1, 5, 20, 20],
+        }
+    )
+    contracts = pl.DataFrame(
+        {
+            "root": ["AA", "AA"],
+            "contract": ["AAH24:X", "AAM24:X"],
+            "last_trade": [date(2024, 3, 15), date(2024, 6, 21)],
+            "first_notice": [None, None],
+        },
+        schema_overrides={"first_notice": pl.Date},
+    )
     panama = continuous_series(bars, None, contracts, "volume", "panama", tf="1d", symbol_id="AA:X")
     # The bar ending 01-04 (day 01-03) shows AAM24 volume 20 > 1: the roll takes effect at 01-04 00:00,
     # so only bars ending after it (01-05) are AAM24; the gap is measured on that bar's opens: +10.

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
+from core.errors import ConfigError
 from lakehouse.freshness import FreshnessThresholds, change_times, freshness, stale_rate, stale_summary, write_freshness
 from lakehouse.quality import gate
 from lakehouse.tables import SILVER_FRESHNESS
-from core.errors import ConfigError
 
 
 def utc(*a) -> datetime:
-    return datetime(*a, tzinfo=timezone.utc)
+    return datetime(*a, tzinfo=UTC)
 
 
-OBS = pl.DataFrame({
-    "symbol_id": ["AAPL:US", "AAPL:US", "BTCUSD:CRYPTO", "EURUSD:FX", "AAPL:US"],
-    "source": ["a", "b", "x", "y", "a"],
-    # Friday 2024-01-05: AAPL "a" at 15:59 New York, "b" at 13:00; FX at 16:30 New York (closes 17:00)
-    "ts": [utc(2024, 1, 5, 20, 59), utc(2024, 1, 5, 18, 0), utc(2024, 1, 6, 10, 0), utc(2024, 1, 5, 21, 30),
-           utc(2024, 1, 8, 16, 0)],  # after as_of below: ignored (point in time)
-})
+OBS = pl.DataFrame(
+    {
+        "symbol_id": ["AAPL:US", "AAPL:US", "BTCUSD:CRYPTO", "EURUSD:FX", "AAPL:US"],
+        "source": ["a", "b", "x", "y", "a"],
+        # Friday 2024-01-05: AAPL "a" at 15:59 New York, "b" at 13:00; FX at 16:30 New York (closes 17:00)
+        "ts": [
+            utc(2024, 1, 5, 20, 59),
+            utc(2024, 1, 5, 18, 0),
+            utc(2024, 1, 6, 10, 0),
+            utc(2024, 1, 5, 21, 30),
+            utc(2024, 1, 8, 16, 0),
+        ],  # after as_of below: ignored (point in time)
+    }
+)
 
 
 def test_a_closed_session_is_not_stale():
@@ -39,8 +46,14 @@ def test_a_closed_session_is_not_stale():
 
 
 def test_thresholds_by_timeframe_and_asset_class():
-    obs = pl.DataFrame({"symbol_id": ["AAPL:US", "BTCUSD:CRYPTO"], "source": ["a", "x"], "tf": ["1d", None],
-                        "ts": [utc(2024, 1, 5, 21, 0), utc(2024, 1, 6, 10, 0)]})
+    obs = pl.DataFrame(
+        {
+            "symbol_id": ["AAPL:US", "BTCUSD:CRYPTO"],
+            "source": ["a", "x"],
+            "tf": ["1d", None],
+            "ts": [utc(2024, 1, 5, 21, 0), utc(2024, 1, 6, 10, 0)],
+        }
+    )
     th = FreshnessThresholds(by_asset_class={"crypto": 3 * 3600.0})
     fresh = freshness(obs, utc(2024, 1, 8, 16, 0), th).sort("source")
     assert fresh.get_column("threshold_ms").to_list() == [2 * 86400e3, 3 * 3600e3]
@@ -54,13 +67,20 @@ def test_unknown_symbol_names_the_symbol():
 
 
 def test_stale_rate_counts_open_time_past_the_threshold():
-    samples = pl.DataFrame({"symbol_id": ["AAPL:US"] * 3, "source": ["a"] * 3,
-                            "ts": [utc(2024, 1, 8, 14, 30), utc(2024, 1, 8, 15, 0), utc(2024, 1, 8, 20, 0)]})
+    samples = pl.DataFrame(
+        {
+            "symbol_id": ["AAPL:US"] * 3,
+            "source": ["a"] * 3,
+            "ts": [utc(2024, 1, 8, 14, 30), utc(2024, 1, 8, 15, 0), utc(2024, 1, 8, 20, 0)],
+        }
+    )
     rate = stale_rate(samples, utc(2024, 1, 8, 14, 30), utc(2024, 1, 8, 23, 0))
     row = rate.row(0, named=True)
     assert row["open_ms"] == pytest.approx(6.5 * 3600e3)  # the window runs past the close: open time only
     assert row["stale_ms"] == pytest.approx((25 + 295 + 55) * 60e3)
-    assert stale_summary(freshness(samples, utc(2024, 1, 8, 23, 0)), rate)["time_stale_fraction"] == pytest.approx(375 / 390)
+    assert stale_summary(freshness(samples, utc(2024, 1, 8, 23, 0)), rate)["time_stale_fraction"] == pytest.approx(
+        375 / 390
+    )
 
 
 def test_freshness_rows_pass_their_suite_and_upsert_idempotently(lake, clock):
@@ -82,12 +102,18 @@ def test_simulator_stale_and_gap_windows_show_up():
             frames.setdefault(chunk.table.name, []).append(chunk.data)
     quotes, events = pl.concat(frames["quotes"]), pl.concat(frames["sim_events"])
     threshold_s = 20.0
-    rate = stale_rate(change_times(quotes, ["bid", "ask", "bid_size", "ask_size"]), utc(2026, 1, 5, 14, 30),
-                      utc(2026, 1, 5, 21, 0), FreshnessThresholds(default_s=threshold_s))
-    injected = (events.filter(pl.col("kind").is_in(["gap_start", "stale_start"]))
-                .with_columns(pl.col("detail").str.json_path_match("$.duration_ms").cast(pl.Float64).alias("ms"))
-                .group_by(pl.col("vendor").alias("source"))
-                .agg((pl.col("ms") - threshold_s * 1e3).clip(lower_bound=0).sum().alias("expected_ms")))
+    rate = stale_rate(
+        change_times(quotes, ["bid", "ask", "bid_size", "ask_size"]),
+        utc(2026, 1, 5, 14, 30),
+        utc(2026, 1, 5, 21, 0),
+        FreshnessThresholds(default_s=threshold_s),
+    )
+    injected = (
+        events.filter(pl.col("kind").is_in(["gap_start", "stale_start"]))
+        .with_columns(pl.col("detail").str.json_path_match("$.duration_ms").cast(pl.Float64).alias("ms"))
+        .group_by(pl.col("vendor").alias("source"))
+        .agg((pl.col("ms") - threshold_s * 1e3).clip(lower_bound=0).sum().alias("expected_ms"))
+    )
     both = rate.join(injected, on="source", how="left").with_columns(pl.col("expected_ms").fill_null(0.0))
     assert both.height == len(params.vendors)
     for r in both.iter_rows(named=True):  # detected >= injected, plus at most 30 s of natural quiet

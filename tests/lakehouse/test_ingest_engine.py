@@ -8,21 +8,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from core.errors import SourceError
 from lakehouse.ingest import Batch, Chunk, Ingestor, Rejected
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE, BRONZE_TRADES
-from core.errors import SourceError
 
 NS = pl.Datetime("ns", "UTC")
 
 
 def trades(ts, price, size=None, symbol="AAPL:US", seq=None) -> pl.DataFrame:
     n = len(ts)
-    return pl.DataFrame({
-        "ts": pl.Series(ts, dtype=pl.Int64).cast(NS), "symbol_id": [symbol] * n,
-        "price": pl.Series(price, dtype=pl.Float64), "size": pl.Series(size or [100.0] * n, dtype=pl.Float64),
-        "side": pl.Series([None] * n, dtype=pl.Int8), "exchange": ["Q"] * n,
-        "conditions": pl.Series([None] * n, dtype=pl.String), "seq": pl.Series(seq or [0] * n, dtype=pl.Int64),
-    })
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(ts, dtype=pl.Int64).cast(NS),
+            "symbol_id": [symbol] * n,
+            "price": pl.Series(price, dtype=pl.Float64),
+            "size": pl.Series(size or [100.0] * n, dtype=pl.Float64),
+            "side": pl.Series([None] * n, dtype=pl.Int8),
+            "exchange": ["Q"] * n,
+            "conditions": pl.Series([None] * n, dtype=pl.String),
+            "seq": pl.Series(seq or [0] * n, dtype=pl.Int64),
+        }
+    )
 
 
 def batch(df: pl.DataFrame, rejected=(), batch_id="b1", file="day.csv") -> Batch:
@@ -42,7 +48,12 @@ def test_bad_rows_are_quarantined_with_reasons(ingestor, lake):
     q = lake.read(BRONZE_QUARANTINE).sort("row")
     assert q.get_column("row").to_list() == [2, 3, 4, 5, 7]
     assert q.get_column("reason").to_list() == [
-        "price must be > 0", "price is not finite", "size must be >= 0", "price is not finite", "price is not a number"]
+        "price must be > 0",
+        "price is not finite",
+        "size must be >= 0",
+        "price is not finite",
+        "price is not a number",
+    ]
     assert q.get_column("raw")[4] == "1,2,x"
     assert set(q.get_column("file")) == {"day.csv"} and set(q.get_column("table")) == {"bronze.trades"}
 
@@ -134,24 +145,47 @@ def test_option_rows_are_checked_by_their_underlying(lake, clock):
     from lakehouse.tables import BRONZE_OPTIONS_CHAIN
 
     n = 2
-    df = pl.DataFrame({
-        "ts": pl.Series([1, 1]).cast(NS), "underlying": ["AAPL:US", "NOPE:US"],
-        "expiry": [date(2024, 1, 19)] * n, "strike": [100.0] * n, "right": ["C"] * n,
-        **{c: pl.Series([None] * n, dtype=pl.Float64)
-           for c in ("bid", "ask", "last", "volume", "open_interest", "iv", "delta", "gamma", "vega", "theta", "rho")},
-    })
+    df = pl.DataFrame(
+        {
+            "ts": pl.Series([1, 1]).cast(NS),
+            "underlying": ["AAPL:US", "NOPE:US"],
+            "expiry": [date(2024, 1, 19)] * n,
+            "strike": [100.0] * n,
+            "right": ["C"] * n,
+            **{
+                c: pl.Series([None] * n, dtype=pl.Float64)
+                for c in (
+                    "bid",
+                    "ask",
+                    "last",
+                    "volume",
+                    "open_interest",
+                    "iv",
+                    "delta",
+                    "gamma",
+                    "vega",
+                    "theta",
+                    "rho",
+                )
+            },
+        }
+    )
     report = Ingestor(lake, clock, frozenset({"AAPL:US"})).run(
-        [Batch("vendor", "chain.csv", "b1", [Chunk(BRONZE_OPTIONS_CHAIN, df)])])
+        [Batch("vendor", "chain.csv", "b1", [Chunk(BRONZE_OPTIONS_CHAIN, df)])]
+    )
     assert report.total("rows_written") == 1
     assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == ["unknown symbol NOPE:US"]
 
 
-@pytest.mark.parametrize("ts, seq, ordered", [
-    ([1, 2, 3], [0, 0, 0], True),
-    ([1, 1, 2], [0, 1, 0], True),
-    ([1, 1, 2], [0, 0, 0], False),  # a repeated (ts, seq): must go to the exact check
-    ([2, 1, 3], [0, 0, 0], False),
-])
+@pytest.mark.parametrize(
+    "ts, seq, ordered",
+    [
+        ([1, 2, 3], [0, 0, 0], True),
+        ([1, 1, 2], [0, 1, 0], True),
+        ([1, 1, 2], [0, 0, 0], False),  # a repeated (ts, seq): must go to the exact check
+        ([2, 1, 3], [0, 0, 0], False),
+    ],
+)
 def test_ordered_keys_fast_path(ts, seq, ordered):
     from lakehouse.validate import _strictly_ordered, split_duplicates
 

@@ -49,15 +49,22 @@ def test_ingest_is_idempotent_on_s3(bac_trades, shared_data, s3_lake, clock, s3_
 def test_sql_over_s3_tables(bac_trades, shared_data, s3_lake, clock):
     trades = bac_trades(1500)
     Ingestor(s3_lake, clock, security_master.known_symbols()).run(
-        [Batch("lean", "bac", "b1", [Chunk(BRONZE_TRADES, trades)]), *security_master.batches()])
-    out = query(s3_lake, "SELECT symbol_id, count(*) AS n, min(price) AS lo, max(price) AS hi, min(ts) AS first"
-                         " FROM bronze.trades GROUP BY symbol_id")
+        [Batch("lean", "bac", "b1", [Chunk(BRONZE_TRADES, trades)]), *security_master.batches()]
+    )
+    out = query(
+        s3_lake,
+        "SELECT symbol_id, count(*) AS n, min(price) AS lo, max(price) AS hi, min(ts) AS first"
+        " FROM bronze.trades GROUP BY symbol_id",
+    )
     assert out.get_column("n").to_list() == [1500]
     assert out.get_column("lo").item() == trades.get_column("price").min()
     assert out.get_column("hi").item() == trades.get_column("price").max()
     assert out.get_column("first").dt.replace_time_zone("UTC").cast(NS).item() == trades.get_column("ts").min()
-    joined = query(s3_lake, "SELECT m.exchange, count(*) AS n FROM bronze.trades t"
-                            " JOIN bronze.security_master m USING (symbol_id) GROUP BY 1")
+    joined = query(
+        s3_lake,
+        "SELECT m.exchange, count(*) AS n FROM bronze.trades t"
+        " JOIN bronze.security_master m USING (symbol_id) GROUP BY 1",
+    )
     assert joined.rows() == [("XNYS", 1500)]
     assert s3_lake.info(BRONZE_SECURITY_MASTER).rows == security_master.instrument_frame().height
 
@@ -71,17 +78,24 @@ def _append_slices(root: str, options: dict, frames: list[pl.DataFrame], barrier
 
 def test_two_concurrent_writers_lose_nothing(bac_trades, shared_data, s3_lake, clock):
     trades = bac_trades(1200).with_columns(
-        pl.lit("lean").alias("source"), pl.lit(clock()).cast(NS).alias("ingest_ts"),
-        pl.lit(text_batch_id("bac", 1)).alias("batch_id"), pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"))
+        pl.lit("lean").alias("source"),
+        pl.lit(clock()).cast(NS).alias("ingest_ts"),
+        pl.lit(text_batch_id("bac", 1)).alias("batch_id"),
+        pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"),
+    )
     s3_lake.append(BRONZE_TRADES, trades.head(200))  # the table exists before the race (version 0)
     mine, theirs = trades.slice(200, 500), trades.slice(700, 500)
     per_writer = 500 // 125
     ctx = mp.get_context("spawn")  # never fork after deltalake has started its runtime
     barrier = ctx.Manager().Barrier(2)
     with ctx.Pool(2) as pool:
-        results = [pool.apply_async(_append_slices, (s3_lake.root, s3_lake.storage_options,
-                                                     [part for part in frame.iter_slices(125)], barrier))
-                   for frame in (mine, theirs)]
+        results = [
+            pool.apply_async(
+                _append_slices,
+                (s3_lake.root, s3_lake.storage_options, [part for part in frame.iter_slices(125)], barrier),
+            )
+            for frame in (mine, theirs)
+        ]
         written = [r.get(timeout=300) for r in results]
     assert written == [500, 500]
     dt = s3_lake.delta(BRONZE_TRADES)

@@ -6,27 +6,37 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import MpsError
 from lakehouse.ingest import Batch, Chunk, Ingestor
 from lakehouse.sql import query
 from lakehouse.tables import BRONZE_TRADES
 from mps.cli import app
-from core.errors import MpsError
 
 
 @pytest.fixture
 def filled(lake, clock):
-    df = pl.DataFrame({
-        "ts": pl.Series([1_700_000_000_000_000_001, 1_700_000_000_000_000_002]).cast(pl.Datetime("ns", "UTC")),
-        "symbol_id": ["AAPL:US", "AAPL:US"], "price": [10.0, 11.0], "size": [1.0, 3.0],
-        "side": pl.Series([1, -1], dtype=pl.Int8), "exchange": ["Q", "Q"], "conditions": [None, None], "seq": [0, 0],
-    }).with_columns(pl.col("conditions").cast(pl.String))
+    df = pl.DataFrame(
+        {
+            "ts": pl.Series([1_700_000_000_000_000_001, 1_700_000_000_000_000_002]).cast(pl.Datetime("ns", "UTC")),
+            "symbol_id": ["AAPL:US", "AAPL:US"],
+            "price": [10.0, 11.0],
+            "size": [1.0, 3.0],
+            "side": pl.Series([1, -1], dtype=pl.Int8),
+            "exchange": ["Q", "Q"],
+            "conditions": [None, None],
+            "seq": [0, 0],
+        }
+    ).with_columns(pl.col("conditions").cast(pl.String))
     Ingestor(lake, clock).run([Batch("v", "f", "b", [Chunk(BRONZE_TRADES, df)])])
     return lake
 
 
 def test_views_per_layer_with_nanosecond_timestamps(filled):
-    out = query(filled, "SELECT symbol_id, sum(price*size) AS notional, max(ts) AS last, typeof(max(ts)) AS t "
-                        "FROM bronze.trades GROUP BY 1")
+    out = query(
+        filled,
+        "SELECT symbol_id, sum(price*size) AS notional, max(ts) AS last, typeof(max(ts)) AS t "
+        "FROM bronze.trades GROUP BY 1",
+    )
     assert out.row(0) == ("AAPL:US", 43.0, out["last"][0], "TIMESTAMP_NS")
     assert out["last"].dt.epoch("ns")[0] == 1_700_000_000_000_000_002
     assert query(filled, "SELECT rows_written FROM bronze.ingest_log").item() == 2

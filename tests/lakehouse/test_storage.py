@@ -6,21 +6,29 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from core.errors import TableError
 from lakehouse.storage import ts_value
 from lakehouse.tables import SILVER_VENDOR_STATS, table
-from core.errors import TableError
 
 NS = pl.Datetime("ns", "UTC")
 
 
 def stats(window_end: list[int], latency: list[float]) -> pl.DataFrame:
     n = len(window_end)
-    return pl.DataFrame({
-        "source": ["a"] * n, "symbol_id": ["X:US"] * n,
-        "window_start": pl.Series([0] * n).cast(NS), "window_end": pl.Series(window_end).cast(NS),
-        "latency_ms": latency, "uptime": [1.0] * n, "reliability": [0.9] * n, "outlier_rate": [0.0] * n,
-        "n_obs": [10] * n, "known_at": pl.Series(window_end).cast(NS),
-    })
+    return pl.DataFrame(
+        {
+            "source": ["a"] * n,
+            "symbol_id": ["X:US"] * n,
+            "window_start": pl.Series([0] * n).cast(NS),
+            "window_end": pl.Series(window_end).cast(NS),
+            "latency_ms": latency,
+            "uptime": [1.0] * n,
+            "reliability": [0.9] * n,
+            "outlier_rate": [0.0] * n,
+            "n_obs": [10] * n,
+            "known_at": pl.Series(window_end).cast(NS),
+        }
+    )
 
 
 def test_missing_column_is_named(lake):
@@ -65,14 +73,24 @@ def test_latest_matches_a_full_scan_whether_settled_by_stats_or_read(lake, clock
 
     def trades(symbols, ts):
         n = len(ts)
-        return pl.DataFrame({
-            "ts": pl.Series(ts).cast(NS), "symbol_id": symbols, "price": [1.0] * n, "size": [1.0] * n,
-            "side": pl.Series([None] * n, dtype=pl.Int8), "exchange": ["Q"] * n,
-            "conditions": pl.Series([None] * n, dtype=pl.String), "seq": list(range(n))})
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(ts).cast(NS),
+                "symbol_id": symbols,
+                "price": [1.0] * n,
+                "size": [1.0] * n,
+                "side": pl.Series([None] * n, dtype=pl.Int8),
+                "exchange": ["Q"] * n,
+                "conditions": pl.Series([None] * n, dtype=pl.String),
+                "seq": list(range(n)),
+            }
+        )
 
-    batches = [Batch("v", "a", "b1", [Chunk(BRONZE_TRADES, trades(["AAPL:US"] * 3, [10, 20, 30]))]),
-               Batch("v", "b", "b2", [Chunk(BRONZE_TRADES, trades(["BAC:US"] * 2, [15, 25]))]),
-               Batch("w", "c", "b3", [Chunk(BRONZE_TRADES, trades(["AAPL:US", "BAC:US", "AAPL:US"], [5, 40, 50]))])]
+    batches = [
+        Batch("v", "a", "b1", [Chunk(BRONZE_TRADES, trades(["AAPL:US"] * 3, [10, 20, 30]))]),
+        Batch("v", "b", "b2", [Chunk(BRONZE_TRADES, trades(["BAC:US"] * 2, [15, 25]))]),
+        Batch("w", "c", "b3", [Chunk(BRONZE_TRADES, trades(["AAPL:US", "BAC:US", "AAPL:US"], [5, 40, 50]))]),
+    ]
     Ingestor(lake, clock).run(batches)
     for upto in (12, 26, 30, 45, 100):
         got = lake.latest(BRONZE_TRADES, ["symbol_id", "source"], upto).sort("symbol_id", "source")

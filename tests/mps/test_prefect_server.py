@@ -10,8 +10,8 @@ import pytest
 from prefect import flow
 
 from core.errors import ServiceError
-from mps.processes import free_port
 from mps.prefect_server import PrefectServer
+from mps.processes import free_port
 
 
 @flow(name="mps-server-probe")

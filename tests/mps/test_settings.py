@@ -23,7 +23,8 @@ def test_unknown_profile_lists_the_known_ones():
 
 def test_typo_in_a_profile_names_the_key(tmp_path):
     (tmp_path / "local.yaml").write_text(
-        "name: local\nlake: {root: x, storag_options: {}}\nmlflow: {tracking_uri: a, artifact_root: b}\n")
+        "name: local\nlake: {root: x, storag_options: {}}\nmlflow: {tracking_uri: a, artifact_root: b}\n"
+    )
     with pytest.raises(ConfigError, match=r"local.yaml: lake.storag_options: Extra inputs are not permitted"):
         load_profile("local", directory=tmp_path, base=tmp_path)
 
@@ -40,11 +41,14 @@ def test_default_strategy_validates():
     assert tick.buckets.count == 101 and strategy.sizing_path().exists()
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("walk_forward: {", "walk_forward: {train_dayz: 3, "), "walk_forward.train_dayz: Extra inputs"),
-    (("kind: tick", "kind: tik"), "models.0.kind: Input should be 'tick' or 'bar'"),
-    (("{lo_bps: -50, hi_bps: 50", "{lo_bps: 50, hi_bps: -50"), "hi_bps must be greater than lo_bps"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("walk_forward: {", "walk_forward: {train_dayz: 3, "), "walk_forward.train_dayz: Extra inputs"),
+        (("kind: tick", "kind: tik"), "models.0.kind: Input should be 'tick' or 'bar'"),
+        (("{lo_bps: -50, hi_bps: 50", "{lo_bps: 50, hi_bps: -50"), "hi_bps must be greater than lo_bps"),
+    ],
+)
 def test_strategy_errors_name_the_key(tmp_path, edit, message):
     text = DEFAULT_STRATEGY.read_text().replace(*edit, 1)
     path = tmp_path / "strategy.yaml"

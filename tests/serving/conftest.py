@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mps.scorer_process import scorer_binary
 from mps.nats_server import NatsServer
+from mps.scorer_process import scorer_binary
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ class Collector:
     async def start(self, nc, subject: str, raw: bool = False):
         async def cb(msg):
             self.items.append((msg.subject, msg.headers, msg.data) if raw else json.loads(msg.data))
+
         return await nc.subscribe(subject, cb=cb, pending_msgs_limit=1_000_000)
 
     async def wait_for(self, n: int, timeout: float = 30.0) -> list:

@@ -6,10 +6,10 @@ import json
 
 import jsonschema
 import pytest
-
-from feature_store.messages import FeatureUpdate, decode, encode
-from core.errors import ContractError
 from scorer_helpers import CONTRACTS, make_update
+
+from core.errors import ContractError
+from feature_store.messages import FeatureUpdate, decode, encode
 
 SCHEMA = json.loads((CONTRACTS / "feature_update.schema.json").read_text())
 
@@ -22,13 +22,16 @@ def test_roundtrip_and_schema():
     assert u.subject == "features.v1.1s.ESZ13:CME"
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda d: d.update(values=[1.0, float("nan")]), "finite|JSON"),
-    (lambda d: d.update(extra=1), "fields"),
-    (lambda d: d.pop("seq"), "fields"),
-    (lambda d: d.update(seq="3"), "integer"),
-    (lambda d: d.update(symbol_id="A.B"), "subject token"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d.update(values=[1.0, float("nan")]), "finite|JSON"),
+        (lambda d: d.update(extra=1), "fields"),
+        (lambda d: d.pop("seq"), "fields"),
+        (lambda d: d.update(seq="3"), "integer"),
+        (lambda d: d.update(symbol_id="A.B"), "subject token"),
+    ],
+)
 def test_decode_rejects_contract_violations(mutate, match):
     raw = json.loads(encode(make_update("AAPL:US", 1, ts=1)))
     mutate(raw)

@@ -51,7 +51,6 @@ def test_exported_graph_has_dynamic_batch_and_matches_torch(exported, batch):
 
 def test_champion_pointer_follows_its_schema(exported):
     import jsonschema
-
     from scorer_helpers import CONTRACTS
 
     _, path = exported

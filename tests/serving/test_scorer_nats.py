@@ -11,12 +11,12 @@ import jsonschema
 import nats
 import onnx
 import pytest
+from scorer_helpers import CONTRACTS, MODEL_V1, MODEL_V2, Collector, http_get, make_update, metric
 
 from backtest.reference_scorer import ReferenceScorer
 from backtest.signal import NUMERIC_FIELDS
 from feature_store.messages import FeaturePublisher, encode, ensure_streams, put_champion
 from mps.scorer_process import ScorerProcess
-from scorer_helpers import CONTRACTS, MODEL_V1, MODEL_V2, Collector, http_get, make_update, metric
 from training.onnx_export import champion_pointer, read_metadata, sha256_file
 
 SIGNAL_SCHEMA = json.loads((CONTRACTS / "signal.schema.json").read_text())
@@ -131,10 +131,14 @@ def test_hot_swap_under_load_refuses_bad_models_and_drops_nothing(nats_server, s
     mismatch = _golden_mismatch_model(tmp_path)
     meta2 = read_metadata(MODEL_V2)
     bad_pointers = [
-        {**champion_pointer(MODEL_V2, meta2, 2), "sha256": "0" * 64},               # sha mismatch
-        {**champion_pointer(mismatch, meta2, 3), "model_version": "3"},             # golden mismatch
-        {"model_name": "tick_tiny", "model_version": "4", "onnx_uri": corrupt.as_uri(),
-         "sha256": sha256_file(corrupt)},                                             # corrupt ONNX
+        {**champion_pointer(MODEL_V2, meta2, 2), "sha256": "0" * 64},  # sha mismatch
+        {**champion_pointer(mismatch, meta2, 3), "model_version": "3"},  # golden mismatch
+        {
+            "model_name": "tick_tiny",
+            "model_version": "4",
+            "onnx_uri": corrupt.as_uri(),
+            "sha256": sha256_file(corrupt),
+        },  # corrupt ONNX
     ]
     rounds = 50
 
@@ -162,14 +166,14 @@ def test_hot_swap_under_load_refuses_bad_models_and_drops_nothing(nats_server, s
                     await put_champion(js, p)
             if r == 25:
                 await put_champion(js, champion_pointer(MODEL_V2, meta2, 5))
-            await asyncio.sleep(0.01)      # ~4k updates/s
+            await asyncio.sleep(0.01)  # ~4k updates/s
             r += 1
-        for s in symbols:                  # one more round, certainly after the swap
+        for s in symbols:  # one more round, certainly after the swap
             await pub.publish(make_update(s, r))
         await nc.flush()
         n = (r + 1) * len(symbols)
         got = await signals.wait_for(n, timeout=60)
-        await asyncio.sleep(0.3)           # a duplicate would arrive now
+        await asyncio.sleep(0.3)  # a duplicate would arrive now
         await nc.close()
         return list(got), n
 
@@ -224,7 +228,7 @@ def test_jetstream_durable_consumer_resumes_after_restart(nats_server, scorer_bi
         await nc.close()
         return got
 
-    asyncio.run(publish(first))              # published while no scorer runs
+    asyncio.run(publish(first))  # published while no scorer runs
     for batch in (first, second):
         with ScorerProcess(nats_server.url, model=MODEL_V1, mode="jetstream", log_path=tmp_path / "s.log") as scorer:
             deadline = time.monotonic() + 30
@@ -234,7 +238,7 @@ def test_jetstream_durable_consumer_resumes_after_restart(nats_server, scorer_bi
                 time.sleep(0.05)
         assert scorer.returncode == 0
         if batch is first:
-            asyncio.run(publish(second))     # published while the scorer is down
+            asyncio.run(publish(second))  # published while the scorer is down
     total = len(first) + len(second)
     assert asyncio.run(stream_count()) == total
     got = asyncio.run(collect(total))
@@ -251,9 +255,9 @@ def test_risk_state_drawdown_kills_sizes(nats_server, scorer_bin, tmp_path):
         await pub.publish(make_update("AAPL:US", 0))
         await signals.wait_for(1)
         await nc.publish("risk.v1.state", json.dumps({"nav": 2.0e6, "intraday_drawdown": 0.05}).encode())
-        await nc.publish("risk.v1.state", b"{not json")            # ignored, not fatal
+        await nc.publish("risk.v1.state", b"{not json")  # ignored, not fatal
         await nc.flush()
-        await asyncio.sleep(0.3)                                     # the risk state is applied between batches
+        await asyncio.sleep(0.3)  # the risk state is applied between batches
         await pub.publish(make_update("AAPL:US", 1))
         got = await signals.wait_for(2)
         await nc.close()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scorer_helpers import CONTRACTS, MODEL_V1
 
 from backtest.reference_scorer import ReferenceScorer
 from backtest.signal import NUMERIC_FIELDS, compute_signal, quantile, summarize
 from backtest.sizing import RiskState, SizingConfig, kelly_fraction, position_size
 from core.errors import ConfigError
-from scorer_helpers import CONTRACTS, MODEL_V1
 from training.onnx_export import read_metadata, sha256_file
 
 GOLDEN = json.loads((CONTRACTS / "golden" / "signals.json").read_text())
@@ -35,9 +35,16 @@ def test_reference_reproduces_golden_signal(case, reference):
         probs = reference.predict(np.asarray(case["window"], dtype=np.float32)[None])[0]
     else:
         probs = np.asarray(case["probs"], dtype=np.float32)
-    got = compute_signal(probs, meta, SizingConfig.from_dict(case["sizing"]), **case["update"],
-                         last_features=case["last_features"], warm=case["warm"],
-                         risk=RiskState(**case["risk"]), now_ns=case["now_ns"])
+    got = compute_signal(
+        probs,
+        meta,
+        SizingConfig.from_dict(case["sizing"]),
+        **case["update"],
+        last_features=case["last_features"],
+        warm=case["warm"],
+        risk=RiskState(**case["risk"]),
+        now_ns=case["now_ns"],
+    )
     expected = case["expected"]
     for field in NUMERIC_FIELDS:
         assert got[field] == pytest.approx(expected[field], abs=1e-12), field
@@ -99,15 +106,33 @@ def test_size_respects_caps_and_guards(p, drawdown, rv):
     assert math.copysign(1, k) == math.copysign(1, edge) or k == 0.0 or abs(edge) < 1e-15
     risk = RiskState(nav=cfg.nav, intraday_drawdown=drawdown)
     guard = "drawdown_kill" if drawdown >= cfg.max_intraday_drawdown else None
-    r = position_size(cfg, risk, prob_up=s["prob_up"], gain=s["avg_gain"], loss=s["avg_loss"],
-                      expected_return=s["mean"], realized_vol=rv, adv_notional=1e9, guard=guard)
+    r = position_size(
+        cfg,
+        risk,
+        prob_up=s["prob_up"],
+        gain=s["avg_gain"],
+        loss=s["avg_loss"],
+        expected_return=s["mean"],
+        realized_vol=rv,
+        adv_notional=1e9,
+        guard=guard,
+    )
     assert abs(r.size) <= cfg.max_nav_frac + 1e-15
     assert r.vol_scale <= cfg.max_vol_scale
     if guard:
         assert r.size == 0.0
     tight = replace(cfg, max_adv_share=1e-9)
-    r2 = position_size(tight, risk, prob_up=s["prob_up"], gain=s["avg_gain"], loss=s["avg_loss"],
-                       expected_return=s["mean"], realized_vol=rv, adv_notional=1e9, guard=None)
+    r2 = position_size(
+        tight,
+        risk,
+        prob_up=s["prob_up"],
+        gain=s["avg_gain"],
+        loss=s["avg_loss"],
+        expected_return=s["mean"],
+        realized_vol=rv,
+        adv_notional=1e9,
+        guard=None,
+    )
     assert abs(r2.size) <= 1e-9 * 1e9 / cfg.nav + 1e-18
 
 

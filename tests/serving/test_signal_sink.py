@@ -9,13 +9,13 @@ import time
 import nats
 import polars as pl
 import pytest
+from scorer_helpers import MODEL_V1, make_update
 
 from backtest.reference_scorer import ReferenceScorer
 from feature_store.messages import FeaturePublisher, ensure_streams, signals_subject
-from mps.scorer_process import ScorerProcess
 from feature_store.signal_sink import run_sink, write_signals
 from lakehouse.tables import GOLD_SIGNALS
-from scorer_helpers import MODEL_V1, make_update
+from mps.scorer_process import ScorerProcess
 
 
 def _reference_signals(n_rounds: int = 4) -> list[dict]:
@@ -61,7 +61,9 @@ def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
     assert table.schema["ts"] == pl.Datetime("ns", "UTC")
     first = json.loads(table.row(0, named=True)["payload"])
     assert first["symbol_id"] == "AAPL:US" and first["seq"] == 0
-    assert table.get_column("size").to_list() == [s["size"] for s in sorted(signals, key=lambda s: (s["symbol_id"], s["seq"]))]
+    assert table.get_column("size").to_list() == [
+        s["size"] for s in sorted(signals, key=lambda s: (s["symbol_id"], s["seq"]))
+    ]
     # A redelivered batch (crash between write and ack) adds nothing.
     assert write_signals(lake, signals[:3], [json.dumps(s) for s in signals[:3]]) == (0, 3)
     assert lake.read(GOLD_SIGNALS).height == len(signals)

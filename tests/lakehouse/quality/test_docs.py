@@ -11,7 +11,8 @@ from lakehouse.tables import SILVER_BARS
 
 def test_docs_show_runs_and_the_failing_expectation(lake, clock, make_bars, tmp_path):
     bad = make_bars(120).with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(-3.0).otherwise(pl.col("volume")).alias("volume"))
+        pl.when(pl.int_range(pl.len()) == 7).then(-3.0).otherwise(pl.col("volume")).alias("volume")
+    )
     gate(lake, SILVER_BARS, make_bars(120), "run-ok", clock)
     gate(lake, SILVER_BARS, bad, "run-bad", clock)
     index = build_docs(lake, tmp_path / "docs")

@@ -35,13 +35,16 @@ def test_clean_bars_pass_and_results_are_persisted(lake, clock, make_bars):
     assert not lake.exists(BRONZE_QUARANTINE) or _quarantined(lake, "run-clean").height == 0
 
 
-@pytest.mark.parametrize(("row", "change", "reason"), [
-    (10, {"high": 50.0}, f"expectation {PAIR} failed on high,low"),
-    (11, {"close": 1000.0, "high": 100.0}, f"expectation {PAIR} failed on high,close"),
-    (12, {"open": 10.0}, f"expectation {PAIR} failed on open,low"),
-    (13, {"volume": -5.0}, f"expectation {BETWEEN} failed on volume"),
-    (150, {"volume": 5e6}, f"expectation {BETWEEN} failed on _volume_excess"),  # 500x the usual minute
-])
+@pytest.mark.parametrize(
+    ("row", "change", "reason"),
+    [
+        (10, {"high": 50.0}, f"expectation {PAIR} failed on high,low"),
+        (11, {"close": 1000.0, "high": 100.0}, f"expectation {PAIR} failed on high,close"),
+        (12, {"open": 10.0}, f"expectation {PAIR} failed on open,low"),
+        (13, {"volume": -5.0}, f"expectation {BETWEEN} failed on volume"),
+        (150, {"volume": 5e6}, f"expectation {BETWEEN} failed on _volume_excess"),  # 500x the usual minute
+    ],
+)
 def test_each_violation_is_quarantined_with_its_expectation(lake, clock, make_bars, row, change, reason):
     bars = _set(make_bars(300), row, **change)
     passed, result = gate(lake, SILVER_BARS, bars, "run-1", clock)

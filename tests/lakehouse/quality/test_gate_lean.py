@@ -69,10 +69,13 @@ def test_the_documented_absurd_volume_is_flagged(lake, clock, lean_usa, lean_bar
     assert flagged.height == 5 and flagged.get_column("row").n_unique() == 4
 
 
-def test_minute_bar_mixing_pre_and_post_split_prices_is_caught(lake, clock, lean_usa, lean_bars, lean_splits, to_silver):
+def test_minute_bar_mixing_pre_and_post_split_prices_is_caught(
+    lake, clock, lean_usa, lean_bars, lean_splits, to_silver
+):
     days = ["20140605", "20140606", "20140609"]
-    bars = to_silver(pl.concat([lean_bars(lean_usa / "minute" / "aapl" / f"{d}_trade.zip", "AAPL:US", "1m", d)
-                                for d in days]))
+    bars = to_silver(
+        pl.concat([lean_bars(lean_usa / "minute" / "aapl" / f"{d}_trade.zip", "AAPL:US", "1m", d) for d in days])
+    )
     passed, result = gate(lake, SILVER_BARS, bars, "lean-minute", clock, splits=_splits(lean_usa, lean_splits))
     flagged = _flagged(lake, bars, "lean-minute")
     assert flagged.get_column("reason").to_list() == [JUMP]

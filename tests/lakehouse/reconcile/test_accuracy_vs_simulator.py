@@ -1,6 +1,6 @@
 """Consensus accuracy and outlier detection scored against the simulator's ground truth (tiny run)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -11,7 +11,7 @@ from lakehouse.reconcile.report import consensus_error, outlier_scores, tape_err
 from lakehouse.sources.sim_config import SimParams
 from lakehouse.sources.simulator import simulate_days, truth_frame, vendor_day
 
-UTC = timezone.utc
+UTC = UTC
 CAL = {"SIM1:SIM": "XNYS", "SIM2:SIM": "XNYS"}
 START, END = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 7, tzinfo=UTC)
 TS = pl.Datetime("ns", "UTC")
@@ -24,15 +24,29 @@ def sim():
     trades, quotes, events, truth, tape = [], [], [], [], []
     for symbol, session, day in simulate_days(params):
         truth.append(truth_frame(symbol, day))
-        tape.append(pl.DataFrame({"symbol_id": symbol, "ts": pl.Series(day.trade_ts).cast(TS),
-                                  "price": day.trade_price, "size": day.trade_size}))
+        tape.append(
+            pl.DataFrame(
+                {
+                    "symbol_id": symbol,
+                    "ts": pl.Series(day.trade_ts).cast(TS),
+                    "price": day.trade_price,
+                    "size": day.trade_size,
+                }
+            )
+        )
         for vendor in params.vendors:
             seen = vendor_day(params, symbol, session, day, vendor)
             trades.append(seen.trades.drop("true_ts"))
             quotes.append(seen.quotes)
             events.append(seen.events)
-    return {"trades": pl.concat(trades), "quotes": pl.concat(quotes), "events": pl.concat(events),
-            "truth": pl.concat(truth), "tape": pl.concat(tape), "tick": params.tick_size}
+    return {
+        "trades": pl.concat(trades),
+        "quotes": pl.concat(quotes),
+        "events": pl.concat(events),
+        "truth": pl.concat(truth),
+        "tape": pl.concat(tape),
+        "tick": params.tick_size,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +56,9 @@ def reconciled(sim):
 
 def _rows(errors: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
     print(errors)
-    return errors.filter(pl.col("series") == "consensus").row(0, named=True), errors.filter(pl.col("series") != "consensus")
+    return errors.filter(pl.col("series") == "consensus").row(0, named=True), errors.filter(
+        pl.col("series") != "consensus"
+    )
 
 
 def test_bad_prints_found_and_frozen_feeds_not_blamed(sim, reconciled):

@@ -1,14 +1,14 @@
 """Sessions per calendar: half days, FX week, crypto days, CME Globex."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
 
-from lakehouse.calendars import session_close, sessions
 from core.errors import ConfigError
+from lakehouse.calendars import session_close, sessions
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_xnys_half_day_closes_early():

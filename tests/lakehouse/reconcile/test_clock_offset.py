@@ -1,15 +1,15 @@
 """Clock offsets by cross-correlation: synthetic shifts and the real FXCM/OANDA EURUSD files."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+from reconcile_vendor_files import lean_minute
 
 from lakehouse.reconcile.clock_offset import apply_offsets, detect_offsets
 from lakehouse.reconcile.sessions import session_fit
-from reconcile_vendor_files import lean_minute
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_synthetic_shift_is_found_and_undone():
@@ -28,8 +28,13 @@ def test_synthetic_shift_is_found_and_undone():
 
 def test_fxcm_oanda_eurusd_offset_is_300_minutes(shared_data):
     folder = shared_data / "lean" / "forex"
-    bars = pl.concat([lean_minute(p, v, "EURUSD:FX", quote=True)
-                      for v in ("fxcm", "oanda") for p in sorted((folder / v / "minute" / "eurusd").glob("*.zip"))])
+    bars = pl.concat(
+        [
+            lean_minute(p, v, "EURUSD:FX", quote=True)
+            for v in ("fxcm", "oanda")
+            for p in sorted((folder / v / "minute" / "eurusd").glob("*.zip"))
+        ]
+    )
     fit = session_fit(bars, {"EURUSD:FX": "24/5"})
     off = detect_offsets(bars, None, None, session_fit=fit)
     row = off.row(0, named=True)

@@ -1,6 +1,6 @@
 """Isolated prints (bad prints) vs frozen feeds and real spikes, on small synthetic tick streams."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -8,7 +8,7 @@ from lakehouse.reconcile.bars import build_bars
 from lakehouse.reconcile.consensus import consensus
 from lakehouse.reconcile.isolated_prints import screen_prints
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2022, 12, 13, 10, 0, tzinfo=UTC)
 CAL = {"X:CRYPTO": "24/7"}
 N = 300  # five minutes of one print a second, bouncing between bid (100.00) and ask (100.01)
@@ -25,8 +25,9 @@ MINUTE3 = 120  # prints 120-179 end in the 10:03 bar
 
 def _ticks(source: str, prices: list[float]) -> pl.DataFrame:
     ts = [T0 + timedelta(seconds=i, milliseconds=500) for i in range(len(prices))]
-    return pl.DataFrame({"source": source, "symbol_id": "X:CRYPTO", "ts": ts, "price": prices,
-                         "size": 1.0}).with_columns(pl.col("ts").dt.cast_time_unit("ns"))
+    return pl.DataFrame(
+        {"source": source, "symbol_id": "X:CRYPTO", "ts": ts, "price": prices, "size": 1.0}
+    ).with_columns(pl.col("ts").dt.cast_time_unit("ns"))
 
 
 def _end(first_print: int) -> datetime:
@@ -44,9 +45,9 @@ def _reconcile(ticks: pl.DataFrame):
 
 def test_only_the_isolated_print_is_found():
     bad = BASE.copy()
-    bad[MINUTE3 + 30] = 103.0                              # one print 3% away, then straight back
-    frozen = BASE[:MINUTE3] + [100.3] * 20 + BASE[MINUTE3 + 20:]  # a feed repeating an old price, then thawing
-    step = BASE[:MINUTE3] + [p + 0.5 for p in BASE[MINUTE3:]]     # a real level shift
+    bad[MINUTE3 + 30] = 103.0  # one print 3% away, then straight back
+    frozen = BASE[:MINUTE3] + [100.3] * 20 + BASE[MINUTE3 + 20 :]  # a feed repeating an old price, then thawing
+    step = BASE[:MINUTE3] + [p + 0.5 for p in BASE[MINUTE3:]]  # a real level shift
     ticks = pl.concat([_ticks("bad", bad), _ticks("frozen", frozen), _ticks("step", step)])
     screen = screen_prints(ticks)
     assert screen.isolated.select("source", "price").rows() == [("bad", 103.0)]
@@ -63,7 +64,7 @@ def test_bad_print_blamed_on_the_right_vendor_with_only_two():
 
 
 def test_frozen_vendor_is_left_out_but_not_an_outlier():
-    frozen = _base(0)[:MINUTE3] + [100.3] * 20 + _base(0)[MINUTE3 + 20:]
+    frozen = _base(0)[:MINUTE3] + [100.3] * 20 + _base(0)[MINUTE3 + 20 :]
     out = _reconcile(pl.concat([_ticks("a", BASE), _ticks("b", _base(1)), _ticks("c", frozen)]))
     obs = out.observations.filter(pl.col("ts") == _end(MINUTE3)).sort("source")
     assert obs["deviant"].to_list() == [False, False, True] and not out.observations["outlier"].any()
@@ -81,7 +82,7 @@ def test_real_spike_printed_by_most_vendors_stays():
 
 
 def test_vendor_bars_without_ticks_keep_the_bar_level_rule():
-    frozen = BASE[:MINUTE3] + [100.3] * 20 + BASE[MINUTE3 + 20:]
+    frozen = BASE[:MINUTE3] + [100.3] * 20 + BASE[MINUTE3 + 20 :]
     ticks = pl.concat([_ticks("a", BASE), _ticks("b", _base(1)), _ticks("c", frozen)])
     out = consensus(build_bars(ticks, "1m", CAL).bars)  # nothing screened: a deviating bar is an outlier
     assert out.observations.filter(pl.col("outlier")).select("source", "ts").rows() == [("c", _end(MINUTE3))]

@@ -1,6 +1,6 @@
 """Real vendor disagreements reconciled: BTC on three venues (minute), GOOG daily from three sources."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 from reconcile_vendor_files import between, csv_daily, lean_daily, lean_minute
@@ -9,24 +9,37 @@ from lakehouse.calendars import session_close
 from lakehouse.reconcile.consensus import ConsensusConfig, consensus
 from lakehouse.reconcile.pipeline import ReconcileConfig, reconcile_window
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_btc_three_venue_minute_consensus(shared_data):
     lean = shared_data / "lean"
-    files = {"binance": lean / "crypto/binance/minute/btcbusd/20221213_trade.zip",
-             "bybit": lean / "crypto/bybit/minute/btcusdt/20221213_trade.zip",
-             "binance-futures": lean / "cryptofuture/binance/minute/btcusd/20221213_trade.zip"}
+    files = {
+        "binance": lean / "crypto/binance/minute/btcbusd/20221213_trade.zip",
+        "bybit": lean / "crypto/bybit/minute/btcusdt/20221213_trade.zip",
+        "binance-futures": lean / "cryptofuture/binance/minute/btcusd/20221213_trade.zip",
+    }
     bars = pl.concat([lean_minute(p, s, "BTCUSD:CRYPTO", quote=False) for s, p in files.items()])
-    out = reconcile_window(pl.DataFrame(), bars, {"BTCUSD:CRYPTO": "24/7"}, datetime(2022, 12, 13, tzinfo=UTC),
-                           datetime(2022, 12, 14, tzinfo=UTC), cfg=ReconcileConfig(timeframes=("1m", "1h")))
+    out = reconcile_window(
+        pl.DataFrame(),
+        bars,
+        {"BTCUSD:CRYPTO": "24/7"},
+        datetime(2022, 12, 13, tzinfo=UTC),
+        datetime(2022, 12, 14, tzinfo=UTC),
+        cfg=ReconcileConfig(timeframes=("1m", "1h")),
+    )
     minute = out.bars.filter(pl.col("tf") == "1m").unnest("quality")
     assert minute.height == 1440 and minute["n_src"].min() >= 2 and (minute["n_src"] == 3).mean() > 0.9
     assert out.clock_offsets.height == 0  # the venues' clocks agree
-    pivot = bars.pivot(on="source", index="ts", values="close").drop_nulls().join(
-        minute.select("ts", pl.col("close").alias("consensus")), on="ts")
+    pivot = (
+        bars.pivot(on="source", index="ts", values="close")
+        .drop_nulls()
+        .join(minute.select("ts", pl.col("close").alias("consensus")), on="ts")
+    )
     # the consensus sits between the venues: never further from the median venue than the venues are apart
-    spread = pl.max_horizontal("binance", "bybit", "binance-futures") - pl.min_horizontal("binance", "bybit", "binance-futures")
+    spread = pl.max_horizontal("binance", "bybit", "binance-futures") - pl.min_horizontal(
+        "binance", "bybit", "binance-futures"
+    )
     lo = pl.min_horizontal("binance", "bybit", "binance-futures")
     assert pivot.filter((pl.col("consensus") < lo) | (pl.col("consensus") > lo + spread)).height == 0
     assert (pivot["binance"] - pivot["bybit"]).abs().median() < 10  # ~5 USD apart, as documented
@@ -37,8 +50,13 @@ def test_goog_2004_08_19_open_high_flagged_for_the_odd_source(shared_data):
     close_of = lambda days: session_close("XNYS", days)
     lean = lean_daily(shared_data / "lean/equity/usa/daily/goog.zip", "lean", "GOOG:US", close_of)
     bt = csv_daily(shared_data / "backtesting/GOOG.csv", "backtesting", "GOOG:US", close_of, date_col="")
-    yahoo = csv_daily(shared_data / "mplfinance/yahoofinance-GOOG-20040819-20180120.csv", "yahoo", "GOOG:US",
-                      close_of, date_col="Date")
+    yahoo = csv_daily(
+        shared_data / "mplfinance/yahoofinance-GOOG-20040819-20180120.csv",
+        "yahoo",
+        "GOOG:US",
+        close_of,
+        date_col="Date",
+    )
     lo, hi = date(2004, 8, 19), date(2004, 12, 31)
     lean, bt, yahoo = (between(f, lo, hi) for f in (lean, bt, yahoo))
     # Yahoo is split-adjusted: bring it to the raw scale by its median ratio to the raw vendors

@@ -2,14 +2,16 @@
 
 import numpy as np
 import polars as pl
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lakehouse.reconcile.weighted_median import weighted_median
 
 
 def test_weights_move_the_median():
-    f = pl.DataFrame({"g": [1, 1, 1, 2, 2, 2], "value": [1.0, 2.0, 10.0, 1.0, 2.0, 10.0],
-                      "w": [1.0, 1.0, 1.0, 1.0, 1.0, 5.0]})
+    f = pl.DataFrame(
+        {"g": [1, 1, 1, 2, 2, 2], "value": [1.0, 2.0, 10.0, 1.0, 2.0, 10.0], "w": [1.0, 1.0, 1.0, 1.0, 1.0, 5.0]}
+    )
     out = weighted_median(f, ["g"]).sort("g")
     assert out["value"].to_list() == [2.0, 10.0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -12,8 +12,14 @@ from lakehouse.ingest import Ingestor
 from lakehouse.sources import databento
 from lakehouse.sources.databento_decode import read_header, text_frames
 from lakehouse.storage import ts_value
-from lakehouse.tables import (BRONZE_BARS, BRONZE_BOOK_EVENTS, BRONZE_FUTURES_CONTRACTS, BRONZE_QUARANTINE,
-                              BRONZE_QUOTES, BRONZE_TRADES)
+from lakehouse.tables import (
+    BRONZE_BARS,
+    BRONZE_BOOK_EVENTS,
+    BRONZE_FUTURES_CONTRACTS,
+    BRONZE_QUARANTINE,
+    BRONZE_QUOTES,
+    BRONZE_TRADES,
+)
 
 KNOWN = frozenset({"ESH1:CME", "ESH4:CME", "ESM3:CME"})
 MBO = "nautilus/databento/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
@@ -87,9 +93,17 @@ def test_ohlcv_is_restamped_at_bar_end(shared_data, lake, clock):
 
 def test_quotes_trades_and_definitions(shared_data, lake, clock):
     folder = shared_data / "databento"
-    report = _ingest(lake, clock, [folder / "test_data.mbp-1.v3.dbn.zst", folder / "test_data.trades.v3.dbn.zst",
-                                   folder / "test_data.bbo-1s.v3.dbn.zst", folder / "test_data.definition.v3.dbn.zst",
-                                   shared_data / "nautilus/databento/definition-glbx-es-fut.dbn.zst"])
+    report = _ingest(
+        lake,
+        clock,
+        [
+            folder / "test_data.mbp-1.v3.dbn.zst",
+            folder / "test_data.trades.v3.dbn.zst",
+            folder / "test_data.bbo-1s.v3.dbn.zst",
+            folder / "test_data.definition.v3.dbn.zst",
+            shared_data / "nautilus/databento/definition-glbx-es-fut.dbn.zst",
+        ],
+    )
     assert report.balanced and not report.failures
     quotes = lake.read(BRONZE_QUOTES).filter(pl.col("source") == "databento.mbp-1").sort("ts")
     assert quotes.rows()[0][:6] == (quotes["ts"][0], "ESH1:CME", 3720.25, 24.0, 3720.5, 11.0)
@@ -100,9 +114,17 @@ def test_quotes_trades_and_definitions(shared_data, lake, clock):
     assert trades["price"].to_list() == [3720.25, 3720.25] and trades["side"].to_list() == [-1, -1]
     contracts = lake.read(BRONZE_FUTURES_CONTRACTS)
     assert contracts.rows(named=True)[0] | {"ingest_ts": None, "batch_id": None} == {
-        "root": "ES", "contract": "ESM3:CME", "expiry": date(2023, 6, 16), "first_notice": None,
-        "last_trade": date(2023, 6, 16), "multiplier": 50.0, "tick_size": 0.25, "source": "databento",
-        "ingest_ts": None, "batch_id": None}
+        "root": "ES",
+        "contract": "ESM3:CME",
+        "expiry": date(2023, 6, 16),
+        "first_notice": None,
+        "last_trade": date(2023, 6, 16),
+        "multiplier": 50.0,
+        "tick_size": 0.25,
+        "source": "databento",
+        "ingest_ts": None,
+        "batch_id": None,
+    }
     q = lake.read(BRONZE_QUARANTINE).filter(pl.col("table") == BRONZE_FUTURES_CONTRACTS.qualified)
     assert q.height == 2 and q["reason"].str.contains("'K' of MSFT is not a future").all()
 
@@ -142,11 +164,22 @@ def test_header_reads_symbology(shared_data):
 
 
 def test_undefined_price_becomes_null_and_is_quarantined():
-    frame = pl.DataFrame({"ts_event": ["1609160400000000000"], "symbol": ["ESH1"], "action": ["T"], "side": ["N"],
-                          "price": [str((1 << 63) - 1)], "size": ["1"], "_row": [1], "_raw": ["raw"]},
-                         schema_overrides={"_row": pl.Int64})
+    frame = pl.DataFrame(
+        {
+            "ts_event": ["1609160400000000000"],
+            "symbol": ["ESH1"],
+            "action": ["T"],
+            "side": ["N"],
+            "price": [str((1 << 63) - 1)],
+            "size": ["1"],
+            "_row": [1],
+            "_raw": ["raw"],
+        },
+        schema_overrides={"_row": pl.Int64},
+    )
     from lakehouse.sources import databento_schemas as sch
     from lakehouse.validate import split_valid
+
     rows = sch.trades(frame, "CME", "GLBX.MDP3").with_columns(pl.lit(0, pl.Int64).alias("seq"))
     assert rows["price"].to_list() == [None]
     _, bad = split_valid(BRONZE_TRADES, rows)
@@ -159,4 +192,4 @@ def test_mbp10_carries_level_and_book(shared_data, schema):
     events = next(c.data for c in chunks if c.table.qualified == BRONZE_BOOK_EVENTS.qualified)
     assert events["level"].to_list() == [9, 1] and events["action"].to_list() == ["cancel", "cancel"]
     assert '"bid_px":[3720.25,3720.0,' in events["book"][0]
-    assert ts_value(datetime(2020, 12, 28, 13, tzinfo=timezone.utc)) + 429_831 == _ns(events)[0]
+    assert ts_value(datetime(2020, 12, 28, 13, tzinfo=UTC)) + 429_831 == _ns(events)[0]

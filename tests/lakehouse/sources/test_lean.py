@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from core.errors import ConfigError, SourceError
 from lakehouse.ingest import Ingestor
 from lakehouse.security_master import known_symbols
 from lakehouse.sources import lean
 from lakehouse.sources.lean_paths import describe, symbol_id
 from lakehouse.sources.registry import parse_params
 from lakehouse.tables import BRONZE_BARS, BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_TRADES
-from core.errors import ConfigError, SourceError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(*args) -> datetime:
@@ -61,9 +61,17 @@ def run(ingestor, root: Path, **params):
 
 # ---- real files ---------------------------------------------------------------------------------
 
+
 def test_bac_ticks_one_day(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, asset_classes=("equity",), resolutions=("tick",), tickers=("bac",),
-                 start=date(2013, 10, 7), end=date(2013, 10, 7))
+    report = run(
+        ingestor,
+        lean_root,
+        asset_classes=("equity",),
+        resolutions=("tick",),
+        tickers=("bac",),
+        start=date(2013, 10, 7),
+        end=date(2013, 10, 7),
+    )
     tick = lean_root / "equity/usa/tick/bac"
     by_table = {a.table: a for a in report.accounts}
     assert by_table["bronze.trades"].rows_read == zip_lines(tick / "20131007_trade.zip") == 88_172
@@ -87,20 +95,33 @@ def test_bac_ticks_one_day(ingestor, lake, lean_root):
 
 
 def test_spy_second_bars_are_stamped_at_their_end(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, resolutions=("second",), tickers=("spy",), kinds=("trade",),
-                 start=date(2013, 10, 7), end=date(2013, 10, 7))
+    report = run(
+        ingestor,
+        lean_root,
+        resolutions=("second",),
+        tickers=("spy",),
+        kinds=("trade",),
+        start=date(2013, 10, 7),
+        end=date(2013, 10, 7),
+    )
     (acc,) = report.accounts
     assert acc.rows_read == zip_lines(lean_root / "equity/usa/second/spy/20131007_trade.zip") == 16_675
     bars = lake.read(BRONZE_BARS).sort("ts")
     first = bars.row(0, named=True)
     # "14400000,1674100,...,2049": the second 04:00:00-04:00:01 EDT ends at 08:00:01 UTC
     assert (first["ts"], first["tf"], first["kind"], first["close"], first["volume"]) == (
-        utc(2013, 10, 7, 8, 0, 1), "1s", "trade", 167.41, 2049.0)
+        utc(2013, 10, 7, 8, 0, 1),
+        "1s",
+        "trade",
+        167.41,
+        2049.0,
+    )
 
 
 def test_aapl_minute_bars_across_the_split(ingestor, lake, lean_root):
-    run(ingestor, lean_root, resolutions=("minute",), tickers=("AAPL:US",),
-        start=date(2014, 6, 6), end=date(2014, 6, 9))
+    run(
+        ingestor, lean_root, resolutions=("minute",), tickers=("AAPL:US",), start=date(2014, 6, 6), end=date(2014, 6, 9)
+    )
     bars = lake.read(BRONZE_BARS)
     trade = bars.filter(pl.col("kind") == "trade")
     open_before = trade.filter(pl.col("ts") == utc(2014, 6, 6, 13, 31)).row(0, named=True)
@@ -114,24 +135,32 @@ def test_aapl_minute_bars_across_the_split(ingestor, lake, lean_root):
     assert (wart["open"], wart["low"]) == (645.57, 92.23)
     assert set(bars.get_column("kind")) == {"trade", "bid", "ask"}
     assert trade.height == zip_lines(lean_root / "equity/usa/minute/aapl/20140606_trade.zip") + zip_lines(
-        lean_root / "equity/usa/minute/aapl/20140609_trade.zip")
+        lean_root / "equity/usa/minute/aapl/20140609_trade.zip"
+    )
 
 
 def test_daily_bars_at_the_session_close_across_dst_and_half_days(ingestor, lake, lean_root):
     run(ingestor, lean_root, resolutions=("daily",), tickers=("aapl",), start=date(2013, 11, 28), end=date(2014, 6, 9))
     bars = lake.read(BRONZE_BARS).sort("ts")
     close = dict(zip(bars.get_column("ts"), bars.get_column("close")))
-    assert close[utc(2014, 6, 6, 20)] == 645.57     # 16:00 EDT
-    assert close[utc(2014, 6, 9, 20)] == 93.70      # raw, after the 7:1 split
-    assert close[utc(2014, 3, 7, 21)] == 530.44     # 16:00 EST, Friday before the DST change
-    assert close[utc(2014, 3, 10, 20)] == 530.92    # 16:00 EDT, Monday after it
-    assert close[utc(2013, 11, 29, 18)] == 556.07   # day after Thanksgiving: 13:00 EST early close
+    assert close[utc(2014, 6, 6, 20)] == 645.57  # 16:00 EDT
+    assert close[utc(2014, 6, 9, 20)] == 93.70  # raw, after the 7:1 split
+    assert close[utc(2014, 3, 7, 21)] == 530.44  # 16:00 EST, Friday before the DST change
+    assert close[utc(2014, 3, 10, 20)] == 530.92  # 16:00 EDT, Monday after it
+    assert close[utc(2013, 11, 29, 18)] == 556.07  # day after Thanksgiving: 13:00 EST early close
     assert bars.get_column("tf").unique().to_list() == ["1d"]
     assert bars.get_column("ts").dt.date().min() == date(2013, 11, 29)  # the row window applies to history files
 
 
 def test_hour_bars_end_one_hour_after_their_lean_stamp(ingestor, lake, lean_root):
-    run(ingestor, lean_root, resolutions=("hour",), tickers=("aapl", "spy"), start=date(2014, 6, 6), end=date(2014, 6, 6))
+    run(
+        ingestor,
+        lean_root,
+        resolutions=("hour",),
+        tickers=("aapl", "spy"),
+        start=date(2014, 6, 6),
+        end=date(2014, 6, 6),
+    )
     bars = lake.read(BRONZE_BARS).filter(pl.col("symbol_id") == "AAPL:US").sort("ts")
     # LEAN's 09:00 hour bar holds 09:30-10:00 trading; stamped at its end, 10:00 EDT = 14:00 UTC.
     first = bars.row(0, named=True)
@@ -141,8 +170,14 @@ def test_hour_bars_end_one_hour_after_their_lean_stamp(ingestor, lake, lean_root
 
 
 def test_eurusd_from_both_vendors_keeps_their_clock_offset(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, asset_classes=("forex",), resolutions=("minute", "tick"),
-                 start=date(2014, 5, 2), end=date(2014, 5, 2))
+    report = run(
+        ingestor,
+        lean_root,
+        asset_classes=("forex",),
+        resolutions=("minute", "tick"),
+        start=date(2014, 5, 2),
+        end=date(2014, 5, 2),
+    )
     assert {a.source for a in report.accounts} == {"fxcm", "oanda"}
     bars = lake.read(BRONZE_BARS)
     assert set(bars.get_column("symbol_id")) == {"EURUSD:FX"} and set(bars.get_column("kind")) == {"bid", "ask"}
@@ -155,32 +190,62 @@ def test_eurusd_from_both_vendors_keeps_their_clock_offset(ingestor, lake, lean_
 
 
 def test_fxcm_read_in_leans_declared_zone_aligns_with_oanda(ingestor, lake, lean_root):
-    run(ingestor, lean_root, asset_classes=("forex",), resolutions=("minute",), markets=("fxcm",),
-        start=date(2014, 5, 2), end=date(2014, 5, 2), fx_data_tz={"fxcm": "Etc/GMT+5"})
+    run(
+        ingestor,
+        lean_root,
+        asset_classes=("forex",),
+        resolutions=("minute",),
+        markets=("fxcm",),
+        start=date(2014, 5, 2),
+        end=date(2014, 5, 2),
+        fx_data_tz={"fxcm": "Etc/GMT+5"},
+    )
     assert lake.read(BRONZE_BARS).get_column("ts").max() == utc(2014, 5, 2, 21)
 
 
 def test_forex_ticks_are_quotes_without_sizes(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, asset_classes=("forex",), resolutions=("tick",), markets=("oanda",),
-                 start=date(2014, 5, 5), end=date(2014, 5, 5))
+    report = run(
+        ingestor,
+        lean_root,
+        asset_classes=("forex",),
+        resolutions=("tick",),
+        markets=("oanda",),
+        start=date(2014, 5, 5),
+        end=date(2014, 5, 5),
+    )
     (acc,) = report.accounts
     assert acc.rows_read == 25_177 and acc.source == "oanda"
     quotes = lake.read(BRONZE_QUOTES).sort("ts", "seq")
     first = quotes.row(0, named=True)
-    assert (first["ts"], first["bid"], first["ask"], first["bid_size"]) == (utc(2014, 5, 5, 0, 0, 23, 668_000), 1.3871, 1.38726, None)
+    assert (first["ts"], first["bid"], first["ask"], first["bid_size"]) == (
+        utc(2014, 5, 5, 0, 0, 23, 668_000),
+        1.3871,
+        1.38726,
+        None,
+    )
 
 
 def test_btc_from_three_exchanges(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, asset_classes=("crypto",), resolutions=("minute",), kinds=("trade",),
-                 start=date(2018, 4, 4), end=date(2022, 12, 13))
+    report = run(
+        ingestor,
+        lean_root,
+        asset_classes=("crypto",),
+        resolutions=("minute",),
+        kinds=("trade",),
+        start=date(2018, 4, 4),
+        end=date(2022, 12, 13),
+    )
     assert {a.source for a in report.accounts} == {"binance", "bybit", "coinbase"}
     bars = lake.read(BRONZE_BARS).filter(pl.col("kind") == "trade")
     assert set(bars.get_column("symbol_id")) == {"BTCUSD:CRYPTO"}
     assert bars.filter(pl.col("source") == "binance").height == 1440
     first = bars.filter(pl.col("source") == "binance").sort("ts").row(0, named=True)
     assert (first["ts"], first["open"], first["volume"]) == (utc(2022, 12, 13, 0, 1), 17212.12, 110.66042)
-    both = (bars.filter(pl.col("source") == "binance").select("ts", pl.col("close").alias("binance"))
-            .join(bars.filter(pl.col("source") == "bybit").select("ts", pl.col("close").alias("bybit")), on="ts"))
+    both = (
+        bars.filter(pl.col("source") == "binance")
+        .select("ts", pl.col("close").alias("binance"))
+        .join(bars.filter(pl.col("source") == "bybit").select("ts", pl.col("close").alias("bybit")), on="ts")
+    )
     gap = (both.get_column("binance") - both.get_column("bybit")).abs().median()
     assert 1.0 < gap < 20.0  # the venues genuinely disagree by a few dollars
 
@@ -193,8 +258,14 @@ def test_crypto_perpetuals_get_their_own_symbols(ingestor, lake, lean_root):
 
 
 def test_option_universe(ingestor, lake, lean_root):
-    report = run(ingestor, lean_root, asset_classes=("option",), tickers=("goog",), start=date(2015, 12, 23),
-                 end=date(2015, 12, 23))
+    report = run(
+        ingestor,
+        lean_root,
+        asset_classes=("option",),
+        tickers=("goog",),
+        start=date(2015, 12, 23),
+        end=date(2015, 12, 23),
+    )
     (acc,) = report.accounts
     path = lean_root / "option/usa/universes/goog/20151223.csv"
     options = len(path.read_text().splitlines()) - 2  # header and underlying rows are not options
@@ -202,8 +273,9 @@ def test_option_universe(ingestor, lake, lean_root):
     chain = lake.read(BRONZE_OPTIONS_CHAIN)
     assert set(chain.get_column("ts")) == {utc(2015, 12, 23, 21)}
     assert set(chain.get_column("underlying")) == {"GOOG:US"} and set(chain.get_column("right")) == {"C", "P"}
-    row = chain.filter((pl.col("expiry") == date(2018, 1, 19)) & (pl.col("strike") == 1140.0)
-                       & (pl.col("right") == "P")).row(0, named=True)
+    row = chain.filter(
+        (pl.col("expiry") == date(2018, 1, 19)) & (pl.col("strike") == 1140.0) & (pl.col("right") == "P")
+    ).row(0, named=True)
     assert (row["last"], row["open_interest"], row["iv"], row["bid"]) == (384.91, 3310.0, 0.0, None)
 
 
@@ -226,24 +298,32 @@ def test_second_run_writes_nothing_and_keeps_content(ingestor, lake, lean_root):
 
 # ---- synthetic files ----------------------------------------------------------------------------
 
+
 def test_bad_lines_are_quarantined_with_reasons(tmp_path, ingestor, lake):
-    path = write_zip(tmp_path / "equity/usa/tick/aapl/20140606_trade.zip", [
-        f"{ms(9, 30)},6500000,100,Q,0,0",          # good
-        f"{ms(9, 31)},-6500000,100,Q,0,0",         # negative price
-        f"{ms(9, 32)},nan,100,Q,0,0",              # NaN price
-        f"{ms(9, 33)},6500000,100,Q",              # wrong field count
-        f"{ms(9, 34)},65abc,100,Q,0,0",            # not a number
-        f"{ms(9, 20)},6500000,100,Q,0,0",          # goes back in time
-        "",                                         # blank lines are not rows
-        f"{ms(9, 35)},6500100,200,Q,0,1",          # vendor-flagged suspicious: kept, flagged
-    ])
+    path = write_zip(
+        tmp_path / "equity/usa/tick/aapl/20140606_trade.zip",
+        [
+            f"{ms(9, 30)},6500000,100,Q,0,0",  # good
+            f"{ms(9, 31)},-6500000,100,Q,0,0",  # negative price
+            f"{ms(9, 32)},nan,100,Q,0,0",  # NaN price
+            f"{ms(9, 33)},6500000,100,Q",  # wrong field count
+            f"{ms(9, 34)},65abc,100,Q,0,0",  # not a number
+            f"{ms(9, 20)},6500000,100,Q,0,0",  # goes back in time
+            "",  # blank lines are not rows
+            f"{ms(9, 35)},6500100,200,Q,0,1",  # vendor-flagged suspicious: kept, flagged
+        ],
+    )
     report = run(ingestor, tmp_path)
     (acc,) = report.accounts
     assert (acc.rows_read, acc.rows_written, acc.quarantined) == (7, 2, 5)
     q = lake.read(BRONZE_QUARANTINE).sort("row")
     assert q.select("row", "reason").rows() == [
-        (2, "price must be > 0"), (3, "price is not finite"), (4, "expected 6 fields, got 4"),
-        (5, "price: not a number (65abc)"), (6, "ts goes backwards (out of order)")]
+        (2, "price must be > 0"),
+        (3, "price is not finite"),
+        (4, "expected 6 fields, got 4"),
+        (5, "price: not a number (65abc)"),
+        (6, "ts goes backwards (out of order)"),
+    ]
     assert q.get_column("raw")[3] == f"{ms(9, 34)},65abc,100,Q,0,0"
     assert set(q.get_column("file")) == {str(path)}
     trades = lake.read(BRONZE_TRADES).sort("ts")
@@ -252,11 +332,19 @@ def test_bad_lines_are_quarantined_with_reasons(tmp_path, ingestor, lake):
 
 def test_dst_change_on_both_sides(tmp_path, ingestor, lake):
     for day in ("20140307", "20140310"):  # US clocks moved forward on Sunday 2014-03-09
-        write_zip(tmp_path / f"equity/usa/minute/spy/{day}_trade.zip", [f"{ms(9, 30)},1850000,1851000,1849000,1850500,1000"])
+        write_zip(
+            tmp_path / f"equity/usa/minute/spy/{day}_trade.zip", [f"{ms(9, 30)},1850000,1851000,1849000,1850500,1000"]
+        )
         write_zip(tmp_path / f"equity/usa/tick/spy/{day}_quote.zip", [f"{ms(9, 30)},1850000,100,1850100,200,P,0,0"])
     run(ingestor, tmp_path)
-    assert lake.read(BRONZE_BARS).sort("ts").get_column("ts").to_list() == [utc(2014, 3, 7, 14, 31), utc(2014, 3, 10, 13, 31)]
-    assert lake.read(BRONZE_QUOTES).sort("ts").get_column("ts").to_list() == [utc(2014, 3, 7, 14, 30), utc(2014, 3, 10, 13, 30)]
+    assert lake.read(BRONZE_BARS).sort("ts").get_column("ts").to_list() == [
+        utc(2014, 3, 7, 14, 31),
+        utc(2014, 3, 10, 13, 31),
+    ]
+    assert lake.read(BRONZE_QUOTES).sort("ts").get_column("ts").to_list() == [
+        utc(2014, 3, 7, 14, 30),
+        utc(2014, 3, 10, 13, 30),
+    ]
 
 
 def test_corrupt_empty_and_missing_files_fail_alone(tmp_path, ingestor, lake):
@@ -267,13 +355,21 @@ def test_corrupt_empty_and_missing_files_fail_alone(tmp_path, ingestor, lake):
     empty.write_bytes(b"")
     blank = write_zip(tmp_path / "crypto/coinbase/minute/btcusd/20180407_trade.zip", b"")
     missing = Path("crypto/coinbase/minute/btcusd/20180408_trade.zip")
-    damaged = write_zip(tmp_path / "crypto/coinbase/minute/btcusd/20180409_trade.zip",
-                        [f"{i},7424.91,7424.91,7422,7422,{i}.5" for i in range(0, 86_400_000, 60_000)])
+    damaged = write_zip(
+        tmp_path / "crypto/coinbase/minute/btcusd/20180409_trade.zip",
+        [f"{i},7424.91,7424.91,7422,7422,{i}.5" for i in range(0, 86_400_000, 60_000)],
+    )
     raw = bytearray(damaged.read_bytes())
     raw[200:260] = bytes(60)  # damage the compressed stream; the directory still reads
     damaged.write_bytes(bytes(raw))
-    files = (good.relative_to(tmp_path), corrupt.relative_to(tmp_path), empty.relative_to(tmp_path),
-             blank.relative_to(tmp_path), missing, damaged.relative_to(tmp_path))
+    files = (
+        good.relative_to(tmp_path),
+        corrupt.relative_to(tmp_path),
+        empty.relative_to(tmp_path),
+        blank.relative_to(tmp_path),
+        missing,
+        damaged.relative_to(tmp_path),
+    )
     report = ingestor.run(lean.batches(lean.Params(root=tmp_path, files=files)))
     assert [a.file for a in report.accounts] == [str(good)] and report.accounts[0].rows_written == 1
     failed = {Path(f.file).name: f.message for f in report.failures}
@@ -287,33 +383,53 @@ def test_corrupt_empty_and_missing_files_fail_alone(tmp_path, ingestor, lake):
 
 
 def test_quote_bars_with_one_empty_side(tmp_path, ingestor, lake):
-    write_zip(tmp_path / "equity/usa/minute/foxa/20130701_quote.zip", [
-        f"{ms(4, 0)},270000,270000,270000,270000,100,,,,,0",          # ask side empty: one bid bar
-        f"{ms(9, 30)},270000,271000,269000,270500,100,271000,272000,270000,271500,300",
-        f"{ms(9, 31)},,,,,0,,,,,0",                                   # nothing at all: rejected
-    ])
+    write_zip(
+        tmp_path / "equity/usa/minute/foxa/20130701_quote.zip",
+        [
+            f"{ms(4, 0)},270000,270000,270000,270000,100,,,,,0",  # ask side empty: one bid bar
+            f"{ms(9, 30)},270000,271000,269000,270500,100,271000,272000,270000,271500,300",
+            f"{ms(9, 31)},,,,,0,,,,,0",  # nothing at all: rejected
+        ],
+    )
     (acc,) = run(ingestor, tmp_path).accounts
     assert (acc.rows_read, acc.rows_written, acc.quarantined) == (4, 3, 1)
     bars = lake.read(BRONZE_BARS).sort("ts", "kind")
-    assert bars.select("kind", "close", "volume").rows() == [("bid", 27.0, 100.0), ("ask", 27.15, 300.0), ("bid", 27.05, 100.0)]
+    assert bars.select("kind", "close", "volume").rows() == [
+        ("bid", 27.0, 100.0),
+        ("ask", 27.15, 300.0),
+        ("bid", 27.05, 100.0),
+    ]
     assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == ["bid and ask: both sides missing"]
 
 
 def test_suspicious_quotes_are_quarantined(tmp_path, ingestor, lake):
-    write_zip(tmp_path / "equity/usa/tick/bac/20131007_quote.zip",
-              [f"{ms(9, 30)},139400,100,139500,200,P,1,0", f"{ms(9, 30)},139400,100,149500,200,P,1,1"])
+    write_zip(
+        tmp_path / "equity/usa/tick/bac/20131007_quote.zip",
+        [f"{ms(9, 30)},139400,100,139500,200,P,1,0", f"{ms(9, 30)},139400,100,149500,200,P,1,1"],
+    )
     (acc,) = run(ingestor, tmp_path).accounts
     assert (acc.rows_written, acc.quarantined) == (1, 1)
-    assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == ["suspicious: quote flagged suspicious by the vendor"]
+    assert lake.read(BRONZE_QUARANTINE).get_column("reason").to_list() == [
+        "suspicious: quote flagged suspicious by the vendor"
+    ]
 
 
 # ---- parameters and paths -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("asset, ticker, expected", [
-    ("equity", "aapl", "AAPL:US"), ("indexoption", "spx", "SPX:US"), ("forex", "eurusd", "EURUSD:FX"),
-    ("crypto", "btcbusd", "BTCUSD:CRYPTO"), ("crypto", "btcusdt", "BTCUSD:CRYPTO"), ("crypto", "btcusd", "BTCUSD:CRYPTO"),
-    ("cryptofuture", "btcusdt", "BTCUSD-PERP:CRYPTO"), ("cryptofuture", "btcusd", "BTCUSD-INVPERP:CRYPTO"),
-])
+
+@pytest.mark.parametrize(
+    "asset, ticker, expected",
+    [
+        ("equity", "aapl", "AAPL:US"),
+        ("indexoption", "spx", "SPX:US"),
+        ("forex", "eurusd", "EURUSD:FX"),
+        ("crypto", "btcbusd", "BTCUSD:CRYPTO"),
+        ("crypto", "btcusdt", "BTCUSD:CRYPTO"),
+        ("crypto", "btcusd", "BTCUSD:CRYPTO"),
+        ("cryptofuture", "btcusdt", "BTCUSD-PERP:CRYPTO"),
+        ("cryptofuture", "btcusd", "BTCUSD-INVPERP:CRYPTO"),
+    ],
+)
 def test_symbol_ids(asset, ticker, expected):
     assert symbol_id(asset, ticker) == expected
 
@@ -321,7 +437,15 @@ def test_symbol_ids(asset, ticker, expected):
 def test_paths_describe_their_content(tmp_path):
     f = describe(tmp_path / "crypto/coinbase/daily/btcusd_quote.zip", tmp_path)
     assert (f.asset_class, f.market, f.resolution, f.kind, f.ticker, f.day, f.source, f.table) == (
-        "crypto", "coinbase", "daily", "quote", "btcusd", None, "coinbase", "bronze.bars")
+        "crypto",
+        "coinbase",
+        "daily",
+        "quote",
+        "btcusd",
+        None,
+        "coinbase",
+        "bronze.bars",
+    )
     g = describe(tmp_path / "equity/usa/tick/bac/20131007_trade.zip", tmp_path)
     assert (g.day, g.source, g.table, g.symbol_id) == (date(2013, 10, 7), "lean", "bronze.trades", "BAC:US")
 
@@ -340,12 +464,17 @@ def test_params_are_strict():
 
 
 def test_fractional_milliseconds_keep_nanosecond_precision(tmp_path, ingestor, lake):
-    write_zip(tmp_path / "equity/usa/tick/bac/20131007_trade.zip",
-              ["34200000.5,139400,100,P,0,0", "34200000.5,139500,100,Q,0,0", "34200001.25,139400,100,P,0,0"])
+    write_zip(
+        tmp_path / "equity/usa/tick/bac/20131007_trade.zip",
+        ["34200000.5,139400,100,P,0,0", "34200000.5,139500,100,Q,0,0", "34200001.25,139400,100,P,0,0"],
+    )
     run(ingestor, tmp_path)
     trades = lake.read(BRONZE_TRADES).sort("ts", "seq")
     assert trades.get_column("ts").to_list() == [
-        utc(2013, 10, 7, 13, 30, 0, 500), utc(2013, 10, 7, 13, 30, 0, 500), utc(2013, 10, 7, 13, 30, 0, 1250)]
+        utc(2013, 10, 7, 13, 30, 0, 500),
+        utc(2013, 10, 7, 13, 30, 0, 500),
+        utc(2013, 10, 7, 13, 30, 0, 1250),
+    ]
     assert trades.get_column("seq").to_list() == [0, 1, 0]
     assert trades.get_column("exchange").to_list() == ["P", "Q", "P"]
 

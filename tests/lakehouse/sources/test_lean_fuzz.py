@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -28,14 +28,17 @@ FILES = [
 ]
 
 field = st.one_of(
-    st.integers(-10, 90_000_000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-10, 90_000_000).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["", "P", "Q", "nan", "-0", "1e309", "20140606 09:00", "20131301 25:61", "0x1F", " 12 "]),
     st.text(alphabet=st.characters(blacklist_characters=",\n\r"), max_size=8),
 )
-line = st.one_of(st.lists(field, min_size=0, max_size=12).map(",".join),
-                 st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
-payload = st.one_of(st.lists(line, max_size=30).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass")),
-                    st.binary(max_size=400))
+line = st.one_of(
+    st.lists(field, min_size=0, max_size=12).map(",".join), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))
+)
+payload = st.one_of(
+    st.lists(line, max_size=30).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass")), st.binary(max_size=400)
+)
 
 
 def non_blank_rows(data: bytes) -> set[int]:
@@ -72,14 +75,16 @@ def test_universe_parser_never_crashes(data):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(line, min_size=1, max_size=15))
 def test_engine_balances_on_fuzzed_files(lines):
-    clock = lambda: datetime(2026, 11, 1, tzinfo=timezone.utc)  # noqa: E731
+    clock = lambda: datetime(2026, 11, 1, tzinfo=UTC)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         path = root / "equity/usa/tick/bac/20131007_trade.zip"
         path.parent.mkdir(parents=True)
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("x.csv", "\n".join(lines).encode("utf-8", "surrogatepass"))
-        report = Ingestor(Lake(str(root / "lake")), clock, frozenset({"BAC:US"})).run(lean.batches(lean.Params(root=root)))
+        report = Ingestor(Lake(str(root / "lake")), clock, frozenset({"BAC:US"})).run(
+            lean.batches(lean.Params(root=root))
+        )
         assert report.balanced
         expected = len(non_blank_rows("\n".join(lines).encode("utf-8", "surrogatepass")))
         if expected:

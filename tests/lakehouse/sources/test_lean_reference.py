@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lakehouse.corporate_actions import events_from_factor_rows
 from lakehouse.futures_contracts import contract_dates, read_symbol_properties
@@ -14,12 +15,17 @@ from lakehouse.security_master import known_symbols
 from lakehouse.sources import lean_reference_parse as parse
 from lakehouse.sources.lean_reference import Params, batches
 from lakehouse.storage import Lake
-from lakehouse.tables import (BRONZE_BARS, BRONZE_CORPORATE_ACTIONS, BRONZE_FUTURES_CONTRACTS,
-                              BRONZE_OPEN_INTEREST, BRONZE_SYMBOL_MAP)
+from lakehouse.tables import (
+    BRONZE_BARS,
+    BRONZE_CORPORATE_ACTIONS,
+    BRONZE_FUTURES_CONTRACTS,
+    BRONZE_OPEN_INTEREST,
+    BRONZE_SYMBOL_MAP,
+)
 
 
 def _utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_aapl_factor_file_gives_split_and_dividends(shared_data):
@@ -28,7 +34,12 @@ def test_aapl_factor_file_gives_split_and_dividends(shared_data):
     assert rejected == [] and rows.height == 41
     ev = events_from_factor_rows(rows, "AAPL:US")
     splits = ev.filter(pl.col("kind") == "split").select("ex_date", "ratio").rows()
-    assert splits == [(date(2000, 6, 21), 2.0), (date(2005, 2, 28), 2.0), (date(2014, 6, 9), 7.0), (date(2020, 8, 31), 4.0)]
+    assert splits == [
+        (date(2000, 6, 21), 2.0),
+        (date(2005, 2, 28), 2.0),
+        (date(2014, 6, 9), 7.0),
+        (date(2020, 8, 31), 4.0),
+    ]
     split = ev.filter(pl.col("ex_date") == date(2014, 6, 9)).row(0, named=True)
     assert split["known_at"] == _utc(2014, 6, 6, 20)  # the 2014-06-06 close (16:00 New York)
     div = ev.filter((pl.col("kind") == "dividend") & (pl.col("ex_date") == date(2014, 5, 8))).row(0, named=True)
@@ -41,8 +52,11 @@ def test_map_file_rows(shared_data):
     path = shared_data / "lean/equity/usa/map_files/googl.csv"
     rows, rejected = parse.parse_map_rows(path.read_text(), str(path))
     assert rejected == []
-    assert rows.select("date", "ticker").rows() == [(date(2004, 8, 19), "GOOG"), (date(2014, 4, 2), "GOOG"),
-                                                   (date(2050, 12, 31), "GOOGL")]
+    assert rows.select("date", "ticker").rows() == [
+        (date(2004, 8, 19), "GOOG"),
+        (date(2014, 4, 2), "GOOG"),
+        (date(2050, 12, 31), "GOOGL"),
+    ]
 
 
 def test_contract_rules_and_properties(shared_data):
@@ -56,8 +70,14 @@ def test_contract_rules_and_properties(shared_data):
 
 
 def test_ingest_equities_and_es_futures(shared_data, lake, clock):
-    params = Params(root=shared_data / "lean", tickers=["aapl", "googl"], futures=["cme/es"],
-                    resolutions=["daily", "minute"], minute_from=date(2013, 12, 18), minute_to=date(2013, 12, 18))
+    params = Params(
+        root=shared_data / "lean",
+        tickers=["aapl", "googl"],
+        futures=["cme/es"],
+        resolutions=["daily", "minute"],
+        minute_from=date(2013, 12, 18),
+        minute_to=date(2013, 12, 18),
+    )
     ingestor = Ingestor(lake, clock, known_symbols())
     report = ingestor.run(batches(params))
     assert report.failures == [] and report.balanced and report.total("quarantined") == 0
@@ -81,8 +101,11 @@ def test_ingest_equities_and_es_futures(shared_data, lake, clock):
 
 
 # ---- fuzz ---------------------------------------------------------------------------------------
-_cell = st.one_of(st.from_regex(r"-?\d{1,9}(\.\d{1,7})?", fullmatch=True), st.sampled_from(["", "inf", "1e+07", "x", "0"]),
-                  st.dates(date(1990, 1, 1), date(2060, 1, 1)).map(lambda d: d.strftime("%Y%m%d")))
+_cell = st.one_of(
+    st.from_regex(r"-?\d{1,9}(\.\d{1,7})?", fullmatch=True),
+    st.sampled_from(["", "inf", "1e+07", "x", "0"]),
+    st.dates(date(1990, 1, 1), date(2060, 1, 1)).map(lambda d: d.strftime("%Y%m%d")),
+)
 _line = st.lists(_cell, min_size=0, max_size=6).map(",".join)
 _text = st.lists(_line, max_size=25).map("\n".join)
 

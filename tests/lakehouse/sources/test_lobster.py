@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -39,24 +39,37 @@ def test_real_pair_counts_times_and_prices(shared_data, lake, clock):
     first, last = events.row(0, named=True), events.row(-1, named=True)
     # 34200.004241176 s after midnight ET on 2012-06-21 (EDT, UTC-4) -> 13:30:00.004241176 UTC
     ns = events["ts"].dt.epoch("ns")
-    assert ns[0] == ts_value(datetime(2012, 6, 21, 13, 30, tzinfo=timezone.utc)) + 4_241_176
-    assert (first["action"], first["side"], first["price"], first["size"], first["order_id"]) == ("add", 1, 585.33, 18.0, 16113575)
+    assert ns[0] == ts_value(datetime(2012, 6, 21, 13, 30, tzinfo=UTC)) + 4_241_176
+    assert (first["action"], first["side"], first["price"], first["size"], first["order_id"]) == (
+        "add",
+        1,
+        585.33,
+        18.0,
+        16113575,
+    )
     book = json.loads(first["book"])
     assert book["ask_px"][0] == 585.94 and book["ask_sz"][0] == 200 and book["bid_px"][0] == 585.33
     # the last message, 34249.086375027 s after midnight ET: a buy limit order of 18 at 585.35
-    assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=timezone.utc)) + 86_375_027
-    assert (last["action"], last["side"], last["price"], last["size"], last["order_id"]) == ("add", 1, 585.35, 18.0, 18259338)
+    assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=UTC)) + 86_375_027
+    assert (last["action"], last["side"], last["price"], last["size"], last["order_id"]) == (
+        "add",
+        1,
+        585.35,
+        18.0,
+        18259338,
+    )
     assert len(book["bid_px"]) == 10
-    assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=timezone.utc)) + 86_375_027
+    assert ns[-1] == ts_value(datetime(2012, 6, 21, 13, 30, 49, tzinfo=UTC)) + 86_375_027
     n_type = {t: sum(1 for ln in lines if ln.split(",")[1] == str(t)) for t in range(1, 8)}
     counts = dict(events.group_by("action").len().iter_rows())
-    assert counts == {a: n_type[t] for t, a in ((1, "add"), (3, "delete"), (4, "fill"), (5, "fill_hidden")) if n_type[t]}
+    assert counts == {
+        a: n_type[t] for t, a in ((1, "add"), (3, "delete"), (4, "fill"), (5, "fill_hidden")) if n_type[t]
+    }
     trades = lake.read(BRONZE_TRADES).sort("ts", "seq")
     assert trades.height == n_type[4] == 98
     # first visible execution hits a SELL order (direction -1) at 585.74: the aggressor bought
     assert trades.row(0, named=True)["price"] == 585.74 and trades.row(0, named=True)["side"] == 1
-    assert trades["side"].to_list() == [-d for d in
-                                        (int(ln.split(",")[5]) for ln in lines if ln.split(",")[1] == "4")]
+    assert trades["side"].to_list() == [-d for d in (int(ln.split(",")[5]) for ln in lines if ln.split(",")[1] == "4")]
 
 
 def test_second_ingest_writes_nothing(shared_data, lake, clock):
@@ -69,17 +82,25 @@ def test_second_ingest_writes_nothing(shared_data, lake, clock):
 
 
 def test_bad_lines_quarantine_their_event(tmp_path, lake, clock):
-    msg = _write_pair(tmp_path, [
-        "34200.1,1,11,100,300000,1",
-        "34200.2,1,12,abc,300100,-1",      # bad size in the message file
-        "34200.3,4,11,50,300000,1",
-        "34200.4,1,13,10,300200,-1",       # bad orderbook line below
-        "34200.5,9,14,10,300200,-1",       # unknown event type
-        "34200.6,7,0,0,-1,-1",             # trading halt
-    ], [
-        "300100,100,300000,100", "300100,100,300000,100", "300100,100,300000,50",
-        "300100,x,300000,50", "300100,100,300000,50", "9999999999,0,-9999999999,0",
-    ])
+    msg = _write_pair(
+        tmp_path,
+        [
+            "34200.1,1,11,100,300000,1",
+            "34200.2,1,12,abc,300100,-1",  # bad size in the message file
+            "34200.3,4,11,50,300000,1",
+            "34200.4,1,13,10,300200,-1",  # bad orderbook line below
+            "34200.5,9,14,10,300200,-1",  # unknown event type
+            "34200.6,7,0,0,-1,-1",  # trading halt
+        ],
+        [
+            "300100,100,300000,100",
+            "300100,100,300000,100",
+            "300100,100,300000,50",
+            "300100,x,300000,50",
+            "300100,100,300000,50",
+            "9999999999,0,-9999999999,0",
+        ],
+    )
     report = _ingest(lake, clock, [msg])
     assert report.balanced
     book = next(a for a in report.accounts if a.table == BRONZE_BOOK_EVENTS.qualified)
@@ -98,8 +119,7 @@ def test_bad_lines_quarantine_their_event(tmp_path, lake, clock):
 
 
 def test_misaligned_pair_fails_naming_both_files(tmp_path, lake, clock):
-    msg = _write_pair(tmp_path, ["34200.1,1,11,100,300000,1", "34200.2,1,12,100,300100,-1"],
-                      ["300100,100,300000,100"])
+    msg = _write_pair(tmp_path, ["34200.1,1,11,100,300000,1", "34200.2,1,12,100,300100,-1"], ["300100,100,300000,100"])
     report = _ingest(lake, clock, [msg])
     assert not report.accounts and len(report.failures) == 1
     message = report.failures[0].message

@@ -4,25 +4,33 @@ option chain, and an idempotent, balanced ingest into a temporary lake."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from core.errors import ConfigError
 from lakehouse.ingest import Ingestor
 from lakehouse.security_master import known_symbols
 from lakehouse.sources import simulator as sim
 from lakehouse.sources.registry import parse_params
 from lakehouse.sources.sim_config import DEFAULT_VENDORS
 from lakehouse.sources.sim_options import black_scholes
-from lakehouse.tables import (BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_QUOTES, BRONZE_SIM_EVENTS,
-                              BRONZE_SIM_TRUTH, BRONZE_TRADES)
-from core.errors import ConfigError
+from lakehouse.tables import (
+    BRONZE_OPTIONS_CHAIN,
+    BRONZE_QUARANTINE,
+    BRONZE_QUOTES,
+    BRONZE_SIM_EVENTS,
+    BRONZE_SIM_TRUTH,
+    BRONZE_TRADES,
+)
 
 # Faults far more often than the defaults, so a 20-minute session shows each kind.
-FAULTY = [v.model_copy(update={"gaps_per_day": 40, "stales_per_day": 60, "bad_print_rate": 0.003})
-          for v in DEFAULT_VENDORS]
+FAULTY = [
+    v.model_copy(update={"gaps_per_day": 40, "stales_per_day": 60, "bad_print_rate": 0.003}) for v in DEFAULT_VENDORS
+]
 
 
 def small(**kw) -> sim.Params:
@@ -42,13 +50,13 @@ def frames(params: sim.Params) -> dict[tuple[str, str], pl.DataFrame]:
 @pytest.fixture(scope="module")
 def faulty_lake(tmp_path_factory):
     """A lake holding two 20-minute sessions of two symbols from the fault-heavy vendors."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from lakehouse.storage import Lake
 
     lake = Lake(str(tmp_path_factory.mktemp("simlake")))
     params = small(vendors=FAULTY, n_days=2)
-    at = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     report = Ingestor(lake, lambda: at, known_symbols()).run(sim.batches(params))
     return lake, params, report
 
@@ -72,8 +80,10 @@ def test_adding_a_symbol_leaves_the_others_unchanged():
     for key, df in one.items():
         assert_frame_equal(df, two[key])
     ids = lambda p: {b.file: b.batch_id for b in sim.batches(p)}
-    assert ids(small(symbols=["SIM1:SIM"]))["simulator://SIM1:SIM/2026-01-05"] == \
-        ids(small(symbols=["SIM1:SIM", "SIM3:SIM"]))["simulator://SIM1:SIM/2026-01-05"]
+    assert (
+        ids(small(symbols=["SIM1:SIM"]))["simulator://SIM1:SIM/2026-01-05"]
+        == ids(small(symbols=["SIM1:SIM", "SIM3:SIM"]))["simulator://SIM1:SIM/2026-01-05"]
+    )
 
 
 @pytest.mark.parametrize("vendor", DEFAULT_VENDORS, ids=lambda v: v.name)
@@ -120,10 +130,15 @@ def _trades_vs_truth(lake, vendor) -> pl.DataFrame:
     """Each trade of ``vendor`` beside the true mid at its (clock-corrected) stamp."""
     truth = lake.read(BRONZE_SIM_TRUTH, columns=["ts", "symbol_id", "price"]).rename({"price": "mid"}).sort("ts")
     offset = pl.duration(microseconds=int(vendor.clock_offset_ms * 1000), time_unit="ns")
-    trades = (lake.read(BRONZE_TRADES).filter(pl.col("source") == vendor.name)
-              .with_columns((pl.col("ts") - offset).alias("t0")).sort("t0"))
-    return trades.join_asof(truth, left_on="t0", right_on="ts", by="symbol_id", strategy="backward", suffix="_truth",
-                           check_sortedness=False)
+    trades = (
+        lake.read(BRONZE_TRADES)
+        .filter(pl.col("source") == vendor.name)
+        .with_columns((pl.col("ts") - offset).alias("t0"))
+        .sort("t0")
+    )
+    return trades.join_asof(
+        truth, left_on="t0", right_on="ts", by="symbol_id", strategy="backward", suffix="_truth", check_sortedness=False
+    )
 
 
 @pytest.mark.parametrize("vendor", FAULTY, ids=lambda v: v.name)
@@ -131,8 +146,11 @@ def test_bad_prints_in_sim_events_are_the_prices_that_deviate(faulty_lake, vendo
     lake, _, _ = faulty_lake
     joined = _trades_vs_truth(lake, vendor).with_columns(((pl.col("price") / pl.col("mid")) - 1).abs().alias("dev"))
     deviating = joined.filter(pl.col("dev") > 0.015).select("symbol_id", "ts", "price").sort("symbol_id", "ts")
-    events = (lake.read(BRONZE_SIM_EVENTS).filter((pl.col("vendor") == vendor.name) & (pl.col("kind") == "bad_print"))
-              .sort("symbol_id", "ts"))
+    events = (
+        lake.read(BRONZE_SIM_EVENTS)
+        .filter((pl.col("vendor") == vendor.name) & (pl.col("kind") == "bad_print"))
+        .sort("symbol_id", "ts")
+    )
     assert events.height >= 3
     assert_frame_equal(deviating.select("symbol_id", "ts"), events.select("symbol_id", "ts"))
     recorded = [json.loads(d)["price"] for d in events["detail"]]
@@ -173,10 +191,13 @@ def test_option_chain_greeks_are_sane(faulty_lake):
     assert calls["delta"].is_between(0, 1).all() and puts["delta"].is_between(-1, 0).all()
     assert (chain["gamma"] > 0).all() and (chain["vega"] > 0).all() and (chain["bid"] <= chain["ask"]).all()
     pair = calls.join(puts, on=["underlying", "ts", "expiry", "strike"], suffix="_p")
-    spot = lake.read(BRONZE_SIM_TRUTH).join(pair.select("underlying", "ts").unique(),
-                                            left_on=["symbol_id", "ts"], right_on=["underlying", "ts"])
-    pair = pair.join(spot.select(pl.col("symbol_id").alias("underlying"), "ts", pl.col("price").alias("spot")),
-                     on=["underlying", "ts"])
+    spot = lake.read(BRONZE_SIM_TRUTH).join(
+        pair.select("underlying", "ts").unique(), left_on=["symbol_id", "ts"], right_on=["underlying", "ts"]
+    )
+    pair = pair.join(
+        spot.select(pl.col("symbol_id").alias("underlying"), "ts", pl.col("price").alias("spot")),
+        on=["underlying", "ts"],
+    )
     t = (pair["expiry"] - pair["ts"].dt.date()).dt.total_days().to_numpy() / 365.0
     rate = params.dynamics.rate
     parity = pair["last"] - pair["last_p"] - (pair["spot"] - pair["strike"] * np.exp(-rate * t))

@@ -13,39 +13,67 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from core.errors import ConfigError, SourceError
 from lakehouse.ingest import Ingestor, text_batch_id
 from lakehouse.security_master import known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.sources.sql import READERS, SEED_DDL, WATERMARKS, Params, batches, split_unmapped
 from lakehouse.tables import BRONZE_OPTIONS_CHAIN, BRONZE_QUARANTINE, BRONZE_TRADES
-from core.errors import ConfigError, SourceError
 
 TRADE_COLS = ["symbol", "ts", "price", "size", "exchange", "conditions", "side"]
-OPTION_COLS = ["underlying", "ts", "expiry", "strike", "option_type", "bid", "ask", "last", "volume",
-               "open_interest", "implied_volatility", "delta", "gamma", "vega", "theta", "rho"]
+OPTION_COLS = [
+    "underlying",
+    "ts",
+    "expiry",
+    "strike",
+    "option_type",
+    "bid",
+    "ask",
+    "last",
+    "volume",
+    "open_interest",
+    "implied_volatility",
+    "delta",
+    "gamma",
+    "vega",
+    "theta",
+    "rho",
+]
 
 
 def stock_trades_rows(trades: pl.DataFrame) -> pl.DataFrame:
     """Real bronze trades (the ``bac_trades`` fixture) as the seed's stock_trades rows."""
     return trades.select(
         pl.col("symbol_id").str.replace(":US", "", literal=True).alias("symbol"),
-        pl.col("ts").dt.cast_time_unit("us"), "price", pl.col("size").cast(pl.Int64),
-        "exchange", "conditions", pl.lit(None, pl.String).alias("side"))
+        pl.col("ts").dt.cast_time_unit("us"),
+        "price",
+        pl.col("size").cast(pl.Int64),
+        "exchange",
+        "conditions",
+        pl.lit(None, pl.String).alias("side"),
+    )
 
 
 def lean_option_rows(shared_data, ticker: str, day: str) -> pl.DataFrame:
     """A LEAN option universe file as options_data rows (snapshot at 16:00 ET; the underlying row dropped)."""
-    raw = pl.read_csv(shared_data / f"lean/option/usa/universes/{ticker}/{day}.csv",
-                      schema_overrides={"#expiry": pl.String, "open_interest": pl.Float64, "volume": pl.Float64})
+    raw = pl.read_csv(
+        shared_data / f"lean/option/usa/universes/{ticker}/{day}.csv",
+        schema_overrides={"#expiry": pl.String, "open_interest": pl.Float64, "volume": pl.Float64},
+    )
     snap = pl.datetime(int(day[:4]), int(day[4:6]), int(day[6:]), 16, time_zone="America/New_York")
     return raw.filter(pl.col("#expiry").is_not_null()).select(
-        pl.lit(ticker.upper()).alias("underlying"), snap.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
-        pl.col("#expiry").str.to_date("%Y%m%d").alias("expiry"), pl.col("strike").cast(pl.Float64),
+        pl.lit(ticker.upper()).alias("underlying"),
+        snap.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
+        pl.col("#expiry").str.to_date("%Y%m%d").alias("expiry"),
+        pl.col("strike").cast(pl.Float64),
         pl.when(pl.col("right") == "C").then(pl.lit("call")).otherwise(pl.lit("put")).alias("option_type"),
-        pl.lit(None, pl.Float64).alias("bid"), pl.lit(None, pl.Float64).alias("ask"),
-        pl.col("close").cast(pl.Float64).alias("last"), pl.col("volume").cast(pl.Int64),
+        pl.lit(None, pl.Float64).alias("bid"),
+        pl.lit(None, pl.Float64).alias("ask"),
+        pl.col("close").cast(pl.Float64).alias("last"),
+        pl.col("volume").cast(pl.Int64),
         pl.col("open_interest").cast(pl.Int64),
-        *[pl.col(c).cast(pl.Float64) for c in ("implied_volatility", "delta", "gamma", "vega", "theta", "rho")])
+        *[pl.col(c).cast(pl.Float64) for c in ("implied_volatility", "delta", "gamma", "vega", "theta", "rho")],
+    )
 
 
 def insert(dsn: str, table: str, frame: pl.DataFrame) -> None:
@@ -89,10 +117,18 @@ def test_runs_read_only_new_rows(bac_trades, shared_data, seed_db, lake, clock):
     second = ingest(lake, clock, params)
     assert second.accounts == [] and second.failures == []
 
-    bad = pl.DataFrame({"symbol": ["BAC", "BAC", "ZZZZ"], "ts": trades.get_column("ts").tail(3),
-                        "price": [None, 13.9, 13.9], "size": [100, -5, 100], "exchange": ["P"] * 3,
-                        "conditions": ["0"] * 3, "side": ["buy", "sell", None]},
-                       schema_overrides={"price": pl.Float64, "ts": trades.schema["ts"]})
+    bad = pl.DataFrame(
+        {
+            "symbol": ["BAC", "BAC", "ZZZZ"],
+            "ts": trades.get_column("ts").tail(3),
+            "price": [None, 13.9, 13.9],
+            "size": [100, -5, 100],
+            "exchange": ["P"] * 3,
+            "conditions": ["0"] * 3,
+            "side": ["buy", "sell", None],
+        },
+        schema_overrides={"price": pl.Float64, "ts": trades.schema["ts"]},
+    )
     insert(seed_db, "stock_trades", trades.slice(3000, 1000))
     insert(seed_db, "stock_trades", bad)
     third = ingest(lake, clock, params)
@@ -103,34 +139,49 @@ def test_runs_read_only_new_rows(bac_trades, shared_data, seed_db, lake, clock):
     stored = lake.read(BRONZE_TRADES).sort("seq")
     assert stored.height == 4000 and stored.get_column("seq").to_list() == list(range(1, 4001))
     expected = trades.select(
-        pl.col("ts").dt.cast_time_unit("ns"), pl.lit("BAC:US").alias("symbol_id"), "price",
-        pl.col("size").cast(pl.Float64), pl.lit(None, pl.Int8).alias("side"), "exchange", "conditions",
-        pl.int_range(1, 4001, dtype=pl.Int64).alias("seq"))
+        pl.col("ts").dt.cast_time_unit("ns"),
+        pl.lit("BAC:US").alias("symbol_id"),
+        "price",
+        pl.col("size").cast(pl.Float64),
+        pl.lit(None, pl.Int8).alias("side"),
+        "exchange",
+        "conditions",
+        pl.int_range(1, 4001, dtype=pl.Int64).alias("seq"),
+    )
     assert_frame_equal(stored.select(expected.columns), expected)
     assert set(stored.get_column("source")) == {"sql"}
 
     chain = lake.read(BRONZE_OPTIONS_CHAIN).sort("expiry", "strike", "right")
     want = options.sort("expiry", "strike", "option_type")
     assert chain.get_column("underlying").unique().to_list() == ["TWX:US"]
-    assert chain.get_column("right").to_list() == want.get_column("option_type").replace_strict(
-        {"call": "C", "put": "P"}).to_list()
+    assert (
+        chain.get_column("right").to_list()
+        == want.get_column("option_type").replace_strict({"call": "C", "put": "P"}).to_list()
+    )
     assert chain.get_column("strike").to_list() == want.get_column("strike").to_list()
     assert chain.get_column("iv").to_list() == want.get_column("implied_volatility").to_list()
     assert chain.get_column("expiry").min() >= date(2014, 6, 5)
 
     wm = lake.read(WATERMARKS).sort("last_id")
     assert wm.filter(pl.col("source_table") == "public.stock_trades").get_column("last_id").to_list() == [3000, 4003]
-    assert wm.filter(pl.col("source_table") == "public.options_data").get_column("last_id").to_list() == [options.height]
+    assert wm.filter(pl.col("source_table") == "public.options_data").get_column("last_id").to_list() == [
+        options.height
+    ]
 
 
 def test_bad_rows_are_quarantined_with_their_json(seed_db, lake, clock):
-    rows = pl.DataFrame({"symbol": ["BAC", "BAC", "ZZZZ", "BAC"],
-                         "ts": ["2013-10-07T13:30:00Z", "2013-10-07T13:30:01Z", "2013-10-07T13:30:02Z",
-                                "2013-10-07T13:30:03Z"],
-                         "price": [None, 13.95, 13.96, 13.97], "size": [100, -5, 200, 300],
-                         "exchange": ["P", "Q", "N", "N"], "conditions": [None, "0", "0", "0"],
-                         "side": ["buy", "sell", None, "buy"]},
-                        schema_overrides={"price": pl.Float64}).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+    rows = pl.DataFrame(
+        {
+            "symbol": ["BAC", "BAC", "ZZZZ", "BAC"],
+            "ts": ["2013-10-07T13:30:00Z", "2013-10-07T13:30:01Z", "2013-10-07T13:30:02Z", "2013-10-07T13:30:03Z"],
+            "price": [None, 13.95, 13.96, 13.97],
+            "size": [100, -5, 200, 300],
+            "exchange": ["P", "Q", "N", "N"],
+            "conditions": [None, "0", "0", "0"],
+            "side": ["buy", "sell", None, "buy"],
+        },
+        schema_overrides={"price": pl.Float64},
+    ).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
     insert(seed_db, "stock_trades", rows)
     report = ingest(lake, clock, Params(dsn=seed_db, tables=("stock_trades",)))
     assert totals(report, "bronze.trades") == (4, 1, 0, 3)
@@ -138,21 +189,36 @@ def test_bad_rows_are_quarantined_with_their_json(seed_db, lake, clock):
     assert q.get_column("row").to_list() == [1, 2, 3]
     assert q.get_column("reason").to_list() == ["price is missing", "size must be >= 0", "unknown symbol ZZZZ:US"]
     raw = [json.loads(r) for r in q.get_column("raw")]
-    assert raw[0] == {"id": 1, "symbol": "BAC", "ts": "2013-10-07T13:30:00.000000Z", "price": None, "size": 100,
-                      "exchange": "P", "conditions": None, "side": "buy"}
+    assert raw[0] == {
+        "id": 1,
+        "symbol": "BAC",
+        "ts": "2013-10-07T13:30:00.000000Z",
+        "price": None,
+        "size": 100,
+        "exchange": "P",
+        "conditions": None,
+        "side": "buy",
+    }
     assert raw[2]["symbol"] == "ZZZZ" and raw[1]["size"] == -5
     (kept,) = lake.read(BRONZE_TRADES).iter_rows(named=True)
     assert (kept["seq"], kept["side"], kept["price"]) == (4, 1, 13.97)
 
 
 def test_unmapped_symbols_and_bad_option_types_are_quarantined(seed_db, lake, clock):
-    opts = pl.DataFrame({"underlying": ["twx", "XYZ", "TWX"], "ts": ["2014-06-05T20:00:00Z"] * 3,
-                         "expiry": [date(2014, 6, 20)] * 3, "strike": [80.0, 80.0, 85.0],
-                         "option_type": ["call", "put", "put"], "last": [1.5, 1.0, 2.0]}
-                        ).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+    opts = pl.DataFrame(
+        {
+            "underlying": ["twx", "XYZ", "TWX"],
+            "ts": ["2014-06-05T20:00:00Z"] * 3,
+            "expiry": [date(2014, 6, 20)] * 3,
+            "strike": [80.0, 80.0, 85.0],
+            "option_type": ["call", "put", "put"],
+            "last": [1.5, 1.0, 2.0],
+        }
+    ).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
     insert(seed_db, "options_data", opts)
-    params = Params(dsn=seed_db, tables=("options_data",), symbols={"twx": "TWX:US", "TWX": "TWX:US"},
-                    default_suffix=None)
+    params = Params(
+        dsn=seed_db, tables=("options_data",), symbols={"twx": "TWX:US", "TWX": "TWX:US"}, default_suffix=None
+    )
     report = ingest(lake, clock, params)
     assert totals(report, "bronze.options_chain") == (3, 2, 0, 1)
     (reason,) = lake.read(BRONZE_QUARANTINE).get_column("reason").to_list()
@@ -171,8 +237,9 @@ def test_batches_stream_in_chunks_with_deterministic_ids(bac_trades, shared_data
         b.chunks = chunks
         ingestor.run([b])
     identity = f"postgresql://127.0.0.1:{params_port(seed_db)}/{params_db(seed_db)}"
-    assert [s[0] for s in seen] == [text_batch_id(identity, "public.stock_trades", lo, hi)
-                                    for lo, hi in ((0, 1000), (1000, 2000), (2000, 2500))]
+    assert [s[0] for s in seen] == [
+        text_batch_id(identity, "public.stock_trades", lo, hi) for lo, hi in ((0, 1000), (1000, 2000), (2000, 2500))
+    ]
     assert [s[2] for s in seen] == [[300, 300, 300, 100]] * 2 + [[300, 200]]
     assert lake.read(WATERMARKS).get_column("last_id").sort().to_list() == [1000, 2000, 2500]
 
@@ -249,16 +316,27 @@ def test_run_source_gives_the_adapter_its_lake(bac_trades, shared_data, seed_db,
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(
-    st.one_of(st.none(), st.text(max_size=6)), st.integers(-2**40, 2**51),
-    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), st.one_of(st.none(), st.integers(-10, 10**6)),
-    st.one_of(st.none(), st.sampled_from(["buy", "sell", "BUY", "x", ""]))), max_size=40),
-    st.sampled_from([":US", None]))
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=6)),
+            st.integers(-(2**40), 2**51),
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+            st.one_of(st.none(), st.integers(-10, 10**6)),
+            st.one_of(st.none(), st.sampled_from(["buy", "sell", "BUY", "x", ""])),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([":US", None]),
+)
 def test_trade_mapping_accounts_for_every_row(rows, suffix):
     """Any delivered row is either mapped or rejected with its JSON; nothing crashes or vanishes."""
     reader = READERS["stock_trades"]
-    raw = pl.DataFrame([(i + 1, sym, ts, price, size, "P", None, side) for i, (sym, ts, price, size, side) in enumerate(rows)],
-                       schema=reader.raw_schema, orient="row")
+    raw = pl.DataFrame(
+        [(i + 1, sym, ts, price, size, "P", None, side) for i, (sym, ts, price, size, side) in enumerate(rows)],
+        schema=reader.raw_schema,
+        orient="row",
+    )
     params = Params(symbols={"bac": "BAC:US"}, default_suffix=suffix)
     good, rejected = split_unmapped(reader.mapper(raw, params), reader.symbol_column)
     assert good.height + len(rejected) == raw.height

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from core.errors import ConfigError
 from lakehouse.ingest import Ingestor
 from lakehouse.security_master import known_symbols
 from lakehouse.sources import tabular
@@ -16,14 +17,13 @@ from lakehouse.sources.tabular_mapping import DIRECTORY, load_mapping
 from lakehouse.storage import ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUARANTINE, BRONZE_TRADES
 from lakehouse.validate import split_valid
-from core.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tabular"
 
 
 def _parse(mapping: str, path: Path):
     """Parse one file through a named mapping without a lake: (rows, rejected)."""
-    chunk, = next(tabular.batches(tabular.Params(mapping=mapping, paths=[str(path)]), None)).chunks
+    (chunk,) = next(tabular.batches(tabular.Params(mapping=mapping, paths=[str(path)]), None)).chunks
     return chunk.data, chunk.rejected
 
 
@@ -32,7 +32,7 @@ def _ingest(lake, clock, **params):
 
 
 def _utc(*args) -> int:
-    return ts_value(datetime(*args, tzinfo=timezone.utc))
+    return ts_value(datetime(*args, tzinfo=UTC))
 
 
 def test_every_mapping_file_loads():
@@ -64,16 +64,26 @@ def test_yahoo_adjustment_frame(shared_data):
     assert adj.row(-1) == (date(2017, 12, 29), 266.859985, 266.859985)
 
 
-@pytest.mark.parametrize(("mapping", "file", "n", "symbol", "first_ts", "first_close", "last_close"), [
-    ("backtesting_goog", "backtesting/GOOG.csv", 2148, "GOOG:US", (2004, 8, 19, 20), 100.34, 806.19),
-    ("backtesting_eurusd", "backtesting/EURUSD.csv", 5000, "EURUSD:FX", (2017, 4, 19, 10), 1.07219, 1.22904),
-    ("backtesting_btcusd", "backtesting/BTCUSD.csv", 156, "BTCUSD:CRYPTO", (2012, 2, 1), 5.55, 93381.0),
-    ("arch_indices", "arch/sp500.csv.gz", 5031, "SPX:US", (1999, 1, 4, 21), 1228.099976, 2506.850098),
-    ("arch_indices", "arch/nasdaq.csv.gz", 5031, "COMP:US", (1999, 1, 4, 21), 2208.050049, 6635.279785),
-    ("arch_crude_brent", "arch/crude.csv.gz", 393, "BRENT:SPOT", (1987, 6, 1), 18.58, 63.83),
-    ("mplfinance_sp500_intraday", "mplfinance/SP500_NOV2019_IDay.csv", 1563, "SPX:US", (2019, 11, 5, 14, 31),
-     3080.49, 3092.91),
-])
+@pytest.mark.parametrize(
+    ("mapping", "file", "n", "symbol", "first_ts", "first_close", "last_close"),
+    [
+        ("backtesting_goog", "backtesting/GOOG.csv", 2148, "GOOG:US", (2004, 8, 19, 20), 100.34, 806.19),
+        ("backtesting_eurusd", "backtesting/EURUSD.csv", 5000, "EURUSD:FX", (2017, 4, 19, 10), 1.07219, 1.22904),
+        ("backtesting_btcusd", "backtesting/BTCUSD.csv", 156, "BTCUSD:CRYPTO", (2012, 2, 1), 5.55, 93381.0),
+        ("arch_indices", "arch/sp500.csv.gz", 5031, "SPX:US", (1999, 1, 4, 21), 1228.099976, 2506.850098),
+        ("arch_indices", "arch/nasdaq.csv.gz", 5031, "COMP:US", (1999, 1, 4, 21), 2208.050049, 6635.279785),
+        ("arch_crude_brent", "arch/crude.csv.gz", 393, "BRENT:SPOT", (1987, 6, 1), 18.58, 63.83),
+        (
+            "mplfinance_sp500_intraday",
+            "mplfinance/SP500_NOV2019_IDay.csv",
+            1563,
+            "SPX:US",
+            (2019, 11, 5, 14, 31),
+            3080.49,
+            3092.91,
+        ),
+    ],
+)
 def test_real_files_through_their_mappings(shared_data, mapping, file, n, symbol, first_ts, first_close, last_close):
     rows, rejected = _parse(mapping, shared_data / file)
     assert not rejected and rows.height == n and set(rows["symbol_id"]) == {symbol}
@@ -105,7 +115,7 @@ def test_second_ingest_writes_nothing(shared_data, lake, clock):
 
 def test_bad_rows_are_quarantined_with_raw_text(lake, clock):
     report = _ingest(lake, clock, mapping="yahoo_daily", paths=[str(FIXTURES / "yahoofinance-AAPL-bad.csv")])
-    acc, = report.accounts
+    (acc,) = report.accounts
     assert report.balanced and (acc.rows_read, acc.rows_written, acc.quarantined) == (7, 2, 5)
     q = lake.read(BRONZE_QUARANTINE).sort("row")
     reasons = dict(zip(q["row"], q["reason"]))
@@ -123,7 +133,7 @@ def test_wrong_mapping_fails_the_file_naming_column_and_file(shared_data, lake, 
     mapping["columns"]["close"] = "Closing Price"
     path = shared_data / "mplfinance/yahoofinance-SPY-20200901-20210113.csv"
     report = _ingest(lake, clock, mapping=mapping, paths=[str(path)])
-    failure, = report.failures
+    (failure,) = report.failures
     assert "Closing Price" in failure.message and path.name in failure.message
     assert not report.accounts
 
@@ -140,9 +150,15 @@ def test_mapping_unknown_key_is_an_error(tmp_path):
 
 
 def test_trades_mapping_with_symbol_column_and_scale(lake, clock):
-    mapping = {"table": "bronze.trades", "source": "fixture", "symbol_column": "sym", "symbol_template": "{symbol}:US",
-               "columns": {"price": "px", "size": "qty"}, "price_scale": 0.01,
-               "timestamp": {"column": "t", "unit": "ms"}}
+    mapping = {
+        "table": "bronze.trades",
+        "source": "fixture",
+        "symbol_column": "sym",
+        "symbol_template": "{symbol}:US",
+        "columns": {"price": "px", "size": "qty"},
+        "price_scale": 0.01,
+        "timestamp": {"column": "t", "unit": "ms"},
+    }
     report = _ingest(lake, clock, mapping=mapping, paths=[str(FIXTURES / "trades_ms.csv")])
     assert report.balanced
     trades = lake.read(BRONZE_TRADES).sort("ts", "seq")
