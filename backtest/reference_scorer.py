@@ -18,7 +18,7 @@ from backtest.signal import compute_signal
 from backtest.sizing import RiskState, SizingConfig
 from core.errors import ContractError
 from feature_store.messages import FeatureUpdate, decode, signals_subject
-from training.onnx_export import ModelMetadata, read_metadata
+from feature_store.model_contract import ModelMetadata, read_metadata
 
 
 class Ring:
