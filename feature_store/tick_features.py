@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from core.errors import ContractError
 from feature_store.messages import FeatureUpdate
+from feature_store.registry import FeatureDef, FeatureSet
+from feature_store.registry import register as register_set
 from lakehouse.schema import PL_TS as TS
 from lakehouse.schema import TS as TS_TYPE
 from lakehouse.schema import TableSpec, col
@@ -113,7 +115,67 @@ TICK_V1: tuple[tuple[str, Builder], ...] = (
     ("rv_300s_ann", _rv(300)),
     ("adv_notional", _adv_notional),
 )
-FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in TICK_V1)
+_Q = "bronze.quotes"
+_B = "silver.bars"
+TICK_V1_SET = register_set(
+    FeatureSet(
+        FEATURE_SET,
+        TF,
+        (
+            FeatureDef("ret_1s", params={"n": 1}, input_table=_B, window=1, description="log return over 1 s"),
+            FeatureDef("ret_5s", params={"n": 5}, input_table=_B, window=5, description="log return over 5 s"),
+            FeatureDef("ret_30s", params={"n": 30}, input_table=_B, window=30, description="log return over 30 s"),
+            FeatureDef("ret_120s", params={"n": 120}, input_table=_B, window=120, description="log return over 120 s"),
+            FeatureDef("spread_bps", input_table=_Q, input_columns=("bid", "ask"), description="quoted spread, bps"),
+            FeatureDef(
+                "book_imbalance",
+                input_table=_Q,
+                input_columns=("bid_size", "ask_size"),
+                description="(bid size - ask size) / depth at the top of book",
+            ),
+            FeatureDef(
+                "trade_imbalance",
+                params={"window": 30},
+                input_table=_B,
+                input_columns=("close", "volume"),
+                window=30,
+                description="tick-rule signed volume share",
+            ),
+            FeatureDef(
+                "trade_intensity",
+                params={"window": 10},
+                input_table=_B,
+                input_columns=("n_trades",),
+                window=10,
+                description="trades per second",
+            ),
+            FeatureDef(
+                "quote_intensity",
+                params={"window": 10},
+                input_table=_Q,
+                input_columns=("n_quotes",),
+                window=10,
+                description="quote updates per second",
+            ),
+            FeatureDef("rv_60s_ann", params={"n": 60}, input_table=_B, window=60, description="annualised RV, 60 s"),
+            FeatureDef(
+                "rv_300s_ann", params={"n": 300}, input_table=_B, window=300, description="annualised RV, 300 s"
+            ),
+            FeatureDef(
+                "adv_notional",
+                input_table=_B,
+                input_columns=("close", "volume"),
+                window=0,
+                stream_tolerance=1e-6,
+                description="intraday ADV estimate (notional)",
+            ),
+        ),
+        description="per-second tick features (demo seed)",
+    )
+)
+FEATURE_NAMES: tuple[str, ...] = TICK_V1_SET.names
+if FEATURE_NAMES != tuple(name for name, _ in TICK_V1):
+    raise ContractError("tick_v1 builders and registry definitions disagree on the feature order")
 
 
 GOLD_TICK_FEATURES = register(
@@ -139,10 +201,7 @@ GOLD_TICK_FEATURES = register(
 
 def check_model_features(feature_set: str, feature_names: tuple[str, ...]) -> None:
     """Raise ContractError unless a model consumes exactly this registry, in this order."""
-    if feature_set != FEATURE_SET or tuple(feature_names) != FEATURE_NAMES:
-        raise ContractError(
-            f"model wants {feature_set} {list(feature_names)}; registry {FEATURE_SET} provides {list(FEATURE_NAMES)}"
-        )
+    TICK_V1_SET.check_model(feature_set, feature_names)
 
 
 def _second_end(ts: pl.Expr) -> pl.Expr:

@@ -13,20 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-TICK_FEATURES: tuple[str, ...] = (
-    "ret_1s",
-    "ret_5s",
-    "ret_30s",
-    "ret_120s",
-    "spread_bps",
-    "book_imbalance",
-    "trade_imbalance",
-    "trade_intensity",
-    "quote_intensity",
-    "rv_60s_ann",
-    "rv_300s_ann",
-    "adv_notional",
-)
+from feature_store.registry import get as feature_set
+
+TICK_FEATURES: tuple[str, ...] = feature_set("tick_v1").names  # model input order: the registry's
 TICK_HORIZONS_S: tuple[int, ...] = (1, 5, 10, 30, 60, 120, 300, 600)
 
 
