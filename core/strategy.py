@@ -65,6 +65,44 @@ class Schedules(Strict):
     train: str = "0 2 * * *"
 
 
+class BacktestCosts(Strict):
+    """Trading costs of the backtest engine (all in bps of traded notional unless named otherwise)."""
+
+    fee_bps: float = Field(0.5, ge=0.0, description="exchange + broker fees per fill")
+    half_spread_bps: float = Field(
+        1.0, ge=0.0, description="spread proxy: half-spread paid per fill where no quotes give one"
+    )
+    slippage: Literal["sqrt", "linear", "none"] = Field(
+        "sqrt", description="sqrt: k * sigma_daily * sqrt(q / ADV) (square-root impact); linear: k * q / ADV"
+    )
+    slippage_k: float = Field(1.0, ge=0.0, description="impact coefficient k")
+    roll_cost_bps: float = Field(
+        1.0, ge=0.0, description="futures: cost of one roll (both legs) on the rolled notional"
+    )
+    adv_days: int = Field(20, ge=1, description="trailing sessions for ADV and daily vol (past data only)")
+
+
+class BacktestGuards(Strict):
+    """Risk guards applied inside the engine's event loop."""
+
+    max_nav_frac: float = Field(0.05, gt=0.0, description="max |exposure| per symbol, fraction of NAV")
+    max_adv_share: float = Field(0.01, gt=0.0, description="max order size as a share of ADV")
+    max_intraday_drawdown: float = Field(0.03, gt=0.0, description="kill switch: flatten for the rest of the session")
+
+
+class BacktestSettings(Strict):
+    """Backtest engine settings (DESIGN section 8): capital, costs, guards, statistics."""
+
+    initial_cash: float = Field(10_000_000.0, gt=0.0)
+    costs: BacktestCosts = BacktestCosts()
+    guards: BacktestGuards = BacktestGuards()
+    calendar: str | None = Field("XNYS", description="exchange-calendars name for sessions; null: every bar tradable")
+    bootstrap_draws: int = Field(1000, ge=10)
+    bootstrap_cluster: Literal["day", "week"] = "day"
+    bootstrap_seed: int = 7
+    ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+
+
 class Strategy(Strict):
     name: str
     universe: Universe
@@ -73,6 +111,7 @@ class Strategy(Strict):
     promotion: Promotion = Promotion()
     sizing: str = Field("sizing.json", description="sizing contract: a path, or a file name in the packaged contracts")
     schedules: Schedules = Schedules()
+    backtest: BacktestSettings = BacktestSettings()
 
     def sizing_path(self) -> Path:
         """Return the sizing contract file: an existing path as given, else one of the packaged contracts."""
