@@ -20,6 +20,7 @@ from datetime import date
 import polars as pl
 
 from lakehouse import calendars
+from lakehouse.schema import PL_TS as NS  # noqa: F401  (re-exported to lean_layouts and lean_universe)
 
 NY = "America/New_York"
 UTC = "UTC"
