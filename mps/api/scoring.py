@@ -1,0 +1,114 @@
+"""Scoring for the API: latest data through the Rust scorer (NATS request-reply), ``asof`` from gold.
+
+``latest`` asks the scorer on the contract's request subject, so the service that publishes signals
+also answers the API (one scoring implementation). ``asof`` rebuilds the model's input window from
+gold (rows known at ``asof``) and runs the same ONNX file through the same onnxruntime library with
+the Python reference signal (backtest.signal), which golden vectors keep equal to the Rust one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.compute as pc
+
+from core.errors import ServiceError
+from feature_store.contract import STREAMING
+from lakehouse.storage import ts_value
+from lakehouse.tables import TABLES
+from mps.api.errors import ApiError
+
+
+async def score_latest(services, symbol_id: str, tf: str | None, model_name: str) -> dict:
+    """Ask the scorer for its signal on the latest data of ``symbol_id`` (NATS request-reply)."""
+    import nats.errors
+
+    nc = await services.nats()
+    subject = services.settings.score_subject
+    body = json.dumps({"symbol_id": symbol_id, "tf": tf, "model_name": model_name}).encode()
+    from mps.api.observability import inject_headers
+
+    try:
+        with services.tracer.start_as_current_span("nats.request", attributes={"messaging.destination": subject}):
+            headers = inject_headers({})
+            msg = await nc.request(subject, body, timeout=services.settings.score_timeout_s, headers=headers or None)
+    except nats.errors.NoRespondersError:
+        raise ApiError(503, "scorer_unavailable", f"no scorer answers on {subject!r} (is `mps up` running?)") from None
+    except (nats.errors.TimeoutError, TimeoutError):
+        raise ApiError(504, "scorer_timeout", f"the scorer did not answer on {subject!r} in time") from None
+    reply = json.loads(msg.data)
+    if isinstance(reply, dict) and "error" in reply:
+        raise ApiError(404 if reply.get("code") == "not_found" else 502, "scorer_error", str(reply["error"]))
+    return reply
+
+
+async def champion_onnx(services, model_name: str) -> str:
+    """The ONNX path of ``model_name``'s champion: the settings' override, else the KV pointer."""
+    if services.settings.model_path:
+        return services.settings.model_path
+    try:
+        nc = await services.nats()
+        kv = await nc.jetstream().key_value(STREAMING.models_bucket)
+        entry = await kv.get(STREAMING.champion_key(model_name))
+    except ServiceError:
+        raise
+    except Exception as exc:  # bucket or key missing
+        raise ApiError(404, "no_champion", f"no champion pointer for {model_name!r}: {type(exc).__name__}") from None
+    uri = json.loads(entry.value)["onnx_uri"]
+    return uri.removeprefix("file://")
+
+
+def _feature_rows(lake, meta, symbol_id: str, asof: datetime) -> pl.DataFrame:
+    """The last L rows of the model's feature set known at ``asof``, oldest first."""
+    from mps.catalog import all_tables
+
+    all_tables()
+    names = set(meta.feature_names)
+    for spec in TABLES.values():
+        if spec.layer == "gold" and "feature_set" in spec.column_names and names <= set(spec.column_names):
+            cut = ts_value(asof)
+            expr = (
+                (pc.field("symbol_id") == symbol_id)
+                & (pc.field("feature_set") == meta.feature_set)
+                & (pc.field("tf") == meta.tf)
+                & (pc.field("known_at") <= cut)
+                & (pc.field("ts") <= cut)
+            )
+            df = lake.read(spec, columns=["ts", "known_at", *meta.feature_names], filter=expr)
+            return df.sort("ts").tail(meta.lookback)
+    raise ApiError(404, "no_features", f"no gold table holds feature set {meta.feature_set!r}")
+
+
+def score_asof(services, onnx_path: str, symbol_id: str, asof: datetime) -> dict:
+    """Score ``symbol_id`` as of ``asof`` from gold with the champion's ONNX file."""
+    from backtest.reference_scorer import ReferenceScorer
+    from feature_store.messages import FeatureUpdate
+
+    if not Path(onnx_path).is_file():
+        raise ApiError(404, "model_missing", f"model file {onnx_path} not found")
+    shared: ReferenceScorer = services.scorer(onnx_path)
+    meta = shared.meta
+    rows = _feature_rows(services.lake, meta, symbol_id, asof)
+    if rows.height == 0:
+        raise ApiError(404, "no_data", f"no {meta.feature_set} rows for {symbol_id} known at {asof.isoformat()}")
+    scorer = ReferenceScorer.__new__(ReferenceScorer)  # share the session, fresh rings per request
+    scorer.__dict__.update(shared.__dict__, series={}, rejected=0)
+    updates = [
+        FeatureUpdate(
+            symbol_id,
+            meta.tf,
+            ts_value(r["ts"]),
+            ts_value(r["known_at"]),
+            meta.feature_set,
+            tuple(float(r[n]) for n in meta.feature_names),
+            i,
+        )
+        for i, r in enumerate(rows.iter_rows(named=True))
+    ]
+    for u in updates[:-1]:
+        scorer.ingest(u)
+    (signal,) = scorer.score(updates[-1:], now_ns=ts_value(asof))
+    return signal
