@@ -34,6 +34,7 @@ from core.errors import ConfigError, ContractError
 FEATURE_MODULES: list[str] = [
     "feature_store.tick_features",
     "feature_store.bars.definitions",
+    "feature_store.tick.definitions",
 ]
 
 DTYPES = ("float64", "float32")
