@@ -1,0 +1,197 @@
+"""Turn silver bars (and quotes, signals) into the flat, time-ordered event arrays the loop runs on.
+
+- sessions: each bar (stamped at its END) belongs to the exchange-calendars session whose
+  ``open < ts <= close``; a bar outside every session, or with zero volume (a halt), is not
+  tradable, so an order waits for the symbol's next tradable bar;
+- ADV (units per session) and daily vol come from PAST sessions only (trailing ``adv_days``);
+  on the first session both are unknown: orders there are not ADV-capped and pay no impact;
+- half-spread: a bar's ``half_spread_bps`` column where quotes gave one (``half_spread_from_quotes``),
+  else the strategy's proxy;
+- a signal reaches the first bar of its symbol stamped at or after its ``known_at`` (its ``ts`` when
+  absent); several signals before one bar: the latest wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from core.errors import ConfigError
+from core.strategy import BacktestCosts
+from core.timetypes import PL_TS
+
+REQUIRED_BAR_COLUMNS = ("symbol_id", "ts", "open", "close")
+
+
+@dataclass(frozen=True)
+class Events:
+    """Flat arrays, one row per bar event, in (ts, symbol) order."""
+
+    symbols: tuple[str, ...]
+    ts: np.ndarray  # int64 ns
+    sym: np.ndarray  # int64
+    day: np.ndarray  # int64 session id
+    open: np.ndarray
+    close: np.ndarray
+    tradable: np.ndarray
+    adv: np.ndarray
+    sigma: np.ndarray
+    half_spread: np.ndarray
+    roll: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+def _as_ns(frame: pl.DataFrame, column: str) -> pl.Expr:
+    dtype = frame.schema[column]
+    if dtype == pl.Int64:
+        return pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(column).dt.replace_time_zone(None).cast(pl.Datetime("ns")).cast(pl.Int64)
+    raise ConfigError(f"column {column!r} must be a UTC timestamp or int64 nanoseconds, got {dtype}")
+
+
+def _check_bars(bars: pl.DataFrame) -> None:
+    missing = [c for c in REQUIRED_BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise ConfigError(f"bars lack column(s) {missing}; have {bars.columns}")
+    bad = bars.select(
+        pl.int_range(pl.len()).filter((pl.col("open") <= 0) | (pl.col("close") <= 0) | pl.col("close").is_null())
+    )
+    if bad.height:
+        row = int(bad.item(0, 0))
+        raise ConfigError(f"bars row {row}: open/close must be positive prices ({bars.row(row, named=True)})")
+
+
+def _sessions(frame: pl.DataFrame, calendar: str | None) -> pl.DataFrame:
+    """Add ``day`` (session id) and ``in_session`` to a frame sorted by ts."""
+    if calendar is None:
+        return frame.with_columns((pl.col("ts") // 86_400_000_000_000).alias("day"), pl.lit(True).alias("in_session"))
+    from datetime import datetime
+
+    from lakehouse.calendars import sessions
+
+    lo = datetime.fromtimestamp(int(frame["ts"].min()) / 1e9).date()
+    hi = datetime.fromtimestamp(int(frame["ts"].max()) / 1e9).date()
+    table = sessions(calendar, lo, hi).select(
+        pl.col("session").cast(pl.Int32).cast(pl.Int64).alias("day"),
+        pl.col("open").cast(PL_TS).dt.replace_time_zone(None).cast(pl.Int64).alias("s_open"),
+        pl.col("close").cast(PL_TS).dt.replace_time_zone(None).cast(pl.Int64).alias("s_close"),
+    )
+    j = frame.with_columns((pl.col("ts") - 1).alias("_probe")).join_asof(
+        table, left_on="_probe", right_on="s_open", strategy="backward"
+    )
+    return j.with_columns(
+        pl.col("day").fill_null(-1),
+        (pl.col("s_close").is_not_null() & (pl.col("ts") <= pl.col("s_close"))).alias("in_session"),
+    ).drop("_probe", "s_open", "s_close")
+
+
+def _daily_stats(frame: pl.DataFrame, adv_days: int) -> pl.DataFrame:
+    """ADV and daily log-return vol per (symbol, session) from the sessions BEFORE it."""
+    daily = (
+        frame.group_by("symbol_id", "day", maintain_order=True)
+        .agg(pl.col("volume").sum().alias("dvol"), pl.col("close").last().alias("dclose"))
+        .sort("symbol_id", "day")
+    )
+    ret = (pl.col("dclose") / pl.col("dclose").shift(1)).log().over("symbol_id")
+    return daily.with_columns(ret.alias("dret")).with_columns(
+        pl.col("dvol").rolling_mean(adv_days, min_samples=1).shift(1).over("symbol_id").alias("adv"),
+        pl.col("dret").rolling_std(adv_days, min_samples=2).shift(1).over("symbol_id").alias("sigma"),
+    )
+
+
+def build_events(bars: pl.DataFrame, costs: BacktestCosts, calendar: str | None) -> Events:
+    """Order bars as events and attach sessions, tradability, ADV, daily vol, half-spread and roll flags.
+
+    ``bars``: symbol_id, ts (bar end), open, close; optional volume, half_spread_bps, roll
+    (continuous futures: first bar of a new contract).
+    """
+    _check_bars(bars)
+    f = bars.with_columns(_as_ns(bars, "ts").alias("ts"))
+    if "volume" not in f.columns:
+        f = f.with_columns(pl.lit(None, pl.Float64).alias("volume"))
+    f = f.sort("ts", "symbol_id")
+    if f.select(pl.struct("symbol_id", "ts").is_duplicated().any()).item():
+        dup = f.filter(pl.struct("symbol_id", "ts").is_duplicated()).row(0, named=True)
+        raise ConfigError(f"bars: duplicate (symbol_id, ts) {dup['symbol_id']} {dup['ts']}")
+    f = _sessions(f, calendar)
+    stats = _daily_stats(f, costs.adv_days).select("symbol_id", "day", "adv", "sigma")
+    f = f.join(stats, on=["symbol_id", "day"], how="left", maintain_order="left")
+    symbols = tuple(sorted(f["symbol_id"].unique().to_list()))
+    index = pl.DataFrame({"symbol_id": symbols, "sym": np.arange(len(symbols), dtype=np.int64)})
+    f = f.join(index, on="symbol_id", how="left", maintain_order="left")
+    halted = pl.col("volume").fill_null(1.0) <= 0
+    spread = (
+        pl.col("half_spread_bps").fill_null(costs.half_spread_bps)
+        if "half_spread_bps" in f.columns
+        else pl.lit(costs.half_spread_bps)
+    )
+    f = f.with_columns(
+        (pl.col("in_session") & ~halted).alias("tradable"),
+        (spread * 1e-4).cast(pl.Float64).alias("half_spread"),
+        (pl.col("roll").fill_null(False) if "roll" in f.columns else pl.lit(False)).alias("roll"),
+    )
+
+    def arr(name: str, dtype) -> np.ndarray:
+        return np.ascontiguousarray(f[name].to_numpy(allow_copy=True).astype(dtype, copy=False))
+
+    return Events(
+        symbols=symbols,
+        ts=arr("ts", np.int64),
+        sym=arr("sym", np.int64),
+        day=arr("day", np.int64),
+        open=arr("open", np.float64),
+        close=arr("close", np.float64),
+        tradable=arr("tradable", np.bool_),
+        adv=f["adv"].cast(pl.Float64).fill_null(float("nan")).to_numpy().copy(),
+        sigma=f["sigma"].cast(pl.Float64).fill_null(float("nan")).to_numpy().copy(),
+        half_spread=arr("half_spread", np.float64),
+        roll=arr("roll", np.bool_),
+    )
+
+
+def align_targets(events: Events, signals: pl.DataFrame, column: str) -> np.ndarray:
+    """Return one target per event: the signal's ``column`` at the first bar that can see it, else NaN."""
+    if column not in signals.columns:
+        raise ConfigError(f"signals lack the target column {column!r}; have {signals.columns}")
+    known = "known_at" if "known_at" in signals.columns else "ts"
+    s = (
+        signals.select(
+            pl.col("symbol_id"),
+            _as_ns(signals, known).alias("_known"),
+            pl.col(column).cast(pl.Float64).alias("_target"),
+        )
+        .sort("_known", "symbol_id")
+        .with_row_index("_sig")
+    )
+    names = pl.Series("symbol_id", events.symbols, dtype=pl.String)
+    left = pl.DataFrame({"ts": events.ts, "sym": events.sym, "_e": np.arange(len(events))})
+    left = left.with_columns(names.gather(left["sym"]).alias("symbol_id"))
+    j = left.join_asof(s, left_on="ts", right_on="_known", by="symbol_id", strategy="backward", check_sortedness=False)
+    j = j.sort("_e").with_columns(
+        (pl.col("_sig").is_not_null() & (pl.col("_sig") != pl.col("_sig").shift(1).over("sym")).fill_null(True)).alias(
+            "_new"
+        )
+    )
+    out = j.select(pl.when("_new").then("_target").otherwise(None)).to_series().fill_null(float("nan"))
+    return np.ascontiguousarray(out.to_numpy())
+
+
+def half_spread_from_quotes(bars: pl.DataFrame, quotes: pl.DataFrame, tf_ns: int) -> pl.DataFrame:
+    """Add ``half_spread_bps`` to bars: the median quoted half-spread (over mid) inside each bar.
+
+    ``quotes``: symbol_id, ts, bid, ask. A bar without a valid quote keeps a null (the proxy applies).
+    """
+    q = quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid"))).select(
+        "symbol_id",
+        # the bar that ends at or after the quote: bars are stamped at their end
+        ((_as_ns(quotes, "ts") + tf_ns - 1) // tf_ns * tf_ns).alias("_bar"),
+        ((pl.col("ask") - pl.col("bid")) / (pl.col("ask") + pl.col("bid")) * 1e4).alias("half_spread_bps"),
+    )
+    per_bar = q.group_by("symbol_id", "_bar").agg(pl.col("half_spread_bps").median())
+    b = bars.with_columns(_as_ns(bars, "ts").alias("_bar"))
+    return b.join(per_bar, on=["symbol_id", "_bar"], how="left", maintain_order="left").drop("_bar")
