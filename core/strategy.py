@@ -53,10 +53,43 @@ class WalkForward(Strict):
     embargo_bars: int = Field(0, ge=0)
 
 
+class ScoreWeights(Strict):
+    """Production score (seed MPS 18): Sharpe - l1 sigma(Sharpe) - l2 ECE - l3 latency_ms ranks candidates."""
+
+    l1: float = Field(1.0, ge=0.0)
+    l2: float = Field(10.0, ge=0.0)
+    l3: float = Field(0.1, ge=0.0, description="per millisecond of batch-1 p99 latency")
+
+
+class Canary(Strict):
+    """Champion vs challenger on live windows: roll back when the challenger is worse by these margins."""
+
+    min_samples: int = Field(200, ge=1)
+    max_ece_rise: float = Field(0.02, ge=0.0, description="challenger ECE - champion ECE above this rolls back")
+    max_log_score_drop: float = Field(0.02, ge=0.0, description="nats per sample worse than the champion")
+
+
+class DriftThresholds(Strict):
+    """PSI / KL against the training reference above which a retrain event is emitted."""
+
+    psi: float = Field(0.25, gt=0.0)
+    kl: float = Field(0.1, gt=0.0)
+    bins: int = Field(10, ge=2)
+
+
 class Promotion(Strict):
     metric: Literal["crps", "log_loss", "brier"] = "crps"
     min_improvement: float = Field(0.0, ge=0.0, description="relative improvement over the champion")
     require_calibration: bool = True
+    max_ece: float = Field(0.05, gt=0.0, description="gate: ECE of prob_up, every horizon")
+    ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="block-bootstrap CI of the log-score gain")
+    bootstrap_draws: int = Field(1000, ge=10)
+    bootstrap_seed: int = 7
+    min_sharpe_lower: float = Field(0.0, description="gate: backtest Sharpe lower CI bound must exceed this")
+    latency_budget_ms: float = Field(1.0, gt=0.0, description="gate: exported model p99 at batch 1, one thread")
+    score: ScoreWeights = ScoreWeights()
+    canary: Canary = Canary()
+    drift: DriftThresholds = DriftThresholds()
 
 
 class Schedules(Strict):
