@@ -21,8 +21,10 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.compute as pc
 
 from core.errors import MpsError, SourceError
+from lakehouse.idempotent import insert_new
 from lakehouse.schema import TableSpec
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE
@@ -147,6 +149,10 @@ class _Prepared:
     rows: pl.DataFrame
     quarantine: pl.DataFrame
     exact_dups: int
+    rows_read: int
+    ingest_ts: datetime
+    number: int = 0  # the chunk's ordinal for its table within the batch (same on every run)
+    recovering: bool = True  # the batch has no account for this table yet
 
 
 class Ingestor:
@@ -180,7 +186,9 @@ class Ingestor:
         code that releases the GIL, so on two cores the write and the next validation overlap.
         """
         ingest_ts = self.clock()
+        logged = self._logged_tables(batch.batch_id)
         accounts: dict[str, Account] = {}
+        chunk_no: dict[str, int] = {}
         offset = 0
         in_flight: list[tuple[Account, int, Future]] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mps-writer") as writer:
@@ -191,9 +199,11 @@ class Ingestor:
                         spec.qualified, Account(batch.batch_id, batch.source, spec.qualified, batch.file)
                     )
                     prepared = self._prepare_chunk(batch, chunk, ingest_ts, offset)
+                    prepared.number = chunk_no[spec.qualified] = chunk_no.get(spec.qualified, -1) + 1
+                    prepared.recovering = spec.qualified not in logged
                     offset += chunk.rows_read
                     acc.rows_read += chunk.rows_read
-                    in_flight.append((acc, prepared.exact_dups, writer.submit(self._write_chunk, prepared)))
+                    in_flight.append((acc, prepared.exact_dups, writer.submit(self._write_chunk, batch, prepared)))
                     if len(in_flight) > MAX_CHUNKS_IN_FLIGHT:  # bound memory: wait for the oldest write
                         in_flight[-1 - MAX_CHUNKS_IN_FLIGHT][2].result()
             finally:
@@ -219,13 +229,50 @@ class Ingestor:
         good, exact_dups, conflicts = split_duplicates(spec, good)
         rejected = pl.concat([bad, conflicts], how="diagonal_relaxed") if conflicts.height else bad
         quarantine = self._quarantine_frame(batch, spec, rejected, chunk.rejected, ingest_ts)
-        return _Prepared(spec, self._with_lineage(batch, spec, good, ingest_ts), quarantine, exact_dups)
+        rows = self._with_lineage(batch, spec, good, ingest_ts)
+        return _Prepared(spec, rows, quarantine, exact_dups, chunk.rows_read, ingest_ts)
 
-    def _write_chunk(self, prepared: _Prepared) -> tuple[int, int, int]:
-        """Writer-thread part: append new keys and the quarantine; return (written, duplicates, quarantined)."""
+    def _logged_tables(self, batch_id: str) -> set[str]:
+        """Tables this batch already has an account for (a finished earlier run)."""
+        if not self.lake.exists(BRONZE_INGEST_LOG):
+            return set()
+        log = self.lake.read(BRONZE_INGEST_LOG, columns=["table"], filter=pc.field("batch_id") == batch_id)
+        return set(log.get_column("table").to_list())
+
+    def _write_chunk(self, batch: Batch, prepared: _Prepared) -> tuple[int, int, int]:
+        """Writer-thread part: store new keys and the quarantine; return (written, duplicates, quarantined).
+
+        The chunk's account rides in the data commit's metadata, so a run killed after the commit
+        still says what it stored. Rows this batch itself stored in an interrupted run (same key,
+        values and batch_id) count as written when the batch has no account yet; corrections (same
+        key, other values) are quarantined with the batch that stored the first version.
+        """
         self.lake.append_new(BRONZE_QUARANTINE, prepared.quarantine)
-        written, dups = self.lake.append_new(prepared.spec, prepared.rows)
-        return written, dups, prepared.quarantine.height
+        meta = {
+            "mps.batch_id": batch.batch_id,
+            "mps.source": batch.source,
+            "mps.file": batch.file,
+            "mps.table": prepared.spec.qualified,
+            "mps.chunk": str(prepared.number),
+            "mps.rows_read": str(prepared.rows_read),
+            "mps.quarantined": str(prepared.quarantine.height),
+            "mps.batch_duplicates": str(prepared.exact_dups),
+        }
+        done = insert_new(
+            self.lake,
+            prepared.spec,
+            prepared.rows,
+            batch_id=batch.batch_id,
+            metadata=meta,
+            compare_values=prepared.spec.lineage,
+        )
+        quarantined = prepared.quarantine.height
+        if done.corrections.height:
+            corrections = self._quarantine_frame(batch, prepared.spec, done.corrections, [], prepared.ingest_ts)
+            self.lake.append_new(BRONZE_QUARANTINE, corrections)
+            quarantined += corrections.height
+        own_written = done.own if prepared.recovering else 0
+        return done.written + own_written, done.duplicates + done.own - own_written, quarantined
 
     @staticmethod
     def _with_lineage(batch: Batch, spec: TableSpec, df: pl.DataFrame, ingest_ts: datetime) -> pl.DataFrame:
@@ -238,7 +285,7 @@ class Ingestor:
         df = df.with_columns(extra)
         if "date" in spec.partition_by:
             df = with_date_partition(df)
-        return df.select(spec.column_names)
+        return df.select(*spec.column_names, *[c for c in ("_row", "_raw") if c in df.columns])
 
     @staticmethod
     def _quarantine_frame(

@@ -21,6 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from core.errors import TableError
+from lakehouse.predicates import Predicate, keys_match
 from lakehouse.schema import TableSpec
 
 
@@ -50,8 +51,9 @@ class Lake:
         self.root, self.storage_options, self._open = state["root"], state["storage_options"], {}
 
     @classmethod
-    def from_profile(cls, profile) -> Lake:
-        return cls(profile.lake.root, dict(profile.lake.storage_options))
+    def from_profile(cls, profile, root: str | None = None) -> Lake:
+        """The profile's lake, or another ``root`` reached with the profile's storage options (S3 keys)."""
+        return cls(root or profile.lake.root, dict(profile.lake.storage_options))
 
     @property
     def is_local(self) -> bool:
@@ -193,31 +195,19 @@ class Lake:
         )
         return table.num_rows
 
+    def key_filter(self, spec: TableSpec, batch: pl.DataFrame) -> pc.Expression | None:
+        """A filter narrowing stored rows to the partitions, symbols and ts range ``batch`` touches."""
+        from lakehouse.idempotent import key_expression
+
+        return key_expression(spec, batch)
+
     def existing_keys(self, spec: TableSpec, batch: pl.DataFrame) -> pl.DataFrame:
         """Keys already in the table for the partitions (and ts range) ``batch`` touches."""
         dt = self.delta(spec)
         empty = pl.DataFrame(schema={k: batch.schema[k] for k in spec.keys})
-        if dt is None or batch.height == 0:
+        if dt is None or batch.height == 0 or not self._may_hold(dt, spec, batch):
             return empty
-        if not self._may_hold(dt, spec, batch):
-            return empty
-        expr = None
-        for p in spec.partition_by:
-            values = batch.get_column(p).unique().to_list()
-            part = pc.field(p).isin(values)
-            expr = part if expr is None else expr & part
-        for k in spec.keys:  # narrow by low-cardinality string keys (symbol_id): prunes files on stats
-            if k in spec.partition_by or batch.schema[k] != pl.String:
-                continue
-            values = batch.get_column(k).unique()
-            if values.len() <= 64 and values.null_count() == 0:
-                part = pc.field(k).isin(values.to_list())
-                expr = part if expr is None else expr & part
-        if "ts" in spec.keys:
-            ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
-            rng = (pc.field("ts") >= ts.min()) & (pc.field("ts") <= ts.max())
-            expr = rng if expr is None else expr & rng
-        keys = dt.to_pyarrow_dataset().to_table(columns=list(spec.keys), filter=expr)
+        keys = dt.to_pyarrow_dataset().to_table(columns=list(spec.keys), filter=self.key_filter(spec, batch))
         keys = keys.cast(pa.schema([spec.schema.field(k) for k in spec.keys]))
         return pl.from_arrow(keys).cast({k: batch.schema[k] for k in spec.keys})
 
@@ -249,17 +239,19 @@ class Lake:
             files = files.filter(lo.is_null() | hi.is_null() | ((lo <= values.max()) & (hi >= values.min())))
         return files.height > 0
 
-    def append_new(self, spec: TableSpec, batch: pl.DataFrame) -> tuple[int, int]:
-        """Append the rows whose keys are not yet stored; return (written, duplicates skipped)."""
-        if batch.height == 0:
-            return 0, 0
-        existing = self.existing_keys(spec, batch)
-        fresh = batch.join(existing, on=list(spec.keys), how="anti", nulls_equal=True) if existing.height else batch
-        written = self.append(spec, fresh)
-        return written, batch.height - written
+    def append_new(self, spec: TableSpec, batch: pl.DataFrame, metadata: dict | None = None) -> tuple[int, int]:
+        """Append the rows whose keys are not yet stored, atomically; return (written, duplicates skipped).
 
-    def replace_window(self, spec: TableSpec, data: pa.Table | pl.DataFrame, predicate: str) -> int:
-        """Atomically replace the rows matching ``predicate`` (SQL) with ``data``.
+        The key check and the append are one transaction (see ``lakehouse.idempotent``): writers
+        racing on the same rows store each once. ``metadata`` goes into the commit's commitInfo.
+        """
+        from lakehouse.idempotent import insert_new
+
+        done = insert_new(self, spec, batch, metadata=metadata, compare_values=False)
+        return done.written, batch.height - done.written
+
+    def replace_window(self, spec: TableSpec, data: pa.Table | pl.DataFrame, predicate: Predicate) -> int:
+        """Atomically replace the rows matching ``predicate`` (see ``lakehouse.predicates``) with ``data``.
 
         Re-running a window therefore leaves the table's content unchanged.
         """
@@ -270,7 +262,7 @@ class Lake:
             self._target(spec),
             table,
             mode="overwrite",
-            predicate=predicate,
+            predicate=predicate.sql,
             partition_by=list(spec.partition_by) or None,
             storage_options=self._opts(),
         )
@@ -283,7 +275,7 @@ class Lake:
         if dt is None:
             self.append(spec, table)
             return {"num_target_rows_inserted": table.num_rows}
-        on = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
+        on = keys_match(spec.keys).sql
         return (
             dt.merge(table, predicate=on, source_alias="s", target_alias="t")
             .when_matched_update_all()

@@ -1,0 +1,205 @@
+"""Atomic idempotent writes: insert only the rows whose natural keys are not stored yet.
+
+The key check and the write are one Delta transaction: rows are inserted with an insert-only MERGE
+on the table's keys (``when_not_matched_insert_all``) against the snapshot the check read. A
+concurrent writer that commits rows the MERGE should have seen makes the commit fail (Delta's
+conflict check), and the whole attempt is repeated on the new snapshot, so two identical ingests
+running at once store every row once. The MERGE predicate carries the batch's partition values and
+ts range as literals, so a bulk load into new partitions prunes every stored file and costs what a
+plain append costs.
+
+Stored rows whose key matches a batch row are compared on their values: equal rows are duplicates
+(or, when stored under the same ``batch_id``, this batch's own rows from an interrupted run);
+different values are a correction, returned for the caller to quarantine, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from core.errors import TableError
+from lakehouse.schema import TableSpec
+
+MAX_ATTEMPTS = 30
+CORRECTION = "correction of a stored row (same key, other values); stored by batch "
+_NOT_VALUES = frozenset({"ingest_ts", "batch_id", "date"})
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """What an idempotent write did with a batch."""
+
+    written: int
+    duplicates: int  # key and values already stored by another batch
+    own: int  # key and values already stored by this same batch (an earlier, interrupted run)
+    corrections: pl.DataFrame  # batch rows whose key is stored with other values, with ``_reason``
+
+
+def _sql_literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def merge_predicate(spec: TableSpec, batch: pl.DataFrame) -> str:
+    """Keys equal, plus the batch's partition values and ts range as literals (prunes stored files)."""
+    parts = [f't."{k}" = s."{k}"' for k in spec.keys]
+    for p in spec.partition_by:
+        values = batch.get_column(p).unique().drop_nulls().to_list()
+        if values and len(values) <= 256:
+            parts.append(f't."{p}" IN ({", ".join(_sql_literal(v) for v in values)})')
+    if "ts" in spec.keys and batch.height:
+        ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
+        parts.append(f't."ts" >= {ts.min()} AND t."ts" <= {ts.max()}')
+    return " AND ".join(parts)
+
+
+def _stored_matches(lake, spec: TableSpec, batch: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Stored rows (``columns``) that may share a key with ``batch``, found like ``existing_keys``."""
+    dt = lake.delta(spec)
+    if dt is None or not lake._may_hold(dt, spec, batch):
+        return pl.DataFrame(schema={c: batch.schema[c] for c in columns})
+    expr = lake.key_filter(spec, batch)
+    stored = dt.to_pyarrow_dataset().to_table(columns=columns, filter=expr)
+    stored = stored.cast(pa.schema([spec.schema.field(c) for c in columns]))
+    return pl.from_arrow(stored).cast({c: batch.schema[c] for c in columns})
+
+
+def classify(spec: TableSpec, batch: pl.DataFrame, stored: pl.DataFrame, batch_id: str | None):
+    """Split ``batch`` by the stored rows: (fresh rows, duplicates, own, corrections)."""
+    keys = list(spec.keys)
+    empty = batch.clear().with_columns(pl.lit(None, pl.String).alias("_reason"))
+    if stored.height == 0:
+        return batch, 0, 0, empty
+    values = [c for c in stored.columns if c not in keys and c not in _NOT_VALUES]
+    renamed = stored.unique(keys, keep="first").rename({c: f"{c}__stored" for c in stored.columns if c not in keys})
+    joined = batch.join(
+        renamed.with_columns(pl.lit(True).alias("__hit")), on=keys, how="left", nulls_equal=True, maintain_order="left"
+    )
+    hit = pl.col("__hit").fill_null(False)
+    differs = (
+        pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__stored")) for c in values]) if values else pl.lit(False)
+    )
+    fresh = joined.filter(~hit).select(batch.columns)
+    same = joined.filter(hit & ~differs)
+    own = (
+        same.filter(pl.col("batch_id__stored") == batch_id).height
+        if batch_id and "batch_id__stored" in joined.columns
+        else 0
+    )
+    by = pl.col("batch_id__stored") if "batch_id__stored" in joined.columns else pl.lit("?")
+    corrections = (
+        joined.filter(hit & differs)
+        .with_columns((pl.lit(CORRECTION) + by).alias("_reason"))
+        .select(*batch.columns, "_reason")
+    )
+    return fresh, same.height - own, own, corrections
+
+
+def insert_new(
+    lake,
+    spec: TableSpec,
+    batch: pl.DataFrame,
+    *,
+    batch_id: str | None = None,
+    metadata: dict | None = None,
+    compare_values: bool = True,
+) -> NewRows:
+    """Insert the rows of ``batch`` whose keys are not stored, atomically; retry on a concurrent commit.
+
+    With ``compare_values`` stored rows with the same key are compared with the batch's (duplicate,
+    own row or correction); without it every stored key counts as a duplicate.
+    """
+    if batch.height == 0:
+        return NewRows(0, 0, 0, batch.clear().with_columns(pl.lit(None, pl.String).alias("_reason")))
+    last: Exception | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return _attempt(lake, spec, batch, batch_id, metadata, compare_values)
+        except (CommitFailedError, _CreateRace) as exc:  # a concurrent writer won: re-check on its snapshot
+            last = exc
+            time.sleep(random.uniform(0.01, 0.05) * (1 + attempt))
+    raise TableError(f"{spec.qualified}: {MAX_ATTEMPTS} attempts lost to concurrent writers; last: {last}")
+
+
+class _CreateRace(Exception):
+    """Another writer created the table first."""
+
+
+def _attempt(
+    lake, spec: TableSpec, batch: pl.DataFrame, batch_id: str | None, metadata: dict | None, compare_values: bool
+) -> NewRows:
+    dt = lake.delta(spec)
+    if dt is None:  # first write creates the table; a second creator fails and retries as a MERGE
+        table = lake.conform(spec, batch)
+        # No commit retries: a retry would turn a lost creation race into a blind append.
+        props = _props(metadata or {}, table.num_rows, 0, 0, retries=0)
+        try:
+            write_deltalake(
+                lake.uri(spec),
+                table,
+                mode="error",
+                partition_by=list(spec.partition_by) or None,
+                storage_options=lake._opts(),
+                commit_properties=props,
+            )
+        except (DeltaError, FileExistsError, OSError) as exc:
+            if lake.delta(spec) is None:
+                raise
+            raise _CreateRace(str(exc)) from exc
+        return NewRows(table.num_rows, 0, 0, batch.clear().with_columns(pl.lit(None, pl.String).alias("_reason")))
+    columns = list(spec.keys)
+    if compare_values:
+        columns = [c for c in spec.column_names if c in batch.columns and c != "date"]
+    stored = _stored_matches(lake, spec, batch, columns)
+    fresh, dups, own, corrections = classify(spec, batch, stored, batch_id)
+    props = _props(metadata, fresh.height, dups, own)
+    if fresh.height:
+        table = lake.conform(spec, fresh)
+        merger = dt.merge(
+            table, predicate=merge_predicate(spec, fresh), source_alias="s", target_alias="t", commit_properties=props
+        )
+        metrics = merger.when_not_matched_insert_all().execute()
+        inserted = int(metrics.get("num_target_rows_inserted", table.num_rows))
+        dups += table.num_rows - inserted  # cannot happen on a conflict-checked snapshot; counted if it does
+    else:
+        inserted = 0
+    return NewRows(inserted, dups, own, corrections)
+
+
+def _props(
+    metadata: dict | None, written: int, duplicates: int, own: int, retries: int | None = None
+) -> CommitProperties | None:
+    """Commit properties carrying the caller's metadata plus what this commit stores (its account)."""
+    if metadata is None:
+        return None
+    done = {"mps.rows_written": str(written), "mps.duplicates": str(duplicates), "mps.own": str(own)}
+    return CommitProperties(custom_metadata={**metadata, **done}, max_commit_retries=retries)
+
+
+def key_expression(spec: TableSpec, batch: pl.DataFrame) -> pc.Expression | None:
+    """A pyarrow filter narrowing stored rows to the partitions, symbols and ts range of ``batch``."""
+    expr = None
+    for p in spec.partition_by:
+        part = pc.field(p).isin(batch.get_column(p).unique().to_list())
+        expr = part if expr is None else expr & part
+    for k in spec.keys:  # narrow by low-cardinality string keys (symbol_id): prunes files on stats
+        if k in spec.partition_by or batch.schema[k] != pl.String:
+            continue
+        values = batch.get_column(k).unique()
+        if values.len() <= 64 and values.null_count() == 0:
+            part = pc.field(k).isin(values.to_list())
+            expr = part if expr is None else expr & part
+    if "ts" in spec.keys:
+        ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
+        rng = (pc.field("ts") >= ts.min()) & (pc.field("ts") <= ts.max())
+        expr = rng if expr is None else expr & rng
+    return expr
