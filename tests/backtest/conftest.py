@@ -35,7 +35,7 @@ def goog_bars(goog_pandas) -> pl.DataFrame:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def frictionless():
     """Factory: settings whose guards never bind, with the given costs (none by default)."""
     return _frictionless
