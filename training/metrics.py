@@ -1,0 +1,158 @@
+"""How forecasts are judged (DESIGN section 11): proper scores, calibration, skill and their CIs.
+
+Inputs per horizon: ``p`` (N, K) bucket probabilities, ``y`` (N,) realised bucket, optionally
+``r`` (N,) realised return in bps (defaults to the bucket mid). The predictive distribution is read
+as point masses at the bucket mids for CRPS (exactly what properscoring's weighted
+``crps_ensemble`` computes) and as uniform within each bucket for P(up), as backtest/signal.py does.
+Per-sample score arrays (``*_per_sample``) feed the block bootstrap of score differences by day.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from training.models.base import Buckets
+
+ECE_BINS = 10
+
+
+def log_score_per_sample(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Negative log probability of the realised bucket (lower is better), (N,)."""
+    return -np.log(np.maximum(p[np.arange(len(y)), y], 1e-300))
+
+
+def rps_per_sample(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ranked probability score over the K ordered buckets, divided by K - 1 (in [0, 1]), (N,)."""
+    k = p.shape[1]
+    obs_cdf = (np.arange(k)[None, :] >= y[:, None]).astype(np.float64)
+    return ((np.cumsum(p, axis=1) - obs_cdf)[:, :-1] ** 2).sum(axis=1) / (k - 1)
+
+
+def crps_per_sample(p: np.ndarray, r_bps: np.ndarray, mids_bps: np.ndarray) -> np.ndarray:
+    """CRPS (bps) of point masses at the bucket mids against the realised return: exact step-CDF integral."""
+    grid = np.sort(np.concatenate([np.broadcast_to(mids_bps, p.shape), r_bps[:, None]], axis=1), axis=1)
+    widths = np.diff(grid, axis=1)  # (N, K)
+    x = grid[:, :-1]  # left end of each interval, where the CDFs are constant
+    F = (p[:, None, :] * (mids_bps[None, None, :] <= x[:, :, None])).sum(axis=2)
+    obs = (r_bps[:, None] <= x).astype(np.float64)
+    return ((F - obs) ** 2 * widths).sum(axis=1)
+
+
+def prob_up(p: np.ndarray, buckets: Buckets) -> np.ndarray:
+    """P(return > 0), mass uniform within each bucket (the straddling bucket is split), (N,)."""
+    e = buckets.edges_bps
+    frac = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
+    return p @ frac
+
+
+def brier_per_sample(pu: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Brier score of P(up) against the realised direction, (N,)."""
+    return (pu - up) ** 2
+
+
+def reliability(pu: np.ndarray, up: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Reliability diagram data in equal-width bins of P(up): mean forecast, observed rate, count."""
+    idx = np.clip((pu * bins).astype(int), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(idx, weights=pu, minlength=bins) / count
+        freq = np.bincount(idx, weights=up, minlength=bins) / count
+    return {"bin_lo": np.arange(bins) / bins, "mean_p": mean_p, "freq": freq, "count": count}
+
+
+def ece(pu: np.ndarray, up: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of P(up): count-weighted mean |observed rate - mean forecast|."""
+    rel = reliability(pu, up, bins)
+    ok = rel["count"] > 0
+    return float((rel["count"][ok] * np.abs(rel["freq"][ok] - rel["mean_p"][ok])).sum() / rel["count"].sum())
+
+
+def pit(p: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Randomised PIT of a discrete forecast: uniform on [0, 1] when the forecast is calibrated, (N,)."""
+    cdf = np.cumsum(p, axis=1)
+    below = np.where(y > 0, cdf[np.arange(len(y)), np.maximum(y - 1, 0)], 0.0)
+    return below + rng.uniform(size=len(y)) * p[np.arange(len(y)), y]
+
+
+def moments(p: np.ndarray, mids_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictive mean and standard deviation (bps) of the bucket-mid distribution."""
+    mean = p @ mids_bps
+    return mean, np.sqrt(np.maximum(p @ mids_bps**2 - mean**2, 0.0))
+
+
+def m6_rps(p5: np.ndarray, rank: np.ndarray) -> float:
+    """M6 measure: RPS over the 5 quintile ranks (0..4) of each asset's return; a uniform forecast scores 0.16."""
+    obs_cdf = (np.arange(5)[None, :] >= rank[:, None]).astype(np.float64)
+    return float(((np.cumsum(p5, axis=1) - obs_cdf) ** 2).sum(axis=1).mean() / 5.0)
+
+
+def quintile_ranks(returns: np.ndarray) -> np.ndarray:
+    """Quintile rank 0..4 of each asset in a cross-section of returns (ties broken by order)."""
+    order = np.argsort(np.argsort(returns, kind="stable"), kind="stable")
+    return np.minimum((order * 5) // len(returns), 4)
+
+
+def horizon_scores(
+    p: np.ndarray, y: np.ndarray, buckets: Buckets, r_bps: np.ndarray | None = None, seed: int = 0
+) -> dict[str, float]:
+    """All section-11 scores of one horizon's forecasts (N, K) against outcomes (N,)."""
+    mids = buckets.mids_bps
+    r = mids[y] if r_bps is None else np.asarray(r_bps, dtype=np.float64)
+    pu, up = prob_up(p, buckets), (r > 0).astype(np.float64)
+    mean, std = moments(p, mids)
+    moved = r != 0
+    pit_hist = np.histogram(pit(p, y, np.random.default_rng(seed)), bins=10, range=(0, 1))[0] / len(y)
+    ic = stats.spearmanr(mean, r).statistic if np.std(mean) > 0 and np.std(r) > 0 else np.nan
+    return {
+        "n": float(len(y)),
+        "log_score": float(log_score_per_sample(p, y).mean()),
+        "rps": float(rps_per_sample(p, y).mean()),
+        "crps_bps": float(crps_per_sample(p, r, mids).mean()),
+        "brier": float(brier_per_sample(pu, up).mean()),
+        "ece": ece(pu, up),
+        "sharpness_bps": float(std.mean()),
+        "dir_acc": _dir_acc(mean[moved], r[moved]),
+        "ic": float(ic),
+        "pit_chi2": float(len(y) * ((pit_hist - 0.1) ** 2 / 0.1).sum()),  # ~ chi2(9) when calibrated
+    }
+
+
+def _dir_acc(mean: np.ndarray, r: np.ndarray) -> float:
+    """Share of moves whose sign the predictive mean got right; a flat forecast (|mean| < 1e-9 bps) counts half."""
+    if len(r) == 0:
+        return np.nan
+    flat = np.abs(mean) < 1e-9
+    return float(np.where(flat, 0.5, np.sign(mean) == np.sign(r)).mean())
+
+
+def block_bootstrap_ci(
+    diff: np.ndarray, day: np.ndarray, *, block: int = 1, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of per-sample score differences with a moving-block bootstrap CI over days.
+
+    Samples are averaged per day first (intraday errors are correlated), then blocks of ``block``
+    consecutive days are resampled; the CI is the percentile interval of the resampled mean of all
+    samples (days weighted by their sample counts).
+    """
+    days, inv = np.unique(day, return_inverse=True)
+    sums = np.bincount(inv, weights=diff)
+    counts = np.bincount(inv).astype(np.float64)
+    n = len(days)
+    mean = float(sums.sum() / counts.sum())
+    if n < 2:
+        return mean, np.nan, np.nan
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
+    picks = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
+    boot = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    a = (1.0 - level) / 2.0
+    return mean, float(np.quantile(boot, a)), float(np.quantile(boot, 1.0 - a))
+
+
+def skill_share(model_ls: float, clim_ls: float, oracle_ls: float) -> float:
+    """Share of the oracle's log-score gain over climatology that a model captures (1 = oracle)."""
+    gain = clim_ls - oracle_ls
+    return float((clim_ls - model_ls) / gain) if gain > 0 else np.nan
