@@ -1,0 +1,124 @@
+"""Labels: forward log returns per horizon and their buckets (gold.labels), kept apart from features.
+
+A label at ``ts`` is log(P[t + h] / P[t]) within one series (a symbol's bars; for 1 s grids a
+symbol's session, so no label crosses the overnight gap). Prices are back-adjusted for the splits
+and dividends between t and t + h, so an ex-date inside the horizon is not a return. A label's
+``known_at`` is when its outcome became known (the end bar's ``known_at``): training purges on it,
+and nothing but ``feature_store.training_set`` ever joins labels to features.
+
+    spec = LabelSpec("ret_bars_v1", tf="1d", horizons=(1, 5, 21))
+    labels = make_labels(bars, spec, actions)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from core.errors import ConfigError, TableError
+from feature_store.discretize import Discretizer
+from feature_store.pit_prices import adjust_with
+from lakehouse.corporate_actions import TS_NS
+
+TICK_HORIZONS_S = (1, 5, 10, 30, 60, 120, 300, 600)
+BAR_HORIZONS = (1, 4, 16)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A label set: name, timeframe, horizons (rows of the series: bars, or seconds on a 1 s grid), edges.
+
+    ``vol_column`` names a per-row volatility (per-bar, e.g. ``rv_21``) used when the discretizer is
+    vol-scaled: the row's horizon vol is ``vol * sqrt(h)``.
+    """
+
+    name: str
+    tf: str
+    horizons: tuple[int, ...] = BAR_HORIZONS
+    discretizer: Discretizer = field(default_factory=Discretizer.returns)
+    series: tuple[str, ...] = ("symbol_id",)
+    vol_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.horizons or any(h <= 0 for h in self.horizons):
+            raise ConfigError(f"label set {self.name}: horizons must be positive, got {self.horizons}")
+        if self.discretizer.vol_scaled and not self.vol_column:
+            raise ConfigError(f"label set {self.name}: a vol-scaled discretizer needs vol_column")
+
+    def row(self) -> dict:
+        """The gold.label_sets row (edges stored with the label set)."""
+        return {
+            "label_set": self.name,
+            "tf": self.tf,
+            "horizons": list(self.horizons),
+            "discretizer": self.discretizer.to_json(),
+        }
+
+
+def tick_label_spec(name: str = "ret_tick_v1", discretizer: Discretizer | None = None) -> LabelSpec:
+    """The SPECS tick labels: 1..600 s on a 1 s grid, per (symbol, day) session."""
+    return LabelSpec(name, "1s", TICK_HORIZONS_S, discretizer or Discretizer.returns(), ("symbol_id", "day"))
+
+
+def forward_returns(frame: pl.DataFrame, horizons: tuple[int, ...], series: tuple[str, ...]) -> pl.DataFrame:
+    """Long frame (series..., ts, known_at, horizon, log_return) of close-to-close forward log returns.
+
+    Rows whose horizon runs past the series end get no label.
+    """
+    lp = pl.col("close").log()
+    out = []
+    for h in horizons:
+        out.append(
+            frame.select(
+                *series,
+                "ts",
+                pl.lit(h, pl.Int64).alias("horizon"),
+                (lp.shift(-h) - lp).over(series).alias("log_return"),
+                pl.col("known_at").shift(-h).over(series).alias("known_at"),
+                *([c for c in frame.columns if c.startswith("_vol")]),
+            ).filter(pl.col("log_return").is_not_null())
+        )
+    return pl.concat(out)
+
+
+def make_labels(
+    bars: pl.DataFrame, spec: LabelSpec, actions: pl.DataFrame | None = None, tz: str = "America/New_York"
+) -> pl.DataFrame:
+    """gold.labels rows for ``bars`` (one tf; RAW prices plus ``actions``, or already adjusted prices).
+
+    ``bars`` need symbol_id, ts, known_at, close (and ``day`` for tick series, ``vol_column`` when the
+    discretizer is vol-scaled).
+    """
+    need = {*spec.series, "ts", "known_at", "close"} | ({spec.vol_column} if spec.vol_column else set())
+    missing = sorted(need - set(bars.columns))
+    if missing:
+        raise TableError(f"label set {spec.name}: bars lack columns {missing}")
+    b = bars.with_columns(pl.col("ts").cast(TS_NS), pl.col("known_at").cast(TS_NS)).sort(*spec.series, "ts")
+    if actions is not None and actions.height:
+        if "volume" not in b.columns:
+            b = b.with_columns(pl.lit(0.0).alias("volume"))
+        mine = actions.filter(pl.col("symbol_id").is_in(b["symbol_id"].unique().to_list()))
+        b = adjust_with(b, mine, tz)
+    b = b.with_columns(pl.max_horizontal("known_at", "ts").cum_max().over(spec.series).alias("known_at"))
+    if spec.vol_column:
+        b = b.with_columns(pl.col(spec.vol_column).alias("_vol"))
+    fwd = forward_returns(b, spec.horizons, spec.series)
+    d = spec.discretizer
+    vol = None
+    if d.vol_scaled:
+        fwd = fwd.filter(pl.col("_vol").is_not_null() & (pl.col("_vol") > 0))
+        vol = (fwd["_vol"] * fwd["horizon"].cast(pl.Float64).sqrt() * d.scale).to_numpy()
+    buckets = d.bucket(fwd["log_return"].to_numpy(), vol) if fwd.height else np.zeros(0, np.int16)
+    return fwd.select(
+        "symbol_id",
+        pl.lit(spec.tf).alias("tf"),
+        "ts",
+        "known_at",
+        pl.lit(spec.name).alias("label_set"),
+        "horizon",
+        "log_return",
+        pl.Series("bucket", buckets, pl.Int64),
+        (pl.Series("vol", vol, pl.Float64) if vol is not None else pl.lit(None, pl.Float64).alias("vol")),
+    ).sort("symbol_id", "horizon", "ts")
