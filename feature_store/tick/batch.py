@@ -44,6 +44,7 @@ def _trade_seconds(trades: pl.DataFrame, book: pl.DataFrame | None, block_size: 
             on="t",
             by=["symbol_id", "open"],
             strategy="backward",
+            check_sortedness=False,
         )
         mid = (pl.col("bid") + pl.col("ask")) / 2
         ok = pl.col("valid").fill_null(False)
@@ -88,7 +89,9 @@ def _with_book(grid: pl.DataFrame, book: pl.DataFrame | None) -> pl.DataFrame:
     )
     state = state.sort("sec").with_columns(pl.col("sec").set_sorted())
     g = grid.sort("sec").with_columns(pl.col("sec").set_sorted())
-    g = g.join_asof(state.drop("n_quotes"), on="sec", by=["symbol_id", "open"], strategy="backward")
+    g = g.join_asof(
+        state.drop("n_quotes"), on="sec", by=["symbol_id", "open"], strategy="backward", check_sortedness=False
+    )
     g = g.join(state.select("symbol_id", "open", "sec", "n_quotes"), on=["symbol_id", "open", "sec"], how="left")
     return g.with_columns(pl.col("valid").fill_null(False), pl.col("n_quotes").fill_null(0.0)).sort(*SERIES, "sec")
 

@@ -59,7 +59,9 @@ def in_sessions(events: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     """Keep events inside a session; add ``t`` (int64 ns), ``sec`` (second end), ``open`` and ``close``."""
     ev = events.with_columns(pl.col("ts").cast(TS).dt.epoch("ns").alias("t")).sort("t", "seq")
     ev = ev.with_columns(pl.col("t").set_sorted())
-    ev = ev.join_asof(sessions, left_on="t", right_on="open", by="symbol_id", strategy="backward")
+    ev = ev.join_asof(
+        sessions, left_on="t", right_on="open", by="symbol_id", strategy="backward", check_sortedness=False
+    )
     return ev.filter(pl.col("t") <= pl.col("close")).with_columns(second_expr(pl.col("ts")).alias("sec"))
 
 
