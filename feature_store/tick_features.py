@@ -25,6 +25,7 @@ from core.errors import ContractError
 from feature_store.messages import FeatureUpdate
 from feature_store.registry import FeatureDef, FeatureSet
 from feature_store.registry import register as register_set
+from lakehouse.predicates import between, where
 from lakehouse.schema import PL_TS as TS
 from lakehouse.schema import TS as TS_TYPE
 from lakehouse.schema import TableSpec, col
@@ -303,9 +304,8 @@ def write_features(lake: Lake, features: pl.DataFrame) -> int:
     if features.height == 0:
         return 0
     rows = features.with_columns(pl.col("ts").dt.strftime("%Y-%m-%d").alias("date"))
-    symbols = ", ".join(repr(s) for s in rows["symbol_id"].unique().sort())
     lo, hi = ts_value(rows["ts"].min()), ts_value(rows["ts"].max())
-    predicate = f"feature_set = '{FEATURE_SET}' AND symbol_id IN ({symbols}) AND ts >= {lo} AND ts <= {hi}"
+    predicate = where(feature_set=FEATURE_SET, symbol_id=rows["symbol_id"].unique().to_list()) & between("ts", lo, hi)
     return lake.replace_window(GOLD_TICK_FEATURES, rows, predicate)
 
 

@@ -26,8 +26,15 @@ from prefect.cache_policies import NO_CACHE
 
 from core.profile import load_profile
 from lakehouse import freshness as fr
+from lakehouse.predicates import Predicate, between, eq, where
 from lakehouse.quality.gate import gate
-from lakehouse.reconcile.pipeline import ReconcileConfig, Reconciled, quotes_as_ticks, reconcile_window
+from lakehouse.reconcile.pipeline import (
+    ReconcileConfig,
+    Reconciled,
+    preferred_vendor_bars,
+    reconcile_window,
+    ticks_with_mid_fallback,
+)
 from lakehouse.reconcile.window import (
     adjusted_for,
     distinct_actions,
@@ -36,7 +43,6 @@ from lakehouse.reconcile.window import (
     resolve_window,
     splits_of,
 )
-from lakehouse.schema import PL_TS as TS
 from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (
@@ -51,11 +57,6 @@ from lakehouse.tables import (
 )
 
 BAR_ORDER = ["symbol_id", "tf", "adjustment", "ts"]
-
-
-def _lake(lake_root: str | None, profile: str) -> Lake:
-    lake = Lake.from_profile(load_profile(profile))
-    return Lake(lake_root, lake.storage_options) if lake_root else lake
 
 
 def _symbols(expr: pc.Expression, symbols: list[str] | None) -> pc.Expression:
@@ -81,16 +82,8 @@ def read_inputs(lake: Lake, start: datetime, end: datetime, symbols: list[str] |
     flt = _symbols((pc.field("ts") >= ts_value(since or start)) & (pc.field("ts") <= ts_value(end)), symbols)
     trades = lake.read(BRONZE_TRADES, ["source", "symbol_id", "ts", "price", "size"], flt)
     quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "ask"], flt)
-    mids = quotes_as_ticks(quotes).join(
-        trades.select("source", "symbol_id").unique(), on=["source", "symbol_id"], how="anti"
-    )
-    ticks = pl.concat([trades, mids.cast(trades.schema)])
-    bars = lake.read(BRONZE_BARS, filter=flt & pc.field("kind").isin(["trade", "mid"]))
-    bars = (
-        bars.sort("kind", descending=True)
-        .unique(["source", "symbol_id", "tf", "ts"], keep="first")
-        .with_columns(pl.col("ts").alias("last_ts"), pl.lit(None, TS).alias("arrival"))
-    )
+    ticks = ticks_with_mid_fallback(trades, quotes)
+    bars = preferred_vendor_bars(lake.read(BRONZE_BARS, filter=flt & pc.field("kind").isin(["trade", "mid"])))
     stats = lake.read(SILVER_VENDOR_STATS, filter=pc.field("known_at") <= ts_value(start))
     return ticks, bars, stats
 
@@ -137,12 +130,11 @@ def write_outputs(
 ) -> dict[str, int]:
     """Replace the window's rows of silver.bars (raw, adjusted), vendor_stats and clock_offsets; upsert freshness."""
     lo, hi = ts_value(start), ts_value(end)
-    only = f" AND symbol_id IN ({', '.join(repr(s) for s in symbols)})" if symbols else ""
-    tfs = ", ".join(repr(t) for t in timeframes)
-    bars_pred = f"tf IN ({tfs}) AND ts > {lo} AND ts <= {hi}{only}"
-    meta_pred = f"window_end = {hi}{only}"
+    only: Predicate = where(symbol_id=list(symbols) if symbols else None)
+    bars_pred = where(tf=list(timeframes)) & between("ts", lo, hi, closed="right") & only
+    meta_pred = eq("window_end", hi) & only
     out = {
-        "silver.bars": lake.replace_window(SILVER_BARS, result.bars, f"{bars_pred} AND adjustment = 'raw'"),
+        "silver.bars": lake.replace_window(SILVER_BARS, result.bars, bars_pred & eq("adjustment", "raw")),
         "silver.vendor_stats": lake.replace_window(SILVER_VENDOR_STATS, result.vendor_stats, meta_pred)
         if result.vendor_stats.height
         else 0,
@@ -150,7 +142,7 @@ def write_outputs(
     }
     if adjusted is not None:
         out["silver.bars.adjusted"] = lake.replace_window(
-            SILVER_BARS, adjusted, f"{bars_pred} AND adjustment = 'adjusted'"
+            SILVER_BARS, adjusted, bars_pred & eq("adjustment", "adjusted")
         )
     if fresh is not None and fresh.height:
         fr.write_freshness(lake, fresh)
@@ -175,7 +167,7 @@ def reconcile(
     """
     logger = get_run_logger()
     start, end = resolve_window(start, end, lookback_minutes, _scheduled_start() if end is None else end)
-    lake = _lake(lake_root, profile)
+    lake = Lake.from_profile(load_profile(profile), root=lake_root)
     ticks, bars, stats = read_inputs(lake, start, end, symbols, since=read_from(start, timeframes))
     history, actions = read_context(lake, start, end, timeframes, symbols)
     calendars = {i.symbol_id: i.calendar for i in load_instruments()}

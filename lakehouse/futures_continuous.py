@@ -20,6 +20,7 @@ builds the series from the bars and open interest known then.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -30,6 +31,20 @@ from lakehouse.futures_roll import TS_NS, RollRule, roll_schedule
 
 METHODS = ("none", "panama", "ratio")
 MAX_STALE = timedelta(days=4)  # a close older than this before the roll does not size its gap
+
+
+def one_delivery_per_key(frame: pl.DataFrame, keys: list[str], priority: Sequence[str] = ()) -> pl.DataFrame:
+    """Keep one vendor's row per key: the first source in ``priority``, then any other by name.
+
+    Several vendors may deliver the same contract bar or open-interest print; the continuous series
+    needs one. The choice is the user's vendor priority (the strategy's ``universe.sources`` order);
+    sources it does not name come after, in name order, so the pick is deterministic either way.
+    """
+    rank = {s: i for i, s in enumerate(priority)}
+    ranked = frame.with_columns(
+        pl.col("source").replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("_rank")
+    )
+    return ranked.sort([*keys, "_rank", "source"]).unique(keys, keep="first", maintain_order=True).drop("_rank")
 
 
 def _trade_bars(bars: pl.DataFrame) -> pl.DataFrame:

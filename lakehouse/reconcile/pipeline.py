@@ -15,6 +15,7 @@ from datetime import datetime
 
 import polars as pl
 
+from core.timetypes import PL_TS
 from lakehouse.reconcile.bars import (
     BAR_COLUMNS,
     GAP_SCHEMA,
@@ -69,6 +70,33 @@ def quotes_as_ticks(quotes: pl.DataFrame) -> pl.DataFrame:
         pl.col("bid").is_not_null() & pl.col("ask").is_not_null() & (pl.col("ask") >= pl.col("bid"))
     ).select(
         "source", "symbol_id", "ts", ((pl.col("bid") + pl.col("ask")) / 2).alias("price"), pl.lit(0.0).alias("size")
+    )
+
+
+def ticks_with_mid_fallback(trades: pl.DataFrame, quotes: pl.DataFrame) -> pl.DataFrame:
+    """Every vendor's ticks: its trades, or quote mids for a (vendor, symbol) that sends no trades.
+
+    A vendor that sends trades is never mixed with its own quotes (mids would add bid-ask noise to a
+    trade record); one that sends only quotes still contributes a price path through its mids.
+    """
+    mids = quotes_as_ticks(quotes).join(
+        trades.select("source", "symbol_id").unique(), on=["source", "symbol_id"], how="anti"
+    )
+    return pl.concat([trades, mids.cast(trades.schema)])
+
+
+def preferred_vendor_bars(bars: pl.DataFrame) -> pl.DataFrame:
+    """One vendor bar per (source, symbol, tf, ts): its trade bar where it sends both, else its mid bar.
+
+    Trade bars are what silver reconciles; a mid bar (from a quote-only vendor) stands in only where no
+    trade bar of the same vendor exists. Returns the bars with ``last_ts`` (= ts) and an empty
+    ``arrival`` (vendor bars carry no arrival time).
+    """
+    return (
+        bars.filter(pl.col("kind").is_in(["trade", "mid"]))
+        .sort("kind", descending=True)
+        .unique(["source", "symbol_id", "tf", "ts"], keep="first", maintain_order=True)
+        .with_columns(pl.col("ts").alias("last_ts"), pl.lit(None, PL_TS).alias("arrival"))
     )
 
 

@@ -27,6 +27,42 @@ PG_PASSWORD = "mps-test-secret-pw"
 
 
 @pytest.fixture(scope="session")
+def synthetic_trades():
+    """Factory of ``n`` bronze.trades rows this suite writes itself (no vendor data needed).
+
+    A BAC-like random walk on the 2013-10-07 session: increasing timestamps (several prints may share
+    one, told apart by ``seq``), cent prices, round-lot sizes, a few exchanges and condition codes.
+    Tests of storage back ends (S3, PostgreSQL) use it so they run on a fresh clone.
+    """
+    import numpy as np
+    import polars as pl
+
+    def make(n: int, seed: int = 7) -> pl.DataFrame:
+        rng = np.random.default_rng(seed)
+        start = 1_381_150_800_000_000_000  # 2013-10-07 13:00 UTC
+        gaps = rng.exponential(40_000_000, n).astype(np.int64) * rng.integers(0, 2, n)  # ~half share a stamp
+        ts = start + np.cumsum(gaps)
+        seq = np.zeros(n, dtype=np.int64)
+        for i in range(1, n):
+            seq[i] = seq[i - 1] + 1 if ts[i] == ts[i - 1] else 0
+        price = np.round(13.9 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n, p=[0.2, 0.6, 0.2])), 2)
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(ts).cast(pl.Datetime("ns", "UTC")),
+                "symbol_id": ["BAC:US"] * n,
+                "price": price,
+                "size": (rng.integers(1, 20, n) * 100).astype(np.float64),
+                "side": pl.Series([None] * n, dtype=pl.Int8),
+                "exchange": rng.choice(["P", "T", "N", "Z"], n).tolist(),
+                "conditions": rng.choice(["2000", "20002020"], n).tolist(),
+                "seq": seq,
+            }
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def bac_trades(shared_data):
     """Factory of real trades: the first ``n`` BAC ticks of 2013-10-07 as bronze.trades payload.
 

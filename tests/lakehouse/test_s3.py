@@ -22,8 +22,8 @@ def s3_lake(s3_endpoint) -> Lake:
     return Lake(f"s3://{s3_endpoint.create_bucket()}/lake", s3_endpoint.storage_options())
 
 
-def test_ingest_is_idempotent_on_s3(bac_trades, shared_data, s3_lake, clock, s3_endpoint):
-    trades = bac_trades(2000)
+def test_ingest_is_idempotent_on_s3(synthetic_trades, s3_lake, clock, s3_endpoint):
+    trades = synthetic_trades(2000)
     ingestor = Ingestor(s3_lake, clock, security_master.known_symbols())
 
     def batch() -> Batch:
@@ -46,8 +46,8 @@ def test_ingest_is_idempotent_on_s3(bac_trades, shared_data, s3_lake, clock, s3_
     assert any("_delta_log/" in k["Key"] for k in keys["Contents"])
 
 
-def test_sql_over_s3_tables(bac_trades, shared_data, s3_lake, clock):
-    trades = bac_trades(1500)
+def test_sql_over_s3_tables(synthetic_trades, s3_lake, clock):
+    trades = synthetic_trades(1500)
     Ingestor(s3_lake, clock, security_master.known_symbols()).run(
         [Batch("lean", "bac", "b1", [Chunk(BRONZE_TRADES, trades)]), *security_master.batches()]
     )
@@ -76,8 +76,8 @@ def _append_slices(root: str, options: dict, frames: list[pl.DataFrame], barrier
     return sum(lake.append(BRONZE_TRADES, f) for f in frames)
 
 
-def test_two_concurrent_writers_lose_nothing(bac_trades, shared_data, s3_lake, clock):
-    trades = bac_trades(1200).with_columns(
+def test_two_concurrent_writers_lose_nothing(synthetic_trades, s3_lake, clock):
+    trades = synthetic_trades(1200).with_columns(
         pl.lit("lean").alias("source"),
         pl.lit(clock()).cast(NS).alias("ingest_ts"),
         pl.lit(text_batch_id("bac", 1)).alias("batch_id"),

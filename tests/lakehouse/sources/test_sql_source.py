@@ -42,7 +42,7 @@ OPTION_COLS = [
 
 
 def stock_trades_rows(trades: pl.DataFrame) -> pl.DataFrame:
-    """Real bronze trades (the ``bac_trades`` fixture) as the seed's stock_trades rows."""
+    """Bronze trades payload (the ``synthetic_trades`` fixture) as the seed's stock_trades rows."""
     return trades.select(
         pl.col("symbol_id").str.replace(":US", "", literal=True).alias("symbol"),
         pl.col("ts").dt.cast_time_unit("us"),
@@ -54,25 +54,46 @@ def stock_trades_rows(trades: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def lean_option_rows(shared_data, ticker: str, day: str) -> pl.DataFrame:
-    """A LEAN option universe file as options_data rows (snapshot at 16:00 ET; the underlying row dropped)."""
-    raw = pl.read_csv(
-        shared_data / f"lean/option/usa/universes/{ticker}/{day}.csv",
-        schema_overrides={"#expiry": pl.String, "open_interest": pl.Float64, "volume": pl.Float64},
-    )
+def option_rows(ticker: str = "TWX", day: str = "20140605") -> pl.DataFrame:
+    """A small option chain snapshot (16:00 ET) as options_data rows, written by the test itself."""
+    expiries = ["20140621", "20140719", "20141018"]
+    strikes = [60.0, 65.0, 70.0, 75.0]
+    rows = [(e, k, r) for e in expiries for k in strikes for r in ("call", "put")]
+    n = len(rows)
     snap = pl.datetime(int(day[:4]), int(day[4:6]), int(day[6:]), 16, time_zone="America/New_York")
-    return raw.filter(pl.col("#expiry").is_not_null()).select(
-        pl.lit(ticker.upper()).alias("underlying"),
+    return pl.DataFrame(
+        {
+            "underlying": [ticker] * n,
+            "expiry": [e for e, _, _ in rows],
+            "strike": [k for _, k, _ in rows],
+            "option_type": [r for _, _, r in rows],
+            "last": [round(0.5 + 0.1 * i, 2) for i in range(n)],
+            "volume": [10 * i for i in range(n)],
+            "open_interest": [100 + 7 * i for i in range(n)],
+            "implied_volatility": [0.2 + 0.001 * i for i in range(n)],
+            "delta": [0.5 if r == "call" else -0.5 for _, _, r in rows],
+            "gamma": [0.05] * n,
+            "vega": [0.1] * n,
+            "theta": [-0.02] * n,
+            "rho": [0.01] * n,
+        }
+    ).select(
+        "underlying",
         snap.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
-        pl.col("#expiry").str.to_date("%Y%m%d").alias("expiry"),
-        pl.col("strike").cast(pl.Float64),
-        pl.when(pl.col("right") == "C").then(pl.lit("call")).otherwise(pl.lit("put")).alias("option_type"),
+        pl.col("expiry").str.to_date("%Y%m%d"),
+        "strike",
+        "option_type",
         pl.lit(None, pl.Float64).alias("bid"),
         pl.lit(None, pl.Float64).alias("ask"),
-        pl.col("close").cast(pl.Float64).alias("last"),
-        pl.col("volume").cast(pl.Int64),
-        pl.col("open_interest").cast(pl.Int64),
-        *[pl.col(c).cast(pl.Float64) for c in ("implied_volatility", "delta", "gamma", "vega", "theta", "rho")],
+        "last",
+        "volume",
+        "open_interest",
+        "implied_volatility",
+        "delta",
+        "gamma",
+        "vega",
+        "theta",
+        "rho",
     )
 
 
@@ -102,9 +123,9 @@ def totals(report, table: str) -> tuple[int, int, int, int]:
     return tuple(sum(getattr(a, k) for a in accs) for k in ("rows_read", "rows_written", "duplicates", "quarantined"))
 
 
-def test_runs_read_only_new_rows(bac_trades, shared_data, seed_db, lake, clock):
-    trades = stock_trades_rows(bac_trades(4000))
-    options = lean_option_rows(shared_data, "twx", "20140605")
+def test_runs_read_only_new_rows(synthetic_trades, seed_db, lake, clock):
+    trades = stock_trades_rows(synthetic_trades(4000))
+    options = option_rows()
     insert(seed_db, "stock_trades", trades.head(3000))
     insert(seed_db, "options_data", options)
     params = Params(dsn=seed_db, chunk_size=700)
@@ -226,8 +247,8 @@ def test_unmapped_symbols_and_bad_option_types_are_quarantined(seed_db, lake, cl
     assert lake.read(BRONZE_OPTIONS_CHAIN).get_column("underlying").to_list() == ["TWX:US", "TWX:US"]
 
 
-def test_batches_stream_in_chunks_with_deterministic_ids(bac_trades, shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(2500)))
+def test_batches_stream_in_chunks_with_deterministic_ids(synthetic_trades, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(synthetic_trades(2500)))
     params = Params(dsn=seed_db, tables=("stock_trades",), chunk_size=300, batch_rows=1000)
     seen = []
     ingestor = Ingestor(lake, clock, known_symbols())
@@ -258,8 +279,8 @@ def params_db(dsn: str) -> str:
     return dict(p.split("=") for p in dsn.split())["dbname"]
 
 
-def test_crash_before_the_watermark_advance_rereads_harmlessly(bac_trades, shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(1200)))
+def test_crash_before_the_watermark_advance_rereads_harmlessly(synthetic_trades, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(synthetic_trades(1200)))
     params = Params(dsn=seed_db, tables=("stock_trades",), chunk_size=500)
     ingestor = Ingestor(lake, clock, known_symbols())
     gen = batches(params, clock, lake)
@@ -276,8 +297,8 @@ def test_crash_before_the_watermark_advance_rereads_harmlessly(bac_trades, share
     assert ingest(lake, clock, params).accounts == []
 
 
-def test_unconsumed_batch_keeps_the_watermark(bac_trades, shared_data, seed_db, lake, clock):
-    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(50)))
+def test_unconsumed_batch_keeps_the_watermark(synthetic_trades, seed_db, lake, clock):
+    insert(seed_db, "stock_trades", stock_trades_rows(synthetic_trades(50)))
     params = Params(dsn=seed_db, tables=("stock_trades",))
     assert len(list(batches(params, clock, lake))) == 1  # materialised, never written
     assert lake.read(WATERMARKS).height == 0
@@ -306,10 +327,10 @@ def test_params_are_strict():
     assert "secret" not in repr(parse_params("sql", {"dsn": "host=x password=secret"}))
 
 
-def test_run_source_gives_the_adapter_its_lake(bac_trades, shared_data, seed_db, lake, clock):
+def test_run_source_gives_the_adapter_its_lake(synthetic_trades, seed_db, lake, clock):
     from lakehouse.run_source import run_source
 
-    insert(seed_db, "stock_trades", stock_trades_rows(bac_trades(300)))
+    insert(seed_db, "stock_trades", stock_trades_rows(synthetic_trades(300)))
     raw = {"dsn": seed_db, "tables": ["stock_trades"]}
     assert totals(run_source(lake, "sql", raw, clock), "bronze.trades") == (300, 300, 0, 0)
     assert run_source(lake, "sql", raw, clock).accounts == []
