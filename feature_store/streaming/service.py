@@ -1,0 +1,177 @@
+"""The streaming featurizer over NATS: MARKET_DATA in, FeatureUpdates on ``features.v1.<tf>.<symbol>`` out.
+
+Recovery is a checkpointed replay. The checkpoint is what the FEATURES stream already holds: at
+start the featurizer reads the last update per symbol subject, replays MARKET_DATA from the open of
+the session that update belongs to (its state is rebuilt from the session's own ticks, as it was
+built the first time) and publishes only seconds after each symbol's last stored one. Every update
+also carries a ``Nats-Msg-Id`` (feature set, symbol, second), so a row in flight during a crash and
+sent again is dropped by JetStream's duplicate window. A crash therefore loses nothing and
+duplicates nothing in FEATURES.
+
+Seconds close on event time (see ``state``): a second is published when any later tick arrives,
+and ``run(idle_exit_s=...)`` closes the last one when the input has been idle that long (replays).
+Each update's ``seq`` is its ``ts`` in whole seconds: strictly increasing per symbol, and the same
+number when a restart recomputes a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.errors import ContractError
+from core.timetypes import NS_PER_S
+from feature_store.contract import STREAMING
+from feature_store.messages import FeatureUpdate, decode, encode, features_subject
+from feature_store.registry import FeatureSet, get
+from feature_store.streaming import market_data as md
+from feature_store.streaming.state import TickFeaturizer
+
+
+@dataclass(frozen=True)
+class FeaturizerConfig:
+    """How the service reads MARKET_DATA and publishes FEATURES."""
+
+    feature_set: str = "tick_v2"
+    poll_s: float = 0.05  # how often run() checks its stop event and the idle timer
+    publish_jetstream: bool = False  # True: wait for FEATURES' ack of every update (slower, stored on return)
+
+
+async def ensure_stream(js, name: str) -> None:
+    """Create a contract stream if it does not exist (idempotent)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(name=name, subjects=STREAMING.stream_subjects(name))
+
+
+async def last_published(js, tf: str) -> dict[str, FeatureUpdate]:
+    """The last FeatureUpdate stored per symbol for timeframe ``tf`` (the restart checkpoint)."""
+    pattern = features_subject(tf, "*").rsplit(".", 1)[0] + ".>"
+    info = await js.stream_info(md.FEATURES_STREAM, subjects_filter=pattern)
+    out: dict[str, FeatureUpdate] = {}
+    for subject in (info.state.subjects or {}).keys():
+        msg = await js.get_last_msg(md.FEATURES_STREAM, subject)
+        update = decode(msg.data)
+        out[update.symbol_id] = update
+    return out
+
+
+class StreamingFeaturizer:
+    """Run a ``TickFeaturizer`` against NATS; ``counts`` and ``latencies_ns`` say what it did."""
+
+    def __init__(self, nc, config: FeaturizerConfig = FeaturizerConfig(), featurizer: TickFeaturizer | None = None):
+        self.nc, self.config = nc, config
+        self.feature_set: FeatureSet = get(config.feature_set)
+        self.featurizer = featurizer or TickFeaturizer(self.feature_set)
+        self.resume: dict[str, int] = {}
+        self.counts = {"events": 0, "published": 0, "suppressed": 0, "bad": 0}
+        self.latencies_ns: list[int] | None = None
+        self.on_update: Callable[[FeatureUpdate], None] | None = None
+
+    def record_latencies(self) -> None:
+        """Keep every event's processing time (decode, update, publish of the rows it closed)."""
+        self.latencies_ns = []
+
+    async def _start(self, on_msg):
+        """Ensure the streams, read the checkpoint, subscribe (ordered push consumer) from the replay start."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        js = self.nc.jetstream()
+        for name in (md.MD_STREAM, md.FEATURES_STREAM):
+            await ensure_stream(js, name)
+        last = await last_published(js, self.feature_set.tf)
+        self.resume = {s: u.ts for s, u in last.items()}
+        start = self._replay_start(last)
+        cfg = ConsumerConfig(filter_subjects=md.md_patterns())
+        policy = DeliverPolicy.ALL
+        if start is not None:
+            policy, cfg.opt_start_time = DeliverPolicy.BY_START_TIME, start.isoformat().replace("+00:00", "Z")
+        sub = await js.subscribe(
+            "", stream=md.MD_STREAM, ordered_consumer=True, deliver_policy=policy, config=cfg, cb=on_msg,
+            pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30,
+        )  # fmt: skip
+        return js, sub
+
+    def _replay_start(self, last: dict[str, FeatureUpdate]) -> datetime | None:
+        """Where the replay starts: the earliest session open among the symbols' last stored rows."""
+        opens = []
+        for symbol, update in last.items():
+            session = self.featurizer.sessions.find(self.featurizer._calendar(symbol), update.ts)
+            if session is not None:
+                opens.append(session[0])
+        return datetime.fromtimestamp(min(opens) // 1000 / 1e6, UTC) if opens else None
+
+    async def run(self, stop: asyncio.Event | None = None, idle_exit_s: float | None = None) -> dict:
+        """Consume until ``stop`` is set or the input is idle for ``idle_exit_s``; return the counts.
+
+        Only an idle exit closes the watermark's second; a stop leaves it for the next run to replay.
+        """
+        f, clock = self.featurizer, time.perf_counter_ns
+        last_seen = [time.monotonic()]
+
+        async def on_msg(msg) -> None:
+            t0 = clock()
+            self._apply(msg.subject, msg.data)
+            if f.out:
+                await self._publish()
+            if self.latencies_ns is not None:
+                self.latencies_ns.append(clock() - t0)
+            last_seen[0] = time.monotonic()
+
+        js, sub = await self._start(on_msg)
+        self._js = js if self.config.publish_jetstream else None
+        stop = stop or asyncio.Event()
+        drained = False
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
+            except TimeoutError:
+                pass
+            if idle_exit_s is not None and time.monotonic() - last_seen[0] >= idle_exit_s:
+                drained = True
+                break
+        await sub.unsubscribe()
+        if drained:  # the input is over: its last second is complete (a stop leaves it open, as a crash does)
+            f.flush()
+            await self._publish()
+        await self.nc.flush()
+        return {**self.counts, **self.featurizer.counts}
+
+    def _apply(self, subject: str, data: bytes) -> None:
+        self.counts["events"] += 1
+        try:
+            kind = md.kind_of(subject)
+            m = md.decode(data, kind)
+            if kind == md.TRADE:
+                self.featurizer.on_trade(m["symbol_id"], m["ts"], float(m["price"]), float(m["size"]))
+            else:
+                self.featurizer.on_quote(
+                    m["symbol_id"], m["ts"], m.get("bid"), m.get("bid_size"), m.get("ask"), m.get("ask_size")
+                )
+        except (ContractError, KeyError, TypeError, ValueError):
+            self.counts["bad"] += 1
+
+    async def _publish(self) -> None:
+        """Publish the featurizer's finished rows (rows a restart already stored are skipped)."""
+        rows, self.featurizer.out = self.featurizer.out, []
+        fs = self.feature_set
+        for symbol, ts, values in rows:
+            if ts <= self.resume.get(symbol, -1):
+                self.counts["suppressed"] += 1
+                continue
+            update = FeatureUpdate(symbol, fs.tf, ts, ts, fs.name, tuple(values), ts // NS_PER_S)
+            payload = encode(update)
+            msg_id = {"Nats-Msg-Id": f"{fs.name}.{symbol}.{update.seq}"}  # JetStream drops a re-sent row
+            if self._js is not None:
+                await self._js.publish(update.subject, payload, headers=msg_id)
+            else:
+                await self.nc.publish(update.subject, payload, headers=msg_id)
+            self.counts["published"] += 1
+            if self.on_update is not None:
+                self.on_update(update)
