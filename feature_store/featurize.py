@@ -1,0 +1,89 @@
+"""Batch featurization: raw silver bars (+ corporate actions) in, gold.features and gold.labels rows out.
+
+``COMPUTE`` maps each bar-level feature set to its batch function ``(bars, actions, tz) -> rows``;
+every function reads RAW bars and adjusts them point in time itself. ``featurize_window`` computes
+over the whole history up to ``end`` (the recursive features need it) and keeps the rows in
+``[start, end]``, so a window's rows do not depend on where the previous run stopped and re-running
+a window writes the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import polars as pl
+
+from core.errors import ConfigError
+from feature_store.bars.compute import bar_features
+from feature_store.labels import LabelSpec, make_labels
+from feature_store.pit_prices import pit_features
+from lakehouse.corporate_actions import TS_NS
+
+SetCompute = Callable[[pl.DataFrame, pl.DataFrame | None, str], pl.DataFrame]
+
+
+def _bars_set(name: str) -> SetCompute:
+    return lambda bars, actions, tz: pit_features(bars, actions, lambda b: bar_features(b, name), tz)
+
+
+def _xs(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.DataFrame:
+    from feature_store.cross_section import cross_section_features
+
+    return cross_section_features(bars, actions, tz)
+
+
+def _regime(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.DataFrame:
+    from feature_store.regime import regime_features
+
+    return pit_features(bars, actions, regime_features, tz)
+
+
+COMPUTE: dict[str, SetCompute] = {
+    "bar_v1": _bars_set("bar_v1"),
+    "bar_1m_v1": _bars_set("bar_1m_v1"),
+    "xs_v1": _xs,
+    "regime_v1": _regime,
+}
+
+
+def compute_set(name: str, bars: pl.DataFrame, actions: pl.DataFrame | None = None, tz: str = "America/New_York"):
+    """Rows of feature set ``name`` for raw ``bars`` (one timeframe)."""
+    try:
+        fn = COMPUTE[name]
+    except KeyError:
+        raise ConfigError(f"no batch featurizer for feature set {name!r}; have {sorted(COMPUTE)}") from None
+    return fn(bars, actions, tz)
+
+
+def _in_window(frame: pl.DataFrame, start: datetime | None, end: datetime | None) -> pl.DataFrame:
+    if start is not None:
+        frame = frame.filter(pl.col("ts") >= pl.lit(start).cast(TS_NS))
+    if end is not None:
+        frame = frame.filter(pl.col("ts") <= pl.lit(end).cast(TS_NS))
+    return frame
+
+
+def featurize_window(
+    bars: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    feature_sets: list[str],
+    start: datetime | None,
+    end: datetime | None,
+    tz: str = "America/New_York",
+) -> dict[str, pl.DataFrame]:
+    """Feature rows with ts in [start, end] per set, computed on all ``bars`` up to ``end``."""
+    hist = _in_window(bars.with_columns(pl.col("ts").cast(TS_NS)), None, end)
+    return {name: _in_window(compute_set(name, hist, actions, tz), start, end) for name in feature_sets}
+
+
+def label_window(
+    bars: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    spec: LabelSpec,
+    start: datetime | None,
+    end: datetime | None,
+    tz: str = "America/New_York",
+) -> pl.DataFrame:
+    """Label rows with ts in [start, end] (their outcomes may lie after ``end``: labels look forward)."""
+    return _in_window(make_labels(bars, spec, actions, tz), start, end)

@@ -1,0 +1,72 @@
+"""Build gold.features and gold.labels for a window from silver raw bars and bronze corporate actions.
+
+Thin flow: read silver.bars (``adjustment = raw``, one timeframe) up to the window end and every
+known corporate action, call ``feature_store.featurize`` (point-in-time adjustment happens there),
+and replace the window's rows in gold (``feature_store.gold``), so re-running a window leaves the
+tables unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pyarrow.compute as pc
+from prefect import flow, task
+
+from core.profile import load_profile
+from feature_store.discretize import Discretizer
+from feature_store.featurize import featurize_window, label_window
+from feature_store.gold import write_features, write_labels
+from feature_store.labels import LabelSpec
+from lakehouse.storage import Lake, ts_value
+from lakehouse.tables import BRONZE_CORPORATE_ACTIONS, SILVER_BARS
+
+
+@task
+def read_bars(lake: Lake, tf: str, symbols: list[str] | None, end: datetime | None) -> pl.DataFrame:
+    """Raw silver bars of ``tf`` (and ``symbols``) up to ``end``."""
+    f = (pc.field("tf") == tf) & (pc.field("adjustment") == "raw")
+    if symbols:
+        f = f & pc.field("symbol_id").isin(symbols)
+    if end is not None:
+        f = f & (pc.field("ts") <= ts_value(end))
+    cols = ["symbol_id", "tf", "ts", "open", "high", "low", "close", "volume", "vwap", "known_at"]
+    return lake.read(SILVER_BARS, columns=cols, filter=f).sort("symbol_id", "ts")
+
+
+@task
+def read_actions(lake: Lake, symbols: list[str]) -> pl.DataFrame:
+    """Every corporate action of ``symbols`` (the featurizer applies only those known in time)."""
+    acts = lake.read(BRONZE_CORPORATE_ACTIONS, filter=pc.field("symbol_id").isin(symbols))
+    return acts.unique(["symbol_id", "ex_date", "kind"], keep="first", maintain_order=True)
+
+
+@flow(name="featurize")
+def featurize(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tf: str = "1d",
+    feature_sets: list[str] = ["bar_v1"],
+    symbols: list[str] | None = None,
+    label_set: str | None = "ret_bars_v1",
+    label_horizons: list[int] = [1, 5, 21],
+    tz: str = "America/New_York",
+    lake_root: str | None = None,
+    profile: str = "local",
+) -> dict[str, int]:
+    """Write the window [start, end] of each feature set (and of the label set) to gold; rows written per table."""
+    lake = Lake.from_profile(load_profile(profile), root=lake_root)
+    bars = read_bars(lake, tf, symbols, None)
+    if bars.height == 0:
+        return {}
+    actions = read_actions(lake, bars["symbol_id"].unique().to_list())
+    written: dict[str, int] = {}
+    for name, rows in featurize_window(bars, actions, feature_sets, start, end, tz).items():
+        written[f"gold.features/{name}"] = write_features(lake, rows)
+    if label_set:
+        spec = LabelSpec(label_set, tf, tuple(label_horizons), Discretizer.returns())
+        written[f"gold.labels/{label_set}"] = write_labels(
+            lake, label_window(bars, actions, spec, start, end, tz), spec.row()
+        )
+    return written
