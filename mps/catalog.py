@@ -16,6 +16,7 @@ from lakehouse.tables import TABLES
 DECLARING_MODULES = (
     "lakehouse.sources.sql",  # bronze.watermarks
     "feature_store.tick_features",  # gold.tick_features
+    "feature_store.gold",  # gold.features, gold.labels, gold.label_sets
 )
 
 

@@ -244,6 +244,11 @@ def config(
     console.print_json(json.dumps({"profile": prof.model_dump(), "strategy": strat.model_dump()}))
 
 
+from mps import cli_gold  # noqa: E402  (its commands import from this module)
+
+cli_gold.register(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
