@@ -17,6 +17,7 @@ import numpy as np
 from backtest.signal import compute_signal
 from backtest.sizing import RiskState, SizingConfig
 from core.errors import ContractError
+from feature_store.contract import STREAMING
 from feature_store.messages import FeatureUpdate, decode, signals_subject
 from feature_store.model_contract import ModelMetadata, read_metadata
 
@@ -43,12 +44,12 @@ class Ring:
 
     def window(self) -> np.ndarray:
         """(L, F) oldest first; before warm-up the missing steps repeat the oldest update."""
-        l = len(self.data)
-        have = min(self.count, l)
-        order = [(self.head - have + i) % l for i in range(have)]
+        lookback = len(self.data)
+        have = min(self.count, lookback)
+        order = [(self.head - have + i) % lookback for i in range(have)]
         rows = self.data[order]
-        if have < l:
-            rows = np.concatenate([np.repeat(rows[:1], l - have, axis=0), rows])
+        if have < lookback:
+            rows = np.concatenate([np.repeat(rows[:1], lookback - have, axis=0), rows])
         return rows
 
 
@@ -125,12 +126,12 @@ class ReferenceScorer:
                 risk=self.risk,
                 now_ns=now_ns,
             )
-            for i, (u, s) in enumerate(zip(updates, series))
+            for i, (u, s) in enumerate(zip(updates, series, strict=False))
         ]
 
 
 async def serve_core(
-    nats_url: str, onnx_path: str | Path, stop, *, max_batch: int = 64, subject: str = "features.v1.>", ready=None
+    nats_url: str, onnx_path: str | Path, stop, *, max_batch: int = 64, subject: str | None = None, ready=None
 ) -> dict:
     """Run the reference scorer on a core NATS subscription until ``stop`` (an asyncio.Event) is set.
 
@@ -148,7 +149,7 @@ async def serve_core(
     async def on_msg(msg):
         queue.put_nowait(msg)
 
-    sub = await nc.subscribe(subject, cb=on_msg, pending_msgs_limit=1_000_000)
+    sub = await nc.subscribe(subject or STREAMING.pattern("features"), cb=on_msg, pending_msgs_limit=1_000_000)
     await nc.flush()
     if ready is not None:
         ready.set()

@@ -10,15 +10,17 @@ scaling -> caps (NAV per symbol, ADV share) -> guards (drawdown kill switch, sta
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ContractError
 from core.resources import contracts_dir
+from feature_store import schema_check
+from feature_store.contract import strict_json
 
 DEFAULT_SIZING_PATH = contracts_dir() / "sizing.json"
+SIZING_SCHEMA = "sizing.schema.json"
 
 GUARD_DRAWDOWN = "drawdown_kill"
 GUARD_STALE = "stale"
@@ -50,35 +52,23 @@ class SizingConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "sizing") -> SizingConfig:
-        """Build from a mapping; unknown or missing keys are errors naming the key."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - names)
-        missing = sorted(names - set(raw))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}")
-        if missing:
-            raise ConfigError(f"{source}: missing key(s) {missing}")
-        cfg = cls(**raw)
-        for name in (
-            "kelly_alpha",
-            "target_vol",
-            "max_vol_scale",
-            "max_nav_frac",
-            "max_adv_share",
-            "nav",
-            "max_intraday_drawdown",
-        ):
-            if not (isinstance(getattr(cfg, name), (int, float)) and getattr(cfg, name) > 0):
-                raise ConfigError(f"{source}: {name} must be a positive number")
-        return cfg
+        """Build from a mapping checked against contracts/sizing.schema.json (the rules Rust applies).
+
+        Unknown, missing, mistyped, out-of-range or non-finite values are errors naming the key.
+        """
+        try:
+            schema_check.check(raw, SIZING_SCHEMA, source)
+        except ContractError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls(**raw)
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_SIZING_PATH) -> SizingConfig:
         """Read the JSON sizing config."""
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            raw = strict_json(path.read_bytes(), str(path))
+        except (OSError, ContractError) as exc:
             raise ConfigError(f"{path}: cannot read sizing config: {exc}") from exc
         return cls.from_dict(raw, str(path))
 

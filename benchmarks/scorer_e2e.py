@@ -64,10 +64,12 @@ def reset_streams(nats_url: str) -> None:
     import nats
     from nats.js.errors import NotFoundError
 
+    from feature_store.messages import CORE_STREAMS
+
     async def run():
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
-        for name in ("FEATURES", "SIGNALS", "DEADLETTER"):
+        for name in CORE_STREAMS:
             try:
                 await js.delete_stream(name)
             except NotFoundError:

@@ -1,8 +1,8 @@
 """FeatureUpdate messages (contracts/feature_update.schema.json) and publishing them to NATS.
 
-One FeatureUpdate per symbol per step goes to ``features.v1.<tf>.<symbol_id>``; the scorer answers
-each with a Signal on ``signals.v1.<tf>.<symbol_id>``. Streams and the ``models`` KV bucket are
-declared here once (``STREAMS``) for every publisher, consumer and test.
+One FeatureUpdate per symbol per step goes to the contract's ``features`` subject; the scorer answers
+each with a Signal on its ``signals`` subject. Subjects, streams and the models KV bucket come from
+contracts/streaming.json (``feature_store.contract.STREAMING``): nothing here spells one.
 """
 
 from __future__ import annotations
@@ -13,17 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.errors import ContractError
+from feature_store.contract import STREAMING
 
-FEATURES_PREFIX = "features.v1"
-SIGNALS_PREFIX = "signals.v1"
-DEADLETTER_PREFIX = "deadletter"
-RISK_SUBJECT = "risk.v1.state"
-MODELS_BUCKET = "models"
-STREAMS: dict[str, str] = {
-    "FEATURES": f"{FEATURES_PREFIX}.>",
-    "SIGNALS": f"{SIGNALS_PREFIX}.>",
-    "DEADLETTER": f"{DEADLETTER_PREFIX}.>",
-}
+# stream name -> its subject filters, e.g. {"FEATURES": ["features.v1.>"], ...}
+STREAMS: dict[str, list[str]] = {name: STREAMING.stream_subjects(name) for name in STREAMING.streams}
 _FIELDS = ("symbol_id", "tf", "ts", "known_at", "feature_set", "values", "seq")
 _BAD_TOKEN_CHARS = set(".*> \t\r\n")
 
@@ -61,11 +54,23 @@ class FeatureUpdate:
 
 
 def features_subject(tf: str, symbol_id: str) -> str:
-    return f"{FEATURES_PREFIX}.{tf}.{symbol_id}"
+    """Subject of one symbol's FeatureUpdates."""
+    return STREAMING.subject("features", tf=tf, symbol=symbol_id)
 
 
 def signals_subject(tf: str, symbol_id: str) -> str:
-    return f"{SIGNALS_PREFIX}.{tf}.{symbol_id}"
+    """Subject of one symbol's Signals."""
+    return STREAMING.subject("signals", tf=tf, symbol=symbol_id)
+
+
+def shadow_signals_subject(tf: str, symbol_id: str) -> str:
+    """Subject of a challenger's shadow Signals for one symbol."""
+    return STREAMING.subject("signals_shadow", tf=tf, symbol=symbol_id)
+
+
+def deadletter_subject(subject: str) -> str:
+    """Dead-letter subject of a refused message that arrived on ``subject``."""
+    return STREAMING.subject("deadletter", subject=subject)
 
 
 def encode(update: FeatureUpdate) -> bytes:
@@ -118,7 +123,10 @@ def _int(value, name: str) -> int:
     return value
 
 
-async def ensure_streams(js, names: Sequence[str] = tuple(STREAMS)) -> None:
+CORE_STREAMS: tuple[str, ...] = tuple(STREAMING.stream_of(n) for n in ("features", "signals", "deadletter"))
+
+
+async def ensure_streams(js, names: Sequence[str] = CORE_STREAMS) -> None:
     """Create the named JetStream streams if they do not exist (idempotent)."""
     from nats.js.errors import NotFoundError
 
@@ -126,23 +134,23 @@ async def ensure_streams(js, names: Sequence[str] = tuple(STREAMS)) -> None:
         try:
             await js.stream_info(name)
         except NotFoundError:
-            await js.add_stream(name=name, subjects=[STREAMS[name]])
+            await js.add_stream(name=name, subjects=STREAMS[name])
 
 
 async def models_bucket(js):
-    """Open (or create) the ``models`` KV bucket that holds champion pointers."""
+    """Open (or create) the models KV bucket that holds champion pointers."""
     from nats.js.errors import BucketNotFoundError
 
     try:
-        return await js.key_value(MODELS_BUCKET)
+        return await js.key_value(STREAMING.models_bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=MODELS_BUCKET, history=10)
+        return await js.create_key_value(bucket=STREAMING.models_bucket, history=STREAMING.models_history)
 
 
 async def put_champion(js, pointer: dict) -> int:
     """Write a champion pointer (contracts/champion_pointer.schema.json); return the revision."""
     kv = await models_bucket(js)
-    return await kv.put(f"champion.{pointer['model_name']}", json.dumps(pointer).encode())
+    return await kv.put(STREAMING.champion_key(pointer["model_name"]), json.dumps(pointer).encode())
 
 
 class FeaturePublisher:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from feature_store.messages import STREAMS, ensure_streams
+from feature_store.contract import STREAMING
+from feature_store.messages import ensure_streams
 from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS
 
@@ -95,8 +96,9 @@ async def run_sink(
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    await ensure_streams(js, ["SIGNALS"])
-    sub = await js.pull_subscribe(STREAMS["SIGNALS"], durable=durable, stream="SIGNALS")
+    stream = STREAMING.stream_of("signals")
+    await ensure_streams(js, [stream])
+    sub = await js.pull_subscribe(STREAMING.pattern("signals"), durable=durable, stream=stream)
     stats = SinkStats()
     try:
         while not stop.is_set():

@@ -4,6 +4,12 @@ use serde::Deserialize;
 use std::path::Path;
 
 use crate::error::{read_file, Result, ScorerError};
+use crate::schema;
+
+/// contracts/sizing.schema.json as it was at build time.
+pub const SCHEMA: &str = include_str!("../../contracts/sizing.schema.json");
+/// contracts/sizing.json as it was at build time: the default when no --sizing is given.
+pub const DEFAULT: &str = include_str!("../../contracts/sizing.json");
 
 /// Sizing parameters; contracts/sizing.schema.json documents each field. Unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,12 +36,21 @@ impl SizingConfig {
         (self.fee_bps + self.slippage_bps) * 1e-4
     }
 
-    /// Parse and check a JSON value (e.g. a golden case's `sizing`).
+    /// Check a JSON value against contracts/sizing.schema.json (embedded at build time, the rules
+    /// `backtest/sizing.py` applies through `feature_store/schema_check.py`), then parse it.
     pub fn from_json(value: serde_json::Value, source: &str) -> Result<Self> {
-        let cfg: SizingConfig = serde_json::from_value(value)
-            .map_err(|e| ScorerError::Config { path: source.into(), message: e.to_string() })?;
-        cfg.check(source)?;
-        Ok(cfg)
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).map_err(|e| ScorerError::Config { path: "sizing.schema.json".into(), message: e.to_string() })?;
+        let problems = schema::errors(&value, &schema);
+        if !problems.is_empty() {
+            return Err(ScorerError::Config { path: source.into(), message: problems.join("; ") });
+        }
+        serde_json::from_value(value).map_err(|e| ScorerError::Config { path: source.into(), message: e.to_string() })
+    }
+
+    /// The sizing config embedded at build time.
+    pub fn embedded() -> Result<Self> {
+        let value = serde_json::from_str(DEFAULT).map_err(|e| ScorerError::Config { path: "contracts/sizing.json".into(), message: e.to_string() })?;
+        Self::from_json(value, "contracts/sizing.json (embedded)")
     }
 
     /// Read the JSON sizing config.
@@ -44,20 +59,5 @@ impl SizingConfig {
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ScorerError::Config { path: path.display().to_string(), message: e.to_string() })?;
         Self::from_json(value, &path.display().to_string())
-    }
-
-    fn check(&self, source: &str) -> Result<()> {
-        let positives = [
-            ("kelly_alpha", self.kelly_alpha), ("target_vol", self.target_vol),
-            ("max_vol_scale", self.max_vol_scale), ("max_nav_frac", self.max_nav_frac),
-            ("max_adv_share", self.max_adv_share), ("nav", self.nav),
-            ("max_intraday_drawdown", self.max_intraday_drawdown),
-        ];
-        for (name, v) in positives {
-            if !(v > 0.0) || !v.is_finite() {
-                return Err(ScorerError::Config { path: source.into(), message: format!("{name} must be a positive number") });
-            }
-        }
-        Ok(())
     }
 }

@@ -3,9 +3,7 @@
 use serde::Deserialize;
 use std::borrow::Cow;
 
-pub const FEATURES_PREFIX: &str = "features.v1.";
-pub const SIGNALS_PREFIX: &str = "signals.v1.";
-pub const DEADLETTER_PREFIX: &str = "deadletter.";
+use crate::streaming::STREAMING;
 
 /// One feature vector of one symbol at one step.
 #[derive(Debug, Deserialize)]
@@ -84,8 +82,8 @@ pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, n_features:
     if u.values.iter().any(|v| !v.is_finite() || !((*v as f32).is_finite())) {
         return Err(Reject::NonFinite);
     }
-    // subject = features.v1.<tf>.<symbol_id>
-    let tail = subject.strip_prefix(FEATURES_PREFIX).ok_or(Reject::SubjectMismatch)?;
+    // subject = <features prefix>.<tf>.<symbol_id> (contracts/streaming.json)
+    let tail = subject.strip_prefix(STREAMING.features_head.as_str()).ok_or(Reject::SubjectMismatch)?;
     let (tf, symbol) = tail.split_once('.').ok_or(Reject::SubjectMismatch)?;
     if tf != u.tf || symbol != u.symbol_id {
         return Err(Reject::SubjectMismatch);
@@ -95,12 +93,16 @@ pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, n_features:
 
 /// The part of a features subject that identifies a series: `<tf>.<symbol_id>`.
 pub fn series_key(subject: &str) -> Option<&str> {
-    subject.strip_prefix(FEATURES_PREFIX)
+    subject.strip_prefix(STREAMING.features_head.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(symbol: &str) -> String {
+        STREAMING.template("features").render(&[("tf", "1s"), ("symbol", symbol)])
+    }
 
     fn msg(values: &str, fs: &str) -> String {
         format!(r#"{{"symbol_id":"AAPL:US","tf":"1s","ts":1,"known_at":2,"feature_set":"{fs}","values":{values},"seq":3}}"#)
@@ -110,7 +112,7 @@ mod tests {
     fn accepts_a_valid_update() {
         let m = msg("[1.0, 2.5]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, "features.v1.1s.AAPL:US", "tick_v1", 2), Ok(()));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Ok(()));
     }
 
     #[test]
@@ -120,15 +122,15 @@ mod tests {
         assert_eq!(decode(br#"{"symbol_id":"A"}"#).unwrap_err(), Reject::MalformedJson);
         let m = msg("[1.0, 2.0]", "tick_v0");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, "features.v1.1s.AAPL:US", "tick_v1", 2), Err(Reject::WrongFeatureSet));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::WrongFeatureSet));
         let m = msg("[1.0]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, "features.v1.1s.AAPL:US", "tick_v1", 2), Err(Reject::WrongLength));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::WrongLength));
         let m = msg("[1.0, 1e300]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, "features.v1.1s.AAPL:US", "tick_v1", 2), Err(Reject::NonFinite));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::NonFinite));
         let m = msg("[1.0, 2.0]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, "features.v1.1s.MSFT:US", "tick_v1", 2), Err(Reject::SubjectMismatch));
+        assert_eq!(validate(&u, &subject("MSFT:US"), "tick_v1", 2), Err(Reject::SubjectMismatch));
     }
 }

@@ -1,6 +1,8 @@
 //! MPS streaming scorer: FeatureUpdates from NATS -> the ONNX champion -> Signals.
 //!
 //! Layout (DESIGN sections 6-8):
+//! - [`streaming`]: subjects, streams and the models bucket from contracts/streaming.json (build time);
+//! - [`schema`]: the JSON-schema subset shared with Python (sizing config, risk state);
 //! - [`contract`]: FeatureUpdate decoding and the reasons a message is dead-lettered;
 //! - [`config`]: the sizing config shared with Python (`contracts/sizing.json`);
 //! - [`model`]: ONNX Runtime loaded from the onnxruntime wheel, model metadata, sha256 and
@@ -20,9 +22,11 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod ring;
+pub mod schema;
 pub mod service;
 pub mod signal;
 pub mod sizing;
+pub mod streaming;
 
 pub use error::{Result, ScorerError};
 

@@ -4,6 +4,7 @@
 //!            [--sizing contracts/sizing.json] [--mode jetstream|core] [--durable NAME]
 //!            [--http 127.0.0.1:9464] [--max-batch 64] [--threads 1] [--device cpu|cuda|cuda-required]
 //!            [--ort-lib /path/libonnxruntime.so.1.x] [--no-streams] [--workers 1]
+//!            | --print-contract | --check-sizing FILE
 //!
 //! The ONNX Runtime library comes from --ort-lib, else ORT_DYLIB_PATH, else the repo's .venv.
 
@@ -17,6 +18,8 @@ use mps_scorer::metrics::Metrics;
 use mps_scorer::model::{init_runtime, Device, RuntimeOptions};
 use mps_scorer::service::{run, Mode, ServiceConfig};
 
+use mps_scorer::streaming::STREAMING;
+
 const FLAGS: &[&str] = &["nats", "model-name", "model", "sizing", "mode", "durable", "stream", "subject", "http",
     "max-batch", "threads", "device", "ort-lib", "workers"];
 
@@ -28,6 +31,24 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
         if a == "--no-streams" {
             no_streams = true;
             continue;
+        }
+        if a == "--print-contract" {
+            println!("{}", STREAMING.describe());
+            std::process::exit(0);
+        }
+        if a == "--check-sizing" {
+            // Validate a sizing file as the scorer would load it (parity test with backtest/sizing.py).
+            let path = PathBuf::from(args.next().context("--check-sizing needs a path")?);
+            match SizingConfig::load(&path) {
+                Ok(_) => {
+                    println!("ok");
+                    std::process::exit(0)
+                }
+                Err(e) => {
+                    println!("refused: {e}");
+                    std::process::exit(2)
+                }
+            }
         }
         if a == "--help" || a == "-h" {
             println!("{}", include_str!("main.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
@@ -54,13 +75,15 @@ fn main() -> anyhow::Result<()> {
             .context("find libonnxruntime (pass --ort-lib or set ORT_DYLIB_PATH)")?,
     };
     init_runtime(&ort_lib).context("load onnx runtime")?;
-    let sizing_path = args.get("sizing").map(PathBuf::from).unwrap_or_else(|| repo_root().join("contracts/sizing.json"));
-    let sizing = SizingConfig::load(&sizing_path).context("read sizing config")?;
+    let sizing = match args.get("sizing") {
+        Some(path) => SizingConfig::load(&PathBuf::from(path)).context("read sizing config")?,
+        None => SizingConfig::embedded().context("embedded sizing config")?,
+    };
     let model_name = args.get("model-name").cloned().unwrap_or_else(|| "tick_tiny".into());
     let mode = match args.get("mode").map(String::as_str).unwrap_or("jetstream") {
         "core" => Mode::Core,
         "jetstream" => Mode::JetStream {
-            stream: args.get("stream").cloned().unwrap_or_else(|| "FEATURES".into()),
+            stream: args.get("stream").cloned().or_else(|| STREAMING.stream_of("features").map(String::from)).context("no stream captures features")?,
             durable: args.get("durable").cloned().unwrap_or_else(|| format!("scorer-{model_name}")),
         },
         other => bail!("--mode must be jetstream or core, not {other:?}"),
@@ -78,7 +101,7 @@ fn main() -> anyhow::Result<()> {
         sizing,
         runtime: RuntimeOptions { intra_threads: args.get("threads").map(|t| t.parse()).transpose().context("--threads")?.unwrap_or(1), device },
         mode,
-        subject: args.get("subject").cloned().unwrap_or_else(|| "features.v1.>".into()),
+        subject: args.get("subject").cloned().unwrap_or_else(|| STREAMING.template("features").pattern()),
         max_batch: args.get("max-batch").map(|t| t.parse()).transpose().context("--max-batch")?.unwrap_or(64),
         http_addr: args.get("http").map(|a| a.parse()).transpose().context("--http")?,
         ensure_streams: !no_streams,

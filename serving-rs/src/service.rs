@@ -18,15 +18,12 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::config::SizingConfig;
-use crate::contract::{DEADLETTER_PREFIX, SIGNALS_PREFIX};
 use crate::engine::Scorer;
 use crate::error::{Result, ScorerError};
 use crate::metrics::Metrics;
 use crate::model::{Model, RuntimeOptions};
 use crate::sizing::RiskState;
-
-pub const MODELS_BUCKET: &str = "models";
-pub const RISK_SUBJECT: &str = "risk.v1.state";
+use crate::streaming::STREAMING;
 
 /// How FeatureUpdates arrive.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,20 +116,21 @@ impl Source {
     }
 }
 
-async fn ensure_stream(js: &jetstream::Context, name: &str, subject: &str) -> Result<()> {
-    js.get_or_create_stream(stream::Config { name: name.into(), subjects: vec![subject.into()], ..Default::default() })
+async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: &[String]) -> Result<()> {
+    js.get_or_create_stream(stream::Config { name: name.into(), subjects: subjects.to_vec(), ..Default::default() })
         .await
         .map(|_| ())
         .map_err(|e| nats_err("create stream")(format!("{name}: {e}")))
 }
 
 async fn models_bucket(js: &jetstream::Context) -> Result<kv::Store> {
-    match js.get_key_value(MODELS_BUCKET).await {
+    let m = &STREAMING.models;
+    match js.get_key_value(m.bucket.as_str()).await {
         Ok(store) => Ok(store),
         Err(_) => js
-            .create_key_value(kv::Config { bucket: MODELS_BUCKET.into(), history: 10, ..Default::default() })
+            .create_key_value(kv::Config { bucket: m.bucket.clone(), history: m.history, ..Default::default() })
             .await
-            .map_err(|e| nats_err("create kv bucket models")(e.to_string())),
+            .map_err(|e| nats_err("create kv bucket")(format!("{}: {e}", m.bucket))),
     }
 }
 
@@ -202,7 +200,7 @@ impl Outbox {
                 self.metrics.publish_errors.fetch_add(1, Relaxed);
                 continue;
             }
-            let subject = format!("{SIGNALS_PREFIX}{}.{}", s.signal.tf, s.signal.symbol_id);
+            let subject = STREAMING.template("signals").render(&[("tf", &s.signal.tf), ("symbol", &s.signal.symbol_id)]);
             match self.client.publish(subject, Bytes::copy_from_slice(&self.buf)).await {
                 Ok(()) => {
                     self.metrics.signals.fetch_add(1, Relaxed);
@@ -220,7 +218,7 @@ impl Outbox {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Mps-Reason", reason);
         headers.insert("Mps-Subject", msg.subject.as_str());
-        let subject = format!("{DEADLETTER_PREFIX}{}", msg.subject);
+        let subject = STREAMING.template("deadletter").render(&[("subject", msg.subject.as_str())]);
         if let Err(e) = self.client.publish_with_headers(subject, headers, msg.payload.clone()).await {
             self.metrics.publish_errors.fetch_add(1, Relaxed);
             tracing::warn!(error = %e, "dead-letter publish failed");
@@ -245,7 +243,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         .map_err(|e| nats_err("connect")(format!("{}: {e}", cfg.nats_url)))?;
     let js = jetstream::new(client.clone());
     let store = models_bucket(&js).await?;
-    let key = format!("champion.{}", cfg.model_name);
+    let key = STREAMING.champion_key(&cfg.model_name);
 
     let mut model = None;
     if let Ok(Some(entry)) = store.entry(key.as_str()).await {
@@ -269,13 +267,15 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     let mut scorer = Scorer::new(model, cfg.sizing.clone(), cfg.max_batch)?;
 
     if cfg.ensure_streams {
-        ensure_stream(&js, "SIGNALS", "signals.v1.>").await?;
-        ensure_stream(&js, "DEADLETTER", "deadletter.>").await?;
+        for subject in ["signals", "deadletter"] {
+            let name = STREAMING.stream_of(subject).ok_or_else(|| ScorerError::Contract(format!("no stream captures {subject}")))?;
+            ensure_stream(&js, name, &STREAMING.stream_subjects(name)).await?;
+        }
     }
     let mut source = match &cfg.mode {
         Mode::Core => Source::Core(client.subscribe(cfg.subject.clone()).await.map_err(|e| nats_err("subscribe")(e.to_string()))?),
         Mode::JetStream { stream: name, durable } => {
-            ensure_stream(&js, name, &cfg.subject).await?;
+            ensure_stream(&js, name, std::slice::from_ref(&cfg.subject)).await?;
             let st = js.get_stream(name).await.map_err(|e| nats_err("get stream")(e.to_string()))?;
             let consumer: consumer::PullConsumer = st
                 .get_or_create_consumer(durable, consumer::pull::Config {
@@ -292,7 +292,8 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
             Source::Js(messages.map_err(|e| nats_err("consume")(e.to_string()))?)
         }
     };
-    let mut risk_sub = client.subscribe(RISK_SUBJECT).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
+    let risk_subject = STREAMING.template("risk_state").as_str().to_owned();
+    let mut risk_sub = client.subscribe(risk_subject.clone()).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
 
     let (swap_tx, mut swap_rx) = mpsc::channel::<Model>(2);
     let watcher = tokio::spawn(watch_champion(store, key, serving_sha, cfg.runtime, metrics.clone(), swap_tx));
@@ -333,7 +334,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
             }
             Some(msg) = risk_sub.next() => match serde_json::from_slice::<RiskState>(&msg.payload) {
                 Ok(risk) if risk.nav > 0.0 && risk.intraday_drawdown.is_finite() => scorer.set_risk(risk),
-                _ => tracing::warn!("ignoring malformed risk state on {RISK_SUBJECT}"),
+                _ => tracing::warn!("ignoring malformed risk state on {risk_subject}"),
             },
             next = source.next() => {
                 let Some(mut inc) = next else { break };

@@ -9,6 +9,7 @@ import pytest
 from scorer_helpers import CONTRACTS, make_update
 
 from core.errors import ContractError
+from feature_store.contract import STREAMING
 from feature_store.messages import FeatureUpdate, decode, encode
 
 SCHEMA = json.loads((CONTRACTS / "feature_update.schema.json").read_text())
@@ -19,7 +20,7 @@ def test_roundtrip_and_schema():
     payload = encode(u)
     jsonschema.validate(json.loads(payload), SCHEMA)
     assert decode(payload) == u
-    assert u.subject == "features.v1.1s.ESZ13:CME"
+    assert u.subject == STREAMING.subject("features", tf="1s", symbol="ESZ13:CME")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import asyncio
 
 import nats
 
-from feature_store.messages import ensure_streams
+from feature_store.contract import STREAMING
+from feature_store.messages import ensure_streams, features_subject
 from mps.nats_server import NatsServer
 
 
@@ -16,13 +17,13 @@ def test_restart_keeps_jetstream_state(tmp_path):
     async def publish():
         nc = await nats.connect(server.url)
         js = nc.jetstream()
-        await ensure_streams(js, ["FEATURES"])
-        await js.publish("features.v1.1s.AAPL:US", b"{}")
+        await ensure_streams(js, [STREAMING.stream_of("features")])
+        await js.publish(features_subject("1s", "AAPL:US"), b"{}")
         await nc.close()
 
     async def count():
         nc = await nats.connect(server.url)
-        info = await nc.jetstream().stream_info("FEATURES")
+        info = await nc.jetstream().stream_info(STREAMING.stream_of("features"))
         await nc.close()
         return info.state.messages
 

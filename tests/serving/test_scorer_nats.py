@@ -15,7 +15,15 @@ from scorer_helpers import CONTRACTS, MODEL_V1, MODEL_V2, Collector, http_get, m
 
 from backtest.reference_scorer import ReferenceScorer
 from backtest.signal import NUMERIC_FIELDS
-from feature_store.messages import FeaturePublisher, encode, ensure_streams, put_champion
+from feature_store.contract import STREAMING
+from feature_store.messages import (
+    FeaturePublisher,
+    deadletter_subject,
+    encode,
+    ensure_streams,
+    features_subject,
+    put_champion,
+)
 from mps.scorer_process import ScorerProcess
 from training.onnx_export import champion_pointer, read_metadata, sha256_file
 
@@ -30,7 +38,7 @@ def test_core_mode_signals_match_python_reference(nats_server, scorer_bin, tmp_p
     async def scenario(scorer):
         nc = await nats.connect(nats_server.url)
         signals = Collector()
-        await signals.start(nc, "signals.v1.>")
+        await signals.start(nc, STREAMING.pattern("signals"))
         await nc.flush()
         pub = FeaturePublisher(nc)
         for u in updates:
@@ -65,7 +73,7 @@ def test_core_mode_signals_match_python_reference(nats_server, scorer_bin, tmp_p
 def test_bad_messages_go_to_dead_letters_and_scoring_continues(nats_server, scorer_bin, tmp_path):
     good = [make_update("AAPL:US", seq) for seq in range(3)]
     raw = json.loads(encode(make_update("AAPL:US", 10)))
-    subject = "features.v1.1s.AAPL:US"
+    subject = features_subject("1s", "AAPL:US")
     bad = [
         (subject, b"{not json", "malformed_json"),
         (subject, json.dumps({**raw, "values": [float("nan")] * 12}).encode(), "non_finite"),
@@ -73,15 +81,15 @@ def test_bad_messages_go_to_dead_letters_and_scoring_continues(nats_server, scor
         (subject, json.dumps({**raw, "feature_set": "bar_v1"}).encode(), "wrong_feature_set"),
         (subject, encode(good[2]), "duplicate"),
         (subject, encode(make_update("AAPL:US", 1)), "late"),
-        ("features.v1.1s.MSFT:US", encode(make_update("AAPL:US", 11)), "subject_mismatch"),
+        (features_subject("1s", "MSFT:US"), encode(make_update("AAPL:US", 11)), "subject_mismatch"),
     ]
     after = make_update("AAPL:US", 3)
 
     async def scenario():
         nc = await nats.connect(nats_server.url)
         signals, dead = Collector(), Collector()
-        await signals.start(nc, "signals.v1.>")
-        await dead.start(nc, "deadletter.>", raw=True)
+        await signals.start(nc, STREAMING.pattern("signals"))
+        await dead.start(nc, STREAMING.pattern("deadletter"), raw=True)
         await nc.flush()
         pub = FeaturePublisher(nc)
         for u in good:
@@ -102,7 +110,7 @@ def test_bad_messages_go_to_dead_letters_and_scoring_continues(nats_server, scor
     assert scorer.returncode == 0
     assert [s["seq"] for s in sigs] == [0, 1, 2, 3]
     assert [h["Mps-Reason"] for _, h, _ in dead] == [r for _, _, r in bad]
-    assert dead[0][0] == "deadletter." + subject and dead[0][2] == b"{not json"
+    assert dead[0][0] == deadletter_subject(subject) and dead[0][2] == b"{not json"
     for _, _, reason in bad:
         assert metric(metrics, f'mps_scorer_deadletters_total{{reason="{reason}"}}') == 1
 
@@ -153,7 +161,7 @@ def test_hot_swap_under_load_refuses_bad_models_and_drops_nothing(nats_server, s
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         signals = Collector()
-        await signals.start(nc, "signals.v1.>")
+        await signals.start(nc, STREAMING.pattern("signals"))
         await nc.flush()
         pub = FeaturePublisher(nc)
         r = 0
@@ -210,13 +218,15 @@ def test_jetstream_durable_consumer_resumes_after_restart(nats_server, scorer_bi
 
     async def stream_count():
         nc = await nats.connect(nats_server.url)
-        info = await nc.jetstream().stream_info("SIGNALS")
+        info = await nc.jetstream().stream_info(STREAMING.stream_of("signals"))
         await nc.close()
         return info.state.messages
 
     async def collect(n):
         nc = await nats.connect(nats_server.url)
-        sub = await nc.jetstream().subscribe("signals.v1.>", stream="SIGNALS", ordered_consumer=True)
+        sub = await nc.jetstream().subscribe(
+            STREAMING.pattern("signals"), stream=STREAMING.stream_of("signals"), ordered_consumer=True
+        )
         got = []
         deadline = time.monotonic() + 30
         while len(got) < n and time.monotonic() < deadline:
@@ -249,13 +259,15 @@ def test_risk_state_drawdown_kills_sizes(nats_server, scorer_bin, tmp_path):
     async def scenario():
         nc = await nats.connect(nats_server.url)
         signals = Collector()
-        await signals.start(nc, "signals.v1.>")
+        await signals.start(nc, STREAMING.pattern("signals"))
         await nc.flush()
         pub = FeaturePublisher(nc)
         await pub.publish(make_update("AAPL:US", 0))
         await signals.wait_for(1)
-        await nc.publish("risk.v1.state", json.dumps({"nav": 2.0e6, "intraday_drawdown": 0.05}).encode())
-        await nc.publish("risk.v1.state", b"{not json")  # ignored, not fatal
+        await nc.publish(
+            STREAMING.subject("risk_state"), json.dumps({"nav": 2.0e6, "intraday_drawdown": 0.05}).encode()
+        )
+        await nc.publish(STREAMING.subject("risk_state"), b"{not json")  # ignored, not fatal
         await nc.flush()
         await asyncio.sleep(0.3)  # the risk state is applied between batches
         await pub.publish(make_update("AAPL:US", 1))

@@ -12,6 +12,7 @@ import pytest
 from scorer_helpers import MODEL_V1, make_update
 
 from backtest.reference_scorer import ReferenceScorer
+from feature_store.contract import STREAMING
 from feature_store.messages import FeaturePublisher, ensure_streams, signals_subject
 from feature_store.signal_sink import run_sink, write_signals
 from lakehouse.tables import GOLD_SIGNALS
@@ -46,10 +47,10 @@ def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
     async def scenario():
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
-        await ensure_streams(js, ["SIGNALS"])
+        await ensure_streams(js, [STREAMING.stream_of("signals")])
         for sig in signals:
             await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
-        await js.publish("signals.v1.1s.BAD:US", b"not json")
+        await js.publish(signals_subject("1s", "BAD:US"), b"not json")
         await nc.close()
         return await _sink_until(nats_server.url, lake, len(signals))
 
@@ -85,5 +86,5 @@ def test_scorer_signals_land_in_gold(nats_server, scorer_bin, lake, tmp_path):
         stats = asyncio.run(scenario())
     assert stats.written == len(updates)
     gold = lake.read(GOLD_SIGNALS)
-    assert sorted(zip(gold["symbol_id"], gold["seq"])) == sorted((u.symbol_id, u.seq) for u in updates)
+    assert sorted(zip(gold["symbol_id"], gold["seq"], strict=False)) == sorted((u.symbol_id, u.seq) for u in updates)
     assert set(gold["model_version"]) == {"1"} and set(gold["horizon"]) == {60}
