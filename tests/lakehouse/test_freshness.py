@@ -94,7 +94,8 @@ def test_freshness_rows_pass_their_suite_and_upsert_idempotently(lake, clock):
 
 
 def test_simulator_stale_and_gap_windows_show_up():
-    sim = pytest.importorskip("lakehouse.sources.simulator")
+    from lakehouse.sources import simulator as sim
+
     params = sim.SimParams(symbols=["SIM1:SIM"], n_days=1, trades_per_day=20_000, tables=["quotes", "sim_events"])
     frames: dict[str, list[pl.DataFrame]] = {}
     for batch in sim.batches(params):

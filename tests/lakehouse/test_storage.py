@@ -7,6 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from core.errors import TableError
+from lakehouse.predicates import between
 from lakehouse.storage import ts_value
 from lakehouse.tables import SILVER_VENDOR_STATS, table
 
@@ -38,7 +39,7 @@ def test_missing_column_is_named(lake):
 
 def test_replace_window_is_idempotent(lake):
     lake.append(SILVER_VENDOR_STATS, stats([1, 2, 3], [5.0, 6.0, 7.0]))
-    pred = f"window_end >= {ts_value(2)} AND window_end <= {ts_value(3)}"
+    pred = between("window_end", ts_value(2), ts_value(3))
     lake.replace_window(SILVER_VENDOR_STATS, stats([2, 3], [60.0, 70.0]), pred)
     once = lake.read(SILVER_VENDOR_STATS).sort("window_end")
     lake.replace_window(SILVER_VENDOR_STATS, stats([2, 3], [60.0, 70.0]), pred)

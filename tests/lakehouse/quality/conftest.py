@@ -1,62 +1,42 @@
-"""Fixtures for the quality gate: real LEAN equity bars read straight from the shared zips.
+"""Fixtures for the quality gate: real LEAN equity bars and splits, read through the LEAN adapters.
 
-LEAN stamps bars at their START in America/New_York; silver stamps them at their END in UTC, so the
-reader adds the bar length. Prices are stored * 10000.
+The adapters do what ingest does (bars re-stamped at their END in UTC, daily bars at the session
+close, prices scaled back from LEAN's * 10000), so the gate is tested on exactly what silver sees.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-_LENGTH = {"1d": "1d", "1m": "1m"}
+from lakehouse.sources import lean, lean_reference
+from lakehouse.tables import BRONZE_BARS
+
+
+def _lean_root(path: Path) -> Path:
+    """The LEAN data folder holding ``path`` (the ancestor that holds equity/)."""
+    return next(p for p in path.parents if (p / "equity").is_dir())
 
 
 def read_lean_bars(path: Path, symbol_id: str, tf: str, day: str | None = None) -> pl.DataFrame:
-    """Read a LEAN daily (``YYYYMMDD HH:MM``) or minute (ms since midnight) trade-bar zip as silver rows."""
-    with zipfile.ZipFile(path) as zf:
-        raw = zf.read(zf.namelist()[0])
-    names = ["t", "open", "high", "low", "close", "volume"]
-    df = pl.read_csv(
-        io.BytesIO(raw), has_header=False, new_columns=names, schema_overrides={"t": pl.String, "volume": pl.Float64}
+    """Read a LEAN trade-bar zip through the LEAN adapter, as raw silver rows (ts = bar end, UTC)."""
+    params = lean.Params(root=_lean_root(path), files=(path,))
+    chunks = [c for batch in lean.batches(params, lambda: None) for c in batch.chunks if c.table == BRONZE_BARS]
+    bars = pl.concat([c.data for c in chunks]).filter(
+        (pl.col("symbol_id") == symbol_id) & (pl.col("tf") == tf) & (pl.col("kind") == "trade")
     )
-    if day is None:
-        start = pl.col("t").str.to_datetime("%Y%m%d %H:%M")
-    else:
-        start = pl.lit(day).str.to_date("%Y%m%d").cast(pl.Datetime("ms")) + pl.duration(
-            milliseconds=pl.col("t").cast(pl.Int64)
-        )
-    ts = (
-        start.dt.replace_time_zone("America/New_York")
-        .dt.convert_time_zone("UTC")
-        .dt.offset_by(_LENGTH[tf])
-        .cast(pl.Datetime("ns", "UTC"))
-    )
-    return df.select(
-        pl.lit(symbol_id).alias("symbol_id"),
-        pl.lit(tf).alias("tf"),
-        ts.alias("ts"),
-        pl.lit("raw").alias("adjustment"),
-        *(pl.col(c).cast(pl.Float64) / 10000 for c in ("open", "high", "low", "close")),
-        pl.col("volume"),
+    return bars.sort("ts").select(
+        "symbol_id", "tf", "ts", pl.lit("raw").alias("adjustment"), "open", "high", "low", "close", "volume"
     )
 
 
 def read_lean_splits(path: Path, symbol_id: str) -> pl.DataFrame:
-    """Split events (ex_date, ratio) from a LEAN factor file's split-factor column."""
-    f = pl.read_csv(path, has_header=False, new_columns=["date", "price_factor", "split_factor", "ref"])
-    f = f.with_columns(pl.col("date").cast(pl.String).str.to_date("%Y%m%d"))
-    # A row's factors apply to dates up to and including it; a split's ex-date is the next trading day.
-    ratio = pl.col("split_factor").shift(-1) / pl.col("split_factor")
-    return (
-        f.with_columns(ratio.alias("ratio"), pl.col("date").shift(-1).alias("next"))
-        .filter(pl.col("ratio") != 1.0)
-        .select(pl.lit(symbol_id).alias("symbol_id"), pl.col("date").alias("last_pre_split"), "ratio")
-    )
+    """Split events (symbol_id, ex_date, ratio) from a LEAN factor file, through the LEAN reference adapter."""
+    (chunk,) = list(lean_reference.factor_chunks(path))
+    actions = chunk.data.filter((pl.col("kind") == "split") & (pl.col("symbol_id") == symbol_id))
+    return actions.select("symbol_id", "ex_date", "ratio").sort("ex_date")
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ BAD_LOWS = {date(2009, 9, 21), date(2010, 8, 31), date(2011, 1, 3)}
 
 
 def _splits(lean_usa, lean_splits) -> pl.DataFrame:
-    raw = lean_splits(lean_usa / "factor_files" / "aapl.csv", "AAPL:US")
-    return raw.select("symbol_id", (pl.col("last_pre_split") + pl.duration(days=1)).alias("ex_date"), "ratio")
+    return lean_splits(lean_usa / "factor_files" / "aapl.csv", "AAPL:US")
 
 
 def _session(ts: pl.Expr) -> pl.Expr:
