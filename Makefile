@@ -18,11 +18,12 @@ SCORER := $(CARGO_TARGET_DIR)/release/mps-scorer
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup env rust test test-py test-rust demo bench bench-scorer golden clean-state
+.PHONY: help setup env rust check test test-py test-rust demo bench bench-scorer golden clean-state
 
 help:
 	@echo "make demo   - run the whole pipeline on the simulator and print a report"
-	@echo "make test   - set up, build the Rust scorer, run pytest and cargo test"
+	@echo "make test   - set up, build the Rust scorer, run the quality gates, cargo test and pytest"
+	@echo "make check  - the quality gates alone: ruff, mypy, import-linter, clippy, rustfmt"
 	@echo "make bench  - run the benchmark scripts (figures, not tests)"
 	@echo "make golden - regenerate contracts/ fixture models and golden vectors"
 
@@ -40,7 +41,19 @@ rust: env
 	  cargo build --release --locked --manifest-path serving-rs/Cargo.toml; \
 	fi
 
+# Quality gates: lint and format, types (strict on core/), the import layers, clippy and rustfmt.
+check: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+	@if [ -f serving-rs/Cargo.toml ]; then \
+	  cargo fmt --manifest-path serving-rs/Cargo.toml --all --check; \
+	  ORT_DYLIB_PATH="$(ORT_DYLIB_PATH)" cargo clippy --locked --release --all-targets --manifest-path serving-rs/Cargo.toml -- -D warnings; \
+	fi
+
 test: setup
+	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-rust
 	@$(MAKE) --no-print-directory test-py
 
