@@ -75,34 +75,14 @@ def write_golden(path: Path, meta: ModelMetadata, x: np.ndarray, probs: np.ndarr
     return sha256_file(path)
 
 
-def export_model(
-    model: nn.Module, meta: ModelMetadata, out_dir: str | Path, golden_inputs: torch.Tensor, opset: int = 18
-) -> Path:
-    """Export ``model`` (calibrated in-graph) to ``out_dir/<name>.onnx`` plus its golden vectors.
-
-    ``golden_inputs`` (B >= 2, L, F) doubles as the export example, so the batch dim is traced
-    dynamic. Returns the ONNX path; its sha256 is what a champion pointer must carry.
-    """
+def torch_to_onnx(model: nn.Module, golden_inputs: torch.Tensor, opset: int = 18) -> onnx.ModelProto:
+    """Trace ``model`` (B, L, F) -> (B, H, K) with the dynamo exporter, batch dimension dynamic."""
     import torch
 
-    if opset < MIN_OPSET:
-        raise ContractError(f"opset {opset} < {MIN_OPSET}")
-    if golden_inputs.ndim != 3 or golden_inputs.shape[0] < 2:
-        raise ContractError("golden_inputs must be (B >= 2, L, F)")
-    if tuple(golden_inputs.shape[1:]) != (meta.lookback, len(meta.feature_names)):
-        raise ContractError(
-            f"golden_inputs shape {tuple(golden_inputs.shape)} != (B, {meta.lookback}, {len(meta.feature_names)})"
-        )
-    meta.check()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"{meta.model_name}.onnx"
-    golden_path = out_dir / f"{meta.model_name}.golden.json"
-    wrapped = calibrated(model, meta.calibration_temperatures).eval()
     batch = torch.export.Dim("batch", min=1, max=65536)
     with torch.no_grad():
         program = torch.onnx.export(
-            wrapped,
+            model,
             (golden_inputs,),
             dynamo=True,
             opset_version=opset,
@@ -112,14 +92,90 @@ def export_model(
             optimize=True,
             verbose=False,
         )
-    proto = program.model_proto
-    onnx.save_model(proto, str(onnx_path))  # first without metadata, to compute goldens
+    return program.model_proto
+
+
+def export_model(
+    model: nn.Module,
+    meta: ModelMetadata,
+    out_dir: str | Path,
+    golden_inputs: torch.Tensor,
+    opset: int = 18,
+    parity_inputs: np.ndarray | None = None,
+) -> Path:
+    """Export ``model`` (calibrated in-graph) to ``out_dir/<name>.onnx`` plus its golden vectors.
+
+    ``golden_inputs`` (B >= 2, L, F) doubles as the export example, so the batch dim is traced
+    dynamic. ``parity_inputs`` (held-out windows) are run through torch and onnxruntime too; any
+    difference above 1e-5 is a ContractError. Returns the ONNX path; its sha256 is what a champion
+    pointer must carry.
+    """
+    import torch
+
+    _check_inputs(meta, golden_inputs.shape, opset)
+    wrapped = calibrated(model, meta.calibration_temperatures).eval()
+    proto = torch_to_onnx(wrapped, golden_inputs, opset)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return wrapped(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
     x = golden_inputs.detach().cpu().numpy().astype(np.float32)
+    return finish_export(proto, meta, out_dir, x, reference, parity_inputs)
+
+
+def _check_inputs(meta: ModelMetadata, shape: tuple, opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise ContractError(f"opset {opset} < {MIN_OPSET}")
+    if len(shape) != 3 or shape[0] < 2:
+        raise ContractError("golden_inputs must be (B >= 2, L, F)")
+    if tuple(shape[1:]) != (meta.lookback, len(meta.feature_names)):
+        raise ContractError(f"golden_inputs shape {tuple(shape)} != (B, {meta.lookback}, {len(meta.feature_names)})")
+    meta.check()
+
+
+def parity_max_abs(onnx_path: str | Path, reference, x: np.ndarray, batch: int = 512) -> float:
+    """Largest |onnxruntime - reference| over windows ``x`` (N, L, F), in batches."""
+    worst = 0.0
+    for i in range(0, len(x), batch):
+        part = np.ascontiguousarray(x[i : i + batch], dtype=np.float32)
+        worst = max(worst, float(np.abs(run_onnx(onnx_path, part) - reference(part)).max()))
+    return worst
+
+
+def finish_export(
+    proto: onnx.ModelProto,
+    meta: ModelMetadata,
+    out_dir: str | Path,
+    golden_x: np.ndarray,
+    reference,
+    parity_inputs: np.ndarray | None = None,
+) -> Path:
+    """Save any (B, L, F) -> (B, H, K) graph as a contract model: parity, golden vectors, metadata.
+
+    ``reference`` maps float32 windows to the probabilities the graph must reproduce (the torch
+    module, LightGBM's predict_proba, ...) within ``GOLDEN_TOLERANCE`` on the golden and parity
+    inputs. The golden file's sha256 goes into metadata_props with the rest of ``meta``.
+    """
+    _check_inputs(
+        meta, golden_x.shape, max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{meta.model_name}.onnx"
+    golden_path = out_dir / f"{meta.model_name}.golden.json"
+    onnx.save_model(proto, str(onnx_path))  # first without metadata, to compute goldens
+    x = np.ascontiguousarray(golden_x, dtype=np.float32)
     probs = run_onnx(onnx_path, x)
-    with torch.no_grad():
-        expected = wrapped(golden_inputs).numpy()
-    if not np.allclose(probs, expected, atol=1e-5):
-        raise ContractError(f"ONNX and torch disagree by {np.abs(probs - expected).max():.3g}")
+    for name, inputs in (("golden", x), ("held-out", parity_inputs)):
+        if inputs is None:
+            continue
+        diff = parity_max_abs(onnx_path, reference, inputs)
+        if not diff <= GOLDEN_TOLERANCE:
+            raise ContractError(f"ONNX and the reference disagree on the {name} windows by {diff:.3g}")
+    h, k = len(meta.horizons), meta.n_buckets
+    if probs.shape[1:] != (h, k) or not np.allclose(probs.sum(-1), 1.0, atol=1e-4):
+        raise ContractError(f"exported probs have shape {probs.shape[1:]} (expected {(h, k)}) or do not sum to 1")
     golden_sha = write_golden(golden_path, meta, x, probs)
     final = ModelMetadata(**{**meta.__dict__, "golden_file": golden_path.name, "golden_sha256": golden_sha})
     proto = onnx.load_model(str(onnx_path))

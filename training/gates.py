@@ -1,0 +1,201 @@
+"""Promotion gates (seed MPS section 18): out-of-sample evidence in, a decision with reasons out.
+
+Pure functions over arrays, so the gates are tested on hand-made evidence and the flow only wires:
+
+- ``ece``: expected calibration error of prob_up, every horizon at most ``max_ece``;
+- ``log_score``: the candidate's per-sample log score (mean over horizons) is better than the
+  champion's and every baseline's, with the lower bound of a block-bootstrap CI by day above zero
+  (``training.metrics.block_bootstrap_ci``; fewer than 2 days give no CI, which fails);
+- ``sharpe``: the backtest Sharpe's lower CI bound above ``min_sharpe_lower`` (skipped when no
+  backtest evidence is given: training does not import backtest; the flow passes it in);
+- ``latency``: the exported model's onnxruntime p99 at batch 1 within ``latency_budget_ms``.
+
+A skipped gate never fails a candidate, and says so. The production score
+``Sharpe - l1 sigma(Sharpe) - l2 ECE - l3 latency_ms`` ranks candidates (Sharpe terms are 0 when
+there is no backtest evidence).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training import metrics
+from training.metrics import ece
+from training.models.base import Buckets
+
+PROB_FLOOR = 1e-12
+PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome: status pass | fail | skipped, the measured value, the threshold and why."""
+
+    name: str
+    status: str
+    value: float | None
+    threshold: float | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class SharpeEvidence:
+    """A backtest's Sharpe ratio with its CI (from the backtest package, passed in by the flow)."""
+
+    sharpe: float
+    lower: float
+    upper: float
+    sigma: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """All gates of one candidate and its production score."""
+
+    gates: tuple[GateResult, ...]
+    score: float
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.status != FAIL for g in self.gates)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the candidate was refused (empty when it passed)."""
+        return [f"{g.name}: {g.detail}" for g in self.gates if g.status == FAIL]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "score": self.score, "gates": [asdict(g) for g in self.gates], **self.summary}
+
+
+def prob_up(probs: np.ndarray, edges_bps: np.ndarray) -> np.ndarray:
+    """P(r > 0) per (sample, horizon), the straddling bucket split (``training.metrics.prob_up``)."""
+    buckets = Buckets(np.asarray(edges_bps, dtype=np.float64))
+    return np.stack([metrics.prob_up(probs[:, h, :], buckets) for h in range(probs.shape[1])], axis=1)
+
+
+def realised_up(y: np.ndarray, edges_bps: np.ndarray) -> np.ndarray:
+    """The realised bucket's share above zero (1 above, 0 below, the straddling bucket its fraction).
+
+    Only the bucket is known, and the contract takes the density as uniform within a bucket, so
+    the straddling bucket counts as up with the same share ``prob_up`` gives it.
+    """
+    e = np.asarray(edges_bps, dtype=np.float64)
+    frac = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
+    return frac[y]
+
+
+def sample_log_score(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Negative log probability of the realised bucket per (sample, horizon); lower is better."""
+    picked = np.take_along_axis(probs, y[:, :, None], axis=2)[:, :, 0]
+    return -np.log(np.maximum(picked, PROB_FLOOR))
+
+
+def onnx_latency_ms(onnx_path: str | Path, n_runs: int = 300, batch: int = 1) -> tuple[float, float]:
+    """(p50, p99) in ms of one onnxruntime call on one thread for a random (batch, L, F) input."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    shape = sess.get_inputs()[0].shape
+    x = np.random.default_rng(0).standard_normal((batch, int(shape[1]), int(shape[2]))).astype(np.float32)
+    for _ in range(20):
+        sess.run(None, {"features": x})
+    times = np.empty(n_runs)
+    for i in range(n_runs):
+        t0 = time.perf_counter()
+        sess.run(None, {"features": x})
+        times[i] = time.perf_counter() - t0
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def evaluate_gates(
+    candidate: np.ndarray,
+    y: np.ndarray,
+    days: np.ndarray,
+    edges_bps: np.ndarray,
+    cfg,
+    *,
+    champion: np.ndarray | None = None,
+    baselines: dict[str, np.ndarray] | None = None,
+    latency_p99_ms: float | None = None,
+    sharpe: SharpeEvidence | None = None,
+) -> Decision:
+    """Judge ``candidate`` probabilities (N, H, K) on labels ``y`` (N, H) against the gates of ``cfg``.
+
+    ``cfg`` is the strategy's ``Promotion`` section; ``champion`` and ``baselines`` are the other
+    forecasts on the same samples. Returns every gate's result (none short-circuits).
+    """
+    gates: list[GateResult] = []
+    up = realised_up(y, edges_bps)
+    pu = prob_up(candidate, edges_bps)
+    eces = [ece(pu[:, h], up[:, h]) for h in range(y.shape[1])]
+    worst = float(max(eces))
+    gates.append(
+        GateResult(
+            "ece",
+            PASS if worst <= cfg.max_ece else FAIL,
+            worst,
+            cfg.max_ece,
+            f"ECE of prob_up per horizon {np.round(eces, 4).tolist()}; worst {worst:.4f} vs max {cfg.max_ece}",
+        )
+    )
+    ls_cand = sample_log_score(candidate, y).mean(axis=1)
+    rivals = {**({"champion": champion} if champion is not None else {}), **(baselines or {})}
+    gains = {}
+    for name, probs in rivals.items():
+        diff = sample_log_score(probs, y).mean(axis=1) - ls_cand  # > 0: candidate better
+        mean, lo, hi = metrics.block_bootstrap_ci(
+            diff, days, n_boot=cfg.bootstrap_draws, level=cfg.ci_level, seed=cfg.bootstrap_seed
+        )
+        gains[name] = {"mean": mean, "lower": lo, "upper": hi}
+        gates.append(
+            GateResult(
+                f"log_score_vs_{name}",
+                PASS if lo > 0 else FAIL,  # NaN (fewer than 2 days) fails
+                mean,
+                0.0,
+                f"log-score gain over {name} {mean:.4f} nats/sample, {cfg.ci_level:.0%} day-block CI [{lo:.4f}, {hi:.4f}]"
+                + ("" if lo > 0 else " does not lie above 0"),
+            )
+        )
+    if not rivals:
+        gates.append(GateResult("log_score", SKIPPED, None, 0.0, "no champion and no baselines to compare with"))
+    if sharpe is None:
+        gates.append(GateResult("sharpe", SKIPPED, None, cfg.min_sharpe_lower, "no backtest evidence given"))
+    else:
+        ok = sharpe.lower > cfg.min_sharpe_lower
+        gates.append(
+            GateResult(
+                "sharpe",
+                PASS if ok else FAIL,
+                sharpe.lower,
+                cfg.min_sharpe_lower,
+                f"Sharpe {sharpe.sharpe:.3f}, CI lower bound {sharpe.lower:.3f} vs min {cfg.min_sharpe_lower}",
+            )
+        )
+    if latency_p99_ms is None:
+        gates.append(GateResult("latency", SKIPPED, None, cfg.latency_budget_ms, "latency not measured"))
+    else:
+        ok = latency_p99_ms <= cfg.latency_budget_ms
+        gates.append(
+            GateResult(
+                "latency",
+                PASS if ok else FAIL,
+                latency_p99_ms,
+                cfg.latency_budget_ms,
+                f"onnxruntime p99 at batch 1 {latency_p99_ms:.3f} ms vs budget {cfg.latency_budget_ms} ms",
+            )
+        )
+    w = cfg.score
+    score = -w.l2 * worst - w.l3 * (latency_p99_ms or 0.0)
+    if sharpe is not None:
+        score += sharpe.sharpe - w.l1 * sharpe.sigma
+    summary = {"ece_per_horizon": eces, "log_score": float(ls_cand.mean()), "gains": gains}
+    return Decision(tuple(gates), float(score), summary)

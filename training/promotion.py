@@ -1,0 +1,162 @@
+"""Promotion, rollback and canary: what changes when the gates say yes (and nothing when they say no).
+
+Pass: the version's artifacts are copied to the local models directory, the champion pointer
+(contracts/champion_pointer.schema.json) is written to the NATS KV bucket ``models`` under
+``champion.<model_name>`` (the Rust scorer watches it and hot-swaps), and then the MLflow alias
+``champion`` moves to the version (the pointer first: if NATS is down, the registry does not claim
+a champion that nothing serves). Fail: the version is tagged ``promotion.status=refused`` with
+the reasons; the alias and the pointer are untouched. Rollback: the previous champion in the
+registered model's history gets the alias and the pointer back.
+
+``publish`` is any callable taking the pointer dict; ``nats_publisher(url)`` is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import MpsError
+from feature_store.model_contract import read_metadata
+from training.gates import Decision, ece, prob_up, realised_up, sample_log_score
+from training.onnx_export import champion_pointer
+from training.tracking import CHAMPION, Tracker
+
+Publish = Callable[[dict], None]
+
+
+class PromotionError(MpsError):
+    """A promotion or rollback could not be carried out (no previous champion, pointer not written)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a promotion attempt did."""
+
+    model_name: str
+    version: str
+    promoted: bool
+    previous: str | None
+    reasons: tuple[str, ...]
+    pointer: dict | None
+
+
+def nats_publisher(url: str, timeout_s: float = 10.0) -> Publish:
+    """A ``publish`` that writes the champion pointer to the NATS KV bucket ``models``."""
+
+    def publish(pointer: dict) -> None:
+        import nats
+
+        from feature_store.messages import put_champion
+
+        async def go() -> None:
+            nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
+            try:
+                await put_champion(nc.jetstream(), pointer)
+            finally:
+                await nc.close()
+
+        asyncio.run(go())
+
+    return publish
+
+
+def apply_decision(
+    tracker: Tracker,
+    model_name: str,
+    version: str,
+    decision: Decision,
+    *,
+    models_dir: Path,
+    publish: Publish,
+    promoted_at_ns: int,
+) -> Outcome:
+    """Promote ``version`` if ``decision`` passed, else record why not; see the module docstring."""
+    previous = tracker.alias(model_name, CHAMPION)
+    record = {"promotion.decision": json.dumps(decision.to_dict(), default=float)[:5000]}
+    if not decision.passed:
+        tracker.tag_version(
+            model_name,
+            version,
+            {**record, "promotion.status": "refused", "promotion.reasons": json.dumps(decision.reasons)[:5000]},
+        )
+        return Outcome(model_name, version, False, previous, tuple(decision.reasons), None)
+    pointer = _serve(tracker, model_name, version, models_dir, publish, promoted_at_ns)
+    tracker.set_champion(model_name, version)
+    tracker.tag_version(model_name, version, {**record, "promotion.status": "champion"})
+    return Outcome(model_name, version, True, previous, (), pointer)
+
+
+def rollback(tracker: Tracker, model_name: str, *, models_dir: Path, publish: Publish, promoted_at_ns: int) -> Outcome:
+    """Restore the previous champion (alias and KV pointer); the current one is tagged rolled back."""
+    history = tracker.history(model_name)
+    current = tracker.alias(model_name, CHAMPION)
+    if len(history) < 2:
+        raise PromotionError(f"{model_name}: no previous champion to roll back to (history {history})")
+    previous = history[-2]
+    pointer = _serve(tracker, model_name, previous, models_dir, publish, promoted_at_ns)
+    tracker.set_champion(model_name, previous, history=history[:-1])
+    if current is not None:
+        tracker.tag_version(model_name, current, {"promotion.status": "rolled_back"})
+    return Outcome(model_name, previous, True, current, (f"rolled back from v{current}",), pointer)
+
+
+def _serve(tracker: Tracker, name: str, version: str, models_dir: Path, publish: Publish, at_ns: int) -> dict:
+    onnx_path = tracker.materialise(name, version, models_dir)
+    meta = read_metadata(onnx_path)
+    if meta.model_name != name:
+        raise PromotionError(f"{onnx_path}: metadata model_name {meta.model_name!r} != registered name {name!r}")
+    pointer = {**champion_pointer(onnx_path, meta, at_ns), "model_version": str(version)}
+    if meta.model_version != str(version):
+        raise PromotionError(
+            f"{onnx_path}: metadata model_version {meta.model_version!r} != registry version {version!r} "
+            "(export with the version the registry will give, see flows/train.py)"
+        )
+    try:
+        publish(pointer)
+    except Exception as exc:  # the pointer is the promotion: without it nothing else may change
+        raise PromotionError(f"{name} v{version}: champion pointer not written: {exc}") from exc
+    return pointer
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """Champion vs challenger on the same live windows."""
+
+    n: int
+    ece_champion: float
+    ece_challenger: float
+    log_score_champion: float
+    log_score_challenger: float
+    rollback: bool
+    reasons: tuple[str, ...]
+
+
+def canary_check(
+    champion: np.ndarray, challenger: np.ndarray, y: np.ndarray, edges_bps: np.ndarray, cfg
+) -> CanaryResult:
+    """Compare forecasts (N, H, K) on realised buckets ``y`` (N, H); ``cfg`` is ``Promotion.canary``.
+
+    Roll back when the challenger's worst-horizon ECE rises, or its mean log score falls, past the
+    thresholds; with fewer than ``min_samples`` windows nothing is decided.
+    """
+    up = realised_up(y, edges_bps)
+
+    def worst_ece(p: np.ndarray) -> float:
+        pu = prob_up(p, edges_bps)
+        return max(ece(pu[:, h], up[:, h]) for h in range(y.shape[1]))
+
+    e0, e1 = worst_ece(champion), worst_ece(challenger)
+    l0, l1 = float(sample_log_score(champion, y).mean()), float(sample_log_score(challenger, y).mean())
+    reasons = []
+    if len(y) >= cfg.min_samples:
+        if e1 - e0 > cfg.max_ece_rise:
+            reasons.append(f"ECE rose {e0:.4f} -> {e1:.4f} (max rise {cfg.max_ece_rise})")
+        if l1 - l0 > cfg.max_log_score_drop:
+            reasons.append(f"log score fell {l0:.4f} -> {l1:.4f} nats (max drop {cfg.max_log_score_drop})")
+    return CanaryResult(len(y), e0, e1, l0, l1, bool(reasons), tuple(reasons))
