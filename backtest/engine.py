@@ -63,17 +63,15 @@ def run_id_for(settings: BacktestSettings, data_versions: dict, model_version: s
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def frame_digest(frame: pl.DataFrame) -> str:
-    """Hash a frame's content (floats rounded to 30 mantissa bits, so last-ulp differences do not move it)."""
-    h = hashlib.sha256()
-    for name in frame.columns:
-        s = frame[name]
-        if s.dtype.is_float():
-            mant, exp = np.frexp(s.cast(pl.Float64).to_numpy())
+def array_digest(*arrays: np.ndarray, names: tuple[str, ...] = ()) -> str:
+    """Hash arrays (floats rounded to 30 mantissa bits, so last-ulp differences do not move the hash)."""
+    h = hashlib.sha256("\x1f".join(names).encode())
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            mant, exp = np.frexp(a)
             a = np.ldexp(np.round(mant * 2.0**30) / 2.0**30, exp) + 0.0  # ~1e-9 relative; -0.0 -> 0.0
-            h.update(name.encode() + np.ascontiguousarray(a).tobytes())
-        else:
-            h.update(name.encode() + str(s.to_list()).encode())
+        h.update(str(a.shape).encode() + np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -167,23 +165,26 @@ def assemble(events, nav, cash, gross, traded, trades, pos, settings, data_versi
     ).with_columns(pl.col("ts").cast(PL_TS))
     ev = trades[:, loop.T_EVENT].astype(np.int64)
     sym = trades[:, loop.T_SYM].astype(np.int64)
-    names = np.array(events.symbols + ("*",), dtype=object)
+    kind = trades[:, loop.T_KIND].astype(np.int64)
+    names = pl.Series("symbol_id", [*events.symbols, "*"], dtype=pl.String)
+    kinds = pl.Series("kind", [KINDS[k] for k in sorted(KINDS)], dtype=pl.String)
     trade_frame = pl.DataFrame(
         {
-            "ts": ts[ev] if len(ev) else np.array([], dtype=np.int64),
-            "symbol_id": names[sym].tolist(),
-            "kind": [KINDS[int(k)] for k in trades[:, loop.T_KIND]],
+            "ts": ts[ev],
+            "symbol_id": names.gather(np.where(sym < 0, len(events.symbols), sym)),
+            "kind": kinds.gather(kind),
             "qty": trades[:, loop.T_QTY],
             "ref_price": trades[:, loop.T_REF],
             "fill_price": trades[:, loop.T_PX],
             "fee": trades[:, loop.T_FEE],
             "spread_cost": trades[:, loop.T_SPREAD],
             "slippage_cost": trades[:, loop.T_SLIP],
-        },
-        schema_overrides={"symbol_id": pl.String, "kind": pl.String},
+        }
     ).with_columns(pl.col("ts").cast(PL_TS))
     run_id = run_id_for(settings, data_versions or {}, model_version, target)
-    digest = hashlib.sha256((frame_digest(equity) + frame_digest(trade_frame)).encode()).hexdigest()[:32]
+    digest = array_digest(
+        ts[last], nav[last], cash[last], gross[last], traded_per_ts, ts[ev], trades, names=events.symbols
+    )
     return BacktestResult(
         run_id=run_id,
         result_hash=digest,

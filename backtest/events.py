@@ -93,14 +93,14 @@ def _sessions(frame: pl.DataFrame, calendar: str | None) -> pl.DataFrame:
 def _daily_stats(frame: pl.DataFrame, adv_days: int) -> pl.DataFrame:
     """ADV and daily log-return vol per (symbol, session) from the sessions BEFORE it."""
     daily = (
-        frame.group_by("symbol_id", "day", maintain_order=True)
+        frame.group_by("sym", "day", maintain_order=True)
         .agg(pl.col("volume").sum().alias("dvol"), pl.col("close").last().alias("dclose"))
-        .sort("symbol_id", "day")
+        .sort("sym", "day")
     )
-    ret = (pl.col("dclose") / pl.col("dclose").shift(1)).log().over("symbol_id")
+    ret = (pl.col("dclose") / pl.col("dclose").shift(1)).log().over("sym")
     return daily.with_columns(ret.alias("dret")).with_columns(
-        pl.col("dvol").rolling_mean(adv_days, min_samples=1).shift(1).over("symbol_id").alias("adv"),
-        pl.col("dret").rolling_std(adv_days, min_samples=2).shift(1).over("symbol_id").alias("sigma"),
+        pl.col("dvol").rolling_mean(adv_days, min_samples=1).shift(1).over("sym").alias("adv"),
+        pl.col("dret").rolling_std(adv_days, min_samples=2).shift(1).over("sym").alias("sigma"),
     )
 
 
@@ -114,16 +114,15 @@ def build_events(bars: pl.DataFrame, costs: BacktestCosts, calendar: str | None)
     f = bars.with_columns(_as_ns(bars, "ts").alias("ts"))
     if "volume" not in f.columns:
         f = f.with_columns(pl.lit(None, pl.Float64).alias("volume"))
-    f = f.sort("ts", "symbol_id")
-    if f.select(pl.struct("symbol_id", "ts").is_duplicated().any()).item():
-        dup = f.filter(pl.struct("symbol_id", "ts").is_duplicated()).row(0, named=True)
-        raise ConfigError(f"bars: duplicate (symbol_id, ts) {dup['symbol_id']} {dup['ts']}")
-    f = _sessions(f, calendar)
-    stats = _daily_stats(f, costs.adv_days).select("symbol_id", "day", "adv", "sigma")
-    f = f.join(stats, on=["symbol_id", "day"], how="left", maintain_order="left")
     symbols = tuple(sorted(f["symbol_id"].unique().to_list()))
-    index = pl.DataFrame({"symbol_id": symbols, "sym": np.arange(len(symbols), dtype=np.int64)})
-    f = f.join(index, on="symbol_id", how="left", maintain_order="left")
+    f = f.with_columns((pl.col("symbol_id").rank("dense") - 1).cast(pl.Int64).alias("sym")).sort("ts", "sym")
+    ts, sym = f["ts"].to_numpy(), f["sym"].to_numpy()
+    dup = np.flatnonzero((ts[1:] == ts[:-1]) & (sym[1:] == sym[:-1]))
+    if len(dup):
+        raise ConfigError(f"bars: duplicate (symbol_id, ts) {symbols[sym[dup[0]]]} {ts[dup[0]]}")
+    f = _sessions(f, calendar)
+    stats = _daily_stats(f, costs.adv_days).select("sym", "day", "adv", "sigma")
+    f = f.join(stats, on=["sym", "day"], how="left", maintain_order="left")
     halted = pl.col("volume").fill_null(1.0) <= 0
     spread = (
         pl.col("half_spread_bps").fill_null(costs.half_spread_bps)
@@ -159,19 +158,19 @@ def align_targets(events: Events, signals: pl.DataFrame, column: str) -> np.ndar
     if column not in signals.columns:
         raise ConfigError(f"signals lack the target column {column!r}; have {signals.columns}")
     known = "known_at" if "known_at" in signals.columns else "ts"
+    codes = {name: i for i, name in enumerate(events.symbols)}
     s = (
         signals.select(
-            pl.col("symbol_id"),
+            pl.col("symbol_id").replace_strict(codes, default=-1, return_dtype=pl.Int64).alias("sym"),
             _as_ns(signals, known).alias("_known"),
             pl.col(column).cast(pl.Float64).alias("_target"),
         )
-        .sort("_known", "symbol_id")
+        .filter(pl.col("sym") >= 0)
+        .sort("_known", "sym")
         .with_row_index("_sig")
     )
-    names = pl.Series("symbol_id", events.symbols, dtype=pl.String)
     left = pl.DataFrame({"ts": events.ts, "sym": events.sym, "_e": np.arange(len(events))})
-    left = left.with_columns(names.gather(left["sym"]).alias("symbol_id"))
-    j = left.join_asof(s, left_on="ts", right_on="_known", by="symbol_id", strategy="backward", check_sortedness=False)
+    j = left.join_asof(s, left_on="ts", right_on="_known", by="sym", strategy="backward", check_sortedness=False)
     j = j.sort("_e").with_columns(
         (pl.col("_sig").is_not_null() & (pl.col("_sig") != pl.col("_sig").shift(1).over("sym")).fill_null(True)).alias(
             "_new"
