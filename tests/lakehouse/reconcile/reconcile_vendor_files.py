@@ -1,95 +1,69 @@
-"""Small readers for the real vendor files the reconciliation tests use (LEAN zips, CSVs)."""
+"""Vendor bars for the reconciliation tests, read through the real adapters (LEAN, tabular mappings).
+
+What ingest would land in bronze.bars is turned into the per-source vendor bars ``reconcile_window``
+takes (``preferred_vendor_bars``); quote-only minute files become mid bars from their bid and ask bars.
+"""
 
 from __future__ import annotations
 
-import io
-import zipfile
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-TS = pl.Datetime("ns", "UTC")
+from lakehouse.reconcile.pipeline import preferred_vendor_bars
+from lakehouse.sources import lean, tabular
+from lakehouse.tables import BRONZE_BARS
+
+COLUMNS = ["source", "symbol_id", "tf", "ts", "open", "high", "low", "close", "volume", "vwap", "n_trades", "kind"]
 
 
-def _csv(path: Path, columns: list[str]) -> pl.DataFrame:
-    with zipfile.ZipFile(path) as z:
-        raw = z.read(z.namelist()[0])
-    return pl.read_csv(io.BytesIO(raw), has_header=False, new_columns=columns)
+def _bronze_bars(batches) -> pl.DataFrame:
+    frames = [c.data for b in batches for c in b.chunks if c.table == BRONZE_BARS]
+    return pl.concat(frames).drop("_row", "_raw", strict=False)
+
+
+def _lean_root(path: Path) -> Path:
+    return next(p for p in path.parents if p.name == "lean")
+
+
+def _vendor(bars: pl.DataFrame, source: str, symbol: str) -> pl.DataFrame:
+    out = bars.with_columns(pl.lit(source).alias("source"), pl.lit(symbol).alias("symbol_id")).select(COLUMNS)
+    return preferred_vendor_bars(out).drop("kind")
+
+
+def _mids(bars: pl.DataFrame) -> pl.DataFrame:
+    """Mid bars from a quote file's bid and ask bars (OHLC of the mid, no volume)."""
+    keys = ["symbol_id", "tf", "ts"]
+    bid = bars.filter(pl.col("kind") == "bid")
+    ask = bars.filter(pl.col("kind") == "ask").select(
+        *keys, *[pl.col(c).alias(f"a_{c}") for c in ("open", "high", "low", "close")]
+    )
+    both = bid.join(ask, on=keys)
+    return both.with_columns(
+        *[((pl.col(c) + pl.col(f"a_{c}")) / 2).alias(c) for c in ("open", "high", "low", "close")],
+        pl.lit(0.0).alias("volume"),
+        pl.lit("mid").alias("kind"),
+    ).select(bars.columns)
 
 
 def lean_minute(path: Path, source: str, symbol: str, *, quote: bool) -> pl.DataFrame:
-    """Read one LEAN minute file (UTC ms since midnight, bar start) as per-source bars ending at ts."""
-    day = datetime.strptime(path.name[:8], "%Y%m%d").replace(tzinfo=UTC)
-    if quote:
-        cols = ["ms", "bo", "bh", "bl", "bc", "bs", "ao", "ah", "al", "ac", "as"]
-        f = _csv(path, cols).with_columns(
-            *[
-                ((pl.col("b" + x) + pl.col("a" + x)) / 2).alias(n)
-                for x, n in zip("ohlc", ("open", "high", "low", "close"))
-            ],
-            pl.lit(0.0).alias("volume"),
-        )
-    else:
-        f = _csv(path, ["ms", "open", "high", "low", "close", "volume"])
-    ts = (pl.lit(day).cast(TS) + pl.duration(milliseconds=pl.col("ms") + 60_000)).cast(TS)
-    return f.select(
-        pl.lit(source).alias("source"),
-        pl.lit(symbol).alias("symbol_id"),
-        pl.lit("1m").alias("tf"),
-        ts.alias("ts"),
-        pl.col("open", "high", "low", "close").cast(pl.Float64),
-        pl.col("volume").cast(pl.Float64),
-        pl.lit(None, pl.Float64).alias("vwap"),
-        pl.lit(None, pl.Int64).alias("n_trades"),
-        ts.alias("last_ts"),
-        pl.lit(None, TS).alias("arrival"),
-    )
+    """One LEAN minute file through the LEAN adapter as ``source``'s 1m bars of ``symbol``."""
+    bars = _bronze_bars(lean.batches(lean.Params(root=_lean_root(path), files=(path,)), lambda: None))
+    return _vendor(_mids(bars) if quote else bars.filter(pl.col("kind") == "trade"), source, symbol)
 
 
-def lean_daily(path: Path, source: str, symbol: str, close_of) -> pl.DataFrame:
-    """Read a LEAN daily equity zip (prices * 10000) as daily bars ending at the session close."""
-    f = _csv(path, ["day", "open", "high", "low", "close", "volume"]).with_columns(
-        pl.col("day").str.slice(0, 8).str.strptime(pl.Date, "%Y%m%d"),
-        *[(pl.col(c) / 10_000).alias(c) for c in ("open", "high", "low", "close")],
-    )
-    return daily_bars(f, source, symbol, close_of)
+def lean_daily(path: Path, source: str, symbol: str) -> pl.DataFrame:
+    """A LEAN daily equity zip through the LEAN adapter (stamped at the session close)."""
+    bars = _bronze_bars(lean.batches(lean.Params(root=_lean_root(path), files=(path,)), lambda: None))
+    return _vendor(bars.filter(pl.col("kind") == "trade"), source, symbol)
 
 
-def csv_daily(path: Path, source: str, symbol: str, close_of, date_col: str, close_col: str = "Close") -> pl.DataFrame:
-    """Read a daily CSV with a header (backtesting.py, Yahoo) as daily bars."""
-    f = (
-        pl.read_csv(path)
-        .rename({date_col: "day"})
-        .select(
-            pl.col("day").str.strptime(pl.Date, "%Y-%m-%d"),
-            pl.col("Open").alias("open"),
-            pl.col("High").alias("high"),
-            pl.col("Low").alias("low"),
-            pl.col(close_col).alias("close"),
-            pl.col("Volume").cast(pl.Float64).alias("volume"),
-        )
-    )
-    return daily_bars(f, source, symbol, close_of)
-
-
-def daily_bars(f: pl.DataFrame, source: str, symbol: str, close_of) -> pl.DataFrame:
-    ts = close_of(f["day"])
-    return (
-        f.with_columns(ts.alias("ts"))
-        .filter(pl.col("ts").is_not_null())
-        .select(
-            pl.lit(source).alias("source"),
-            pl.lit(symbol).alias("symbol_id"),
-            pl.lit("1d").alias("tf"),
-            "ts",
-            pl.col("open", "high", "low", "close", "volume").cast(pl.Float64),
-            pl.lit(None, pl.Float64).alias("vwap"),
-            pl.lit(None, pl.Int64).alias("n_trades"),
-            pl.col("ts").alias("last_ts"),
-            pl.lit(None, TS).alias("arrival"),
-        )
-    )
+def mapped_daily(root: Path, mapping: str, path: str, source: str, symbol: str) -> pl.DataFrame:
+    """A daily CSV through the tabular adapter and its mapping in configs/mappings."""
+    params = tabular.Params(mapping=mapping, paths=[str(root / path)])
+    bars = _bronze_bars(tabular.batches(params, lambda: None)).with_columns(pl.lit("trade").alias("kind"))
+    return _vendor(bars, source, symbol)
 
 
 def between(f: pl.DataFrame, lo: date, hi: date) -> pl.DataFrame:

@@ -3,9 +3,8 @@
 from datetime import UTC, date, datetime
 
 import polars as pl
-from reconcile_vendor_files import between, csv_daily, lean_daily, lean_minute
+from reconcile_vendor_files import between, lean_daily, lean_minute, mapped_daily
 
-from lakehouse.calendars import session_close
 from lakehouse.reconcile.consensus import ConsensusConfig, consensus
 from lakehouse.reconcile.pipeline import ReconcileConfig, reconcile_window
 
@@ -47,15 +46,10 @@ def test_btc_three_venue_minute_consensus(shared_data):
 
 
 def test_goog_2004_08_19_open_high_flagged_for_the_odd_source(shared_data):
-    close_of = lambda days: session_close("XNYS", days)
-    lean = lean_daily(shared_data / "lean/equity/usa/daily/goog.zip", "lean", "GOOG:US", close_of)
-    bt = csv_daily(shared_data / "backtesting/GOOG.csv", "backtesting", "GOOG:US", close_of, date_col="")
-    yahoo = csv_daily(
-        shared_data / "mplfinance/yahoofinance-GOOG-20040819-20180120.csv",
-        "yahoo",
-        "GOOG:US",
-        close_of,
-        date_col="Date",
+    lean = lean_daily(shared_data / "lean/equity/usa/daily/goog.zip", "lean", "GOOG:US")
+    bt = mapped_daily(shared_data, "backtesting_goog", "backtesting/GOOG.csv", "backtesting", "GOOG:US")
+    yahoo = mapped_daily(
+        shared_data, "yahoo_daily", "mplfinance/yahoofinance-GOOG-20040819-20180120.csv", "yahoo", "GOOG:US"
     )
     lo, hi = date(2004, 8, 19), date(2004, 12, 31)
     lean, bt, yahoo = (between(f, lo, hi) for f in (lean, bt, yahoo))
