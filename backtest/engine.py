@@ -113,6 +113,64 @@ def run_events(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Events and aligned targets of a job, reusable across settings that keep sessions and spreads."""
+
+    events: Events
+    target: np.ndarray
+    target_kind: str
+    multipliers: dict[str, float]
+    remark_on_roll: frozenset[str]
+    data_versions: dict
+    model_version: str | None
+
+
+def prepare(
+    bars: pl.DataFrame,
+    signals: pl.DataFrame,
+    settings: BacktestSettings,
+    *,
+    target: str = "size",
+    data_versions: dict | None = None,
+    model_version: str | None = None,
+    multipliers: dict[str, float] | None = None,
+    futures_method: dict[str, str] | None = None,
+) -> Prepared:
+    """Build the events and align the signals (see ``run_backtest`` for the arguments)."""
+    if target not in ("size", "units"):
+        raise ConfigError(f"target column must be 'size' or 'units', got {target!r}")
+    methods = futures_method or {}
+    bad = {s: m for s, m in methods.items() if m not in ("none", "panama")}
+    if bad:
+        raise ConfigError(f"futures series {bad}: backtest P&L needs method 'panama' or 'none'")
+    events = build_events(bars, settings.costs, settings.calendar)
+    if len(events) == 0:
+        raise ConfigError("no bars to backtest")
+    return Prepared(
+        events=events,
+        target=align_targets(events, signals, target),
+        target_kind=target,
+        multipliers=dict(multipliers or {}),
+        remark_on_roll=frozenset(s for s, m in methods.items() if m == "none"),
+        data_versions=dict(data_versions or {}),
+        model_version=model_version,
+    )
+
+
+def run_prepared(prep: Prepared, settings: BacktestSettings) -> BacktestResult:
+    """Run the loop on prepared events with ``settings`` (fees, slippage, guards may differ from prepare's)."""
+    out = run_events(
+        prep.events,
+        prep.target,
+        settings,
+        units=prep.target_kind == "units",
+        multipliers=prep.multipliers,
+        remark_on_roll=prep.remark_on_roll,
+    )
+    return assemble(prep.events, *out, settings, prep.data_versions, prep.model_version, prep.target_kind)
+
+
 def run_backtest(
     bars: pl.DataFrame,
     signals: pl.DataFrame,
@@ -131,21 +189,17 @@ def run_backtest(
     (marks continue on the back-adjusted prices) or ``none`` (the roll gap is removed in cash).
     The ``ratio`` method scales P&L at each roll and is refused.
     """
-    if target not in ("size", "units"):
-        raise ConfigError(f"target column must be 'size' or 'units', got {target!r}")
-    methods = futures_method or {}
-    bad = {s: m for s, m in methods.items() if m not in ("none", "panama")}
-    if bad:
-        raise ConfigError(f"futures series {bad}: backtest P&L needs method 'panama' or 'none'")
-    events = build_events(bars, settings.costs, settings.calendar)
-    if len(events) == 0:
-        raise ConfigError("no bars to backtest")
-    tgt = align_targets(events, signals, target)
-    remark = frozenset(s for s, m in methods.items() if m == "none")
-    nav, cash, gross, traded, trades, pos = run_events(
-        events, tgt, settings, units=target == "units", multipliers=multipliers, remark_on_roll=remark
+    prep = prepare(
+        bars,
+        signals,
+        settings,
+        target=target,
+        data_versions=data_versions,
+        model_version=model_version,
+        multipliers=multipliers,
+        futures_method=futures_method,
     )
-    return assemble(events, nav, cash, gross, traded, trades, pos, settings, data_versions, model_version, target)
+    return run_prepared(prep, settings)
 
 
 def assemble(events, nav, cash, gross, traded, trades, pos, settings, data_versions, model_version, target):

@@ -1,0 +1,65 @@
+"""One backtest evaluation: run, daily series, metrics with CIs, deflated Sharpe, what-if table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from backtest import metrics as m
+from backtest.bootstrap import bootstrap_metrics, deflated_sharpe
+from backtest.engine import BacktestResult, Prepared, run_prepared
+from backtest.whatif import what_if
+from core.strategy import BacktestSettings
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    result: BacktestResult
+    daily: m.Daily
+    metrics: pl.DataFrame  # metric, value, lo, hi, level, cluster, draws, n_clusters
+    what_if: pl.DataFrame | None
+
+
+def evaluate(
+    prep: Prepared,
+    settings: BacktestSettings,
+    *,
+    trial_sharpes: np.ndarray | None = None,
+    with_what_if: bool = True,
+) -> Evaluation:
+    """Run ``prep`` with ``settings``; add bootstrap CIs and, when several configurations were tried
+    (``trial_sharpes``: their per-period Sharpe ratios), the deflated Sharpe ratio."""
+    result = run_prepared(prep, settings)
+    daily = m.daily_series(result.equity, settings.initial_cash)
+    table = bootstrap_metrics(
+        daily,
+        draws=settings.bootstrap_draws,
+        cluster=settings.bootstrap_cluster,
+        level=settings.ci_level,
+        seed=settings.bootstrap_seed,
+    )
+    if trial_sharpes is not None and len(trial_sharpes) > 1 and len(daily.ret) >= 3:
+        dsr = deflated_sharpe(daily.ret, trial_sharpes)
+        table = pl.concat(
+            [
+                table,
+                pl.DataFrame(
+                    {
+                        "metric": ["deflated_sharpe"],
+                        "value": [dsr["dsr"]],
+                        "lo": [math.nan],
+                        "hi": [math.nan],
+                        "level": [settings.ci_level],
+                        "cluster": ["-"],
+                        "draws": [int(dsr["n_trials"])],
+                        "n_clusters": [0],
+                    }
+                ),
+            ],
+            how="vertical_relaxed",
+        )
+    table_what_if = what_if(prep, settings) if with_what_if else None
+    return Evaluation(result=result, daily=daily, metrics=table, what_if=table_what_if)
