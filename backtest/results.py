@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 
-from backtest.engine import BacktestResult
 from lakehouse.predicates import eq
 from lakehouse.schema import TS, TableSpec, col
 from lakehouse.storage import Lake
 from lakehouse.tables import register
+
+if TYPE_CHECKING:  # the catalog imports this module: keep numba (the engine) out of `mps sql`
+    from backtest.engine import BacktestResult
 
 F64, I64, STR = pa.float64(), pa.int64(), pa.large_string()
 _RUN = col("run_id", STR, doc="hash of the run's inputs (data versions, settings, model version)")

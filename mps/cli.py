@@ -248,6 +248,10 @@ from mps import cli_gold  # noqa: E402  (its commands import from this module)
 
 cli_gold.register(app)
 
+from mps import cli_backtest  # noqa: E402
+
+app.command("backtest")(cli_backtest.backtest)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

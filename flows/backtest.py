@@ -1,0 +1,116 @@
+"""Backtest flow: silver bars + signals (gold.signals, or a model's walk-forward predictions file) ->
+engine -> gold.backtest_* tables and an HTML report; logged to MLflow when it backtests a model."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.compute as pc
+from prefect import flow, task
+
+from backtest.engine import prepare
+from backtest.evaluate import evaluate
+from backtest.report import write_report
+from backtest.results import write_result
+from backtest.sizing import SizingConfig
+from backtest.targets import size_signals
+from core.errors import ConfigError
+from core.profile import load_profile
+from core.strategy import load_strategy
+from lakehouse.storage import Lake, ts_value
+from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS
+
+
+@task
+def read_bars(lake: Lake, symbols: list[str], tf: str, adjustment: str, start, end) -> tuple[pl.DataFrame, dict]:
+    """Silver bars of ``symbols`` at ``tf`` in [start, end) and the table version read."""
+    f = pc.field("symbol_id").isin(symbols) & (pc.field("tf") == tf) & (pc.field("adjustment") == adjustment)
+    if start is not None:
+        f = f & (pc.field("ts") >= ts_value(start))
+    if end is not None:
+        f = f & (pc.field("ts") < ts_value(end))
+    cols = ["symbol_id", "ts", "open", "high", "low", "close", "volume"]
+    bars = lake.read(SILVER_BARS, columns=cols, filter=f)
+    info = lake.info(SILVER_BARS)
+    return bars, {SILVER_BARS.qualified: info.version if info else -1}
+
+
+@task
+def read_signals(
+    lake: Lake, symbols: list[str], tf: str, model: str | None, model_version: str | None, path: str | None
+) -> tuple[pl.DataFrame, dict]:
+    """Signals from a predictions file (Parquet: symbol_id, ts[, known_at], size or probs) or gold.signals."""
+    if path is not None:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        return pl.read_parquet(path).filter(pl.col("symbol_id").is_in(symbols)), {path: digest}
+    if model is None:
+        raise ConfigError("backtest needs a signals file or a model whose gold.signals to trade")
+    f = pc.field("symbol_id").isin(symbols) & (pc.field("tf") == tf) & (pc.field("model") == model)
+    if model_version is not None:
+        f = f & (pc.field("model_version") == model_version)
+    signals = lake.read(GOLD_SIGNALS, columns=["symbol_id", "ts", "size"], filter=f)
+    info = lake.info(GOLD_SIGNALS)
+    return signals, {GOLD_SIGNALS.qualified: info.version if info else -1}
+
+
+@flow(name="backtest")
+def backtest(
+    created_at: datetime,
+    symbols: list[str] | None = None,
+    tf: str = "1d",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    signals_path: str | None = None,
+    model: str | None = None,
+    model_version: str | None = None,
+    adjustment: str = "adjusted",
+    trial_sharpes: list[float] | None = None,
+    out_dir: str = "reports/backtest",
+    strategy_path: str | None = None,
+    mlflow_experiment: str | None = None,
+    profile: str = "local",
+    lake_root: str | None = None,
+) -> dict:
+    """Backtest a model's signals over silver bars; write gold.backtest_* and the report; return paths and ids.
+
+    ``created_at`` is the caller's clock reading (stamped on the run row). ``trial_sharpes``: the
+    per-period Sharpe ratios of every configuration tried, for the deflated Sharpe ratio. With
+    ``mlflow_experiment`` and a model version, the report is logged to MLflow.
+    """
+    prof = load_profile(profile)
+    strategy = load_strategy(Path(strategy_path)) if strategy_path else load_strategy()
+    settings = strategy.backtest
+    lake = Lake.from_profile(prof, root=lake_root)
+    symbols = symbols or strategy.universe.symbols
+    bars, versions = read_bars(lake, symbols, tf, adjustment, start, end)
+    signals, signal_versions = read_signals(lake, symbols, tf, model, model_version, signals_path)
+    if "size" not in signals.columns:
+        b = next((m.buckets for m in strategy.models if m.name == model), strategy.models[0].buckets)
+        edges = np.linspace(b.lo_bps, b.hi_bps, b.count + 1)
+        signals = size_signals(signals, edges, SizingConfig.load(strategy.sizing_path()), nav=settings.initial_cash)
+    prep = prepare(
+        bars, signals, settings, data_versions=versions | signal_versions, model_version=model_version or model
+    )
+    ev = evaluate(prep, settings, trial_sharpes=np.asarray(trial_sharpes) if trial_sharpes else None)
+    written = write_result(lake, ev.result, ev.metrics, name=strategy.name, created_at=created_at)
+    report_dir = Path(out_dir) / ev.result.run_id
+    paths = write_report(ev.result, ev.daily, ev.metrics, ev.what_if, report_dir, title=f"{strategy.name} backtest")
+    out = {"run_id": ev.result.run_id, "result_hash": ev.result.result_hash, "written": written, **paths}
+    if mlflow_experiment and (model_version or model):
+        from training.tracking import Tracker
+
+        metric_values = {r["metric"]: r["value"] for r in ev.metrics.iter_rows(named=True) if np.isfinite(r["value"])}
+        out["mlflow_run_id"] = Tracker.from_profile(prof).log_run(
+            mlflow_experiment,
+            f"backtest-{ev.result.run_id[:12]}",
+            params={"model": model, "model_version": model_version, "run_id": ev.result.run_id, "tf": tf},
+            metrics={f"backtest.{k}": v for k, v in metric_values.items()},
+            artifacts={"backtest": report_dir},
+            tags={"backtest.run_id": ev.result.run_id, "backtest.result_hash": ev.result.result_hash},
+            timestamp_ms=int(created_at.timestamp() * 1000),
+        )
+    return out
