@@ -1,12 +1,14 @@
 """Atomic idempotent writes: insert only the rows whose natural keys are not stored yet.
 
-The key check and the write are one Delta transaction: rows are inserted with an insert-only MERGE
-on the table's keys (``when_not_matched_insert_all``) against the snapshot the check read. A
-concurrent writer that commits rows the MERGE should have seen makes the commit fail (Delta's
-conflict check), and the whole attempt is repeated on the new snapshot, so two identical ingests
-running at once store every row once. The MERGE predicate carries the batch's partition values and
-ts range as literals, so a bulk load into new partitions prunes every stored file and costs what a
-plain append costs.
+The key check and the write are one Delta transaction: the rows whose keys the check (on snapshot
+v) did not find are appended in a commit whose read version is v and which carries a Delta
+application transaction (``txn``) per partition it touches. Delta's conflict check fails a commit
+when a commit after its read version carries the same application id, so a concurrent writer that
+stored rows in the same partitions meanwhile makes this commit fail, and the whole attempt is
+repeated on the new snapshot: two identical ingests running at once store every row once. Writers
+of disjoint partitions never conflict, and a bulk load into new partitions skips the key scan
+(file stats) and costs a plain append. (An insert-only MERGE gives the same guarantee, but its
+DataFusion writer stores strings as ``string_view``, which pyarrow's dataset filters reject.)
 
 Stored rows whose key matches a batch row are compared on their values: equal rows are duplicates
 (or, when stored under the same ``batch_id``, this batch's own rows from an interrupted run);
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, write_deltalake
+from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from core.errors import TableError
@@ -43,23 +45,14 @@ class NewRows:
     corrections: pl.DataFrame  # batch rows whose key is stored with other values, with ``_reason``
 
 
-def _sql_literal(value) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
-
-
-def merge_predicate(spec: TableSpec, batch: pl.DataFrame) -> str:
-    """Keys equal, plus the batch's partition values and ts range as literals (prunes stored files)."""
-    parts = [f't."{k}" = s."{k}"' for k in spec.keys]
-    for p in spec.partition_by:
-        values = batch.get_column(p).unique().drop_nulls().to_list()
-        if values and len(values) <= 256:
-            parts.append(f't."{p}" IN ({", ".join(_sql_literal(v) for v in values)})')
-    if "ts" in spec.keys and batch.height:
-        ts = batch.get_column("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns")
-        parts.append(f't."ts" >= {ts.min()} AND t."ts" <= {ts.max()}')
-    return " AND ".join(parts)
+def _locks(spec: TableSpec, batch: pl.DataFrame, version: int) -> list[Transaction]:
+    """One application transaction per partition the batch touches (the whole table if unpartitioned)."""
+    if not spec.partition_by:
+        parts = [""]
+    else:
+        combos = batch.select(pl.col(p).cast(pl.String) for p in spec.partition_by).unique().sort(spec.partition_by)
+        parts = ["/".join(f"{p}={v}" for p, v in zip(spec.partition_by, row, strict=True)) for row in combos.rows()]
+    return [Transaction(f"mps.keys:{spec.qualified}:{part}", version) for part in parts]
 
 
 def _stored_matches(lake, spec: TableSpec, batch: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -138,7 +131,7 @@ def _attempt(
     lake, spec: TableSpec, batch: pl.DataFrame, batch_id: str | None, metadata: dict | None, compare_values: bool
 ) -> NewRows:
     dt = lake.delta(spec)
-    if dt is None:  # first write creates the table; a second creator fails and retries as a MERGE
+    if dt is None:  # first write creates the table; a second creator fails and retries as an append
         table = lake.conform(spec, batch)
         # No commit retries: a retry would turn a lost creation race into a blind append.
         props = _props(metadata or {}, table.num_rows, 0, 0, retries=0)
@@ -161,28 +154,28 @@ def _attempt(
         columns = [c for c in spec.column_names if c in batch.columns and c != "date"]
     stored = _stored_matches(lake, spec, batch, columns)
     fresh, dups, own, corrections = classify(spec, batch, stored, batch_id)
-    props = _props(metadata, fresh.height, dups, own)
     if fresh.height:
         table = lake.conform(spec, fresh)
-        merger = dt.merge(
-            table, predicate=merge_predicate(spec, fresh), source_alias="s", target_alias="t", commit_properties=props
+        write_deltalake(
+            dt,
+            table,
+            mode="append",
+            partition_by=list(spec.partition_by) or None,
+            storage_options=lake._opts(),
+            commit_properties=_props(
+                metadata or {}, table.num_rows, dups, own, locks=_locks(spec, fresh, dt.version() + 1)
+            ),
         )
-        metrics = merger.when_not_matched_insert_all().execute()
-        inserted = int(metrics.get("num_target_rows_inserted", table.num_rows))
-        dups += table.num_rows - inserted  # cannot happen on a conflict-checked snapshot; counted if it does
-    else:
-        inserted = 0
+    inserted = fresh.height
     return NewRows(inserted, dups, own, corrections)
 
 
 def _props(
-    metadata: dict | None, written: int, duplicates: int, own: int, retries: int | None = None
-) -> CommitProperties | None:
-    """Commit properties carrying the caller's metadata plus what this commit stores (its account)."""
-    if metadata is None:
-        return None
+    metadata: dict, written: int, duplicates: int, own: int, retries: int | None = None, locks=None
+) -> CommitProperties:
+    """Commit properties: the caller's metadata plus what this commit stores (its account), and the locks."""
     done = {"mps.rows_written": str(written), "mps.duplicates": str(duplicates), "mps.own": str(own)}
-    return CommitProperties(custom_metadata={**metadata, **done}, max_commit_retries=retries)
+    return CommitProperties(custom_metadata={**metadata, **done}, max_commit_retries=retries, app_transactions=locks)
 
 
 def key_expression(spec: TableSpec, batch: pl.DataFrame) -> pc.Expression | None:

@@ -14,10 +14,10 @@ rows not yet stored, quarantines the rest with a reason, and keeps the account
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +28,7 @@ from lakehouse.idempotent import insert_new
 from lakehouse.schema import TableSpec
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE
-from lakehouse.validate import REASON, split_duplicates, split_valid
+from lakehouse.validate import REASON, InstrumentRule, Plausibility, split_duplicates, split_valid
 
 Clock = Callable[[], datetime]
 
@@ -47,6 +47,9 @@ class Chunk:
     table: TableSpec
     data: pl.DataFrame
     rejected: list[Rejected] = field(default_factory=list)
+    # The delivery's prints are unique (a trade id, or timestamps fine enough that two real prints
+    # never share every field): a row repeating another in every field is a duplicate print.
+    unique_prints: bool = False
 
     @property
     def rows_read(self) -> int:
@@ -158,10 +161,20 @@ class _Prepared:
 class Ingestor:
     """Write batches into the lake with validation, dedupe, quarantine and accounting."""
 
-    def __init__(self, lake: Lake, clock: Clock, known_symbols: frozenset[str] | None = None):
+    def __init__(
+        self,
+        lake: Lake,
+        clock: Clock,
+        known_symbols: frozenset[str] | None = None,
+        *,
+        instruments: Mapping[str, InstrumentRule] | None = None,
+        future_horizon: timedelta = timedelta(days=1),
+    ):
         self.lake = lake
         self.clock = clock
         self.known_symbols = known_symbols
+        self.instruments = dict(instruments or {})
+        self.future_horizon = future_horizon
 
     def run(self, batches: Iterable[Batch], progress: Callable[[Account], None] | None = None) -> IngestReport:
         report = IngestReport()
@@ -225,7 +238,13 @@ class Ingestor:
         spec, df = chunk.table, chunk.data
         if "_row" not in df.columns:
             df = df.with_row_index("_row", offset=offset + 1).with_columns(pl.col("_row").cast(pl.Int64))
-        good, bad = split_valid(spec, df, self.known_symbols)
+        context = Plausibility(
+            now_ns=int(ingest_ts.timestamp() * 1e6) * 1000 if ingest_ts is not None else None,
+            future_horizon_ns=int(self.future_horizon.total_seconds() * 1e9),
+            instruments=self.instruments,
+            duplicate_prints=chunk.unique_prints,
+        )
+        good, bad = split_valid(spec, df, self.known_symbols, context)
         good, exact_dups, conflicts = split_duplicates(spec, good)
         rejected = pl.concat([bad, conflicts], how="diagonal_relaxed") if conflicts.height else bad
         quarantine = self._quarantine_frame(batch, spec, rejected, chunk.rejected, ingest_ts)

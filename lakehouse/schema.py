@@ -25,6 +25,7 @@ class Column:
     positive: bool = False  # > 0
     non_negative: bool = False  # >= 0
     finite: bool = True  # floats: NaN and +-inf are rejected
+    upper: float | None = None  # values above are implausible (a price of 1e308)
     doc: str = ""
 
     @property
@@ -55,6 +56,8 @@ class TableSpec:
     series_by: tuple[str, ...] = ()
     doc: str = ""
     lineage: bool = True
+    # Declared plausibility checks (lakehouse.validate): "ohlc" (low <= open, close <= high),
+    # "duplicate_print" (a row repeating another in every field, where the delivery's prints are unique).
     extra_checks: tuple[str, ...] = field(default=())
 
     @property

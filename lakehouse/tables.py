@@ -20,14 +20,31 @@ _LINEAGE = (
     col("batch_id", STR, doc="deterministic id of the ingest batch (source + file content)"),
 )
 _DATE = col("date", STR, doc="UTC date of ts, YYYY-MM-DD (partition)")
+PRICE_MAX = 1e9  # no traded instrument quotes above this; 1e308 is a corrupt field, not a price
 
 
 def _bronze(
-    name: str, columns, keys, *, ordered_by="ts", series_by=("symbol_id",), partition_by=("source", "date"), doc=""
+    name: str,
+    columns,
+    keys,
+    *,
+    ordered_by="ts",
+    series_by=("symbol_id",),
+    partition_by=("source", "date"),
+    doc="",
+    extra_checks=(),
 ):
     cols = (*columns, *_LINEAGE, *((_DATE,) if "date" in partition_by else ()))
     return TableSpec(
-        "bronze", name, cols, keys=keys, partition_by=partition_by, ordered_by=ordered_by, series_by=series_by, doc=doc
+        "bronze",
+        name,
+        cols,
+        keys=keys,
+        partition_by=partition_by,
+        ordered_by=ordered_by,
+        series_by=series_by,
+        doc=doc,
+        extra_checks=extra_checks,
     )
 
 
@@ -36,7 +53,7 @@ BRONZE_TRADES = _bronze(
     (
         col("ts", TS),
         col("symbol_id", STR),
-        col("price", F64, positive=True),
+        col("price", F64, positive=True, upper=PRICE_MAX),
         col("size", F64, non_negative=True),
         col("side", pa.int8(), nullable=True, doc="+1 buy aggressor, -1 sell, null unknown"),
         col("exchange", STR, nullable=True),
@@ -45,6 +62,7 @@ BRONZE_TRADES = _bronze(
     ),
     keys=("source", "symbol_id", "ts", "seq"),
     doc="trade prints as delivered",
+    extra_checks=("duplicate_print",),
 )
 
 BRONZE_QUOTES = _bronze(
@@ -52,9 +70,9 @@ BRONZE_QUOTES = _bronze(
     (
         col("ts", TS),
         col("symbol_id", STR),
-        col("bid", F64, nullable=True, positive=True),
+        col("bid", F64, nullable=True, positive=True, upper=PRICE_MAX),
         col("bid_size", F64, nullable=True, non_negative=True),
-        col("ask", F64, nullable=True, positive=True),
+        col("ask", F64, nullable=True, positive=True, upper=PRICE_MAX),
         col("ask_size", F64, nullable=True, non_negative=True),
         col("exchange", STR, nullable=True),
         col("seq", I64),
@@ -70,18 +88,19 @@ BRONZE_BARS = _bronze(
         col("tf", STR, doc="timeframe: 1s, 1m, 5m, 15m, 1h, 1d"),
         col("symbol_id", STR),
         col("kind", STR, doc="trade, bid, ask or mid"),
-        col("open", F64, positive=True),
-        col("high", F64, positive=True),
-        col("low", F64, positive=True),
-        col("close", F64, positive=True),
+        col("open", F64, positive=True, upper=PRICE_MAX),
+        col("high", F64, positive=True, upper=PRICE_MAX),
+        col("low", F64, positive=True, upper=PRICE_MAX),
+        col("close", F64, positive=True, upper=PRICE_MAX),
         col("volume", F64, nullable=True, non_negative=True),
-        col("vwap", F64, nullable=True, positive=True),
+        col("vwap", F64, nullable=True, positive=True, upper=PRICE_MAX),
         col("n_trades", I64, nullable=True, non_negative=True),
     ),
     keys=("source", "symbol_id", "tf", "kind", "ts"),
     partition_by=("source", "tf"),
     series_by=("symbol_id", "tf", "kind"),
     doc="vendor bars, stamped at their end",
+    extra_checks=("ohlc",),
 )
 
 BRONZE_BOOK_EVENTS = _bronze(
@@ -91,7 +110,7 @@ BRONZE_BOOK_EVENTS = _bronze(
         col("symbol_id", STR),
         col("action", STR, doc="add, cancel, modify, trade, fill, clear, snapshot"),
         col("side", pa.int8(), nullable=True),
-        col("price", F64, nullable=True, positive=True),
+        col("price", F64, nullable=True, positive=True, upper=PRICE_MAX),
         col("size", F64, nullable=True, non_negative=True),
         col("order_id", I64, nullable=True),
         col("level", pa.int16(), nullable=True, doc="book level for level-N updates"),
