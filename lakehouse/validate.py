@@ -77,7 +77,9 @@ def _instrument_reason(price: str) -> pl.Expr:
     off_tick = pl.col("_tick").is_not_null() & ((steps - steps.round(0)).abs() > 1e-6 * steps.abs().clip(1.0))
     return (
         pl.when(band)
-        .then(pl.format(f"{price} {{}} outside the instrument's band [{{}}, {{}}]", p, pl.col("_pmin"), pl.col("_pmax")))
+        .then(
+            pl.format(f"{price} {{}} outside the instrument's band [{{}}, {{}}]", p, pl.col("_pmin"), pl.col("_pmax"))
+        )
         .when(off_tick)
         .then(pl.format(f"{price} {{}} is not a multiple of the tick {{}}", p, pl.col("_tick")))
         .alias("_instrument")
@@ -144,7 +146,10 @@ def split_valid(
 
 def _with_rules(df: pl.DataFrame, spec: TableSpec, ctx: Plausibility) -> pl.DataFrame:
     rules = pl.DataFrame(
-        [{"_sym": k, "_pmin": r.price_min, "_pmax": r.price_max, "_tick": r.tick_size} for k, r in ctx.instruments.items()],
+        [
+            {"_sym": k, "_pmin": r.price_min, "_pmax": r.price_max, "_tick": r.tick_size}
+            for k, r in ctx.instruments.items()
+        ],
         schema={"_sym": pl.String, "_pmin": pl.Float64, "_pmax": pl.Float64, "_tick": pl.Float64},
     )
     return df.join(rules, left_on=spec.symbol_column, right_on="_sym", how="left", maintain_order="left")
@@ -160,7 +165,7 @@ def _strictly_ordered(df: pl.DataFrame, keys: list[str]) -> bool:
         return False
     # Compared in polars: Python datetimes would drop the nanoseconds.
     constant = df.select((pl.col(k).min() == pl.col(k).max()).alias(k) for k in keys).row(0)
-    varying = [k for k, same in zip(keys, constant) if not same]
+    varying = [k for k, same in zip(keys, constant, strict=True) if not same]
     if not varying or len(varying) > 2:
         return False
     first, *rest = varying
