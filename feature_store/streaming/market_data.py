@@ -34,6 +34,17 @@ def md_patterns() -> list[str]:
     return [STREAMING.pattern(TRADE), STREAMING.pattern(QUOTE)]
 
 
+def md_wildcard() -> str:
+    """One subject filter covering trades and quotes (one subscription keeps their relative order)."""
+    heads = [STREAMING.prefix(k).split(".") for k in (TRADE, QUOTE)]
+    common = []
+    for a, b in zip(*heads, strict=False):
+        if a != b:
+            break
+        common.append(a)
+    return ".".join([*common, ">"])
+
+
 def kind_of(subject: str) -> str:
     """TRADE or QUOTE from a market-data subject (ContractError for anything else)."""
     if subject.startswith(STREAMING.prefix(TRADE) + "."):

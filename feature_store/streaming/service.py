@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.errors import ContractError
+import orjson
+
+from core.errors import ConfigError, ContractError
 from core.timetypes import NS_PER_S
 from feature_store.contract import STREAMING
-from feature_store.messages import FeatureUpdate, decode, encode, features_subject
+from feature_store.messages import FeatureUpdate, decode, features_subject
 from feature_store.registry import FeatureSet, get
 from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
@@ -37,6 +39,7 @@ class FeaturizerConfig:
 
     feature_set: str = "tick_v2"
     poll_s: float = 0.05  # how often run() checks its stop event and the idle timer
+    consume: str = "jetstream"  # "jetstream": replayable MARKET_DATA; "core": live subjects only, no recovery
     publish_jetstream: bool = False  # True: wait for FEATURES' ack of every update (slower, stored on return)
 
 
@@ -62,6 +65,22 @@ async def last_published(js, tf: str) -> dict[str, FeatureUpdate]:
     return out
 
 
+def fast_encode(update: FeatureUpdate) -> bytes:
+    """``messages.encode`` with orjson: the same checked fields, the same numbers, about 10x faster."""
+    update.check()
+    return orjson.dumps(
+        {
+            "symbol_id": update.symbol_id,
+            "tf": update.tf,
+            "ts": update.ts,
+            "known_at": update.known_at,
+            "feature_set": update.feature_set,
+            "values": list(update.values),
+            "seq": update.seq,
+        }
+    )
+
+
 class StreamingFeaturizer:
     """Run a ``TickFeaturizer`` against NATS; ``counts`` and ``latencies_ns`` say what it did."""
 
@@ -72,21 +91,27 @@ class StreamingFeaturizer:
         self.resume: dict[str, int] = {}
         self.counts = {"events": 0, "published": 0, "suppressed": 0, "bad": 0}
         self.latencies_ns: list[int] | None = None
+        self.cpu_ns: list[int] | None = None
         self.on_update: Callable[[FeatureUpdate], None] | None = None
 
     def record_latencies(self) -> None:
-        """Keep every event's processing time (decode, update, publish of the rows it closed)."""
-        self.latencies_ns = []
+        """Keep every event's processing time (decode, update, publish of the rows it closed), wall and CPU."""
+        self.latencies_ns, self.cpu_ns = [], []
 
     async def _start(self, on_msg):
         """Ensure the streams, read the checkpoint, subscribe (ordered push consumer) from the replay start."""
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
+        if self.config.consume not in ("jetstream", "core"):
+            raise ConfigError(f"featurizer consume must be 'jetstream' or 'core', not {self.config.consume!r}")
         js = self.nc.jetstream()
         for name in (md.MD_STREAM, md.FEATURES_STREAM):
             await ensure_stream(js, name)
         last = await last_published(js, self.feature_set.tf)
         self.resume = {s: u.ts for s, u in last.items()}
+        if self.config.consume == "core":
+            sub = await self.nc.subscribe(md.md_wildcard(), cb=on_msg, pending_msgs_limit=1_000_000)
+            return js, sub
         start = self._replay_start(last)
         cfg = ConsumerConfig(filter_subjects=md.md_patterns())
         policy = DeliverPolicy.ALL
@@ -112,16 +137,17 @@ class StreamingFeaturizer:
 
         Only an idle exit closes the watermark's second; a stop leaves it for the next run to replay.
         """
-        f, clock = self.featurizer, time.perf_counter_ns
+        f, clock, cpu = self.featurizer, time.perf_counter_ns, time.thread_time_ns
         last_seen = [time.monotonic()]
 
         async def on_msg(msg) -> None:
-            t0 = clock()
+            t0, c0 = clock(), cpu()
             self._apply(msg.subject, msg.data)
             if f.out:
                 await self._publish()
             if self.latencies_ns is not None:
                 self.latencies_ns.append(clock() - t0)
+                self.cpu_ns.append(cpu() - c0)
             last_seen[0] = time.monotonic()
 
         js, sub = await self._start(on_msg)
@@ -133,6 +159,9 @@ class StreamingFeaturizer:
                 await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
             except TimeoutError:
                 pass
+            if f.due and time.monotonic() - last_seen[0] >= self.config.poll_s:
+                f.drain()  # the input paused: publish every due second now rather than at the next tick
+                await self._publish()
             if idle_exit_s is not None and time.monotonic() - last_seen[0] >= idle_exit_s:
                 drained = True
                 break
@@ -166,7 +195,7 @@ class StreamingFeaturizer:
                 self.counts["suppressed"] += 1
                 continue
             update = FeatureUpdate(symbol, fs.tf, ts, ts, fs.name, tuple(values), ts // NS_PER_S)
-            payload = encode(update)
+            payload = fast_encode(update)
             msg_id = {"Nats-Msg-Id": f"{fs.name}.{symbol}.{update.seq}"}  # JetStream drops a re-sent row
             if self._js is not None:
                 await self._js.publish(update.subject, payload, headers=msg_id)

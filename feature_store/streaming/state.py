@@ -3,53 +3,34 @@
 The featurizer sees events in the order ``feature_store.tick.events`` defines (ts, quotes before
 trades, seq). Its clock is the event time: the watermark is the latest second any event (of any
 symbol, in a session or not) falls in. When an event opens a later second, every earlier second is
-closed for every active symbol (a row even for a second without ticks, as the batch grid has), so a
-row depends only on ticks at or before its end. ``flush`` closes the watermark's own second.
+due for every active symbol (a row even for a second without ticks, as the batch grid has), so a
+row depends only on ticks at or before its end. ``flush`` closes the watermark's own second too.
 
-Per second and symbol, trailing window sums are kept in rings with compensated (Neumaier) running
-sums, so closing a second costs O(features), not O(window), and the sums stay within an ulp or two
-of the batch path's. Feature formulas dispatch on the registry's ``kind`` like the batch path does.
+Due rows are produced without a burst: a symbol's own next event closes its due seconds first, and
+every event also closes the due seconds of at most ``sweep`` other symbols (round robin), so no
+event pays for all 500 symbols at a second boundary; ``drain`` closes everything due (the service
+calls it when the input pauses). Window sums live in rings with compensated (Neumaier) running
+sums, so closing a second costs O(features), not O(window), and stays within an ulp or two of the
+batch path. Formulas come from ``plan.Plan`` (the registry's kinds).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from core.timetypes import NS_PER_S
 from feature_store.registry import FeatureSet
-from feature_store.tick.batch import VAR_SNAP
+from feature_store.streaming.plan import AGGS, Plan
 from feature_store.tick.definitions import TICK_V2
-from feature_store.tick.events import DEFAULT_CALENDAR, second_end_ns
+from feature_store.tick.events import DEFAULT_CALENDAR
 from lakehouse import calendars
 
-AGGS = (
-    "n_trades",
-    "volume",
-    "s_tick",
-    "s_quote",
-    "n_sized",
-    "log_sum",
-    "log2_sum",
-    "block_vol",
-    "n_quotes",
-    "r2",
-    "nz_r",
-)
-A = {name: i for i, name in enumerate(AGGS)}
-NEEDS = {
-    "tick_imb": ("s_tick", "volume"),
-    "quote_imb": ("s_quote", "volume"),
-    "log_size_mean": ("log_sum", "n_sized"),
-    "log_size_std": ("log_sum", "log2_sum", "n_sized"),
-    "block_share": ("block_vol", "volume"),
-    "trade_rate": ("n_trades",),
-    "quote_rate": ("n_quotes",),
-    "log_volume": ("volume",),
-    "mid_rv": ("r2", "nz_r"),
-}
+N_AGGS = len(AGGS)
+R2, NZ = AGGS.index("r2"), AGGS.index("nz_r")
 
 
 class SessionBook:
@@ -80,65 +61,34 @@ class SessionBook:
         self._years[calendar].add(year)
 
 
-class WindowSum:
-    """A trailing sum over the last ``w`` values of a ring, Neumaier-compensated."""
-
-    __slots__ = ("w", "s", "c")
-
-    def __init__(self, w: int) -> None:
-        self.w, self.s, self.c = w, 0.0, 0.0
-
-    def add(self, x: float) -> None:
-        s = self.s
-        t = s + x
-        self.c += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
-        self.s = t
-
-    @property
-    def value(self) -> float:
-        return self.s + self.c
-
-
 class SymbolState:
     """One symbol in one session: the open second's accumulators, the book, rings and window sums."""
 
     __slots__ = (
         "symbol", "open", "close", "started", "next_sec", "idx", "acc_sec", "acc", "price", "prev_price",
-        "tick", "bid", "bid_size", "ask", "ask_size", "prev_log_mid", "lp", "rings", "sums",
+        "tick", "bid", "bid_size", "ask", "ask_size", "prev_log_mid", "lp", "rings", "S", "C", "V", "queued",
     )  # fmt: skip
 
     def __init__(self, symbol: str, session: tuple[int, int], plan: Plan) -> None:
         self.symbol, (self.open, self.close) = symbol, session
-        self.started, self.next_sec, self.idx, self.acc_sec = False, 0, 0, -1
-        self.acc = [0.0] * len(AGGS)
+        self.started, self.next_sec, self.idx, self.acc_sec, self.queued = False, 0, 0, -1, False
+        self.acc = [0.0] * N_AGGS
         self.price = self.prev_price = None
         self.tick = 0.0
         self.bid = self.bid_size = self.ask = self.ask_size = None
         self.prev_log_mid = None
         self.lp = [0.0] * plan.lp_len
-        self.rings = {a: [0.0] * plan.ring_len for a in plan.window_aggs}
-        self.sums = {(a, w): WindowSum(w) for a, w in plan.sums}
+        self.rings = [[0.0] * plan.ring_len for _ in plan.ring_aggs]
+        self.S = [0.0] * len(plan.sums)  # compensated window sums: value = S + C
+        self.C = [0.0] * len(plan.sums)
+        self.V = [0.0] * len(plan.sums)
 
     def touch(self, sec: int) -> list[float]:
         """The accumulators of second ``sec`` (reset when the event opens a new second)."""
         if self.acc_sec != sec:
             self.acc_sec = sec
-            self.acc = [0.0] * len(AGGS)
+            self.acc = [0.0] * N_AGGS
         return self.acc
-
-
-class Plan:
-    """What a feature set needs from the state: ring lengths, (aggregate, window) sums, formulas."""
-
-    def __init__(self, feature_set: FeatureSet) -> None:
-        self.feature_set = feature_set
-        self.kinds = [(f.param["kind"], f.param) for f in feature_set.features]
-        sums = {(a, p["w"]) for kind, p in self.kinds for a in NEEDS.get(kind, ())}
-        self.sums = sorted(sums)
-        self.window_aggs = sorted({a for a, _ in sums})
-        self.ring_len = max([w for _, w in sums], default=1)
-        self.lp_len = max([p["n"] for kind, p in self.kinds if kind == "ret"], default=0) + 1
-        self.block_size = next((p["block_size"] for _, p in self.kinds if "block_size" in p), math.inf)
 
 
 class TickFeaturizer:
@@ -149,15 +99,19 @@ class TickFeaturizer:
         feature_set: FeatureSet = TICK_V2,
         calendar_of: Mapping[str, str] | str = DEFAULT_CALENDAR,
         sessions: SessionBook | None = None,
+        sweep: int = 2,
     ) -> None:
         self.plan = Plan(feature_set)
         self.calendar_of = calendar_of
         self.sessions = sessions or SessionBook()
+        self.sweep = sweep
         self.symbols: dict[str, SymbolState] = {}
         self.active: dict[str, SymbolState] = {}
+        self.due: deque[SymbolState] = deque()
+        self.target = -1  # every active symbol owes its rows up to this second
         self.watermark = -1
         self.out: list[tuple[str, int, list[float]]] = []
-        self.counts = {"trades": 0, "quotes": 0, "out_of_session": 0, "late": 0, "rows": 0}
+        self.counts = {"trades": 0, "quotes": 0, "out_of_session": 0, "late": 0, "rejected": 0, "rows": 0}
 
     def _calendar(self, symbol: str) -> str:
         cal = self.calendar_of
@@ -167,12 +121,17 @@ class TickFeaturizer:
         """Advance the clock to ``sec``; the symbol's state for an event at ``t``, or None to drop it."""
         if sec > self.watermark:
             if self.watermark >= 0:
-                self.close_until(sec - NS_PER_S)
+                self.target = sec - NS_PER_S
+                self._queue_active()
             self.watermark = sec
         elif sec < self.watermark:
             self.counts["late"] += 1
             return None
+        if self.due:
+            self._sweep()
         st = self.symbols.get(symbol)
+        if st is not None and st.started and st.next_sec <= self.target:
+            self._close(st)
         if st is None or t > st.close or t < st.open:
             session = self.sessions.find(self._calendar(symbol), t)
             if session is None:
@@ -183,7 +142,10 @@ class TickFeaturizer:
         return st
 
     def on_quote(self, symbol: str, t: int, bid, bid_size, ask, ask_size) -> None:
-        """Apply one top-of-book update (a side given as None is unchanged)."""
+        """Apply one top-of-book update (a side given as None is unchanged; a bad price drops the update)."""
+        if (bid is not None and not 0.0 < bid < math.inf) or (ask is not None and not 0.0 < ask < math.inf):
+            self.counts["rejected"] += 1
+            return
         sec = -(-t // NS_PER_S) * NS_PER_S
         st = self._state(symbol, t, sec)
         if st is None:
@@ -196,7 +158,10 @@ class TickFeaturizer:
         st.touch(sec)[8] += 1.0
 
     def on_trade(self, symbol: str, t: int, price: float, size: float) -> None:
-        """Apply one trade print."""
+        """Apply one trade print (a non-positive or non-finite price, or a negative size, is counted and dropped)."""
+        if not (0.0 < price < math.inf and 0.0 <= size < math.inf):
+            self.counts["rejected"] += 1
+            return
         sec = -(-t // NS_PER_S) * NS_PER_S
         st = self._state(symbol, t, sec)
         if st is None:
@@ -230,93 +195,79 @@ class TickFeaturizer:
             st.started, st.next_sec = True, sec
             self.active[symbol] = st
 
-    def flush(self) -> None:
-        """Close the watermark's second too (end of a replay)."""
-        if self.watermark >= 0:
-            self.close_until(self.watermark)
+    def _queue_active(self) -> None:
+        due = self.due
+        for st in self.active.values():
+            if not st.queued:
+                st.queued = True
+                due.append(st)
 
-    def close_until(self, last_sec: int) -> None:
-        """Emit every active symbol's rows for seconds up to ``last_sec`` (capped at its session close)."""
-        done = []
-        for symbol, st in self.active.items():
-            end = min(last_sec, st.close)
-            while st.next_sec <= end:
-                self.out.append((symbol, st.next_sec, self._row(st, st.next_sec)))
-                st.next_sec += NS_PER_S
-            if st.next_sec > st.close:
-                done.append(symbol)
-        for symbol in done:
+    def _sweep(self) -> None:
+        """Close a few due symbols: ``sweep`` plus 1 per 64 waiting, so a backlog drains geometrically."""
+        due = self.due
+        for _ in range(self.sweep + (len(due) >> 6)):
+            if not due:
+                return
+            st = due.popleft()
+            st.queued = False
+            self._close(st)
+
+    def drain(self) -> None:
+        """Close every due second of every symbol now."""
+        due = self.due
+        while due:
+            st = due.popleft()
+            st.queued = False
+            self._close(st)
+
+    def flush(self) -> None:
+        """Close the watermark's second too (the input is over)."""
+        if self.watermark >= 0:
+            self.target = self.watermark
+            self._queue_active()
+            self.drain()
+
+    def _close(self, st: SymbolState) -> None:
+        """Emit ``st``'s rows up to the due second (capped at its session close)."""
+        end = min(self.target, st.close)
+        out, symbol = self.out, st.symbol
+        while st.next_sec <= end:
+            out.append((symbol, st.next_sec, self._row(st, st.next_sec)))
+            st.next_sec += NS_PER_S
+        if st.next_sec > st.close and self.active.get(symbol) is st:
             del self.active[symbol]
 
     def _row(self, st: SymbolState, sec: int) -> list[float]:
         plan, i = self.plan, st.idx
-        acc = st.acc if st.acc_sec == sec else [0.0] * len(AGGS)
-        bid, ask, bs, az = st.bid, st.ask, st.bid_size, st.ask_size
+        xs = st.acc if st.acc_sec == sec else [0.0] * N_AGGS
+        bid, ask = st.bid, st.ask
         valid = bid is not None and ask is not None and bid <= ask
         mid = (bid + ask) / 2 if valid else 0.0
         log_mid = math.log(mid) if valid else None
         prev = st.prev_log_mid
         r = log_mid - prev if (i > 0 and log_mid is not None and prev is not None) else 0.0
         st.prev_log_mid = log_mid
-        acc[A["r2"]], acc[A["nz_r"]] = r * r, 1.0 if r != 0 else 0.0
-        rings, n = st.rings, plan.ring_len
-        for (a, w), ws in st.sums.items():  # the value leaving the window is read before its slot is reused
+        xs[R2], xs[NZ] = r * r, (1.0 if r != 0 else 0.0)
+        n, rings, S, C, V = plan.ring_len, st.rings, st.S, st.C, st.V
+        for k, (a, w, ri) in enumerate(plan.sums):  # Neumaier: add the new value, remove the one leaving
+            s, c = S[k], C[k]
             if i >= w:
-                ws.add(-rings[a][(i - w) % n])
-            ws.add(acc[A[a]])
-        for a, ring in rings.items():
-            ring[i % n] = acc[A[a]]
-        lp = st.lp
-        lp_now = lp[i % plan.lp_len] = math.log(st.price)
-        values = []
-        for kind, p in plan.kinds:
-            values.append(self._value(kind, p, st, i, lp_now, lp, valid, mid, bs, az, sec))
+                y = -rings[ri][(i - w) % n]
+                if y != 0.0:
+                    t = s + y
+                    c += (s - t) + y if abs(s) >= abs(y) else (y - t) + s
+                    s = t
+            x = xs[a]
+            if x != 0.0:
+                t = s + x
+                c += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
+                s = t
+            S[k], C[k], V[k] = s, c, s + c
+        pos = i % n
+        for ri, a in enumerate(plan.ring_aggs):
+            rings[ri][pos] = xs[a]
+        lp_now = st.lp[i % plan.lp_len] = math.log(st.price)
+        values = [f(V, st, i, sec, lp_now, valid, mid) for f in plan.formulas]
         st.idx += 1
         self.counts["rows"] += 1
         return values
-
-    def _value(self, kind, p, st, i, lp_now, lp, valid, mid, bs, az, sec) -> float:  # noqa: C901 - one formula per kind
-        sums = st.sums
-        if kind == "ret":
-            return lp_now - lp[(i - min(p["n"], i)) % self.plan.lp_len]
-        w = p.get("w")
-        if kind in ("tick_imb", "quote_imb"):
-            vol = sums[("volume", w)].value
-            return sums[("s_tick" if kind == "tick_imb" else "s_quote", w)].value / vol if vol > 0 else 0.0
-        if kind in ("log_size_mean", "log_size_std"):
-            n = sums[("n_sized", w)].value
-            mean = sums[("log_sum", w)].value / n if n > 0 else 0.0
-            if kind == "log_size_mean":
-                return mean
-            var = (sums[("log2_sum", w)].value / n if n > 0 else 0.0) - mean * mean
-            return math.sqrt(var) if var > VAR_SNAP * (1 + mean * mean) else 0.0
-        if kind == "block_share":
-            vol = sums[("volume", w)].value
-            return sums[("block_vol", w)].value / vol if vol > 0 else 0.0
-        if kind in ("trade_rate", "quote_rate"):
-            return sums[("n_trades" if kind == "trade_rate" else "n_quotes", w)].value / min(i + 1, w)
-        if kind == "log_volume":
-            return math.log1p(sums[("volume", w)].value)
-        if kind == "spread_bps":
-            return 1e4 * (st.ask - st.bid) / mid if valid else 0.0
-        if kind in ("microprice_bps", "book_imbalance"):
-            depth = bs + az if valid else 0.0
-            if not depth > 0:
-                return 0.0
-            if kind == "book_imbalance":
-                return (bs - az) / depth
-            return 1e4 * ((st.bid * az + st.ask * bs) / depth / mid - 1.0)
-        if kind == "mid_rv":
-            if not sums[("nz_r", w)].value > 0:
-                return 0.0
-            return math.sqrt(sums[("r2", w)].value / min(i + 1, w) * p["year_seconds"])
-        if kind == "secs_since_open":
-            return (sec - st.open) / NS_PER_S
-        if kind == "secs_to_close":
-            return (st.close - sec) / NS_PER_S
-        raise ValueError(f"unknown tick feature kind {kind!r}")
-
-
-def second_of(t: int) -> int:
-    """The second (end, ns) an event at ``t`` belongs to."""
-    return second_end_ns(t)

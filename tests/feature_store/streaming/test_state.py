@@ -48,4 +48,4 @@ def test_work_per_second_does_not_grow_with_the_window():
     plan = f.plan
     assert plan.ring_len == 300 and plan.lp_len == 601
     assert len(plan.sums) <= 2 * len(get(FEATURE_SET).features)
-    assert np.all([w in (10, 60, 300) for _, w in plan.sums])
+    assert np.all([w in (10, 60, 300) for _, w, _ in plan.sums])
