@@ -22,7 +22,7 @@ from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import register
 
 STR = pa.large_string()
-GOLD_FEATURE_SETS = ("bar_v1", "bar_1m_v1", "xs_v1", "regime_v1", "meta_v1", "options_v1", "curve_v1")
+GOLD_FEATURE_SETS = ("bar_v1", "bar_1m_v1", "xs_v1", "regime_v1", "meta_v1", "options_v1", "curve_v1", "tick_v2")
 KEY_COLUMNS = ("symbol_id", "tf", "ts", "known_at", "feature_set")
 
 

@@ -13,32 +13,15 @@ import time
 from datetime import datetime
 
 import polars as pl
-import pyarrow.compute as pc
 
 from core.errors import ServiceError
 from feature_store.streaming import market_data as md
 from feature_store.streaming.service import ensure_stream
 from feature_store.tick.events import ordered_events
+from feature_store.tick.gold import bronze_window
 from lakehouse.storage import Lake
-from lakehouse.tables import BRONZE_QUOTES, BRONZE_TRADES
 
 FLUSH_EVERY = 1000
-
-
-def bronze_window(
-    lake: Lake, source: str, symbols: list[str] | None, start: datetime, end: datetime
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Trades and quotes of one source in ``[start, end)`` (optionally some symbols) from bronze."""
-    out = []
-    for spec in (BRONZE_TRADES, BRONZE_QUOTES):
-        if not lake.exists(spec):
-            out.append(pl.DataFrame())
-            continue
-        flt = (pc.field("source") == source) & (pc.field("ts") >= start) & (pc.field("ts") < end)
-        if symbols:
-            flt &= pc.field("symbol_id").isin(symbols)
-        out.append(lake.read(spec, filter=flt))
-    return out[0], out[1]
 
 
 async def replay(nc, events: pl.DataFrame, speed: float | None = None) -> int:
