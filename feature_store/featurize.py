@@ -33,10 +33,23 @@ def _xs(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.DataFra
     return cross_section_features(bars, actions, tz)
 
 
+def first_known_closes(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.DataFrame:
+    """A close series rebuilt from each bar's 1-bar log return AS FIRST KNOWN (point-in-time adjusted).
+
+    Recursive models (regime filters) consume this stream once, as a live system would, instead of
+    re-running over a history restated by every later corporate action.
+    """
+    rets = pit_features(bars, actions, lambda b: bar_features(b, "bar_v1", ("ret_1",)), tz)
+    close = pl.col("ret_1").fill_null(0.0).cum_sum().over("symbol_id").exp()
+    return rets.select("symbol_id", "ts", "known_at", close.alias("close")).with_columns(
+        *(pl.col("close").alias(c) for c in ("open", "high", "low")), pl.lit(0.0).alias("volume")
+    )
+
+
 def _regime(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.DataFrame:
     from feature_store.regime import regime_features
 
-    return pit_features(bars, actions, regime_features, tz)
+    return regime_features(first_known_closes(bars, actions, tz))
 
 
 COMPUTE: dict[str, SetCompute] = {
