@@ -2,9 +2,9 @@
 
 ``fit`` estimates (omega, alpha, beta, nu) with ``arch`` on the one-step returns the training
 windows end with (samples must be in time order, one series). ``predict_proba`` runs the fitted
-GARCH recursion over each window's L returns (started from the unconditional variance, so a
+GARCH recursion over each window's L returns (started from the training variance, so a
 window's forecast depends on that window only, as in the scorer), forecasts the variance of the
-sum of the next ``h`` returns, V_h = sum_j [vbar + (alpha + beta)^(j-1) (s2_{t+1} - vbar)], and
+sum of the next ``h`` returns, V_h = sum_j E[s2_(t+j)], and
 uses a Student-t with the fitted nu and variance V_h. A sum of GARCH-t returns is not exactly t;
 the approximation is the usual one and is what the baseline is meant to be.
 """
@@ -38,6 +38,7 @@ class GarchT:
         self.buckets = buckets or Buckets.default()
         self.cfg = cfg or GarchTConfig()
         self.params_: dict[str, float] | None = None
+        self.var0_ = 1.0  # training variance: where each window's recursion starts
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> GarchT:
         """Estimate GARCH(1,1)-t by maximum likelihood (``arch``) on the windows' last returns."""
@@ -49,6 +50,7 @@ class GarchT:
         r = X[:, -1, self.cfg.ret_feature].astype(np.float64) * self.cfg.ret_unit_bps
         res = arch_model(r, mean="Zero", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(disp="off")
         p = res.params
+        self.var0_ = float(np.var(r)) or 1.0
         self.params_ = {"omega": p["omega"], "alpha": p["alpha[1]"], "beta": p["beta[1]"], "nu": p["nu"]}
         return self
 
@@ -58,15 +60,16 @@ class GarchT:
             raise RuntimeError("GarchT used before fit")
         om, a, b = self.params_["omega"], self.params_["alpha"], self.params_["beta"]
         persistence = a + b
-        vbar = om / (1.0 - persistence) if persistence < 1.0 else om / 1e-6
         r = X[:, :, self.cfg.ret_feature].astype(np.float64) * self.cfg.ret_unit_bps
-        s2 = np.full(r.shape[0], vbar)
+        s2 = np.full(r.shape[0], self.var0_)
         for j in range(r.shape[1]):
             s2 = om + a * r[:, j] ** 2 + b * s2  # after step j: variance of the next return
         out = []
         for h in self.cfg.horizon_steps:
-            decay = persistence ** np.arange(h)  # (h,)
-            out.append(h * vbar + (s2 - vbar) * decay.sum())
+            # E[s2_(t+1+j)] = om * (1 + p + ... + p^(j-1)) + p^j s2_(t+1): stable as p -> 1 (IGARCH fits)
+            powers = persistence ** np.arange(h)
+            geo = np.concatenate([[0.0], np.cumsum(powers)[:-1]])
+            out.append(om * geo.sum() + powers.sum() * s2)
         return np.maximum(np.stack(out, axis=1), 1e-12)
 
     def predict_proba(self, X) -> np.ndarray:
