@@ -252,6 +252,10 @@ from mps import cli_backtest  # noqa: E402
 
 app.command("backtest")(cli_backtest.backtest)
 
+from mps import cli_stream  # noqa: E402
+
+cli_stream.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -1,0 +1,91 @@
+"""``mps replay`` and ``mps featurizer``: put a bronze window on md.* and run the streaming featurizer.
+
+Registered on the main app by ``mps.cli`` (``register(app)``); heavy imports stay inside the commands.
+
+    mps replay --source lean --symbol BAC:US --start 2013-10-07T13:25 --end 2013-10-07T14:10 --speed 60
+    mps featurizer --idle-exit 5          # consume MARKET_DATA, publish FeatureUpdates to FEATURES
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from core.errors import MpsError
+from mps.cli_gold import _time
+
+
+def _nats_url(profile: str, override: str | None) -> str:
+    from core.profile import load_profile
+
+    return override or load_profile(profile).nats.url
+
+
+def register(app: typer.Typer) -> None:
+    """Add the streaming commands to ``app``."""
+    from mps.cli import LakeOpt, ProfileOpt, _fail, _lake, console
+
+    @app.command()
+    def replay(
+        source: str = typer.Option(..., help="bronze source (vendor) whose ticks to replay"),
+        start: str = typer.Option(..., help="window start, ISO-8601 UTC"),
+        end: str = typer.Option(..., help="window end (exclusive), ISO-8601 UTC"),
+        symbol: list[str] = typer.Option([], "--symbol", help="only these symbol_ids (repeatable)"),
+        speed: float = typer.Option(0.0, help="market seconds per wall second (0: as fast as NATS takes them)"),
+        nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
+        profile: str = ProfileOpt,
+        lake_root: str | None = LakeOpt,
+    ) -> None:
+        """Publish a bronze window of trades and quotes to md.trades.* / md.quotes.* (stream MARKET_DATA)."""
+        import nats
+
+        from feature_store.streaming.replay import replay_bronze
+
+        async def run() -> int:
+            nc = await nats.connect(_nats_url(profile, nats_url))
+            try:
+                lake = _lake(profile, lake_root)
+                return await replay_bronze(
+                    nc, lake, source, list(symbol) or None, _time(start), _time(end), speed or None
+                )
+            finally:
+                await nc.close()
+
+        try:
+            sent = asyncio.run(run())
+        except MpsError as exc:
+            _fail(exc)
+            return
+        console.print(f"replayed {sent:,} market-data messages")
+
+    @app.command()
+    def featurizer(
+        feature_set: str = typer.Option("tick_v2", help="registered per-second feature set"),
+        consume: str = typer.Option("jetstream", help="jetstream (replayable, recovers) or core (live only)"),
+        idle_exit: float | None = typer.Option(None, help="stop after this many idle seconds (default: run until ^C)"),
+        nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Run the streaming featurizer: MARKET_DATA in, one FeatureUpdate per symbol per second to FEATURES."""
+        import nats
+
+        from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer
+
+        async def run() -> dict:
+            nc = await nats.connect(_nats_url(profile, nats_url))
+            try:
+                service = StreamingFeaturizer(nc, FeaturizerConfig(feature_set=feature_set, consume=consume))
+                return await service.run(idle_exit_s=idle_exit)
+            finally:
+                await nc.close()
+
+        try:
+            counts = asyncio.run(run())
+        except MpsError as exc:
+            _fail(exc)
+            return
+        except KeyboardInterrupt:
+            console.print("featurizer stopped (its open second is replayed at the next start)")
+            return
+        console.print_json(data=counts)
