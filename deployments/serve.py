@@ -24,11 +24,15 @@ if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
 from core.strategy import Strategy, load_strategy  # noqa: E402
 from flows.continuous_futures import continuous_futures  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
+from flows.landing import landing  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
 TIMEZONE = "UTC"
 SIM_START = "2026-01-05"
+LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
+VENDOR_FILE_EVENT = "mps.webhook.vendor-file"
+LANDING_PARAMS = {"tabular": {"mapping": "yahoo_daily"}}
 
 
 def period_minutes(cron: str) -> int:
@@ -77,31 +81,86 @@ DEPLOYMENT_NAMES = {"ingest": "simulator", "reconcile": "rolling", "continuous-f
 FLOWS = {"ingest": ingest, "reconcile": reconcile, "continuous-futures": continuous_futures}
 
 
-def deployments(strategy: Strategy | None = None, profile: str = "local") -> list:
-    """Build one ``RunnerDeployment`` per flow with its cron schedule and default parameters."""
+def landing_trigger():
+    """Run the landing flow on the file a ``vendor-file`` webhook names (API -> Prefect event -> run)."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name="vendor-file-arrived",
+        expect={VENDOR_FILE_EVENT},
+        match={"prefect.resource.id": "mps.webhook.vendor-file"},
+        parameters={"key": "{{ event.payload.key }}"},
+    )
+
+
+def deployments(
+    strategy: Strategy | None = None,
+    profile: str = "local",
+    *,
+    landing_endpoint: str | None = None,
+    landing_bucket: str = "mps-landing",
+    lake_root: str | None = None,
+    only: set[str] | None = None,
+) -> list:
+    """Build one ``RunnerDeployment`` per flow with its cron schedule and default parameters.
+
+    The landing deployment exists when a landing endpoint (S3/MinIO ``host:port``) is given; its
+    trigger starts it on every ``mps.webhook.vendor-file`` event. ``lake_root`` overrides the
+    profile's lake in every deployment (tests); ``only`` keeps the named flows.
+    """
     from prefect.schedules import Cron
 
     strategy = strategy or load_strategy()
     params, crons = parameters(strategy, profile), schedules(strategy)
     out = []
     for name, flow in FLOWS.items():
+        if only and name not in only:
+            continue
         out.append(
             flow.to_deployment(
                 name=DEPLOYMENT_NAMES[name],
                 schedules=[Cron(crons[name], timezone=TIMEZONE)],
-                parameters=params[name],
+                parameters={**params[name], **({"lake_root": lake_root} if lake_root else {})},
                 description=(flow.description or "").split("\n")[0],
                 tags=["mps", f"strategy:{strategy.name}"],
+            )
+        )
+    if landing_endpoint and (not only or "landing" in only):
+        landing_params = {"endpoint": landing_endpoint, "bucket": landing_bucket, "params": LANDING_PARAMS}
+        out.append(
+            landing.to_deployment(
+                name="vendor-files",
+                schedules=[Cron(LANDING_CRON, timezone=TIMEZONE)],
+                parameters={**landing_params, "profile": profile, **({"lake_root": lake_root} if lake_root else {})},
+                triggers=[landing_trigger()],
+                description=(landing.description or "").split("\n")[0],
+                tags=["mps", "landing"],
             )
         )
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Register the deployments and serve their runs until interrupted."""
+    import argparse
+
     from prefect import serve
 
-    serve(*deployments())
+    parser = argparse.ArgumentParser(description="serve the MPS deployments")
+    parser.add_argument("--profile", default="local")
+    parser.add_argument("--landing-endpoint", help="S3/MinIO host:port of the landing bucket")
+    parser.add_argument("--landing-bucket", default="mps-landing")
+    parser.add_argument("--lake-root", help="lake root overriding the profile's")
+    parser.add_argument("--only", action="append", help="serve only these flows (repeatable)")
+    args = parser.parse_args(argv)
+    built = deployments(
+        profile=args.profile,
+        landing_endpoint=args.landing_endpoint,
+        landing_bucket=args.landing_bucket,
+        lake_root=args.lake_root,
+        only=set(args.only) if args.only else None,
+    )
+    serve(*built, print_starting_message=True)
 
 
 if __name__ == "__main__":
