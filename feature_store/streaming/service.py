@@ -32,6 +32,8 @@ from feature_store.registry import FeatureSet, get
 from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
 
+FIRST_MESSAGE_WAIT_S = 10.0  # an idle exit waits at least this long for the first message (a replay starting up)
+
 
 @dataclass(frozen=True)
 class FeaturizerConfig:
@@ -162,7 +164,8 @@ class StreamingFeaturizer:
             if f.due and time.monotonic() - last_seen[0] >= self.config.poll_s:
                 f.drain()  # the input paused: publish every due second now rather than at the next tick
                 await self._publish()
-            if idle_exit_s is not None and time.monotonic() - last_seen[0] >= idle_exit_s:
+            patience = idle_exit_s if self.counts["events"] else max(idle_exit_s or 0.0, FIRST_MESSAGE_WAIT_S)
+            if idle_exit_s is not None and time.monotonic() - last_seen[0] >= patience:
                 drained = True
                 break
         await sub.unsubscribe()

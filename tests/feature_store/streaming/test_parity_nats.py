@@ -20,6 +20,7 @@ from feature_store.streaming import market_data as md
 from feature_store.streaming.online import OnlineView
 from feature_store.streaming.replay import replay
 from feature_store.streaming.service import StreamingFeaturizer
+from feature_store.streaming.session import publish_session_features
 from feature_store.tick.batch import tick_features
 from feature_store.tick.definitions import FEATURE_NAMES, FEATURE_SET
 from feature_store.tick.events import ordered_events
@@ -62,16 +63,15 @@ def bac_batch(bac_ticks):
     return ordered_events(trades, quotes), tick_features(trades, quotes)
 
 
-def test_replayed_day_through_nats_equals_batch_gold_rows(bac_batch, nats_server):
+def test_replayed_day_through_nats_equals_batch_gold_rows(bac_ticks, bac_batch, nats_server):
+    trades, quotes = bac_ticks
     events, batch = bac_batch
 
     async def scenario():
         nc = await nats.connect(nats_server.url)
         view = OnlineView()
-        assert await replay(nc, events) == events.height
-        featurizer = StreamingFeaturizer(nc)
-        featurizer.on_update = view.update
-        counts = await featurizer.run(idle_exit_s=1.0)
+        counts = await publish_session_features(nc, trades, quotes, on_update=view.update)  # replays while it runs
+        assert counts["sent"] == events.height
         stored = await read_features(nc)
         await nc.close()
         return counts, stored, view
