@@ -33,6 +33,61 @@ def cluster_ids(daily: Daily, cluster: str) -> np.ndarray:
     raise ConfigError(f"bootstrap cluster must be 'day' or 'week', got {cluster!r}")
 
 
+def metrics_matrix(
+    daily: Daily, idx: np.ndarray, valid: np.ndarray, ann: float = ANNUALIZATION
+) -> dict[str, np.ndarray]:
+    """Every metric for each row of ``idx`` (B, L): row b is the daily sample ``daily[idx[b, valid[b]]]``.
+
+    Invalid (padding) cells sit at the end of a row and count as flat days (return 0, no P&L, no
+    exposure) excluded from means, so each row equals ``metrics.compute`` on its sample.
+    """
+    n = valid.sum(axis=1)
+    ret = np.where(valid, daily.ret[idx], 0.0)
+    pnl = np.where(valid, daily.pnl[idx], 0.0)
+    expo = np.where(valid, daily.exposure[idx], 0.0)
+    turn = np.where(valid, daily.turnover[idx], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = ret.sum(axis=1) / n
+        var = (np.where(valid, ret - mean[:, None], 0.0) ** 2).sum(axis=1) / (n - 1)
+        sd = np.sqrt(var)
+        sharpe = np.where(sd > 0, mean / sd * math.sqrt(ann), np.nan)
+        wealth = np.concatenate([np.ones((len(ret), 1)), np.cumprod(1.0 + ret, axis=1)], axis=1)
+        mdd = (wealth / np.maximum.accumulate(wealth, axis=1) - 1.0).min(axis=1)
+        annual = wealth[:, -1] ** (ann / n) - 1.0
+        calmar = np.where(mdd < 0, annual / np.abs(mdd), np.nan)
+        active = valid & (expo > 0)
+        hit = np.where(active.any(axis=1), (active & (pnl > 0)).sum(axis=1) / active.sum(axis=1), np.nan)
+        loss = -np.where(pnl < 0, pnl, 0.0).sum(axis=1)
+        pf = np.where(loss > 0, np.where(pnl > 0, pnl, 0.0).sum(axis=1) / loss, np.nan)
+    return {
+        "sharpe": sharpe,
+        "calmar": calmar,
+        "max_drawdown": mdd,
+        "annual_return": annual,
+        "hit_rate": hit,
+        "profit_factor": pf,
+        "turnover": turn.sum(axis=1) / n * ann,
+        "exposure": expo.sum(axis=1) / n,
+    }
+
+
+def resample(labels: np.ndarray, draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw clusters with replacement (as many as there are) per draw; return (idx, valid), rows padded."""
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    pick = rng.integers(0, len(sizes), (draws, len(sizes)))
+    lengths = sizes[pick]  # (B, G)
+    total = lengths.sum(axis=1)
+    width = int(total.max())
+    idx = np.zeros((draws, width), dtype=np.int64)
+    valid = np.arange(width)[None, :] < total[:, None]
+    for b in range(draws):  # one concatenation per draw: G small ranges
+        rows = np.repeat(starts[pick[b]] - np.r_[0, np.cumsum(lengths[b])[:-1]], lengths[b]) + np.arange(total[b])
+        idx[b, : total[b]] = order[rows]
+    return idx, valid
+
+
 def bootstrap_metrics(
     daily: Daily,
     *,
@@ -44,20 +99,17 @@ def bootstrap_metrics(
 ) -> pl.DataFrame:
     """Point value and clustered-bootstrap CI of every metric (metric, value, lo, hi, level, cluster, draws)."""
     labels = cluster_ids(daily, cluster)
-    groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)] if len(labels) else []
-    rng = np.random.default_rng(seed)
-    samples = {name: np.empty(draws) for name in METRICS}
-    for b in range(draws):
-        pick = rng.integers(0, len(groups), len(groups))
-        idx = np.concatenate([groups[g] for g in pick]) if len(groups) else np.array([], dtype=np.int64)
-        d = daily.take(idx)
-        for name, fn in METRICS.items():
-            samples[name][b] = fn(d, ann)
     point = compute(daily, ann)
+    n_groups = int(labels.max()) + 1 if len(labels) else 0
+    samples = (
+        metrics_matrix(daily, *resample(labels, draws, np.random.default_rng(seed)), ann)
+        if n_groups
+        else {name: np.full(draws, np.nan) for name in METRICS}
+    )
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     rows = []
-    for name, values in samples.items():
-        ok = values[np.isfinite(values)]
+    for name in METRICS:
+        ok = samples[name][np.isfinite(samples[name])]
         lo, hi = np.quantile(ok, [lo_q, hi_q]) if len(ok) else (math.nan, math.nan)
         rows.append(
             {
@@ -68,7 +120,7 @@ def bootstrap_metrics(
                 "level": level,
                 "cluster": cluster,
                 "draws": draws,
-                "n_clusters": len(groups),
+                "n_clusters": n_groups,
             }
         )
     return pl.DataFrame(rows)

@@ -78,3 +78,26 @@ def test_deflated_sharpe_falls_with_more_trials_and_equals_psr_for_one():
     few, many = deflated_sharpe(ret, trials[:5]), deflated_sharpe(ret, trials)
     assert many["sr0"] > few["sr0"] > 0
     assert many["dsr"] < few["dsr"] < one["dsr"]
+
+
+def test_vectorised_draws_equal_the_scalar_metrics():
+    from backtest.bootstrap import cluster_ids, metrics_matrix, resample
+    from backtest.metrics import compute
+
+    rng = np.random.default_rng(8)
+    ret = rng.normal(0.0002, 0.01, 120)
+    d = Daily(
+        day=np.arange(120),
+        ret=ret,
+        pnl=ret * 1e6,
+        exposure=(rng.random(120) > 0.3) * 0.5,
+        turnover=rng.random(120),
+        week=np.arange(120) // 5 + (np.arange(120) > 60),  # uneven weeks: padded rows
+    )
+    idx, valid = resample(cluster_ids(d, "week"), 25, rng)
+    assert len(set(valid.sum(axis=1))) > 1
+    got = metrics_matrix(d, idx, valid)
+    for b in range(25):
+        want = compute(d.take(idx[b, valid[b]]))
+        for name, value in want.items():
+            assert got[name][b] == pytest.approx(value, rel=1e-10, nan_ok=True), name
