@@ -27,16 +27,20 @@ from training.onnx_export import finish_export
 ML_OPSET = 3
 
 
-def tabular(X: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
-    """(N, L, F) windows -> (N, S*F) rows: the chosen steps' features, step-major."""
-    return np.ascontiguousarray(X[:, list(steps), :].reshape(len(X), -1), dtype=np.float32)
+def tabular(X: np.ndarray, steps: tuple[int, ...], summary: bool = False) -> np.ndarray:
+    """(N, L, F) windows -> rows: the chosen steps' features (step-major), then with ``summary``
+    each feature's mean and (population) standard deviation over the window."""
+    cols = [X[:, list(steps), :].reshape(len(X), -1)]
+    if summary:
+        cols += [X.mean(axis=1), X.std(axis=1)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)
 
 
-def lightgbm_reference(classifiers, class_to_bucket, steps, temperatures):
+def lightgbm_reference(classifiers, class_to_bucket, steps, temperatures, summary: bool = False):
     """The numpy forecast the graph must reproduce: float32 windows -> (B, H, K)."""
 
     def probs(x: np.ndarray) -> np.ndarray:
-        rows = tabular(x, steps)
+        rows = tabular(x, steps, summary)
         out = np.stack(
             [clf.predict_proba(rows) @ m for clf, m in zip(classifiers, class_to_bucket, strict=True)], axis=1
         )
@@ -63,23 +67,42 @@ def _booster_graph(clf, n_cols: int, prefix: str) -> onnx.GraphProto:
     return onnx.compose.add_prefix(proto, prefix, rename_inputs=False).graph
 
 
-def lightgbm_graph(classifiers, class_to_bucket, steps: tuple[int, ...], lookback: int, n_features: int, temperatures):
+def lightgbm_graph(
+    classifiers,
+    class_to_bucket,
+    steps: tuple[int, ...],
+    lookback: int,
+    n_features: int,
+    temperatures,
+    summary: bool = False,
+):
     """Build the (B, L, F) -> (B, H, K) ONNX graph of the module docstring."""
     h = len(classifiers)
-    k = class_to_bucket[0].shape[1]
-    n_cols = len(steps) * n_features
+    k = np.asarray(class_to_bucket[0]).shape[1]
+    n_step_cols = len(steps) * n_features
+    n_cols = n_step_cols + (2 * n_features if summary else 0)
     idx = np.asarray([s % lookback for s in steps], dtype=np.int64)
     inits = [
         numpy_helper.from_array(idx, "steps"),
-        numpy_helper.from_array(np.array([-1, n_cols], np.int64), "row_shape"),
+        numpy_helper.from_array(np.array([-1, n_step_cols], np.int64), "row_shape"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
         numpy_helper.from_array(np.array(1e-30, np.float32), "p_floor"),
         numpy_helper.from_array((1.0 / np.asarray(temperatures, np.float32)).reshape(1, h, 1), "inv_t"),
     ]
     nodes = [
         helper.make_node("Gather", ["features", "steps"], ["picked"], axis=1),
-        helper.make_node("Reshape", ["picked", "row_shape"], ["rows"]),
+        helper.make_node("Reshape", ["picked", "row_shape"], ["rows" if not summary else "step_rows"]),
     ]
+    if summary:  # mean and population std over the window, as numpy's X.mean(1), X.std(1)
+        nodes += [
+            helper.make_node("ReduceMean", ["features", "axis1"], ["mean3"], keepdims=1),
+            helper.make_node("Sub", ["features", "mean3"], ["centred"]),
+            helper.make_node("Mul", ["centred", "centred"], ["sq"]),
+            helper.make_node("ReduceMean", ["sq", "axis1"], ["var"], keepdims=0),
+            helper.make_node("Sqrt", ["var"], ["std"]),
+            helper.make_node("Squeeze", ["mean3", "axis1"], ["mean"]),
+            helper.make_node("Concat", ["step_rows", "mean", "std"], ["rows"], axis=1),
+        ]
     stacked = []
     for i, (clf, m) in enumerate(zip(classifiers, class_to_bucket, strict=True)):
         m = np.asarray(m, np.float32)
@@ -119,15 +142,22 @@ def export_lightgbm(
     out_dir: str | Path,
     golden_x: np.ndarray,
     parity_inputs: np.ndarray | None = None,
+    summary: bool = False,
 ) -> Path:
     """Export per-horizon LightGBM classifiers as one contract model (metadata, golden vectors, parity)."""
     if len(classifiers) != len(meta.horizons) or len(class_to_bucket) != len(meta.horizons):
         raise ValueError(f"need one classifier and one class_to_bucket per horizon ({len(meta.horizons)})")
-    proto = lightgbm_graph(
-        classifiers, class_to_bucket, steps, meta.lookback, len(meta.feature_names), meta.calibration_temperatures
-    )
-    reference = lightgbm_reference(classifiers, class_to_bucket, steps, meta.calibration_temperatures)
+    temps = meta.calibration_temperatures
+    proto = lightgbm_graph(classifiers, class_to_bucket, steps, meta.lookback, len(meta.feature_names), temps, summary)
+    reference = lightgbm_reference(classifiers, class_to_bucket, steps, temps, summary)
     return finish_export(proto, meta, out_dir, golden_x, reference, parity_inputs)
+
+
+def export_lightgbm_model(model, meta: ModelMetadata, out_dir, golden_x, parity_inputs=None) -> Path:
+    """Export a fitted ``training.models.lightgbm_buckets.LightGBMBuckets`` (lags + window summary)."""
+    steps = tuple(meta.lookback - 1 - lag for lag in model.cfg.lags if lag < meta.lookback)
+    maps = [np.asarray(spread, np.float32) for _, spread in model.maps_]
+    return export_lightgbm(model.models_, maps, steps, meta, out_dir, golden_x, parity_inputs, model.cfg.summary)
 
 
 def one_hot_classes(classes: np.ndarray, k: int) -> np.ndarray:

@@ -68,3 +68,18 @@ def test_lightgbm_export_parity_with_calibration(tmp_path):
     check_contract(path, meta)
     expected = lightgbm_reference(classifiers, maps, steps, meta.calibration_temperatures)(X_test)
     assert np.abs(run_onnx(path, X_test) - expected).max() <= 1e-5
+
+
+def test_lightgbm_buckets_model_exports_with_window_summary(tmp_path):
+    from training.export_lgbm import export_lightgbm_model
+    from training.models.base import Buckets
+    from training.models.lightgbm_buckets import LightGBMBuckets, LightGBMConfig
+
+    X, y, _ = vm.world(1200, seed=8)
+    X_test, _, _ = vm.world(300, seed=9)
+    cfg = LightGBMConfig(n_bins=9, lags=(0, 2), n_estimators=12, min_child_samples=20)
+    model = LightGBMBuckets(Buckets(vm.EDGES), cfg).fit(X, y)
+    meta = vm.meta("gbm_buckets", "1")
+    path = export_lightgbm_model(model, meta, tmp_path, X_test[:4], parity_inputs=X_test)
+    check_contract(path, meta)
+    assert np.abs(run_onnx(path, X_test) - model.predict_proba(X_test)).max() <= 1e-5
