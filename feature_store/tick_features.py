@@ -1,8 +1,13 @@
 """The tick feature set ``tick_v1``: per-second features of one symbol, declared once.
 
 ``TICK_V1`` is the registry: an ordered list of (name, expression builder). The batch path
-(``tick_features``), the streaming replay (``feature_updates``) and the tick model's metadata all
-use this order; ``check_model_features`` proves a model file was trained on the same list.
+(``tick_features``), the demo's replay of its rows (``feature_updates``) and the tick model's
+metadata all use this order; ``check_model_features`` proves a model file was trained on the same list.
+
+tick_v1 stays for the fixture model (contracts/models/tick_tiny) the demo scores. The real
+per-second set is ``tick_v2`` (``feature_store.tick``: from bronze ticks, with an incremental
+streaming featurizer in ``feature_store.streaming`` held to the batch rows by a parity test);
+``feature_updates`` only re-serialises batch rows and is not a streaming path.
 
 Inputs are silver 1s consensus bars (close, volume, n_trades, known_at) on a regular 1 s grid
 per (symbol, day) (seconds without a bar carry the last close with zero volume), joined with a
@@ -310,7 +315,10 @@ def write_features(lake: Lake, features: pl.DataFrame) -> int:
 
 
 def feature_updates(features: pl.DataFrame) -> Iterator[FeatureUpdate]:
-    """Turn feature rows into FeatureUpdates in time order (seq per symbol from 0), for replay."""
+    """Turn tick_v1 rows into FeatureUpdates in time order (seq per symbol from 0): the demo's batch replay.
+
+    Streaming features come from ``feature_store.streaming`` (``publish_session_features`` for a session).
+    """
     rows = features.sort("ts", "symbol_id").select(
         "symbol_id",
         "tf",

@@ -17,6 +17,7 @@ number when a restart recomputes a row.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,10 +135,13 @@ class StreamingFeaturizer:
                 opens.append(session[0])
         return datetime.fromtimestamp(min(opens) // 1000 / 1e6, UTC) if opens else None
 
-    async def run(self, stop: asyncio.Event | None = None, idle_exit_s: float | None = None) -> dict:
-        """Consume until ``stop`` is set or the input is idle for ``idle_exit_s``; return the counts.
+    async def run(
+        self, stop: asyncio.Event | None = None, idle_exit_s: float | None = None, until_events: int | None = None
+    ) -> dict:
+        """Consume until ``stop`` is set, the input is idle for ``idle_exit_s``, or ``until_events`` were read.
 
-        Only an idle exit closes the watermark's second; a stop leaves it for the next run to replay.
+        An idle exit or ``until_events`` (the input is over) closes the watermark's second; a stop
+        leaves it open for the next run to replay, as a crash would.
         """
         f, clock, cpu = self.featurizer, time.perf_counter_ns, time.thread_time_ns
         last_seen = [time.monotonic()]
@@ -164,8 +168,12 @@ class StreamingFeaturizer:
             if f.due and time.monotonic() - last_seen[0] >= self.config.poll_s:
                 f.drain()  # the input paused: publish every due second now rather than at the next tick
                 await self._publish()
+            if until_events is not None and self.counts["events"] >= until_events:
+                drained = True
+                break
             patience = idle_exit_s if self.counts["events"] else max(idle_exit_s or 0.0, FIRST_MESSAGE_WAIT_S)
-            if idle_exit_s is not None and time.monotonic() - last_seen[0] >= patience:
+            idle = time.monotonic() - last_seen[0] >= (patience if idle_exit_s is not None else math.inf)
+            if idle and not sub.pending_msgs:  # nothing arrived lately and nothing waits in the client's queue
                 drained = True
                 break
         await sub.unsubscribe()

@@ -41,15 +41,15 @@ async def publish_session_features(
     quotes: pl.DataFrame | None,
     feature_set: str = "tick_v2",
     speed: float | None = None,
-    idle_exit_s: float = 1.0,
     on_update: Callable[[FeatureUpdate], None] | None = None,
 ) -> dict:
     """Replay one source's ticks through NATS and the streaming featurizer; return its counts (+ ``sent``)."""
     featurizer = StreamingFeaturizer(nc, FeaturizerConfig(feature_set=feature_set))
     featurizer.on_update = on_update
-    task = asyncio.create_task(featurizer.run(idle_exit_s=idle_exit_s))
+    events = ordered_events(trades, quotes)
+    task = asyncio.create_task(featurizer.run(until_events=events.height))
     await asyncio.sleep(0)  # let it subscribe before the first tick
-    sent = await replay(nc, ordered_events(trades, quotes), speed)
+    sent = await replay(nc, events, speed)
     counts = await task
     return {**counts, "sent": sent}
 
