@@ -109,3 +109,20 @@ def test_a_crashed_featurizer_resumes_without_gaps_or_duplicates(bac_batch, nats
     assert len(ts) == len(set(ts)) == batch.height and ts == sorted(ts)
     ratio, name, errors = worst(frame(stored), batch)
     assert ratio <= 1.0, f"after the restart {name} is off by {errors[name]:.3g}"
+
+
+def test_replay_paces_market_time_at_the_chosen_speed(synthetic_ticks, nats_server):
+    trades, quotes = synthetic_ticks
+    events = ordered_events(trades, quotes).filter(pl.col("t") < pl.col("t").min() + 2 * 10**9)  # 2 market seconds
+
+    async def scenario() -> tuple[int, float]:
+        nc = await nats.connect(nats_server.url)
+        t0 = asyncio.get_running_loop().time()
+        sent = await replay(nc, events, speed=4.0)
+        elapsed = asyncio.get_running_loop().time() - t0
+        await nc.close()
+        return sent, elapsed
+
+    sent, elapsed = asyncio.run(scenario())
+    span_s = (events["t"].max() - events["t"].min()) / 1e9
+    assert sent == events.height and elapsed >= span_s / 4.0 * 0.9  # never faster than asked
