@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from core.profile import load_profile
 from lakehouse import freshness as fr
 from lakehouse.predicates import Predicate, between, eq, where
-from lakehouse.quality.gate import gate
+from lakehouse.quality.gate import GateResult, gate
 from lakehouse.reconcile.pipeline import (
     ReconcileConfig,
     Reconciled,
@@ -77,7 +77,9 @@ def run_id(start: datetime, end: datetime, timeframes: list[str], symbols: list[
 
 
 @task(cache_policy=NO_CACHE)
-def read_inputs(lake: Lake, start: datetime, end: datetime, symbols: list[str] | None, since: datetime | None = None):
+def read_inputs(
+    lake: Lake, start: datetime, end: datetime, symbols: list[str] | None, since: datetime | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Bronze ticks (trades, else quote mids) and vendor bars in ``[since or start, end]``; stats known at start."""
     flt = _symbols((pc.field("ts") >= ts_value(since or start)) & (pc.field("ts") <= ts_value(end)), symbols)
     trades = lake.read(BRONZE_TRADES, ["source", "symbol_id", "ts", "price", "size"], flt)
@@ -89,7 +91,9 @@ def read_inputs(lake: Lake, start: datetime, end: datetime, symbols: list[str] |
 
 
 @task(cache_policy=NO_CACHE)
-def read_context(lake: Lake, start: datetime, end: datetime, timeframes: list[str], symbols: list[str] | None):
+def read_context(
+    lake: Lake, start: datetime, end: datetime, timeframes: list[str], symbols: list[str] | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Earlier raw silver bars (the gate's warm-up) and the corporate actions known at ``end``."""
     history = lake.read(SILVER_BARS, filter=history_filter(start, timeframes, symbols))
     actions = lake.read(BRONZE_CORPORATE_ACTIONS, filter=_symbols(pc.field("known_at") <= ts_value(end), symbols))
@@ -99,7 +103,7 @@ def read_context(lake: Lake, start: datetime, end: datetime, timeframes: list[st
 @task(cache_policy=NO_CACHE)
 def gate_bars(
     lake: Lake, bars: pl.DataFrame, history: pl.DataFrame, actions: pl.DataFrame, gate_run: str, end: datetime
-):
+) -> tuple[pl.DataFrame, GateResult]:
     """Run the silver.bars suite; failing bars go to bronze.quarantine; return the passing bars and the result."""
     return gate(
         lake, SILVER_BARS, bars.sort(BAR_ORDER), gate_run, lambda: end, history=history, splits=splits_of(actions)
@@ -113,7 +117,7 @@ def read_freshness(lake: Lake, end: datetime, symbols: list[str] | None) -> pl.D
     if symbols:
         seen = seen.filter(pl.col("symbol_id").is_in(symbols))
     if seen.height == 0:
-        return pl.DataFrame(schema=pl.from_arrow(SILVER_FRESHNESS.schema.empty_table()).schema)
+        return pl.DataFrame(schema=pl.DataFrame(SILVER_FRESHNESS.schema.empty_table()).schema)
     return fr.freshness(seen, end).select(SILVER_FRESHNESS.column_names)
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
+from typing import cast
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from core.errors import ConfigError
 from lakehouse.schema import PL_TS as TS
 
-SESSION_SCHEMA = {"calendar": pl.String, "session": pl.Date, "open": TS, "close": TS}
+SESSION_SCHEMA: SchemaDict = {"calendar": pl.String, "session": pl.Date, "open": TS, "close": TS}
 
 ALIASES = {"CME": "CMES", "GLOBEX": "CMES", "NYSE": "XNYS", "NASDAQ": "XNAS", "FX": "24/5", "CRYPTO": "24/7"}
 FX_ROLL_TZ = "America/New_York"
@@ -108,7 +110,11 @@ def sessions(calendar: str, start: datetime | date, end: datetime | date) -> pl.
         frame = frame.filter(pl.col("open") <= hi)
     else:
         frame = frame.filter(pl.col("session") <= last)
-    return frame.select(pl.lit(name).alias("calendar"), "session", "open", "close").sort("open").cast(SESSION_SCHEMA)
+    return (
+        frame.select(pl.lit(name).alias("calendar"), "session", "open", "close")
+        .sort("open")
+        .cast(pl.Schema(SESSION_SCHEMA))
+    )
 
 
 def sessions_for(calendars: list[str], start: datetime, end: datetime) -> pl.DataFrame:
@@ -126,5 +132,9 @@ def session_close(calendar: str, days: pl.Series) -> pl.Series:
     days = days.cast(pl.Date)
     if days.len() == 0 or days.drop_nulls().len() == 0:
         return pl.Series(days.name, [None] * days.len(), dtype=TS)
-    table = sessions(calendar, days.min(), days.max()).group_by("session").agg(pl.col("close").max())
+    table = (
+        sessions(calendar, cast(date, days.min()), cast(date, days.max()))
+        .group_by("session")
+        .agg(pl.col("close").max())
+    )
     return pl.DataFrame({"session": days}).join(table, on="session", how="left", maintain_order="left")["close"]

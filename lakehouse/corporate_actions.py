@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.schema import PL_TS as TS_NS
 
@@ -146,7 +147,7 @@ def events_from_factor_rows(rows: pl.DataFrame, symbol_id: str, calendar: str = 
         (pl.col("sf_next") / pl.col("split_factor")).alias("_ratio"),
         (pl.col("price_factor") / pl.col("pf_next")).alias("_pf_ratio"),
     )
-    common = [
+    common: list[pl.Expr | str] = [
         pl.lit(symbol_id).alias("symbol_id"),
         "ex_date",
         "price_factor",
@@ -175,7 +176,7 @@ def events_from_factor_rows(rows: pl.DataFrame, symbol_id: str, calendar: str = 
 
 
 def _empty_actions(with_lineage: bool = False) -> pl.DataFrame:
-    schema = {
+    schema: SchemaDict = {
         "symbol_id": pl.String,
         "ex_date": pl.Date,
         "kind": pl.String,
@@ -186,7 +187,7 @@ def _empty_actions(with_lineage: bool = False) -> pl.DataFrame:
         "known_at": TS_NS,
     }
     if with_lineage:
-        schema |= {"_row": pl.Int64, "_raw": pl.String}
+        schema = {**schema, "_row": pl.Int64, "_raw": pl.String}
     return pl.DataFrame(schema=schema)
 
 
@@ -207,8 +208,8 @@ def yahoo_adjustment_frame(path: Path) -> pl.DataFrame:
     try:
         from lakehouse.sources.tabular import yahoo_adjustment_frame as tabular_reader
     except ImportError:
-        tabular_reader = None
-    if tabular_reader is not None:
+        pass
+    else:
         return tabular_reader(path)
     raw = pl.read_csv(path, infer_schema=False)
     return (

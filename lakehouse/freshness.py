@@ -15,6 +15,7 @@ calendar), where every gap and threshold is a plain subtraction.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -141,13 +142,13 @@ def freshness(
     if last.height == 0:
         return pl.DataFrame(
             schema={
-                **pl.from_arrow(SILVER_FRESHNESS.schema.empty_table()).schema,
+                **pl.DataFrame(SILVER_FRESHNESS.schema.empty_table()).schema,
                 "open_age_ms": pl.Float64,
                 "threshold_ms": pl.Float64,
             }
         )
     last = last.with_columns(pl.lit(as_of).cast(TS).alias("as_of"))
-    start = last.get_column("last_ts").min()
+    start = cast(datetime, last.get_column("last_ts").min())
     timed = _open_ns(last, ["last_ts", "as_of"], calendars, start, as_of)
     open_age = pl.col("as_of_open") - pl.col("last_ts_open")
     return timed.select(
@@ -216,12 +217,12 @@ def stale_summary(fresh: pl.DataFrame, rates: pl.DataFrame | None = None) -> dic
     """Summarise: pairs, stale pairs, the stale pair rate, and the fraction of open time stale."""
     out = {
         "pairs": float(fresh.height),
-        "stale_pairs": float(fresh.get_column("stale").sum()),
-        "pair_stale_rate": float(fresh.get_column("stale").mean() or 0.0) if fresh.height else 0.0,
+        "stale_pairs": float(cast(int, fresh.get_column("stale").sum())),
+        "pair_stale_rate": float(cast(float, fresh.get_column("stale").mean()) or 0.0) if fresh.height else 0.0,
     }
     if rates is not None and rates.height:
-        total = rates.get_column("open_ms").sum()
-        out["time_stale_fraction"] = float(rates.get_column("stale_ms").sum() / total) if total else 0.0
+        total = float(rates.get_column("open_ms").sum())
+        out["time_stale_fraction"] = float(rates.get_column("stale_ms").sum()) / total if total else 0.0
     return out
 
 

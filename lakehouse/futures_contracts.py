@@ -88,7 +88,7 @@ def _is_business_day(d: date, calendar: str) -> bool:
     day = np.datetime64(d, "D")
     if sessions[0] <= day <= sessions[-1]:
         i = np.searchsorted(sessions, day)
-        return i < len(sessions) and sessions[i] == day
+        return bool(i < len(sessions) and sessions[i] == day)
     return d.weekday() < 5
 
 

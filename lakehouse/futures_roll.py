@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -129,7 +130,7 @@ def roll_schedule(
         return pl.DataFrame(schema={"contract": pl.String, "start": TS_NS, "end": TS_NS, "known_at": TS_NS})
     if start is None:
         start = (
-            bars["ts"].min() - timedelta(days=1)
+            cast(datetime, bars["ts"].min()) - timedelta(days=1)
             if bars is not None and bars.height
             else _utc(cs["last_trade"][0]) - timedelta(days=90)
         )
@@ -145,8 +146,9 @@ def roll_schedule(
         obs = daily_volume(bars) if bars is not None else None
     names, lasts = cs["contract"].to_list(), cs["last_trade"].to_list()
     notices = cs["first_notice"].to_list() if "first_notice" in cs.columns else [None] * len(names)
-    k = next((i for i, lt in enumerate(lasts) if _utc(lt) > start), len(names) - 1)
-    segs = [(names[k], start, None)]
+    first: datetime = start
+    k = next((i for i, lt in enumerate(lasts) if _utc(lt) > first), len(names) - 1)
+    segs: list[tuple[str, datetime, datetime | None]] = [(names[k], first, None)]
     while k + 1 < len(names):
         cur_start = segs[-1][1]
         forced = _utc(lasts[k])  # never hold a contract into its last trading day
@@ -154,7 +156,7 @@ def roll_schedule(
             event = lasts[k] if rule.event == "last_trade" else notices[k]
             if event is None:
                 raise ConfigError(f"roll rule {rule}: contract {names[k]} has no {rule.event} date")
-            when, known = _utc(_business_days_before(event, rule.days, calendar)), None
+            when, known = _utc(_business_days_before(event, rule.days, calendar)), cast(datetime | None, None)
         else:
             signal = _first_crossing(obs, names[k], names[k + 1], cur_start) if obs is not None else None
             when, known = (_utc(_midnight(signal)), signal) if signal is not None else (forced, None)

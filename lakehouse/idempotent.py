@@ -63,7 +63,7 @@ def _stored_matches(lake, spec: TableSpec, batch: pl.DataFrame, columns: list[st
     expr = lake.key_filter(spec, batch)
     stored = dt.to_pyarrow_dataset().to_table(columns=columns, filter=expr)
     stored = stored.cast(pa.schema([spec.schema.field(c) for c in columns]))
-    return pl.from_arrow(stored).cast({c: batch.schema[c] for c in columns})
+    return pl.DataFrame(stored).cast({c: batch.schema[c] for c in columns})
 
 
 def classify(spec: TableSpec, batch: pl.DataFrame, stored: pl.DataFrame, batch_id: str | None):

@@ -336,7 +336,7 @@ class Ingestor:
         if not parts:
             return pl.DataFrame(
                 schema={
-                    c: pl.from_arrow(BRONZE_QUARANTINE.schema.empty_table()).schema[c]
+                    c: pl.DataFrame(BRONZE_QUARANTINE.schema.empty_table()).schema[c]
                     for c in BRONZE_QUARANTINE.column_names
                 }
             )

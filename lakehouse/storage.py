@@ -117,7 +117,7 @@ class Lake:
         self, spec: TableSpec, columns: list[str] | None = None, filter: pc.Expression | None = None
     ) -> pl.DataFrame:
         """Read the current version as a polars frame (optionally projected and filtered)."""
-        return pl.from_arrow(self.read_arrow(spec, columns, filter))
+        return pl.DataFrame(self.read_arrow(spec, columns, filter))
 
     def latest(self, spec: TableSpec, by: list[str], upto: int, column: str = "ts") -> pl.DataFrame:
         """The largest ``column`` (int64 ns) per ``by`` group among rows with ``column <= upto``.
@@ -128,10 +128,10 @@ class Lake:
         scanned, so a freshness check does not re-read all history every run.
         """
         dt = self.delta(spec)
-        target = {c: pl.from_arrow(spec.schema.empty_table().select([c])).schema[c] for c in (*by, column)}
+        target = {c: pl.DataFrame(spec.schema.empty_table().select([c])).schema[c] for c in (*by, column)}
         if dt is None:
             return pl.DataFrame(schema=target)
-        files = pl.from_arrow(pa.table(dt.get_add_actions(flatten=True)))
+        files = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
         value = {c: pl.col(f"partition.{c}") if c in spec.partition_by else pl.col(f"min.{c}") for c in by}
         settled = pl.lit(True)
         for c in by:
@@ -148,7 +148,7 @@ class Lake:
             full = dt.to_pyarrow_dataset()
             fragments = [f for f in full.get_fragments() if any(unquote(f.path).endswith(p) for p in rest)]
             subset = pads.FileSystemDataset(fragments, full.schema, full.format, full.filesystem)
-            read = pl.from_arrow(subset.to_table(columns=[*by, column], filter=pc.field(column) <= upto))
+            read = pl.DataFrame(subset.to_table(columns=[*by, column], filter=pc.field(column) <= upto))
             frames.append(read)
         stacked = pl.concat(
             [f.cast({c: pl.String for c in by if c in spec.partition_by}) for f in frames], how="vertical_relaxed"
@@ -209,7 +209,7 @@ class Lake:
             return empty
         keys = dt.to_pyarrow_dataset().to_table(columns=list(spec.keys), filter=self.key_filter(spec, batch))
         keys = keys.cast(pa.schema([spec.schema.field(k) for k in spec.keys]))
-        return pl.from_arrow(keys).cast({k: batch.schema[k] for k in spec.keys})
+        return pl.DataFrame(keys).cast({k: batch.schema[k] for k in spec.keys})
 
     @staticmethod
     def _may_hold(dt: DeltaTable, spec: TableSpec, batch: pl.DataFrame) -> bool:
@@ -219,7 +219,7 @@ class Lake:
         overlaps the batch's. Bulk loads and later chunks of one delivery usually overlap nothing,
         and then the key scan is skipped. Files without stats count as overlapping.
         """
-        files = pl.from_arrow(pa.table(dt.get_add_actions(flatten=True)))
+        files = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
         if files.height == 0:
             return False
         if spec.partition_by:

@@ -131,6 +131,7 @@ def split_valid(
     checked = checked.with_columns(pl.coalesce(exprs).alias(REASON) if exprs else pl.lit(None, pl.String).alias(REASON))
     if ordered:  # judged among rows that passed everything else
         o = spec.ordered_by
+        assert o is not None  # ordered implies a declared column
         kept = pl.when(pl.col(REASON).is_null()).then(pl.col(o))
         prev = kept.cum_max().shift(1).forward_fill()
         series = [s for s in spec.series_by if s in df.columns]

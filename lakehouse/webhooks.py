@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from core.errors import ConfigError
 from lakehouse.schema import TS, TableSpec, col
+from lakehouse.storage import Lake
 from lakehouse.tables import register
 
 EVENTS = ("on_model_promoted", "on_data_stale", "on_rollover")
@@ -111,7 +112,7 @@ class Notifier:
     """Send events to endpoints with retries; dead-letter what still fails into the lake (if given)."""
 
     endpoints: tuple[Endpoint, ...]
-    lake: object | None = None  # lakehouse.storage.Lake; None keeps dead letters in the result only
+    lake: Lake | None = None  # None keeps dead letters in the result only
     retries: int = 3
     backoff_s: float = 0.5
     timeout_s: float = 5.0
@@ -151,7 +152,7 @@ class Notifier:
 
     def _dead_letter(self, event: str, body: bytes, failed: list[Delivery], at: datetime) -> None:
         at_ns = int(at.timestamp() * 1e9)
-        rows = {
+        rows: dict[str, list[object]] = {
             "delivery_id": [d.delivery_id for d in failed],
             "event": [event] * len(failed),
             "url": [d.url for d in failed],
@@ -160,6 +161,7 @@ class Notifier:
             "last_error": [d.error or "" for d in failed],
             "failed_at": [at_ns] * len(failed),
         }
+        assert self.lake is not None  # callers dead-letter only when a lake is configured
         self.lake.append(WEBHOOK_DEADLETTERS, pa.table(rows))
 
 

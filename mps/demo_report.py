@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pyarrow.compute as pc
@@ -273,7 +274,7 @@ def flow_runs(ui_url: str | None) -> pl.DataFrame:
                 "run_time_s": r.total_run_time.total_seconds(),
                 "url": f"{ui_url}/runs/flow-run/{r.id}" if ui_url else str(r.id),
             }
-            for r in sorted(runs, key=lambda r: r.expected_start_time)
+            for r in sorted(runs, key=lambda r: str(r.expected_start_time))
         ]
     )
 
@@ -326,7 +327,7 @@ def signals_summary(lake: Lake, report: DemoReport, cost_bps: float) -> None:
     )
     report.facts.update(
         cost_bps=cost_bps,
-        mean_prob_up=float(signals["prob_up"].mean()),
+        mean_prob_up=float(cast(float, signals["prob_up"].mean())),
         signals_with_edge_over_cost=int(signals.select((gross.abs() > cost_bps).sum()).item()),
     )
 

@@ -134,6 +134,7 @@ class PrefectServer:
         return self
 
     def _wait_healthy(self, deadline: float) -> None:
+        assert self._proc is not None, "start() launches the server before waiting on it"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise ServiceError(

@@ -61,7 +61,7 @@ def _run_page(run_id: str, table: str, results: pl.DataFrame, quarantined: pl.Da
     ]
     body = [
         f"<p><a href='index.html'>all runs</a> &middot; table <b>{html.escape(table)}</b> &middot; "
-        f"validated at {results['validated_at'].max()}</p>",
+        f"validated at {results['validated_at'].max()!s}</p>",
         _table(["expectation", "column", "status", "rows", "unexpected", "details"], rows),
     ]
     if quarantined.height:

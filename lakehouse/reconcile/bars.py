@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.reconcile.sessions import calendar_column, locate, session_table, slot_exprs, tf_ns
 from lakehouse.schema import MINUTE_NS
@@ -40,7 +42,7 @@ BAR_COLUMNS = (
     "last_ts",
     "arrival",
 )
-BAR_SCHEMA = {
+BAR_SCHEMA: SchemaDict = {
     "source": pl.String,
     "symbol_id": pl.String,
     "tf": pl.String,
@@ -55,8 +57,21 @@ BAR_SCHEMA = {
     "last_ts": TS,
     "arrival": TS,
 }
-GAP_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "tf": pl.String, "start": TS, "end": TS, "n_bars": pl.Int64}
-OUTSIDE_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "n_trades": pl.Int64, "first_ts": TS, "last_ts": TS}
+GAP_SCHEMA: SchemaDict = {
+    "source": pl.String,
+    "symbol_id": pl.String,
+    "tf": pl.String,
+    "start": TS,
+    "end": TS,
+    "n_bars": pl.Int64,
+}
+OUTSIDE_SCHEMA: SchemaDict = {
+    "source": pl.String,
+    "symbol_id": pl.String,
+    "n_trades": pl.Int64,
+    "first_ts": TS,
+    "last_ts": TS,
+}
 SLICE_ROWS = 4_000_000  # ticks reduced per pass: bounds the memory of the intermediate columns
 _ORDER_LIMIT = 1 << 62  # tie-break keys (offset in cell * rows + row) must stay below this
 
@@ -182,7 +197,9 @@ def tick_cells(
     cells = _reduce(trades, g)
     if cells.height:
         cal = calendar_column(cells, calendars)
-        table = session_table(cal.unique().to_list(), cells["first_ts"].min(), cells["last_ts"].max())
+        table = session_table(
+            cal.unique().to_list(), cast(int, cells["first_ts"].min()), cast(int, cells["last_ts"].max())
+        )
         fine = math.gcd(g, *table["open_ns"].to_list(), *table["close_ns"].to_list())
         if fine != g:  # a session boundary off the granule (none of the shipped calendars has one)
             g, cells = fine, _reduce(trades, fine)
@@ -211,7 +228,7 @@ def shift_cells(cells: TickCells, offsets: pl.DataFrame) -> TickCells:
 
 def _slots(frame: pl.DataFrame, pos_ns: pl.Series, tf: str, calendars: dict[str, str]) -> pl.DataFrame:
     cal = calendar_column(frame, calendars)
-    table = session_table(cal.unique().to_list(), pos_ns.min(), pos_ns.max())
+    table = session_table(cal.unique().to_list(), cast(int, pos_ns.min()), cast(int, pos_ns.max()))
     located = locate(pos_ns, cal, table)
     return frame.with_columns(cal, located["open_ns"], located["close_ns"], pos_ns.alias("_pos")).with_columns(
         slot_exprs(pl.col("_pos"), tf)
@@ -339,7 +356,7 @@ def _gaps(bars: pl.DataFrame, tf: str, calendars: dict[str, str]) -> pl.DataFram
     # whole sessions with no bar, between the source's first and last session
     span = b.group_by(keys).agg(pl.col("open_ns").min().alias("lo"), pl.col("open_ns").max().alias("hi"))
     cal = calendar_column(span, calendars)
-    table = session_table(cal.unique().to_list(), span["lo"].min(), span["hi"].max())
+    table = session_table(cal.unique().to_list(), cast(int, span["lo"].min()), cast(int, span["hi"].max()))
     span = span.with_columns(cal)
     every = (
         span.join(table.select("calendar", "open_ns", "close_ns"), on="calendar")

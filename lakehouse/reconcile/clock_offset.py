@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.schema import MINUTE_NS
 from lakehouse.schema import PL_TS as TS
 
-OFFSET_SCHEMA = {
+OFFSET_SCHEMA: SchemaDict = {
     "source": pl.String,
     "reference": pl.String,
     "symbol_id": pl.String,

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.reconcile.sessions import tf_ns
 from lakehouse.reconcile.weighted_median import weighted_median
@@ -38,7 +39,7 @@ from lakehouse.schema import PL_TS as TS
 
 FIELDS = ("open", "high", "low", "close")
 SLOT = ["symbol_id", "tf", "ts"]
-WEIGHT_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "w": pl.Float64, "latency_ms": pl.Float64}
+WEIGHT_SCHEMA: SchemaDict = {"source": pl.String, "symbol_id": pl.String, "w": pl.Float64, "latency_ms": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ def attach_weights(cand: pl.DataFrame, weights: pl.DataFrame | None, cfg: Consen
     """Join each source's weight and latency; sources without history get the symbol's median weight."""
     if weights is None or weights.height == 0:
         weights = pl.DataFrame(schema=WEIGHT_SCHEMA)
-    joined = cand.join(weights.select(WEIGHT_SCHEMA.keys()).cast(WEIGHT_SCHEMA), on=["source", "symbol_id"], how="left")
+    joined = cand.join(
+        weights.select(WEIGHT_SCHEMA.keys()).cast(pl.Schema(WEIGHT_SCHEMA)), on=["source", "symbol_id"], how="left"
+    )
     return joined.with_columns(
         pl.col("w").fill_null(pl.col("w").median().over("symbol_id")).fill_null(1.0).clip(1e-9),
         pl.col("latency_ms").fill_null(pl.col("latency_ms").median().over("symbol_id")).fill_null(0.0),
@@ -291,4 +294,4 @@ _BAR_COLUMNS = [
 def _empty_bars() -> pl.DataFrame:
     from lakehouse.tables import SILVER_BARS
 
-    return pl.from_arrow(SILVER_BARS.schema.empty_table())
+    return pl.DataFrame(SILVER_BARS.schema.empty_table())

@@ -18,12 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.reconcile.bars import build_bars
 
 PAIR = ["source", "symbol_id"]
-PRINT_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "ts": pl.Datetime("ns", "UTC"), "price": pl.Float64}
-ISOLATED_BAR_SCHEMA = {
+PRINT_SCHEMA: SchemaDict = {
+    "source": pl.String,
+    "symbol_id": pl.String,
+    "ts": pl.Datetime("ns", "UTC"),
+    "price": pl.Float64,
+}
+ISOLATED_BAR_SCHEMA: SchemaDict = {
     "source": pl.String,
     "symbol_id": pl.String,
     "tf": pl.String,
@@ -71,7 +77,7 @@ def screen_prints(ticks: pl.DataFrame, k: float = 15.0, floor_bps: float = 20.0)
         found.append(_isolated_in_stream(parts[key].sort("ts", maintain_order=True), k, threshold_floor))
     isolated = pl.concat(found) if found else pl.DataFrame(schema=PRINT_SCHEMA)
     pairs = pl.DataFrame(sorted(parts), schema=PAIR, orient="row")
-    return PrintScreen(pairs, isolated.cast(PRINT_SCHEMA))
+    return PrintScreen(pairs, isolated.cast(pl.Schema(PRINT_SCHEMA)))
 
 
 def _isolated_in_stream(stream: pl.DataFrame, k: float, floor: float) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 import polars as pl
 
@@ -122,26 +123,33 @@ def _latency_ticks(ticks: pl.DataFrame, cells: TickCells, offsets: pl.DataFrame)
 
     Filters on the raw stamps first (widened by the largest offset), so only that span is shifted.
     """
-    first = cells.frame.group_by("symbol_id").agg(pl.col("first_ts").min())["first_ts"].max()
-    worst = int(offsets["offset_ns"].abs().max()) if offsets.height else 0
+    first = cast(int, cells.frame.group_by("symbol_id").agg(pl.col("first_ts").min())["first_ts"].max())
+    worst = int(cast(int, offsets["offset_ns"].abs().max())) if offsets.height else 0
     sample = ticks.filter(pl.col("ts") < pl.lit(first + LATENCY_SPAN_NS + worst).cast(TS))
     return apply_offsets(sample, offsets)
 
 
 def _source_bars(cells: TickCells | None, vendor_bars: pl.DataFrame, tf: str, calendars: dict[str, str]):
-    parts, gaps, outside = [], [], []
+    parts: list[pl.DataFrame] = []
+    gaps: list[pl.DataFrame] = []
+    outside: list[pl.DataFrame] = []
     if cells is not None and cells.frame.height:
         built = bars_from_cells(cells, tf, calendars)
-        parts.append(built.bars), gaps.append(built.gaps), outside.append(built.outside)
+        parts.append(built.bars)
+        gaps.append(built.gaps)
+        outside.append(built.outside)
     if vendor_bars.height:
         exact = vendor_bars.filter(pl.col("tf") == tf)
         finer = exact.clear()
-        if TIMEFRAMES[tf] is None or TIMEFRAMES[tf] > 60_000_000_000:  # roll vendor minutes up
+        length = TIMEFRAMES[tf]
+        if length is None or length > 60_000_000_000:  # roll vendor minutes up
             have = exact.select("source", "symbol_id").unique()
             finer = vendor_bars.filter(pl.col("tf") == "1m").join(have, on=["source", "symbol_id"], how="anti")
         if exact.height + finer.height:
             rolled = aggregate_bars(pl.concat([exact, finer]), tf, calendars)
-            parts.append(rolled.bars), gaps.append(rolled.gaps), outside.append(rolled.outside)
+            parts.append(rolled.bars)
+            gaps.append(rolled.gaps)
+            outside.append(rolled.outside)
     bars = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
     return (
         bars,

@@ -15,6 +15,8 @@ Two references for a bar's close, each beside the same error for every single ve
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 
 from lakehouse.reconcile.bars import build_bars
@@ -43,7 +45,7 @@ def _summary(joined: pl.DataFrame, name: str) -> dict:
         "series": name,
         "n": joined.height,
         "mae_bps": err.mean(),
-        "rmse_bps": (err**2).mean() ** 0.5,
+        "rmse_bps": cast(float, (err**2).mean()) ** 0.5,
         "p99_bps": err.quantile(0.99),
         "max_bps": err.max(),
     }
@@ -78,9 +80,10 @@ def tape_error(
         "size",
     )
     true_bars = build_bars(tape, tf, calendars).bars.select("symbol_id", "ts", pl.col("close").alias("true"))
-    score = lambda frame, name: _summary(
-        frame.select("symbol_id", "ts", "close").join(true_bars, on=["symbol_id", "ts"]), name
-    )
+
+    def score(frame: pl.DataFrame, name: str) -> dict:
+        return _summary(frame.select("symbol_id", "ts", "close").join(true_bars, on=["symbol_id", "ts"]), name)
+
     rows = [score(consensus.filter(pl.col("tf") == tf), "consensus")]
     for (source,), part in sorted(per_source.filter(pl.col("tf") == tf).partition_by("source", as_dict=True).items()):
         rows.append(score(part, source))

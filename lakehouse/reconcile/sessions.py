@@ -8,6 +8,7 @@ session and ends at its close. A timestamp outside every session belongs to no b
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -90,7 +91,7 @@ def session_fit(frame: pl.DataFrame, calendars: dict[str, str]) -> dict[tuple[st
         return {}
     cal = calendar_column(frame, calendars)
     ts = frame.get_column("ts").cast(TS).dt.epoch("ns") - 1  # bars stamped at their end
-    located = locate(ts, cal, session_table(cal.unique().to_list(), ts.min(), ts.max()))
+    located = locate(ts, cal, session_table(cal.unique().to_list(), cast(int, ts.min()), cast(int, ts.max())))
     fit = (
         frame.select("source", "symbol_id")
         .with_columns(located["open_ns"].is_not_null().alias("inside"))

@@ -15,6 +15,7 @@ re-run of a window always sees the same weights (point in time, idempotent).
 from __future__ import annotations
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from lakehouse.reconcile.clock_offset import OffsetConfig, detect_offsets
 from lakehouse.schema import PL_TS as TS
@@ -31,7 +32,7 @@ STATS_COLUMNS = [
     "n_obs",
     "known_at",
 ]
-LATENCY_SCHEMA = {"source": pl.String, "symbol_id": pl.String, "latency_ms": pl.Float64}
+LATENCY_SCHEMA: SchemaDict = {"source": pl.String, "symbol_id": pl.String, "latency_ms": pl.Float64}
 LATENCY_SPAN_NS = 2 * 3_600_000_000_000  # ticks of each symbol's first two hours suffice for the lead-lag
 
 
@@ -88,7 +89,7 @@ def estimate_vendor_stats(
     )
     if latency is None or latency.height == 0:
         latency = pl.DataFrame(schema=LATENCY_SCHEMA)
-    stats = stats.join(latency.cast(LATENCY_SCHEMA), on=["source", "symbol_id"], how="left")
+    stats = stats.join(latency.cast(pl.Schema(LATENCY_SCHEMA)), on=["source", "symbol_id"], how="left")
     return stats.select(
         "source",
         "symbol_id",

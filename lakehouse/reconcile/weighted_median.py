@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import polars as pl
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def weighted_median(
-    frame: pl.DataFrame | pl.LazyFrame, by: list[str], value: str = "value", weight: str = "w", alias: str | None = None
-) -> pl.DataFrame | pl.LazyFrame:
+    frame: Frame, by: list[str], value: str = "value", weight: str = "w", alias: str | None = None
+) -> Frame:
     """Return one row per ``by`` group with the weighted median of ``value``.
 
     Rows are sorted by (group, value); the median is the first value whose cumulative weight

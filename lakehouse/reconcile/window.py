@@ -80,7 +80,7 @@ def splits_of(actions: pl.DataFrame) -> pl.DataFrame:
     schema = {"symbol_id": pl.String, "ex_date": pl.Date, "ratio": pl.Float64}
     if actions.height == 0:
         return pl.DataFrame(schema=schema)
-    return actions.filter(pl.col("kind") == "split").select(schema.keys()).cast(schema)
+    return actions.filter(pl.col("kind") == "split").select(schema.keys()).cast(pl.Schema(schema))
 
 
 def adjusted_for(

@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import databento_dbn as dbn
 import polars as pl
@@ -60,7 +61,7 @@ def _header(prefix: bytes, path: Path) -> tuple[Header, int]:
     if len(prefix) < length:
         raise SourceError(f"{path}: truncated DBN metadata")
     try:
-        meta = dbn.DBNDecoder().write_and_decode(prefix[:length])[0]
+        meta = cast(dbn.Metadata, dbn.DBNDecoder().write_and_decode(prefix[:length])[0])
     except dbn.DBNError as exc:
         raise SourceError(f"{path}: invalid DBN metadata: {exc}") from exc
     symbols: dict[int, str] = {}
@@ -95,7 +96,8 @@ def text_frames(path: Path, block: int = BLOCK) -> tuple[Header, Iterator[pl.Dat
 
 def _frames(path: Path, stream, first: bytes, block: int) -> Iterator[pl.DataFrame]:
     out = io.BytesIO()
-    tc = dbn.Transcoder(out, dbn.Encoding.CSV, dbn.Compression.NONE, pretty_px=False, pretty_ts=False, map_symbols=True)
+    # databento-dbn's stubs type its enum members as str.
+    tc = dbn.Transcoder(out, dbn.Encoding.CSV, dbn.Compression.NONE, pretty_px=False, pretty_ts=False, map_symbols=True)  # type: ignore[arg-type]
     columns: list[str] | None = None
     pending = b""
     rows = 0

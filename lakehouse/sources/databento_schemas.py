@@ -86,7 +86,7 @@ def book_json(df: pl.DataFrame) -> pl.Expr:
         for s in ("ask", "bid")
         for k in ("px", "sz")
     }
-    return pl.struct(**lists).struct.json_encode()
+    return pl.struct([e.alias(n) for n, e in lists.items()]).struct.json_encode()
 
 
 def trades(df: pl.DataFrame, venue: str, exchange: str) -> pl.DataFrame:

@@ -67,10 +67,10 @@ def layout(f: LeanFile) -> tuple[Field, ...]:
         )
     if f.kind == "trade":
         return (time, *(px(c) for c in OHLC), Field("volume"))
-    side = lambda s: (
-        *(Field(f"{s}_{c}", scale=scale, required=False) for c in OHLC),  # noqa: E731
-        Field(f"{s}_size", required=False),
-    )
+
+    def side(s: str) -> tuple[Field, ...]:
+        return (*(Field(f"{s}_{c}", scale=scale, required=False) for c in OHLC), Field(f"{s}_size", required=False))
+
     return (time, *side("bid"), *side("ask"))
 
 

@@ -23,10 +23,10 @@ A line that cannot be parsed in either file quarantines that one event, with bot
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import polars as pl
 from pydantic import Field
@@ -53,7 +53,7 @@ class Params(Strict):
     tz: str = "America/New_York"
     exchange: str | None = "XNAS"
     trade_types: list[Literal[4, 5, 6]] = Field(
-        default_factory=lambda: [4], description="event types written to bronze.trades"
+        default_factory=lambda: [cast(Literal[4, 5, 6], 4)], description="event types written to bronze.trades"
     )
 
 
@@ -119,7 +119,7 @@ def book_events(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def trades(events: pl.DataFrame, trade_types: list[int], exchange: str | None) -> pl.DataFrame:
+def trades(events: pl.DataFrame, trade_types: Sequence[int], exchange: str | None) -> pl.DataFrame:
     """Executions as bronze.trades rows; side is the aggressor (-direction), null for crosses."""
     ex = events.filter(pl.col("type").is_in(list(trade_types)))
     return ex.select(

@@ -129,4 +129,4 @@ def book_json(column: str, levels: int) -> pl.Expr:
             px.append(pl.when(present).then((p / 10_000).round(4)))
             sz.append(pl.when(present).then(bk.list.get(4 * level + offset + 1)))
         lists[f"{name}_px"], lists[f"{name}_sz"] = pl.concat_list(px), pl.concat_list(sz)
-    return pl.struct(**lists).struct.json_encode()
+    return pl.struct([e.alias(n) for n, e in lists.items()]).struct.json_encode()

@@ -47,7 +47,10 @@ def fault_windows(rng: np.random.Generator, session: Session, vendor: VendorConf
             e = min(s + ln, session.close_ns + offset) // res * res
             if e > s and all(e <= a or s >= b for a, b, _ in picked):
                 picked.append((s, e, kind))
-    as_array = lambda kind: np.array(sorted((s, e) for s, e, k in picked if k == kind), np.int64).reshape(-1, 2)
+
+    def as_array(kind: str) -> np.ndarray:
+        return np.array(sorted((s, e) for s, e, k in picked if k == kind), np.int64).reshape(-1, 2)
+
     return Windows(as_array("gap"), as_array("stale"))
 
 
@@ -61,7 +64,7 @@ def _inside(ts: np.ndarray, windows: np.ndarray) -> np.ndarray:
 
 
 def _observe_ts(rng: np.random.Generator, true_ts: np.ndarray, vendor: VendorConfig) -> np.ndarray:
-    latency = vendor.latency_ms * 1e6 * rng.lognormal(0.0, vendor.latency_sigma, true_ts.shape[0])
+    latency = vendor.latency_ms * 1e6 * np.asarray(rng.lognormal(0.0, vendor.latency_sigma, size=true_ts.shape[0]))
     ts = true_ts + int(vendor.clock_offset_ms * 1e6) + latency.astype(np.int64)
     res = vendor.ts_resolution_us * 1000
     return ts // res * res

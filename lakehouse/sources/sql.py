@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import polars as pl
 import psycopg
 import pyarrow.compute as pc
+from polars._typing import SchemaDict
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
@@ -125,7 +126,7 @@ def endpoint(params: Params) -> Endpoint:
         int(parts.get("port") or 5432),
         str(parts.get("dbname") or parts.get("user") or "postgres"),
         make_conninfo(**{k: str(v) for k, v in parts.items()}),
-        parts.get("password"),
+        None if parts.get("password") is None else str(parts["password"]),
     )
 
 
@@ -156,7 +157,7 @@ def current_watermark(lake: Lake, connection: str, source_table: str) -> int:
     """The highest id already written for this connection and table (0 before the first run)."""
     flt = (pc.field("connection") == connection) & (pc.field("source_table") == source_table)
     ids = lake.read(WATERMARKS, columns=["last_id"], filter=flt).get_column("last_id")
-    return int(ids.max()) if ids.len() else 0
+    return int(cast(int, ids.max())) if ids.len() else 0
 
 
 def advance_watermark(
@@ -279,7 +280,7 @@ class _Reader:
 
     table: TableSpec
     select: str
-    raw_schema: dict[str, pl.DataType]
+    raw_schema: SchemaDict
     mapper: Callable[[pl.DataFrame, Params], pl.DataFrame]
     symbol_column: str  # the bronze column the mapped symbol lands in
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import gzip
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from polars._typing import TimeUnit
 from pydantic import Field
 
 from core.config import Strict
@@ -74,7 +76,7 @@ def batches(params: Params, clock: Clock) -> Iterator[Batch]:
 def _chunks(mapping: Mapping, path: Path) -> Iterator[Chunk]:
     frame = read_frame(path, mapping)
     good, rejected = parse_frame(frame, mapping, path)
-    yield Chunk(TARGETS[mapping.table], good, rejected)
+    yield Chunk(TARGETS[mapping.table], good, rejected, unique_prints=mapping.unique_prints)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -129,26 +131,48 @@ def _number(src: str, dtype: pl.DataType) -> pl.Expr:
     return x if dtype == pl.Float64 else x.cast(dtype, strict=False)
 
 
-def timestamp(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
-    """The UTC ``ts`` the table wants: parsed, localised, truncated, moved from bar start to end."""
+# What int64 nanoseconds can hold; a timestamp outside is quarantined, never wrapped to a wrong date.
+NS_MIN = datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC)
+NS_MAX = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+
+
+def _parsed(mapping: Mapping, frame: pl.DataFrame, unit: TimeUnit) -> tuple[pl.Expr, bool]:
+    """The timestamp column parsed at ``unit`` resolution, and whether the result is zone-aware.
+
+    Text without a format is ISO-8601: naive values take the mapping's zone, values with ``Z`` or an
+    offset are read as the instant they name (both may appear in one file).
+    """
     t = mapping.timestamp
     col = pl.col(t.column)
     dtype = frame.schema[t.column]
     if t.unit:
-        parsed = pl.from_epoch(col.cast(pl.Int64, strict=False), time_unit=t.unit).dt.replace_time_zone("UTC")
-    elif isinstance(dtype, pl.Datetime):
-        parsed = col.cast(pl.Datetime("ns", dtype.time_zone))
-    elif isinstance(dtype, pl.Date):
-        parsed = col.cast(pl.Datetime("ns"))
-    elif t.format:
-        parsed = col.str.strip_chars().str.strptime(pl.Datetime("ns"), t.format, strict=False)
-    else:
-        parsed = col.str.strip_chars().str.to_datetime(time_unit="ns", strict=False)
-    tz_aware = (
-        t.unit is not None
-        or (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
-        or (t.format is not None and "%z" in t.format.lower())
+        return pl.from_epoch(col.cast(pl.Int64, strict=False), time_unit=t.unit).dt.replace_time_zone("UTC"), True
+    if isinstance(dtype, pl.Datetime):
+        return col.cast(pl.Datetime(unit, dtype.time_zone)), dtype.time_zone is not None
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime(unit)), False
+    text = col.str.strip_chars()
+    if t.format:
+        return text.str.strptime(pl.Datetime(unit), t.format, strict=False), "%z" in t.format.lower()
+    naive = text.str.to_datetime(time_unit=unit, strict=False).dt.replace_time_zone(
+        t.tz, ambiguous="earliest", non_existent="null"
     )
+    aware = text.str.to_datetime(time_unit=unit, time_zone="UTC", strict=False).dt.convert_time_zone(t.tz)
+    return pl.coalesce(naive, aware), True
+
+
+def out_of_range(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
+    """Rows whose timestamp parses (at microseconds) but lies outside what int64 nanoseconds hold."""
+    wide, aware = _parsed(mapping, frame, "us")
+    utc = wide.dt.convert_time_zone("UTC") if aware else wide.dt.replace_time_zone("UTC")
+    return utc.is_not_null() & ((utc < NS_MIN) | (utc > NS_MAX))
+
+
+def timestamp(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
+    """The UTC ``ts`` the table wants: parsed, localised, truncated, moved from bar start to end."""
+    t = mapping.timestamp
+    parsed, tz_aware = _parsed(mapping, frame, "ns")
+    parsed = pl.when(out_of_range(mapping, frame)).then(None).otherwise(parsed)
     local = (
         parsed.dt.convert_time_zone(t.tz)
         if tz_aware
@@ -157,12 +181,14 @@ def timestamp(mapping: Mapping, frame: pl.DataFrame) -> pl.Expr:
     if t.truncate:
         local = local.dt.truncate(t.truncate)
     if t.stamp == "start":
+        assert t.bar_length is not None  # TimestampSpec requires it for stamp "start"
         local = local.dt.offset_by(t.bar_length)
     utc = local.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
     if t.stamp == "session_close":
         # A daily bar ends at its session's close (early closes included), the same rule as LEAN's
         # daily bars, so vendors' daily bars line up; a date that is not a session ends at midnight.
         days = frame.select(local.dt.date().alias("d")).get_column("d")
+        assert t.calendar is not None  # TimestampSpec requires it for stamp "session_close"
         closes = session_close(t.calendar, days)
         return pl.coalesce(pl.lit(closes), local.dt.offset_by("1d").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"))
     return utc
@@ -177,6 +203,8 @@ def _symbol(mapping: Mapping, path: Path) -> pl.Expr:
         if mapping.symbol_map:
             return base.replace_strict(mapping.symbol_map, default=None, return_dtype=pl.String)
         return pl.concat_str(pl.lit(prefix), base, pl.lit(suffix))
+    if mapping.symbol_from_path is None:
+        raise SourceError(f"{path}: the mapping names no symbol_id, symbol_column or symbol_from_path")
     m = re.search(mapping.symbol_from_path, path.name)
     if m is None:
         raise SourceError(f"{path}: file name does not match symbol_from_path {mapping.symbol_from_path!r}")
@@ -191,11 +219,22 @@ def _symbol(mapping: Mapping, path: Path) -> pl.Expr:
 def parse_frame(frame: pl.DataFrame, mapping: Mapping, path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
     """Type the mapped columns; return the parsed rows and the rows that did not parse."""
     spec = TARGETS[mapping.table]
-    types = dict(zip(spec.column_names, pl.from_arrow(spec.schema.empty_table()).dtypes))
+    types = dict(zip(spec.column_names, pl.DataFrame(spec.schema.empty_table()).dtypes))
     values: list[pl.Expr] = [timestamp(mapping, frame).alias("ts"), _symbol(mapping, path).alias("symbol_id")]
     checks: list[pl.Expr] = []
     for target, src in mapping.columns.items():
         dtype = types[target]
+        if target in mapping.value_maps:  # text codes -> the table's values (side: buy -> 1, sell -> -1)
+            codes = pl.col(src).cast(pl.String).str.strip_chars()
+            table = {str(k): v for k, v in mapping.value_maps[target].items()}
+            mapped = codes.replace_strict(table, default=None, return_dtype=dtype)
+            values.append(mapped.alias(target))
+            checks.append(
+                pl.when(codes.is_not_null() & mapped.is_null()).then(
+                    pl.format(f"{target}: '{{}}' is not in the mapping's value_maps.{target} (column {src})", codes)
+                )
+            )
+            continue
         if dtype == pl.String:
             values.append(pl.col(src).cast(pl.String).alias(target))
             continue
@@ -213,13 +252,21 @@ def parse_frame(frame: pl.DataFrame, mapping: Mapping, path: Path) -> tuple[pl.D
     given = {"ts", "symbol_id", "seq", *mapping.columns, *mapping.constants}
     values += [pl.lit(None, types[c.name]).alias(c.name) for c in spec.payload_columns if c.name not in given]
     ts_src = pl.col(mapping.timestamp.column)
-    how = f"format {mapping.timestamp.format}" if mapping.timestamp.format else "as a timestamp"
+    t = mapping.timestamp
+    how = f"with format {t.format} in {t.tz}" if t.format else f"as epoch {t.unit}" if t.unit else "as ISO-8601"
+    how += "" if t.format or t.unit else f" (naive times in {t.tz})"
     checks.insert(
         0,
         pl.when(ts_src.is_null())
-        .then(pl.lit(f"ts: column {mapping.timestamp.column} is empty"))
+        .then(pl.lit(f"ts: column {t.column} is empty"))
+        .when(out_of_range(mapping, frame))
+        .then(
+            pl.format(
+                "ts: '{}' is outside what int64 nanoseconds hold (1677-09-21 .. 2262-04-11)", ts_src.cast(pl.String)
+            )
+        )
         .when(timestamp(mapping, frame).is_null())
-        .then(pl.format(f"ts: cannot parse '{{}}' with {how} in {mapping.timestamp.tz}", ts_src.cast(pl.String))),
+        .then(pl.format(f"ts: cannot parse '{{}}' {how}", ts_src.cast(pl.String))),
     )
     if mapping.symbol_column and mapping.symbol_map:
         checks.append(

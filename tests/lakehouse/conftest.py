@@ -184,7 +184,7 @@ def postgres_server():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log.close()
-                raise RuntimeError(f"PostgreSQL did not start: {(base / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"PostgreSQL did not start: {(base / 'server.log').read_text()[-2000:]}") from None
             time.sleep(0.2)
     try:
         yield server
@@ -271,7 +271,7 @@ def s3_endpoint():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("moto S3 server did not start")
+                raise RuntimeError("moto S3 server did not start") from None
             time.sleep(0.2)
     try:
         yield S3Endpoint(url)

@@ -79,7 +79,10 @@ def test_adding_a_symbol_leaves_the_others_unchanged():
     one, two = frames(small(symbols=["SIM1:SIM"])), frames(small(symbols=["SIM1:SIM", "SIM3:SIM"]))
     for key, df in one.items():
         assert_frame_equal(df, two[key])
-    ids = lambda p: {b.file: b.batch_id for b in sim.batches(p)}
+
+    def ids(p):
+        return {b.file: b.batch_id for b in sim.batches(p)}
+
     assert (
         ids(small(symbols=["SIM1:SIM"]))["simulator://SIM1:SIM/2026-01-05"]
         == ids(small(symbols=["SIM1:SIM", "SIM3:SIM"]))["simulator://SIM1:SIM/2026-01-05"]
@@ -170,7 +173,10 @@ def test_stale_periods_repeat_the_last_price_and_gaps_are_empty(faulty_lake, ven
     lake, _, _ = faulty_lake
     trades = lake.read(BRONZE_TRADES).filter(pl.col("source") == vendor)
     quotes = lake.read(BRONZE_QUOTES).filter(pl.col("source") == vendor)
-    inside = lambda df, sym, a, b: df.filter((pl.col("symbol_id") == sym) & (pl.col("ts") >= a) & (pl.col("ts") < b))
+
+    def inside(df, sym, a, b):
+        return df.filter((pl.col("symbol_id") == sym) & (pl.col("ts") >= a) & (pl.col("ts") < b))
+
     stales, gaps = _windows(lake, vendor, "stale"), _windows(lake, vendor, "gap")
     assert stales and gaps
     frozen_trades = 0
