@@ -15,6 +15,7 @@ from lakehouse.tables import TABLES
 
 DECLARING_MODULES = (
     "lakehouse.sources.sql",  # bronze.watermarks
+    "lakehouse.webhooks",  # bronze.webhook_deadletters
     "feature_store.tick_features",  # gold.tick_features
     "feature_store.gold",  # gold.features, gold.labels, gold.label_sets
     "backtest.results",  # gold.backtest_runs, gold.backtest_trades, gold.backtest_equity, gold.backtest_metrics

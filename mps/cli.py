@@ -256,6 +256,14 @@ from mps import cli_stream  # noqa: E402
 
 cli_stream.register(app)
 
+from mps import cli_stack  # noqa: E402
+
+cli_stack.register(app)
+
+from mps import cli_train  # noqa: E402
+
+cli_train.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

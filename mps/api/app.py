@@ -105,3 +105,13 @@ def app_from_profile(profile: str = "local") -> FastAPI:
     all_tables()
     prof = load_profile(profile)
     return create_app(Services(settings_from_env(prof), Lake.from_profile(prof)))
+
+
+def app_factory() -> FastAPI:
+    """uvicorn ``--factory`` entry (``mps up``): the profile named by ``MPS_PROFILE``, JSON logs."""
+    import os
+
+    from mps.api.observability import json_logging
+
+    json_logging()
+    return app_from_profile(os.environ.get("MPS_PROFILE", "local"))
