@@ -72,7 +72,7 @@ def summarize_all(probs: np.ndarray, edges_bps: Sequence[float]) -> dict[str, np
         "_cdf": cdf,
         "_e": e,
     }
-    for name, level in zip(QUANTILE_NAMES, QUANTILE_LEVELS):
+    for name, level in zip(QUANTILE_NAMES, QUANTILE_LEVELS, strict=True):
         out[name] = quantiles_at(p, cdf, e, level)
     return out
 
@@ -145,10 +145,8 @@ def compute_signal(
     sized = position_size(
         cfg,
         risk,
-        prob_up=chosen["prob_up"],
-        gain=chosen["avg_gain"],
-        loss=chosen["avg_loss"],
-        expected_return=expected,
+        probs=s["_p"][hi],
+        returns=np.expm1(0.5 * (e[:-1] + e[1:])),  # simple returns of the bucket mids
         realized_vol=rv,
         adv_notional=adv,
         guard=guard,
@@ -207,6 +205,5 @@ NUMERIC_FIELDS: tuple[str, ...] = (
     "avg_loss",
     "kelly",
     "kelly_frac",
-    "vol_scale",
     "size",
-)
+)  # vol_scale may be null (vol targeting off): compare it on its own

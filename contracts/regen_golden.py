@@ -2,8 +2,9 @@
 
     .venv/bin/python -m contracts.regen_golden
 
-Writes contracts/models/tick_tiny/v{1,2}/ (ONNX + its golden vectors, via training.onnx_export)
-and contracts/golden/signals.json (FeatureUpdate windows or raw probabilities, the risk state and
+Writes contracts/models/tick_tiny/v{1,2}/ (ONNX + its golden vectors, via training.onnx_export;
+only when missing or with --models), contracts/golden/kelly.json (random distributions and scipy's
+Kelly optimum) and contracts/golden/signals.json (FeatureUpdate windows or raw probabilities, the risk state and
 sizing config of each case, and the Signal the Python reference computes). pytest and cargo test
 both read these files; rerun this only when a contract changes, and commit the result.
 """
@@ -11,6 +12,7 @@ both read these files; rerun this only when a contract changes, and commit the r
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -19,12 +21,14 @@ import torch
 
 from backtest.signal import compute_signal
 from backtest.sizing import RiskState, SizingConfig
+from contracts.kelly_oracle import scipy_kelly
 from training.onnx_export import ModelMetadata, export_model, read_metadata, run_onnx
 from training.tiny_model import TinyTickConfig, TinyTickModel, bucket_edges_bps, example_inputs
 
 CONTRACTS = Path(__file__).resolve().parent
 MODELS = CONTRACTS / "models" / "tick_tiny"
 GOLDEN = CONTRACTS / "golden" / "signals.json"
+KELLY = CONTRACTS / "golden" / "kelly.json"
 NOW_NS = 1_763_800_000_000_000_000  # a fixed "now" for the cases (2025-11-22)
 
 
@@ -78,7 +82,7 @@ def signal_cases(onnx_path: Path) -> dict:
     bimodal[:, 10] += 0.45
     bimodal[:, 95] += 0.55
     dirichlet = rng.dirichlet(np.full(k, 0.7), size=h).astype(np.float32)
-    risk = {"nav": base.nav, "intraday_drawdown": 0.01}
+    risk = {"nav": base.nav, "intraday_drawdown": 0.01, "kill": False}
     specs = [
         ("window_0", {"window": windows[0]}, {"fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
         ("window_1", {"window": windows[1]}, {}, risk, True, 0),
@@ -101,13 +105,37 @@ def signal_cases(onnx_path: Path) -> dict:
         ),
         ("window_5_trend", {"window": windows[5]}, {"fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
         ("stale", {"window": windows[0]}, {}, risk, True, 6_000_000_000),
-        ("drawdown_kill", {"window": windows[1]}, {}, {"nav": base.nav, "intraday_drawdown": 0.05}, True, 0),
+        (
+            "drawdown_kill",
+            {"window": windows[1]},
+            {},
+            {"nav": base.nav, "intraday_drawdown": 0.05, "kill": False},
+            True,
+            0,
+        ),
+        ("kill_switch", {"window": windows[1]}, {}, {"nav": base.nav, "intraday_drawdown": 0.0, "kill": True}, True, 0),
+        (
+            "probs_vol_cap",
+            {"probs": spiky},
+            {"max_nav_frac": 10.0, "kelly_alpha": 1.0, "adv_feature": None},
+            risk,
+            True,
+            0,
+        ),
+        (
+            "probs_kelly_max",
+            {"probs": spiky},
+            {"max_nav_frac": 1e3, "kelly_max": 7.5, "realized_vol_feature": None},
+            risk,
+            True,
+            0,
+        ),
         ("warmup", {"window": windows[2]}, {}, risk, False, 0),
         ("probs_spiky_up", {"probs": spiky}, {}, risk, True, 0),
         ("probs_zero_bucket", {"probs": zero_bucket}, {}, risk, True, 0),
         ("probs_all_down", {"probs": all_down}, {"max_nav_frac": 0.5}, risk, True, 0),
         ("probs_bimodal", {"probs": bimodal}, {"adv_feature": None}, risk, True, 0),
-        ("probs_dirichlet", {"probs": dirichlet}, {}, {"nav": 2.5e6, "intraday_drawdown": 0.0}, True, 0),
+        ("probs_dirichlet", {"probs": dirichlet}, {}, {"nav": 2.5e6, "intraday_drawdown": 0.0, "kill": False}, True, 0),
     ]
     cases = []
     for i, (name, inp, overrides, risk_d, warm, age_ns) in enumerate(specs):
@@ -142,12 +170,34 @@ def signal_cases(onnx_path: Path) -> dict:
     return {"model": str(onnx_path.relative_to(CONTRACTS)), "tolerance": 1e-6, "cases": cases}
 
 
+def kelly_cases(n: int = 40) -> dict:
+    """Random bucket distributions with scipy's Kelly optimum: both languages are held to it (1e-9)."""
+    rng = np.random.default_rng(11)
+    edges = np.linspace(-50, 50, 102) * 1e-4
+    mids = np.expm1(0.5 * (edges[:-1] + edges[1:]))
+    cases = []
+    for i in range(n):
+        p = rng.dirichlet(np.full(101, rng.choice([0.05, 0.3, 1.0, 5.0])))
+        p[rng.random(101) < 0.2 * (i % 3)] = 0.0  # some empty buckets
+        p = p / p.sum()
+        cost = [0.0, 1e-5, 1.5e-4][i % 3]
+        kelly_max = [100.0, 1e4][i % 2]
+        expected = scipy_kelly(p, mids, cost, kelly_max)
+        cases.append(
+            {"probs": p.tolist(), "returns": mids.tolist(), "cost": cost, "kelly_max": kelly_max, "expected": expected}
+        )
+    return {"tolerance": 1e-9, "cases": cases}
+
+
 def main() -> None:
-    v1 = export_tiny(1, MODELS / "v1")
-    export_tiny(2, MODELS / "v2")
+    v1 = MODELS / "v1" / "tick_tiny.onnx"
+    if not v1.exists() or "--models" in sys.argv:  # re-export only on request: sha256s are pinned elsewhere
+        v1 = export_tiny(1, MODELS / "v1")
+        export_tiny(2, MODELS / "v2")
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text(json.dumps(signal_cases(v1), indent=1) + "\n")
-    print(f"wrote {v1.parent}, {MODELS / 'v2'}, {GOLDEN}")
+    KELLY.write_text(json.dumps(kelly_cases(), indent=1) + "\n")
+    print(f"wrote {GOLDEN}, {KELLY}")
 
 
 if __name__ == "__main__":

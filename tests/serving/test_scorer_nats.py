@@ -14,6 +14,7 @@ import pytest
 from scorer_helpers import CONTRACTS, MODEL_V1, MODEL_V2, Collector, http_get, make_update, metric
 
 from backtest.reference_scorer import ReferenceScorer
+from backtest.risk_state import RiskSnapshot, publish_risk_state
 from backtest.signal import NUMERIC_FIELDS
 from feature_store.contract import STREAMING
 from feature_store.messages import (
@@ -58,12 +59,15 @@ def test_core_mode_signals_match_python_reference(nats_server, scorer_bin, tmp_p
     assert len(got) == len(updates)
 
     reference = ReferenceScorer(MODEL_V1)
-    expected = {(u.symbol_id, u.seq): reference.score([u], time.time_ns())[0] for u in updates}
+    published = {(g["symbol_id"], g["seq"]): g["published_at"] for g in got}
+    # the scorer judges staleness at publish time: give the reference the same clock
+    expected = {(u.symbol_id, u.seq): reference.score([u], published[(u.symbol_id, u.seq)])[0] for u in updates}
     for sig in got:
         jsonschema.validate(sig, SIGNAL_SCHEMA)
         exp = expected[(sig["symbol_id"], sig["seq"])]
         for field in NUMERIC_FIELDS:
             assert sig[field] == pytest.approx(exp[field], abs=1e-6), (sig["symbol_id"], sig["seq"], field)
+        assert sig["vol_scale"] == pytest.approx(exp["vol_scale"], abs=1e-6)
         assert (sig["guard"], sig["capped"], sig["model_version"]) == (exp["guard"], exp["capped"], "1")
     warm = [s for s in got if s["seq"] >= 59]
     assert warm and all(s["guard"] is None for s in warm)
@@ -255,28 +259,51 @@ def test_jetstream_durable_consumer_resumes_after_restart(nats_server, scorer_bi
     assert sorted((s["symbol_id"], s["seq"]) for s in got) == sorted((u.symbol_id, u.seq) for u in first + second)
 
 
-def test_risk_state_drawdown_kills_sizes(nats_server, scorer_bin, tmp_path):
+def test_published_risk_state_fires_the_kill_switch(nats_server, scorer_bin, tmp_path):
+    """backtest.risk_state publishes; the real scorer zeroes sizes while the state says kill, not after."""
+    sizing = json.loads((CONTRACTS / "sizing.json").read_text())
+    sizing.update(fee_bps=0.0, slippage_bps=0.0, max_staleness_ms=0)  # an edge on every update, never stale
+    sizing_path = tmp_path / "sizing.json"
+    sizing_path.write_text(json.dumps(sizing))
+    lookback = read_metadata(MODEL_V1).lookback
+    nav = sizing["nav"]
+
     async def scenario():
         nc = await nats.connect(nats_server.url)
         signals = Collector()
         await signals.start(nc, STREAMING.pattern("signals"))
         await nc.flush()
         pub = FeaturePublisher(nc)
-        await pub.publish(make_update("AAPL:US", 0))
-        await signals.wait_for(1)
-        await nc.publish(
-            STREAMING.subject("risk_state"), json.dumps({"nav": 2.0e6, "intraday_drawdown": 0.05}).encode()
-        )
-        await nc.publish(STREAMING.subject("risk_state"), b"{not json")  # ignored, not fatal
-        await nc.flush()
-        await asyncio.sleep(0.3)  # the risk state is applied between batches
-        await pub.publish(make_update("AAPL:US", 1))
-        got = await signals.wait_for(2)
-        await nc.close()
-        return got
+        seq = 0
 
-    with ScorerProcess(nats_server.url, model=MODEL_V1, mode="core", log_path=tmp_path / "scorer.log") as scorer:
-        got = asyncio.run(scenario())
-    assert scorer.returncode == 0
-    assert [s["guard"] for s in got] == ["warmup", "drawdown_kill"]
-    assert got[1]["size"] == 0.0 and got[1]["notional"] == 0.0
+        async def one(state=None):
+            nonlocal seq
+            if state is not None:
+                await publish_risk_state(nc, state)
+                await asyncio.sleep(0.3)  # applied between batches
+            await pub.publish(make_update("AAPL:US", seq, bump=2e-4))
+            seq += 1
+            return (await signals.wait_for(seq))[-1]
+
+        for _ in range(lookback):
+            warm = await one()
+        now = time.time_ns()
+        crossed = await one(RiskSnapshot.from_equity(now, 0.95 * nav, nav))  # 5% > max_intraday_drawdown
+        await nc.publish(STREAMING.subject("risk_state"), b"{not json")  # ignored, not fatal
+        killed = await one(RiskSnapshot(ts=now, nav=nav, intraday_drawdown=0.0, kill=True))
+        back = await one(RiskSnapshot(ts=now, nav=nav, intraday_drawdown=0.001, kill=False))
+        await nc.close()
+        return warm, crossed, killed, back
+
+    with ScorerProcess(
+        nats_server.url, model=MODEL_V1, mode="core", sizing=sizing_path, log_path=tmp_path / "s.log"
+    ) as s:
+        warm, crossed, killed, back = asyncio.run(scenario())
+        _, metrics = http_get(s.url + "/metrics")
+    assert s.returncode == 0
+    assert warm["guard"] is None and warm["size"] != 0.0, "the test needs a sized position before the kill"
+    assert (crossed["guard"], crossed["size"], crossed["notional"]) == ("drawdown_kill", 0.0, 0.0)
+    assert crossed["kelly"] != 0.0, "Kelly still reported; only the size is cut"
+    assert (killed["guard"], killed["size"]) == ("drawdown_kill", 0.0)
+    assert back["guard"] is None and back["size"] != 0.0
+    assert metric(metrics, "mps_scorer_risk_states_total") == 3
