@@ -70,6 +70,12 @@ class Mapping(Strict):
     constants: dict[str, str | int | float] = Field(default_factory=dict)
     timestamp: TimestampSpec
     price_scale: float = Field(1.0, gt=0, description="multiply price columns by this")
+    value_maps: dict[str, dict[str, str | int | float]] = Field(
+        default_factory=dict, description="target column -> {text in the file: value}, e.g. side: {buy: 1, sell: -1}"
+    )
+    unique_prints: bool = Field(
+        False, description="prints are unique (trade ids or sub-ms times): a row repeating another is a duplicate"
+    )
 
     @model_validator(mode="after")
     def _targets(self) -> Mapping:
@@ -81,6 +87,9 @@ class Mapping(Strict):
                 raise ValueError(
                     f"{where}: {unknown} are not columns of {self.table} (allowed: {sorted(payload - DERIVED)})"
                 )
+        unmapped = sorted(set(self.value_maps) - set(self.columns))
+        if unmapped:
+            raise ValueError(f"value_maps: {unmapped} are not mapped columns")
         both = sorted(set(self.columns) & set(self.constants))
         if both:
             raise ValueError(f"{both} are both mapped and constant")
