@@ -50,12 +50,13 @@ def batches(files: int = 2, chunks: int = 2, rows: int = 800) -> list[Batch]:
     return out
 
 
-def ingest(root: str, options: dict, barrier=None, files: int = 2) -> dict:
+def ingest(root: str, options: dict, barrier=None, files: int = 2, chunks: int = 2, rows: int = 800) -> dict:
     """Child process: wait for the others, ingest the deliveries, return the totals and balance."""
     lake = Lake(root, options)
+    deliveries = batches(files, chunks, rows)
     if barrier is not None:
         barrier.wait(timeout=120)
-    report = Ingestor(lake, lambda: CLOCK_AT).run(batches(files))
+    report = Ingestor(lake, lambda: CLOCK_AT).run(deliveries)
     totals = {k: report.total(k) for k in ("rows_read", "rows_written", "duplicates", "quarantined")}
     return {**totals, "balanced": report.balanced, "failures": [f.message for f in report.failures]}
 

@@ -13,24 +13,26 @@ from lakehouse.ingest import Ingestor
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_INGEST_LOG, BRONZE_QUARANTINE, BRONZE_TRADES
 
+SHAPE = (2, 6, 200)  # files, chunks per file, rows per chunk: many small commits make the race likely
+
 
 def _race(root: str, options: dict, writers: int) -> list[dict]:
     ctx = mp.get_context("spawn")  # never fork after deltalake has started its runtime
     barrier = ctx.Manager().Barrier(writers)
     with ctx.Pool(writers) as pool:
-        runs = [pool.apply_async(ingest, (root, options, barrier)) for _ in range(writers)]
+        runs = [pool.apply_async(ingest, (root, options, barrier, *SHAPE)) for _ in range(writers)]
         return [r.get(timeout=600) for r in runs]
 
 
 def _clean(tmp_path) -> dict:
     lake = Lake(str(tmp_path / "clean"))
-    Ingestor(lake, lambda: CLOCK_AT).run(batches())
+    Ingestor(lake, lambda: CLOCK_AT).run(batches(*SHAPE))
     return fingerprint(lake)
 
 
 def _check(lake: Lake, results: list[dict], clean: dict) -> None:
     assert all(r["balanced"] and not r["failures"] for r in results), results
-    expected_rows = sum(c.data.height for b in batches() for c in b.chunks)
+    expected_rows = sum(c.data.height for b in batches(*SHAPE) for c in b.chunks)
     trades = lake.read(BRONZE_TRADES)
     quarantined = lake.read(BRONZE_QUARANTINE).height
     assert trades.height + quarantined == expected_rows
