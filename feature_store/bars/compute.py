@@ -1,9 +1,10 @@
 """Batch compute of the bar feature sets: one polars expression builder per registered feature.
 
-Each builder turns a ``FeatureDef`` into an expression over ONE symbol's bars in time order
-(``bar_features`` evaluates it per symbol with ``over``). Every expression looks only backwards
-(shift, rolling windows, recursive smoothers seeded at the start of the series), so a value at bar
-t never changes when a later bar changes. Warm-up rows a window cannot fill yet are null.
+Windowed features are polars expressions evaluated once over the whole symbol-sorted frame, with the
+rows whose window would reach into the previous symbol nulled (cheaper than ``over`` per feature);
+recursive smoothers run per symbol in numpy/scipy. Every value looks only backwards (shift, rolling
+windows, recursions seeded at the start of the series), so a value at bar t never changes when a
+later bar changes. Warm-up rows a window cannot fill yet are null.
 
 RSI, ATR and EMA reproduce TA-Lib's definitions exactly: the recursion is seeded by the simple
 mean of the first window (TA-Lib's default, unstable period 0) and then smoothed with Wilder's
@@ -14,97 +15,127 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy.signal import lfilter
 
 from core.errors import ConfigError, TableError
 from feature_store.registry import FeatureDef, FeatureSet
 from feature_store.registry import get as get_set
 
-Builder = Callable[[FeatureDef], pl.Expr]
 SERIES = "symbol_id"
 REQUIRED = ("symbol_id", "ts", "known_at", "open", "high", "low", "close", "volume")
 
 _c, _h, _l, _v = pl.col("close"), pl.col("high"), pl.col("low"), pl.col("volume")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """One symbol-sorted frame's layout: row offsets where each symbol's series starts and ends."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, symbols: pl.Series) -> Layout:
+        starts = (symbols != symbols.shift(1)).fill_null(True).arg_true().to_numpy().astype(np.int64)
+        return cls(starts, np.concatenate([starts[1:], [len(symbols)]]))
+
+
+# An expression builder returns (expression over the whole symbol-sorted column, warm-up rows); rows
+# whose index within their symbol is below the warm-up are nulled, which also discards the values a
+# window spanning two symbols would give. A recursive builder returns a numpy column computed per symbol.
+ExprBuilder = Callable[[FeatureDef], tuple[pl.Expr, int]]
+ArrayBuilder = Callable[[FeatureDef, pl.DataFrame, Layout], np.ndarray]
+
+
 def _n(f: FeatureDef) -> int:
     return int(f.param["n"])
-
-
-def _i() -> pl.Expr:
-    return pl.int_range(pl.len())
 
 
 def _r1() -> pl.Expr:
     return _c.log().diff()
 
 
-def _seeded(x: pl.Expr, n: int, first: int, alpha: float) -> pl.Expr:
-    """TA-Lib's smoother: null before ``first``, the mean of the last ``n`` values at ``first``, then EWM."""
-    seed = pl.when(_i() < first).then(None).when(_i() == first).then(x.rolling_mean(n)).otherwise(x)
-    return seed.ewm_mean(alpha=alpha, adjust=False)
+def _seeded(x: np.ndarray, layout: Layout, n: int, first: int, alpha: float) -> np.ndarray:
+    """TA-Lib's smoother per symbol: NaN before ``first``, the mean of the ``n`` values ending there, then EWM."""
+    out = np.full(len(x), np.nan)
+    for g0, g1 in zip(layout.starts, layout.ends, strict=True):
+        if g1 - g0 <= first:
+            continue
+        seed = x[g0 + first - n + 1 : g0 + first + 1].mean()
+        out[g0 + first] = seed
+        rest = x[g0 + first + 1 : g1]
+        if len(rest):
+            out[g0 + first + 1 : g1] = lfilter([alpha], [1.0, alpha - 1.0], rest, zi=[(1.0 - alpha) * seed])[0]
+    return out
 
 
-def _ret(f: FeatureDef) -> pl.Expr:
-    return _c.log() - _c.log().shift(_n(f))
+def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy().astype(np.float64, copy=False)
 
 
-def _rsi(f: FeatureDef) -> pl.Expr:
+def _rsi(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
     n = _n(f)
-    d = _c.diff()
-    up = _seeded(d.clip(lower_bound=0.0), n, n, 1.0 / n)
-    down = _seeded((-d).clip(lower_bound=0.0), n, n, 1.0 / n)
+    d = np.diff(_col(frame, "close"), prepend=np.nan)
+    up = _seeded(np.clip(d, 0.0, None), layout, n, n, 1.0 / n)
+    down = _seeded(np.clip(-d, 0.0, None), layout, n, n, 1.0 / n)
     total = up + down
-    return pl.when(total != 0).then(100.0 * up / total).otherwise(pl.when(total.is_not_null()).then(0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total != 0, 100.0 * up / total, np.where(np.isnan(total), np.nan, 0.0))
 
 
-def _true_range() -> pl.Expr:
-    prev = _c.shift(1)
-    return pl.max_horizontal(_h - _l, (_h - prev).abs(), (_l - prev).abs())
-
-
-def _atr(f: FeatureDef) -> pl.Expr:
+def _atr(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
     n = _n(f)
-    return _seeded(pl.when(_i() > 0).then(_true_range()), n, n, 1.0 / n)
+    h, lo, c = _col(frame, "high"), _col(frame, "low"), _col(frame, "close")
+    prev = np.concatenate([[np.nan], c[:-1]])
+    tr = np.fmax(h - lo, np.fmax(np.abs(h - prev), np.abs(lo - prev)))
+    return _seeded(tr, layout, n, n, 1.0 / n)
 
 
-def _ema(f: FeatureDef) -> pl.Expr:
+def _ema(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
     n = _n(f)
-    return _seeded(_c, n, n - 1, 2.0 / (n + 1))
+    return _seeded(_col(frame, "close"), layout, n, n - 1, 2.0 / (n + 1))
 
 
-def _donchian_pos(f: FeatureDef) -> pl.Expr:
+def _ewma_vol(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
+    r2 = np.diff(np.log(_col(frame, "close")), prepend=np.nan) ** 2
+    return np.sqrt(_seeded(r2, layout, 1, 1, 1.0 - float(f.param["lam"])))
+
+
+def _ret(f: FeatureDef) -> tuple[pl.Expr, int]:
+    return _c.log() - _c.log().shift(_n(f)), _n(f)
+
+
+def _donchian_pos(f: FeatureDef) -> tuple[pl.Expr, int]:
     hi, lo = _h.rolling_max(_n(f)), _l.rolling_min(_n(f))
-    return pl.when(hi > lo).then((_c - lo) / (hi - lo))
-
-
-def _ewma_vol(f: FeatureDef) -> pl.Expr:
-    return (_r1() ** 2).ewm_mean(alpha=1.0 - float(f.param["lam"]), adjust=False).sqrt()
+    return pl.when(hi > lo).then((_c - lo) / (hi - lo)), _n(f) - 1
 
 
 def _rv(n: int) -> pl.Expr:
     return (_r1() ** 2).rolling_mean(n).sqrt()
 
 
-def _vwap_dist(f: FeatureDef) -> pl.Expr:
+def _vwap_dist(f: FeatureDef) -> tuple[pl.Expr, int]:
     n = _n(f)
     price = pl.coalesce(pl.col("vwap"), (_h + _l + _c) / 3.0)
     vol = _v.rolling_sum(n)
-    return pl.when(vol > 0).then(_c / ((price * _v).rolling_sum(n) / vol) - 1.0)
+    return pl.when(vol > 0).then(_c / ((price * _v).rolling_sum(n) / vol) - 1.0), n - 1
 
 
-def _volume_z(f: FeatureDef) -> pl.Expr:
+def _volume_z(f: FeatureDef) -> tuple[pl.Expr, int]:
     sd = _v.rolling_std(_n(f))
-    return pl.when(sd > 0).then((_v - _v.rolling_mean(_n(f))) / sd)
+    return pl.when(sd > 0).then((_v - _v.rolling_mean(_n(f))) / sd), _n(f) - 1
 
 
-def _adv_share(f: FeatureDef) -> pl.Expr:
+def _adv_share(f: FeatureDef) -> tuple[pl.Expr, int]:
     adv = _v.rolling_mean(_n(f))
-    return pl.when(adv > 0).then(_v / adv)
+    return pl.when(adv > 0).then(_v / adv), _n(f) - 1
 
 
-def _spread_bps(f: FeatureDef) -> pl.Expr:
+def _spread_bps(f: FeatureDef) -> tuple[pl.Expr, int]:
     """Corwin-Schultz (2012) two-bar high-low spread estimate, floored at 0, averaged over n."""
     k = 3.0 - 2.0 * math.sqrt(2.0)
     hl = (_h / _l).log() ** 2
@@ -112,39 +143,51 @@ def _spread_bps(f: FeatureDef) -> pl.Expr:
     gamma = (pl.max_horizontal(_h, _h.shift(1)) / pl.min_horizontal(_l, _l.shift(1))).log() ** 2
     alpha = ((2.0 * beta).sqrt() - beta.sqrt()) / k - (gamma / k).sqrt()
     s = (2.0 * (alpha.exp() - 1.0) / (1.0 + alpha.exp())).clip(lower_bound=0.0)
-    return 1e4 * pl.when(_i() > 0).then(s).rolling_mean(_n(f))
+    return 1e4 * s.rolling_mean(_n(f)), _n(f)
 
 
-BUILDERS: dict[str, Builder] = {
+EXPR_BUILDERS: dict[str, ExprBuilder] = {
     **{f"ret_{n}": _ret for n in (1, 5, 21, 63)},
-    "ret_mean_21": lambda f: _r1().rolling_mean(_n(f)),
-    "ret_std_21": lambda f: _r1().rolling_std(_n(f)),
-    "rsi_14": _rsi,
-    "atr_14": _atr,
-    "donchian_high_20": lambda f: _h.rolling_max(_n(f)),
-    "donchian_low_20": lambda f: _l.rolling_min(_n(f)),
+    "ret_mean_21": lambda f: (_r1().rolling_mean(_n(f)), _n(f)),
+    "ret_std_21": lambda f: (_r1().rolling_std(_n(f)), _n(f)),
+    "donchian_high_20": lambda f: (_h.rolling_max(_n(f)), _n(f) - 1),
+    "donchian_low_20": lambda f: (_l.rolling_min(_n(f)), _n(f) - 1),
     "donchian_pos_20": _donchian_pos,
-    **{f"ema_{n}": _ema for n in (10, 20, 50)},
-    "ewma_vol": _ewma_vol,
-    **{f"rv_{n}": (lambda f: _rv(_n(f))) for n in (5, 21, 63)},
-    "vol_of_vol_21": lambda f: _rv(int(f.param["inner"])).rolling_std(_n(f)),
+    **{f"rv_{n}": (lambda f: (_rv(_n(f)), _n(f))) for n in (5, 21, 63)},
+    "vol_of_vol_21": lambda f: (_rv(int(f.param["inner"])).rolling_std(_n(f)), _n(f) + int(f.param["inner"]) - 1),
     "vwap_dist_20": _vwap_dist,
     "volume_z_21": _volume_z,
     "adv_share_21": _adv_share,
     "spread_bps_21": _spread_bps,
 }
+ARRAY_BUILDERS: dict[str, ArrayBuilder] = {
+    "rsi_14": _rsi,
+    "atr_14": _atr,
+    **{f"ema_{n}": _ema for n in (10, 20, 50)},
+    "ewma_vol": _ewma_vol,
+}
+BUILDERS = {**EXPR_BUILDERS, **ARRAY_BUILDERS}
 
 
-def expressions(fs: FeatureSet, names: tuple[str, ...] | None = None) -> list[pl.Expr]:
-    """One per-symbol expression per feature of ``fs`` (or of ``names``), aliased and typed."""
-    out = []
-    for name in names or fs.names:
-        f = fs[name]
-        if name not in BUILDERS:
-            raise ConfigError(f"feature set {fs.name}: no batch builder for {name!r} in feature_store.bars.compute")
-        dtype = pl.Float32 if f.dtype == "float32" else pl.Float64
-        out.append(BUILDERS[name](f).fill_nan(None).over(SERIES).cast(dtype).alias(name))
-    return out
+def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None = None) -> list[pl.Series]:
+    """Compute the features of ``fs`` (or ``names``) on a ``prepare``d frame, one typed Series each."""
+    layout = Layout.of(frame[SERIES])
+    index = np.arange(frame.height) - np.repeat(layout.starts, layout.ends - layout.starts)
+    names = names or fs.names
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        raise ConfigError(f"feature set {fs.name}: no batch builder for {unknown} in feature_store.bars.compute")
+    exprs, out = [], {}
+    for name in names:
+        if name in EXPR_BUILDERS:
+            expr, need = EXPR_BUILDERS[name](fs[name])
+            exprs.append(pl.when(pl.col("_i") >= need).then(expr).fill_nan(None).alias(name))
+        else:
+            out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], frame, layout)).fill_nan(None)
+    if exprs:
+        computed = frame.with_columns(pl.Series("_i", index)).select(exprs)
+        out.update({c: computed[c] for c in computed.columns})
+    return [out[n].cast(pl.Float32 if fs[n].dtype == "float32" else pl.Float64) for n in names]
 
 
 def prepare(bars: pl.DataFrame) -> pl.DataFrame:
@@ -155,7 +198,8 @@ def prepare(bars: pl.DataFrame) -> pl.DataFrame:
     if "vwap" not in bars.columns:
         bars = bars.with_columns(pl.lit(None, pl.Float64).alias("vwap"))
     out = bars.sort(SERIES, "ts")
-    dup = out.select(pl.struct(SERIES, "ts").is_duplicated().any()).item()
+    same = (pl.col(SERIES) == pl.col(SERIES).shift(1)) & (pl.col("ts") == pl.col("ts").shift(1))
+    dup = out.select(same.any()).item()
     if dup:
         raise TableError("bar features need one bar per (symbol_id, ts); filter one tf and one adjustment first")
     return out
@@ -172,11 +216,11 @@ def bar_features(
     """
     fs = get_set(feature_set) if isinstance(feature_set, str) else feature_set
     b = prepare(bars)
-    return b.select(
+    keys = b.select(
         SERIES,
         pl.lit(fs.tf).alias("tf"),
         "ts",
         pl.max_horizontal("known_at", "ts").cum_max().over(SERIES).alias("known_at"),
         pl.lit(fs.name).alias("feature_set"),
-        *expressions(fs, names),
     )
+    return keys.with_columns(columns(b, fs, names))
