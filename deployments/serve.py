@@ -23,11 +23,13 @@ if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
 
 from core.strategy import Strategy, load_strategy  # noqa: E402
 from flows.continuous_futures import continuous_futures  # noqa: E402
+from flows.featurize import featurize  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
 from flows.landing import landing  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
+FEATURIZE_CRON = "20 * * * *"  # hourly, after the quarter-hour reconciles
 TIMEZONE = "UTC"
 SIM_START = "2026-01-05"
 LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
@@ -65,6 +67,7 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
             "methods": ["none", "panama", "ratio"],
             "profile": profile,
         },
+        "featurize": {"tf": "1d", "feature_sets": ["bar_v1"], "symbols": symbols, "profile": profile},
     }
 
 
@@ -74,11 +77,17 @@ def schedules(strategy: Strategy) -> dict[str, str]:
         "ingest": strategy.schedules.ingest,
         "reconcile": strategy.schedules.reconcile,
         "continuous-futures": CONTINUOUS_CRON,
+        "featurize": FEATURIZE_CRON,
     }
 
 
-DEPLOYMENT_NAMES = {"ingest": "simulator", "reconcile": "rolling", "continuous-futures": "daily"}
-FLOWS = {"ingest": ingest, "reconcile": reconcile, "continuous-futures": continuous_futures}
+DEPLOYMENT_NAMES = {
+    "ingest": "simulator",
+    "reconcile": "rolling",
+    "continuous-futures": "daily",
+    "featurize": "hourly",
+}
+FLOWS = {"ingest": ingest, "reconcile": reconcile, "continuous-futures": continuous_futures, "featurize": featurize}
 
 
 def landing_trigger():
@@ -93,10 +102,42 @@ def landing_trigger():
     )
 
 
+def training_deployments(strategy: Strategy, profile: str = "local") -> list:
+    """``train/nightly`` (strategy's train cron, and a trigger: ``mps.drift.detected`` retrains the drifted
+    model) and ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``)."""
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.promote import promote
+    from flows.train import train
+    from training.drift import DRIFT_EVENT
+
+    retrain = DeploymentEventTrigger(
+        name="retrain-on-drift",
+        expect={DRIFT_EVENT},
+        match={"prefect.resource.id": "mps.model.*"},
+        parameters={"model_name": "{{ event.resource['mps.model'] }}", "profile": profile},
+    )
+    first = strategy.models[0].name
+    return [
+        train.to_deployment(
+            name="nightly",
+            schedules=[Cron(strategy.schedules.train, timezone=TIMEZONE)],
+            parameters={"model_name": first, "profile": profile},
+            triggers=[retrain],
+            tags=["mps", f"strategy:{strategy.name}"],
+        ),
+        promote.to_deployment(
+            name="default", parameters={"model_name": first, "profile": profile}, tags=["mps", "governance"]
+        ),
+    ]
+
+
 def deployments(
     strategy: Strategy | None = None,
     profile: str = "local",
     *,
+    training: bool = False,
     landing_endpoint: str | None = None,
     landing_bucket: str = "mps-landing",
     lake_root: str | None = None,
@@ -125,6 +166,8 @@ def deployments(
                 tags=["mps", f"strategy:{strategy.name}"],
             )
         )
+    if training:
+        out += [d for d in training_deployments(strategy, profile) if not only or d.flow_name in only]
     if landing_endpoint and (not only or "landing" in only):
         landing_params = {"endpoint": landing_endpoint, "bucket": landing_bucket, "params": LANDING_PARAMS}
         out.append(
@@ -155,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     built = deployments(
         profile=args.profile,
+        training=True,
         landing_endpoint=args.landing_endpoint,
         landing_bucket=args.landing_bucket,
         lake_root=args.lake_root,

@@ -12,6 +12,7 @@ from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
+    "featurize": "flows/featurize.py:featurize",
     "ingest": "flows/ingest.py:ingest",
     "reconcile": "flows/reconcile.py:reconcile",
     "continuous-futures": "flows/continuous_futures.py:continuous_futures",
@@ -73,3 +74,16 @@ def test_deployments_register_and_a_run_can_be_triggered(prefect_harness):
     run = run_deployment("reconcile/rolling", timeout=0)
     assert run.state.is_scheduled() and run.deployment_id == ids["reconcile"]
     assert run.parameters == built["reconcile"].parameters
+
+
+def test_landing_trigger_is_declared_alike_in_serve_and_prefect_yaml():
+    from deployments.serve import VENDOR_FILE_EVENT, deployments, landing_trigger
+
+    spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
+    (declared,) = [d for d in spec["deployments"] if d["entrypoint"] == "flows/landing.py:landing"]
+    (trigger,) = declared["triggers"]
+    built = landing_trigger()
+    assert set(trigger["expect"]) == set(built.expect) == {VENDOR_FILE_EVENT}
+    assert trigger["parameters"] == built.parameters == {"key": "{{ event.payload.key }}"}
+    (dep,) = [d for d in deployments(landing_endpoint="minio:9000") if d.name == "vendor-files"]
+    assert dep.parameters["endpoint"] == "minio:9000" and dep.triggers[0].expect == built.expect
