@@ -8,7 +8,8 @@ Each event is one bar of one symbol (``sym``), in (ts, symbol) order. Per event,
    halted): the next tradable price after the decision; fill price = open * (1 + side *
    (half_spread + slippage)), fee on the notional at the open;
 3. mark the position at the CLOSE (NAV = cash + sum of positions at their last close);
-4. intraday drawdown kill switch on the portfolio NAV against the session's peak: when hit, every
+4. intraday drawdown kill switch on the portfolio NAV against the session's peak (from the NAV the
+   session opened with, so a daily bar's own loss counts): when hit, every
    position is flattened at its next tradable open and signals are ignored until the next session;
 5. a new signal (``target`` not NaN) becomes an order for the next tradable bar: target exposure
    as a fraction of NAV (capped at ``max_nav_frac``) or target units; the order is capped at
@@ -74,6 +75,7 @@ def run_loop(  # noqa: PLR0913 - the kernel takes flat arrays on purpose (no obj
     peak = initial_cash
     killed = False
     for e in range(n):
+        nav_before = cash + value  # NAV after the previous event
         s = sym[e]
         m = mult[s]
         p_open = open_[e]
@@ -127,9 +129,9 @@ def run_loop(  # noqa: PLR0913 - the kernel takes flat arrays on purpose (no obj
             gross += abs(pos[s]) * (p_close - last_px[s]) * m
         last_px[s] = p_close
         nav = cash + value
-        if day[e] != cur_day:
+        if day[e] != cur_day:  # the session's peak starts from the NAV it opened with
             cur_day = day[e]
-            peak = nav
+            peak = nav_before
             killed = False
         if nav > peak:
             peak = nav

@@ -1,6 +1,7 @@
 """Replay a backtest's risk state onto NATS, so the scorer's drawdown guard reads what the engine saw.
 
-Per equity row (one per timestamp): NAV, the drawdown from the session's peak NAV, and the kill
+Per equity row (one per timestamp): NAV, the drawdown from the session's peak NAV (counting the NAV
+the session opened with, as the engine does), and the kill
 switch, which stays on from the engine's trigger to the end of that session (the engine ignores
 signals until the next one). Published with ``backtest.risk_state.publish_risk_state``.
 """
@@ -24,7 +25,12 @@ def risk_snapshots(result: BacktestResult) -> Iterator[RiskSnapshot]:
     nav = eq["nav"].to_numpy()
     starts = np.r_[True, day[1:] != day[:-1]]
     group = np.cumsum(starts) - 1
-    peak = pl.DataFrame({"g": group, "nav": nav}).select(pl.col("nav").cum_max().over("g"))["nav"].to_numpy()
+    opened = np.where(starts, np.r_[result.settings.initial_cash, nav[:-1]], -np.inf)  # NAV the session opened with
+    peak = (
+        pl.DataFrame({"g": group, "nav": np.maximum(nav, opened)})
+        .select(pl.col("nav").cum_max().over("g"))["nav"]
+        .to_numpy()
+    )
     kill_ts = result.kills["ts"].dt.epoch("ns").to_numpy()
     killed_group = set(group[np.searchsorted(ts, kill_ts)].tolist())
     first_kill = {int(group[i]): int(ts[i]) for i in np.searchsorted(ts, kill_ts)}
