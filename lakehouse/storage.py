@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from core.errors import TableError
 from lakehouse.predicates import Predicate, keys_match
@@ -70,18 +70,37 @@ class Lake:
 
     # ---- reading -----------------------------------------------------------------------------
     def delta(self, spec: TableSpec) -> DeltaTable | None:
-        """The table at its latest version, or None when it has never been written."""
+        """The table at its latest version, or None when it has never been written.
+
+        A lake root that is a file, or a table whose log cannot be read, is a ``TableError`` naming it.
+        """
         uri = self.uri(spec)
         dt = self._open.get(uri)
-        if dt is not None:
-            dt.update_incremental()  # picks up commits by other writers and processes
-            return dt
         try:
-            dt = DeltaTable(uri, storage_options=self._opts())
-        except TableNotFoundError:
-            return None
+            if dt is not None:
+                dt.update_incremental()  # picks up commits by other writers and processes
+                return dt
+            try:
+                dt = DeltaTable(uri, storage_options=self._opts())
+            except TableNotFoundError:
+                self.check_root()
+                return None
+        except DeltaError as exc:
+            self._open.pop(uri, None)
+            raise TableError(
+                f"{spec.qualified} at {uri} cannot be read (damaged Delta log?): {_first_line(exc)}"
+            ) from exc
         self._open[uri] = dt
         return dt
+
+    def check_root(self) -> None:
+        """Fail with a clear error when a local lake root is a file."""
+        if self.is_local:
+            root = Path(self.root.removeprefix("file://"))
+            if root.exists() and not root.is_dir():
+                raise TableError(
+                    f"lake root {root} is a file, not a directory; point --lake or the profile at a folder"
+                )
 
     def _target(self, spec: TableSpec) -> DeltaTable | str:
         """What to write to: the open table when there is one (no log re-read), else its URI."""
@@ -95,7 +114,10 @@ class Lake:
         dt = self.delta(spec)
         if dt is None:
             return None
-        return dt.to_pyarrow_dataset()
+        try:
+            return dt.to_pyarrow_dataset()
+        except (DeltaError, OSError) as exc:
+            raise TableError(f"{spec.qualified} at {self.uri(spec)} cannot be read: {_first_line(exc)}") from exc
 
     def read_arrow(
         self, spec: TableSpec, columns: list[str] | None = None, filter: pc.Expression | None = None
@@ -109,7 +131,10 @@ class Lake:
         if ds is None:
             empty = spec.schema.empty_table()
             return empty if columns is None else empty.select(columns)
-        table = ds.to_table(columns=columns, filter=filter)
+        try:
+            table = ds.to_table(columns=columns, filter=filter)
+        except OSError as exc:  # a data file the log names is gone or unreadable
+            raise TableError(f"{spec.qualified} at {self.uri(spec)} cannot be read: {_first_line(exc)}") from exc
         target = pa.schema([spec.schema.field(n) for n in table.column_names])
         return table.cast(target)
 
@@ -292,6 +317,11 @@ def ts_value(value) -> int:
     if isinstance(value, int):
         return value
     return pl.Series([value]).cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").item()
+
+
+def _first_line(exc: Exception) -> str:
+    """The message of a delta-rs error without its Rust backtrace."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def local_lake(path: str | Path) -> Lake:

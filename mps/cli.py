@@ -36,6 +36,7 @@ def _lake(profile: str, lake_root: str | None):
     lake = Lake.from_profile(prof)
     if lake_root:
         lake = Lake(lake_root if "://" in lake_root else str(Path(lake_root).resolve()), lake.storage_options)
+    lake.check_root()
     return lake
 
 
@@ -114,6 +115,11 @@ def ingest(
     )
     if not report.balanced:
         _fail(MpsError("account does not balance: this is a bug, please report it"))
+    if report.failures:
+        err.print(
+            f"[bold red]error:[/] {len(report.failures)} file(s) failed: " + ", ".join(f.file for f in report.failures)
+        )
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -130,17 +136,25 @@ def sql(
     statement: str = typer.Argument(..., help="a DuckDB SQL statement over bronze.*, silver.*, gold.*"),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
     limit: int = typer.Option(50, help="rows to print in table format"),
+    allow_writes: bool = typer.Option(
+        False, "--allow-writes", help="DuckDB's full power: file access, COPY TO, ATTACH, extensions (your own files)"
+    ),
     profile: str = ProfileOpt,
     lake_root: str | None = LakeOpt,
 ) -> None:
-    """Run SQL over the lake with DuckDB."""
+    """Run SQL over the lake with DuckDB (read-only unless --allow-writes)."""
     from lakehouse.sql import query
 
+    skipped: list[str] = []
     try:
-        df = query(_lake(profile, lake_root), statement)
+        df = query(_lake(profile, lake_root), statement, allow_writes=allow_writes, skipped=skipped)
     except MpsError as exc:
+        for note in skipped:
+            err.print(f"[yellow]skipped:[/] {note}")
         _fail(exc)
         return
+    for note in skipped:
+        err.print(f"[yellow]skipped:[/] {note}")
     if fmt == "csv":
         sys.stdout.write(df.write_csv())
     elif fmt == "json":
@@ -160,10 +174,18 @@ def tables(profile: str = ProfileOpt, lake_root: str | None = LakeOpt) -> None:
 
     from lakehouse.tables import TABLES
 
-    lake = _lake(profile, lake_root)
+    try:
+        lake = _lake(profile, lake_root)
+    except MpsError as exc:
+        _fail(exc)
+        return
     out = Table("table", "rows", "version", "files", "last update (UTC)")
     for spec in TABLES.values():
-        info = lake.info(spec)
+        try:
+            info = lake.info(spec)
+        except MpsError as exc:  # one damaged table never hides the others
+            out.add_row(spec.qualified, "-", "-", "-", f"unreadable: {exc}", style="red")
+            continue
         if info is None:
             out.add_row(spec.qualified, "-", "-", "-", "not written yet", style="dim")
             continue
