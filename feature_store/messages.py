@@ -17,6 +17,7 @@ from feature_store.contract import STREAMING
 
 # stream name -> its subject filters, e.g. {"FEATURES": ["features.v1.>"], ...}
 STREAMS: dict[str, list[str]] = {name: STREAMING.stream_subjects(name) for name in STREAMING.streams}
+MAX_SEQ = 2**53 - 1  # exact in every JSON reader (contracts/feature_update.schema.json)
 _FIELDS = ("symbol_id", "tf", "ts", "known_at", "feature_set", "values", "seq")
 _BAD_TOKEN_CHARS = set(".*> \t\r\n")
 
@@ -51,6 +52,10 @@ class FeatureUpdate:
             raise ContractError(f"FeatureUpdate {self.symbol_id} seq {self.seq}: values must be finite")
         if self.seq < 0:
             raise ContractError(f"FeatureUpdate {self.symbol_id}: seq must be >= 0")
+        if self.seq > MAX_SEQ:
+            raise ContractError(f"FeatureUpdate {self.symbol_id}: seq {self.seq} > 2^53 - 1")
+        if self.known_at < self.ts:
+            raise ContractError(f"FeatureUpdate {self.symbol_id} seq {self.seq}: known_at < ts")
 
 
 def features_subject(tf: str, symbol_id: str) -> str:

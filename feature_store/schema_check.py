@@ -57,45 +57,50 @@ def _check_keywords(node: Any, where: str) -> None:
         _check_keywords(node.get(key), f"{where}/{key}")
 
 
+_BOUNDS = {
+    "minimum": lambda x, b: x >= b,
+    "maximum": lambda x, b: x <= b,
+    "exclusiveMinimum": lambda x, b: x > b,
+    "exclusiveMaximum": lambda x, b: x < b,
+}
+
+
 def errors(value: Any, schema: dict, root: dict | None = None, path: str = "") -> list[str]:
     """Return every violation of ``schema`` by ``value`` as 'path: message' (empty when valid)."""
     root = schema if root is None else root
+    ref = schema.get("$ref")
+    if ref is not None:
+        return errors(value, root["$defs"][ref.removeprefix("#/$defs/")], root, path)
     here = path or "<root>"
-    if "$ref" in schema:
-        name = schema["$ref"].removeprefix("#/$defs/")
-        return errors(value, root["$defs"][name], root, path)
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{here}: {value} is not a finite number"]
-    out: list[str] = []
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[t](value) for t in types):
+    t = schema.get("type")
+    if t is not None:
+        ok = any(_TYPES[x](value) for x in t) if t.__class__ is list else _TYPES[t](value)
+        if not ok:
+            types = t if isinstance(t, list) else [t]
             return [f"{here}: expected {' or '.join(types)}, got {type(value).__name__}"]
+    out: list[str] = []
     if "const" in schema and not _same(value, schema["const"]):
         out.append(f"{here}: must be {schema['const']!r}")
     if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
         out.append(f"{here}: {value!r} not one of {schema['enum']}")
-    if _TYPES["number"](value):
-        for key, ok in (
-            ("minimum", lambda b: value >= b),
-            ("maximum", lambda b: value <= b),
-            ("exclusiveMinimum", lambda b: value > b),
-            ("exclusiveMaximum", lambda b: value < b),
-        ):
-            if key in schema and not ok(schema[key]):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for key in _BOUNDS.keys() & schema.keys():
+            if not _BOUNDS[key](value, schema[key]):
                 out.append(f"{here}: {value} violates {key} {schema[key]}")
-    if isinstance(value, str):
+    elif isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             out.append(f"{here}: shorter than {schema['minLength']}")
         if "pattern" in schema and not re.search(schema["pattern"], value):
             out.append(f"{here}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, list):
+    elif isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             out.append(f"{here}: fewer than {schema['minItems']} items")
         if "items" in schema:
             for i, item in enumerate(value):
                 out += errors(item, schema["items"], root, f"{path}/{i}".lstrip("/"))
-    if isinstance(value, dict):
+    elif isinstance(value, dict):
         out += _object_errors(value, schema, root, path)
     return out
 

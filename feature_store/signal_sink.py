@@ -1,19 +1,22 @@
-"""Append published Signals to gold.signals in batches (JetStream durable consumer on SIGNALS).
+"""Append published Signals to gold.signals in batches (JetStream durable consumer on the signals stream).
 
-Messages are acknowledged only after their batch is written, and rows whose keys are already in
-the table are skipped, so a crash between write and ack replays without duplicating rows.
+Each message is checked against contracts/signal.schema.json first: one that is not JSON, misses a
+field or breaks the schema goes to the dead letters (with its reason) and is acked, so it neither
+crashes the sink nor comes back forever. Valid ones are acknowledged only after their batch is
+written, and rows whose keys are already in the table are skipped, so a crash between write and
+ack (or a Signal the scorer re-sent) replays without duplicating rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 
 import polars as pl
 
-from feature_store.contract import STREAMING
-from feature_store.messages import ensure_streams
+from feature_store import schema_check
+from feature_store.contract import STREAMING, strict_json
+from feature_store.messages import deadletter_subject, ensure_streams
 from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS
 
@@ -25,8 +28,20 @@ class SinkStats:
     received: int = 0
     written: int = 0
     duplicates: int = 0
-    malformed: int = 0
+    malformed: int = 0  # invalid Signals sent to the dead letters
     batches: int = 0
+
+
+def check_signal(payload: bytes) -> tuple[dict | None, str | None]:
+    """Return (signal, None) for a valid Signal, else (None, why it is refused)."""
+    try:
+        sig = strict_json(payload, "signal")
+    except Exception as exc:  # ContractError or a decoding error: either way not a Signal
+        return None, f"malformed_json: {exc}"[:400]
+    problems = schema_check.errors(sig, schema_check.load_schema("signal.schema.json"))
+    if problems:
+        return None, ("invalid_signal: " + "; ".join(problems))[:400]
+    return sig, None
 
 
 def signals_frame(signals: list[dict], payloads: list[str]) -> pl.DataFrame:
@@ -97,7 +112,7 @@ async def run_sink(
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     stream = STREAMING.stream_of("signals")
-    await ensure_streams(js, [stream])
+    await ensure_streams(js, [stream, STREAMING.stream_of("deadletter")])
     sub = await js.pull_subscribe(STREAMING.pattern("signals"), durable=durable, stream=stream)
     stats = SinkStats()
     try:
@@ -108,12 +123,14 @@ async def run_sink(
                 continue
             signals, payloads = [], []
             for m in msgs:
-                try:
-                    sig = json.loads(m.data)
-                    signals.append(sig)
-                    payloads.append(m.data.decode())
-                except (ValueError, UnicodeDecodeError):
+                sig, reason = check_signal(m.data)
+                if sig is None:
                     stats.malformed += 1
+                    headers = {"Mps-Reason": reason or "invalid", "Mps-Subject": m.subject}
+                    await js.publish(deadletter_subject(m.subject), m.data, headers=headers)
+                    continue
+                signals.append(sig)
+                payloads.append(m.data.decode())
             stats.received += len(msgs)
             # deltalake releases the GIL; keep the event loop responsive while it writes.
             written, dups = await asyncio.to_thread(write_signals, lake, signals, payloads)

@@ -13,7 +13,7 @@ from scorer_helpers import MODEL_V1, make_update
 
 from backtest.reference_scorer import ReferenceScorer
 from feature_store.contract import STREAMING
-from feature_store.messages import FeaturePublisher, ensure_streams, signals_subject
+from feature_store.messages import FeaturePublisher, deadletter_subject, ensure_streams, signals_subject
 from feature_store.signal_sink import run_sink, write_signals
 from lakehouse.tables import GOLD_SIGNALS
 from mps.scorer_process import ScorerProcess
@@ -88,3 +88,37 @@ def test_scorer_signals_land_in_gold(nats_server, scorer_bin, lake, tmp_path):
     gold = lake.read(GOLD_SIGNALS)
     assert sorted(zip(gold["symbol_id"], gold["seq"], strict=False)) == sorted((u.symbol_id, u.seq) for u in updates)
     assert set(gold["model_version"]) == {"1"} and set(gold["horizon"]) == {60}
+
+
+def test_invalid_signals_go_to_dead_letters_once_and_the_sink_keeps_going(nats_server, lake):
+    good = _reference_signals(1)
+    missing = {k: v for k, v in good[0].items() if k != "size"}  # valid JSON, a field short
+    out_of_range = {**good[1], "prob_up": 2.0}
+    bad = [json.dumps(missing).encode(), json.dumps(out_of_range).encode(), b"{not json"]
+
+    async def scenario():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_streams(js, [STREAMING.stream_of("signals"), STREAMING.stream_of("deadletter")])
+        for payload in bad:
+            await js.publish(signals_subject("1s", "BAD:US"), payload)
+        for sig in good:
+            await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
+        await nc.close()
+        first = await _sink_until(nats_server.url, lake, len(good))
+        second = await _sink_until(nats_server.url, lake, len(good) + 1, timeout=1.5)  # nothing comes back
+        nc = await nats.connect(nats_server.url)
+        sub = await nc.jetstream().subscribe(
+            STREAMING.pattern("deadletter"), stream=STREAMING.stream_of("deadletter"), ordered_consumer=True
+        )
+        dead = [await sub.next_msg(timeout=5) for _ in bad]
+        await nc.close()
+        return first, second, dead
+
+    first, second, dead = asyncio.run(scenario())
+    assert (first.received, first.written, first.malformed) == (len(bad) + len(good), len(good), len(bad))
+    assert second.received == 0, "refused signals are acked, not redelivered forever"
+    reasons = [m.headers["Mps-Reason"] for m in dead]
+    assert "missing 'size'" in reasons[0] and "prob_up" in reasons[1] and reasons[2].startswith("malformed_json")
+    assert [m.subject for m in dead] == [deadletter_subject(signals_subject("1s", "BAD:US"))] * 3
+    assert lake.read(GOLD_SIGNALS).height == len(good)
