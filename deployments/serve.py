@@ -26,10 +26,12 @@ from flows.continuous_futures import continuous_futures  # noqa: E402
 from flows.featurize import featurize  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
 from flows.landing import landing  # noqa: E402
+from flows.maintain import maintain  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
 FEATURIZE_CRON = "20 * * * *"  # hourly, after the quarter-hour reconciles
+MAINTAIN_CRON = "30 3 * * *"  # nightly table upkeep (compact, checkpoint, vacuum), a quiet hour
 TIMEZONE = "UTC"
 SIM_START = "2026-01-05"
 LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
@@ -68,6 +70,7 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
             "profile": profile,
         },
         "featurize": {"tf": "1d", "feature_sets": ["bar_v1"], "symbols": symbols, "profile": profile},
+        "maintain": {"profile": profile, "retention_hours": 168},
     }
 
 
@@ -78,6 +81,7 @@ def schedules(strategy: Strategy) -> dict[str, str]:
         "reconcile": strategy.schedules.reconcile,
         "continuous-futures": CONTINUOUS_CRON,
         "featurize": FEATURIZE_CRON,
+        "maintain": MAINTAIN_CRON,
     }
 
 
@@ -86,8 +90,15 @@ DEPLOYMENT_NAMES = {
     "reconcile": "rolling",
     "continuous-futures": "daily",
     "featurize": "hourly",
+    "maintain": "nightly",
 }
-FLOWS = {"ingest": ingest, "reconcile": reconcile, "continuous-futures": continuous_futures, "featurize": featurize}
+FLOWS = {
+    "ingest": ingest,
+    "reconcile": reconcile,
+    "continuous-futures": continuous_futures,
+    "featurize": featurize,
+    "maintain": maintain,
+}
 
 
 def landing_trigger():

@@ -160,3 +160,54 @@ def canary_check(
         if l1 - l0 > cfg.max_log_score_drop:
             reasons.append(f"log score fell {l0:.4f} -> {l1:.4f} nats (max drop {cfg.max_log_score_drop})")
     return CanaryResult(len(y), e0, e1, l0, l1, bool(reasons), tuple(reasons))
+
+
+def judge(
+    tracker: Tracker,
+    model_name: str,
+    version: str,
+    cfg,
+    *,
+    work_dir: Path,
+    sharpe=None,
+    measure_latency: bool = True,
+) -> Decision:
+    """Gather a registered version's evidence and judge it against the champion and its baselines.
+
+    The evidence (held-out windows, labels, days, baseline forecasts) is the run's ``evidence``
+    artifact; candidate and champion are both run from their ONNX files on the same windows. A
+    champion that cannot read these windows (another feature set or lookback) is not compared.
+    """
+    from training.candidate import load_evidence
+    from training.gates import evaluate_gates, onnx_latency_ms
+    from training.onnx_export import run_onnx
+
+    cand_path = tracker.materialise(model_name, version, work_dir / "candidate")
+    meta = read_metadata(cand_path)
+    ev = load_evidence(tracker.evidence(model_name, version, work_dir / "evidence"))
+    X, y, days = ev["X"], ev["y"], ev["days"]
+    baselines = {k.removeprefix("probs."): v for k, v in ev.items() if k.startswith("probs.") and k != "probs.model"}
+    champion = None
+    champ_v = tracker.alias(model_name, CHAMPION)
+    if champ_v is not None and champ_v != version:
+        champ_path = tracker.materialise(model_name, champ_v, work_dir / "champion")
+        cm = read_metadata(champ_path)
+        same = (cm.feature_names, cm.lookback, cm.horizons, cm.bucket_edges_bps) == (
+            meta.feature_names,
+            meta.lookback,
+            meta.horizons,
+            meta.bucket_edges_bps,
+        )
+        champion = run_onnx(champ_path, X) if same else None
+    latency = onnx_latency_ms(cand_path)[1] if measure_latency else None
+    return evaluate_gates(
+        run_onnx(cand_path, X),
+        y,
+        days,
+        np.asarray(meta.bucket_edges_bps),
+        cfg,
+        champion=champion,
+        baselines=baselines,
+        latency_p99_ms=latency,
+        sharpe=sharpe,
+    )

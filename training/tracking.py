@@ -184,6 +184,22 @@ class Tracker:
             )
         return onnx_files[0]
 
+    def evidence(self, model_name: str, version: str, dst: Path) -> Path:
+        """Download the version's run ``evidence`` artifact (the held-out windows it was judged on)."""
+        from mlflow.artifacts import download_artifacts
+
+        run_id = self._version(model_name, version).run_id
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        local = Path(
+            download_artifacts(
+                run_id=run_id, artifact_path="evidence", dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        )
+        files = sorted(local.glob("*.npz")) if local.is_dir() else [local]
+        if len(files) != 1:
+            raise TrackingError(f"{model_name} v{version}: run {run_id} has no single evidence .npz")
+        return files[0]
+
     def _version(self, model_name: str, version: str):
         from mlflow.exceptions import MlflowException
 

@@ -1,0 +1,102 @@
+"""``mps train``, ``mps promote``, ``mps rollback``: model training and the champion's life cycle.
+
+Registered on the main app by ``mps.cli`` (``register(app)``); torch, mlflow and lightgbm are
+imported inside the commands so ``mps --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from core.errors import MpsError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to ``app``."""
+    from mps.cli import ProfileOpt, _fail, _prefect_env, console
+
+    @app.command()
+    def train(
+        model: str | None = typer.Option(None, "--model", "-m", help="model name in the strategy (default: first)"),
+        label_set: str | None = typer.Option(None, help="gold label set (default: ret_tick_v1 / ret_bars_v1)"),
+        symbol: list[str] = typer.Option([], "--symbol", help="only these symbol_ids (repeatable)"),
+        test_days: int = typer.Option(1, help="held-out days judged by the gates"),
+        cal_days: int = typer.Option(1, help="days before the test that calibrate"),
+        fast: bool = typer.Option(False, help="a small model (smoke runs)"),
+        strategy: str | None = typer.Option(None, help="strategy YAML (default: the packaged one)"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Train on gold, calibrate, export to ONNX, log to MLflow and register the challenger."""
+        import time
+
+        try:
+            _prefect_env(profile)
+            from flows.train import train as train_flow
+
+            out = train_flow(
+                model_name=model,
+                label_set=label_set,
+                profile=profile,
+                strategy_path=strategy,
+                symbols=symbol or None,
+                test_days=test_days,
+                cal_days=cal_days,
+                fast=fast,
+                timestamp_ms=int(time.time() * 1000),
+            )
+        except MpsError as exc:
+            _fail(exc)
+        console.print(f"registered [bold]{out['model_name']}[/] v{out['version']} (challenger), run {out['run_id']}")
+        for key in sorted(k for k in out["metrics"] if k.endswith(".log_score")):
+            console.print(f"  {key}: {out['metrics'][key]:.4f}")
+
+    @app.command()
+    def promote(
+        model: str = typer.Argument(..., help="registered model name"),
+        version: str | None = typer.Option(None, help="version to judge (default: the challenger)"),
+        sharpe: str | None = typer.Option(None, help='backtest evidence JSON {"sharpe","lower","upper","sigma"}'),
+        nats_url: str | None = typer.Option(None, help="NATS URL (default: the profile's)"),
+        strategy: str | None = typer.Option(None, help="strategy YAML (default: the packaged one)"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Judge a version with the strategy's gates; promote it (alias + NATS pointer) or show why not."""
+        try:
+            _prefect_env(profile)
+            from flows.promote import promote as promote_flow
+
+            out = promote_flow(
+                model_name=model,
+                version=version,
+                profile=profile,
+                strategy_path=strategy,
+                sharpe=json.loads(sharpe) if sharpe else None,
+                nats_url=nats_url,
+            )
+        except MpsError as exc:
+            _fail(exc)
+        for gate in out["decision"]["gates"]:
+            colour = {"pass": "green", "fail": "red"}.get(gate["status"], "yellow")
+            console.print(f"  [{colour}]{gate['status']:>7}[/] {gate['name']}: {gate['detail']}")
+        if out["promoted"]:
+            console.print(f"[bold green]promoted[/] {model} v{out['version']} (was v{out['previous']})")
+        else:
+            console.print(f"[bold red]refused[/] {model} v{out['version']}; champion unchanged (v{out['previous']})")
+            raise typer.Exit(1)
+
+    @app.command()
+    def rollback(
+        model: str = typer.Argument(..., help="registered model name"),
+        nats_url: str | None = typer.Option(None, help="NATS URL (default: the profile's)"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Restore the previous champion (MLflow alias and the NATS champion pointer)."""
+        try:
+            _prefect_env(profile)
+            from flows.promote import rollback_champion
+
+            out = rollback_champion(model_name=model, profile=profile, nats_url=nats_url)
+        except MpsError as exc:
+            _fail(exc)
+        console.print(f"champion of {model} is v{out['version']} again (was v{out['previous']})")
