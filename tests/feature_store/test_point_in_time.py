@@ -1,4 +1,4 @@
-"""No look-ahead: changing or deleting any input after t leaves every registered bar feature at t unchanged.
+"""No look-ahead: changing or deleting any input after t leaves every bar, cross-section and regime feature at t unchanged.
 
 Hypothesis picks the cut t and the change (prices, volumes, deleted bars, a late corporate action) on
 real LEAN AAPL daily bars around its 2014 7:1 split, and features are computed point in time
@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feature_store.bars.compute import bar_features
+from feature_store.featurize import compute_set
 from feature_store.pit_prices import pit_features
 from feature_store.registry import get
 
@@ -85,3 +86,33 @@ def test_the_split_is_applied_only_once_known_and_in_effect(window):
     assert before["ema_10"][0] / row["ema_10"][0] == pytest.approx(7, rel=0.05)  # the day before: old basis
     raw = bars.filter(pl.col("ts").dt.date() == date(2014, 6, 9))
     assert row["donchian_high_20"][0] >= raw["high"][0]  # the bar at t is never adjusted
+
+
+@pytest.fixture(scope="module")
+def universe(lean_daily, lean_actions):
+    names = ["AAPL:US", "IBM:US", "SPY:US", "BAC:US"]
+    bars = lean_daily.filter(
+        pl.col("symbol_id").is_in(names),
+        pl.col("ts").is_between(datetime(2013, 6, 1, tzinfo=UTC), datetime(2014, 9, 30, tzinfo=UTC)),
+    )
+    acts = lean_actions.filter(pl.col("symbol_id").is_in(names), pl.col("ex_date") <= date(2014, 9, 30))
+    return bars, acts, {s: compute_set(s, bars, acts) for s in ("xs_v1", "regime_v1")}
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    feature_set=st.sampled_from(["xs_v1", "regime_v1"]),
+    i=st.integers(min_value=260, max_value=320),
+    kind=st.sampled_from(["prices", "delete", "action"]),
+    factor=st.floats(min_value=0.5, max_value=3.0).filter(lambda f: abs(f - 1) > 1e-3),
+)
+def test_no_cross_section_or_regime_feature_sees_the_future(universe, feature_set, i, kind, factor):
+    bars, acts, base = universe
+    t = bars.filter(pl.col("symbol_id") == "AAPL:US")["ts"][i]
+    changed_bars, changed_acts = _mutate(bars, acts, t, kind, factor)
+    other = compute_set(feature_set, changed_bars, changed_acts)
+    upto = pl.col("ts") <= t
+    a, b = base[feature_set].filter(upto).sort("symbol_id", "ts"), other.filter(upto).sort("symbol_id", "ts")
+    assert a.height == b.height
+    for name in get(feature_set).names:
+        assert a[name].equals(b[name]), f"{feature_set}.{name} at or before {t} changed after a {kind} change"
