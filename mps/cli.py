@@ -286,6 +286,10 @@ from mps import cli_train  # noqa: E402
 
 cli_train.register(app)
 
+from mps import cli_maintain  # noqa: E402
+
+cli_maintain.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
