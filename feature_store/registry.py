@@ -35,6 +35,10 @@ FEATURE_MODULES: list[str] = [
     "feature_store.tick_features",
     "feature_store.bars.definitions",
     "feature_store.tick.definitions",
+    "feature_store.regime",
+    "feature_store.cross_section",
+    "feature_store.options",
+    "feature_store.curve",
 ]
 
 DTYPES = ("float64", "float32")
