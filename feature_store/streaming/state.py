@@ -99,7 +99,7 @@ class TickFeaturizer:
         feature_set: FeatureSet = TICK_V2,
         calendar_of: Mapping[str, str] | str = DEFAULT_CALENDAR,
         sessions: SessionBook | None = None,
-        sweep: int = 2,
+        sweep: int = 1,
     ) -> None:
         self.plan = Plan(feature_set)
         self.calendar_of = calendar_of
