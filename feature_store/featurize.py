@@ -84,10 +84,25 @@ def featurize_window(
     start: datetime | None,
     end: datetime | None,
     tz: str = "America/New_York",
+    chain: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Feature rows with ts in [start, end] per set, computed on all ``bars`` up to ``end``."""
+    """Feature rows with ts in [start, end] per set, computed on all ``bars`` up to ``end``.
+
+    ``chain`` (bronze.options_chain rows) is needed by ``options_v1`` only.
+    """
     hist = _in_window(bars.with_columns(pl.col("ts").cast(TS_NS)), None, end)
-    return {name: _in_window(compute_set(name, hist, actions, tz), start, end) for name in feature_sets}
+    out = {}
+    for name in feature_sets:
+        if name == "options_v1":
+            if chain is None:
+                raise ConfigError("feature set options_v1 needs the option chain (bronze.options_chain)")
+            from feature_store.options import options_features
+
+            rows = options_features(first_known_closes(hist, actions, tz), chain)
+        else:
+            rows = compute_set(name, hist, actions, tz)
+        out[name] = _in_window(rows, start, end)
+    return out
 
 
 def label_window(

@@ -1,7 +1,7 @@
 """Build gold.features and gold.labels for a window from silver raw bars and bronze corporate actions.
 
 Thin flow: read silver.bars (``adjustment = raw``, one timeframe) up to the window end and every
-known corporate action, call ``feature_store.featurize`` (point-in-time adjustment happens there),
+known corporate action (and the option chain for ``options_v1``), call ``feature_store.featurize`` (point-in-time adjustment happens there),
 and replace the window's rows in gold (``feature_store.gold``), so re-running a window leaves the
 tables unchanged.
 """
@@ -20,7 +20,7 @@ from feature_store.featurize import featurize_window, label_window
 from feature_store.gold import write_features, write_labels
 from feature_store.labels import LabelSpec
 from lakehouse.storage import Lake, ts_value
-from lakehouse.tables import BRONZE_CORPORATE_ACTIONS, SILVER_BARS
+from lakehouse.tables import BRONZE_CORPORATE_ACTIONS, BRONZE_OPTIONS_CHAIN, SILVER_BARS
 
 
 @task
@@ -40,6 +40,12 @@ def read_actions(lake: Lake, symbols: list[str]) -> pl.DataFrame:
     """Every corporate action of ``symbols`` (the featurizer applies only those known in time)."""
     acts = lake.read(BRONZE_CORPORATE_ACTIONS, filter=pc.field("symbol_id").isin(symbols))
     return acts.unique(["symbol_id", "ex_date", "kind"], keep="first", maintain_order=True)
+
+
+@task
+def read_chain(lake: Lake, symbols: list[str]) -> pl.DataFrame:
+    """Option chain snapshots of ``symbols`` (for ``options_v1``)."""
+    return lake.read(BRONZE_OPTIONS_CHAIN, filter=pc.field("underlying").isin(symbols))
 
 
 @flow(name="featurize")
@@ -62,7 +68,8 @@ def featurize(
         return {}
     actions = read_actions(lake, bars["symbol_id"].unique().to_list())
     written: dict[str, int] = {}
-    for name, rows in featurize_window(bars, actions, feature_sets, start, end, tz).items():
+    chain = read_chain(lake, bars["symbol_id"].unique().to_list()) if "options_v1" in feature_sets else None
+    for name, rows in featurize_window(bars, actions, feature_sets, start, end, tz, chain).items():
         written[f"gold.features/{name}"] = write_features(lake, rows)
     if label_set:
         spec = LabelSpec(label_set, tf, tuple(label_horizons), Discretizer.returns())
