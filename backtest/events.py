@@ -194,3 +194,24 @@ def half_spread_from_quotes(bars: pl.DataFrame, quotes: pl.DataFrame, tf_ns: int
     per_bar = q.group_by("symbol_id", "_bar").agg(pl.col("half_spread_bps").median())
     b = bars.with_columns(_as_ns(bars, "ts").alias("_bar"))
     return b.join(per_bar, on=["symbol_id", "_bar"], how="left", maintain_order="left").drop("_bar")
+
+
+def ticks_as_bars(trades: pl.DataFrame) -> pl.DataFrame:
+    """Turn trade ticks (symbol_id, ts, price, size) into one event row per (symbol_id, ts).
+
+    Each tick is an event: an order decided on one fills at the next tick's price (the "open" of
+    the next row). Prints sharing a timestamp merge: first price as open, last as close, sizes summed.
+    """
+    missing = [c for c in ("symbol_id", "ts", "price", "size") if c not in trades.columns]
+    if missing:
+        raise ConfigError(f"trades lack column(s) {missing}; have {trades.columns}")
+    order = ["seq"] if "seq" in trades.columns else []
+    return (
+        trades.sort("symbol_id", "ts", *order)
+        .group_by("symbol_id", "ts", maintain_order=True)
+        .agg(
+            pl.col("price").first().alias("open"),
+            pl.col("price").last().alias("close"),
+            pl.col("size").sum().alias("volume"),
+        )
+    )
