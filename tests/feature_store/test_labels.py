@@ -84,3 +84,17 @@ def test_labels_never_leak_into_features(aapl):
     assert row.select(names).rows() == cut.filter(pl.col("ts") == t).select(names).rows()
     with pytest.raises(TableError, match="label columns"):
         training_set(feats.with_columns(pl.lit(0.0).alias("log_return")), labels)
+
+
+def test_vol_scaled_labels_bucket_in_units_of_the_row_vol(aapl):
+    rv = bar_features(aapl, "bar_v1", ("rv_21",)).select("symbol_id", "ts", "rv_21")
+    bars = aapl.join(rv, on=["symbol_id", "ts"])
+    d = Discretizer.returns(vol_scaled=True, ref_vol=20.0)
+    labels = make_labels(bars, LabelSpec("t_vol", "1d", (1, 4), d, vol_column="rv_21"))
+    assert labels["vol"].null_count() == 0 and labels.height > 0
+    four = labels.filter(pl.col("horizon") == 4)
+    row = four.row(10, named=True)
+    per_bar = bars.filter(pl.col("ts") == row["ts"])["rv_21"][0]
+    assert row["vol"] == pytest.approx(per_bar * 2 * 1e4)  # horizon vol = per-bar vol x sqrt(4), in bps
+    z = row["log_return"] * 1e4 * 20.0 / row["vol"]
+    assert row["bucket"] == Discretizer.returns().bucket(np.array([z / 1e4]))[0]
