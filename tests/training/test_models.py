@@ -101,3 +101,13 @@ def test_ensemble_bandit_prefers_the_better_member(market, reward):
     p = ens.predict_proba(data.X[te])
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-9)
     assert not isinstance(ens.members[1], Exportable)
+
+
+def test_buckets_agree_with_golds_discretizer():
+    from feature_store.discretize import Discretizer
+
+    disc = Discretizer.returns()
+    b = Buckets.from_discretizer(disc)
+    assert b.k == 101 and np.allclose(b.edges_bps, Buckets.default().edges_bps)
+    r = np.random.default_rng(0).standard_t(3, size=5000) * 20
+    assert np.array_equal(b.index(r), disc.bucket(r * 1e-4))

@@ -56,6 +56,13 @@ class Buckets:
         """101 buckets, mids -50..+50 bps (edges -50.5..+50.5), the contract default."""
         return cls(default_edges_bps())
 
+    @classmethod
+    def from_discretizer(cls, disc) -> Buckets:
+        """The buckets of gold's return discretizer (``feature_store.discretize.Discretizer``, unit bps)."""
+        if disc.unit != "bps":
+            raise ContractError(f"return buckets need a discretizer in bps, got unit {disc.unit!r}")
+        return cls(np.asarray(disc.edges, dtype=np.float64))
+
     @property
     def k(self) -> int:
         return len(self.edges_bps) - 1

@@ -1,0 +1,57 @@
+"""PriceTransformer: interface, normalisation in the graph, learns the synthetic signal, exports in one ensemble graph."""
+
+import numpy as np
+import pytest
+import torch
+
+from training.metrics import log_score_per_sample
+from training.models.base import Buckets, Exportable, default_edges_bps
+from training.models.climatology import Climatology
+from training.models.ensemble import Ensemble, EnsembleConfig
+from training.models.transformer import PriceTransformer, TransformerConfig
+from training.synthetic import SyntheticConfig, simulate
+
+BUCKETS = Buckets(default_edges_bps(41, -20, 20))
+TINY = TransformerConfig(
+    d_model=16, n_heads=2, n_layers=1, d_ff=32, max_epochs=6, batch_size=128, warmup_steps=10, patience=2
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    d = simulate(SyntheticConfig(n_steps=3000, lookback=12, horizons=(1, 4)), BUCKETS)
+    n = int(len(d.y) * 0.7)
+    model = PriceTransformer(BUCKETS, TINY).fit(d.X[:n], d.y[:n])
+    return d, n, model
+
+
+def test_transformer_learns_the_signal(trained):
+    d, n, model = trained
+    te = slice(n + 8, None)
+    p = model.predict_proba(d.X[te])
+    assert p.shape == (len(d.y[te]), 2, BUCKETS.k)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-6)
+    clim = Climatology(BUCKETS).fit(d.X[:n], d.y[:n]).predict_proba(d.X[te])
+    ls = log_score_per_sample(p[:, 0], d.y[te, 0]).mean()
+    assert ls < log_score_per_sample(clim[:, 0], d.y[te, 0]).mean() - 0.05
+    assert 1 <= model.epochs_ <= TINY.max_epochs and np.isfinite(model.best_val_nll_)
+
+
+def test_normalisation_lives_in_the_module(trained):
+    d, n, model = trained
+    net = model.to_torch_module()
+    assert isinstance(model, Exportable) and not net.training
+    flat = d.X[: n - int(n * 0.15) - TINY.val_gap].reshape(-1, 3)  # what fit saw (the latest windows validate)
+    np.testing.assert_allclose(net.mean.numpy(), flat.mean(0), rtol=1e-3, atol=1e-7)
+    x = torch.from_numpy(d.X[:4])
+    np.testing.assert_allclose(net(x).numpy(), model.predict_proba(d.X[:4]), atol=1e-6)
+
+
+def test_ensemble_exports_as_one_graph(trained):
+    d, n, model = trained
+    clim = Climatology(BUCKETS).fit(d.X[:n], d.y[:n])
+    ens = Ensemble([clim, model], BUCKETS, EnsembleConfig(block=100, refit_members=False)).update(d.X[n:], d.y[n:])
+    graph = ens.to_torch_module()
+    assert torch.allclose(graph.weights, torch.tensor(ens.weights_, dtype=torch.float32))
+    out = graph(torch.from_numpy(d.X[:5])).detach().numpy()
+    np.testing.assert_allclose(out, ens.predict_proba(d.X[:5]), atol=1e-5)
