@@ -67,7 +67,7 @@ fn bench_signal(c: &mut Criterion) {
     let x: Vec<f32> = (0..l * f).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
     let probs = m.predict(&x, 1).unwrap().to_vec();
     let last = vec![0.2f32; f];
-    let risk = RiskState { nav: cfg.nav, intraday_drawdown: 0.0 };
+    let risk = RiskState { nav: cfg.nav, intraday_drawdown: 0.0, kill: false };
     let mut scratch = Scratch::default();
     let inputs = binding.inputs(&m.meta, &cfg);
     let update = UpdateRef { symbol_id: "AAPL:US", tf: "1s", ts: 1, known_at: 1, seq: 1 };

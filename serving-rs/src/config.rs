@@ -28,10 +28,11 @@ pub struct SizingConfig {
     pub nav: f64,
     pub max_intraday_drawdown: f64,
     pub max_staleness_ms: i64,
+    pub kelly_max: f64,
 }
 
 impl SizingConfig {
-    /// Per-trade cost (fees + slippage) as a return.
+    /// Cost c charged against each bet (fees + slippage) as a return.
     pub fn cost(&self) -> f64 {
         (self.fee_bps + self.slippage_bps) * 1e-4
     }

@@ -31,12 +31,22 @@ pub enum Reject {
     WrongLength,
     Duplicate,
     Late,
+    WrongTf,
+    NegativeSeq,
+    KnownBeforeTs,
+    FutureTs,
+    SeqJump,
 }
 
+/// The largest seq a FeatureUpdate may carry: 2^53 - 1, exact in every JSON reader
+/// (contracts/feature_update.schema.json); a seq near 2^63 would make every later update "late".
+pub const MAX_SEQ: i64 = (1 << 53) - 1;
+
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 12] = [
         Reject::MalformedJson, Reject::NonFinite, Reject::SubjectMismatch, Reject::WrongFeatureSet,
-        Reject::WrongLength, Reject::Duplicate, Reject::Late,
+        Reject::WrongLength, Reject::Duplicate, Reject::Late, Reject::WrongTf, Reject::NegativeSeq,
+        Reject::KnownBeforeTs, Reject::FutureTs, Reject::SeqJump,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +58,11 @@ impl Reject {
             Reject::WrongLength => "wrong_length",
             Reject::Duplicate => "duplicate",
             Reject::Late => "late",
+            Reject::WrongTf => "wrong_tf",
+            Reject::NegativeSeq => "negative_seq",
+            Reject::KnownBeforeTs => "known_before_ts",
+            Reject::FutureTs => "future_ts",
+            Reject::SeqJump => "seq_jump",
         }
     }
 
@@ -71,10 +86,19 @@ pub fn decode(payload: &[u8]) -> Result<FeatureUpdate<'_>, Reject> {
     }
 }
 
-/// Check what can be checked without per-symbol state.
-pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, n_features: usize) -> Result<(), Reject> {
+/// Check what can be checked without per-symbol state (the model's feature set, width and tf).
+pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, tf: &str, n_features: usize) -> Result<(), Reject> {
     if u.feature_set != feature_set {
         return Err(Reject::WrongFeatureSet);
+    }
+    if u.seq < 0 {
+        return Err(Reject::NegativeSeq);
+    }
+    if u.seq > MAX_SEQ {
+        return Err(Reject::SeqJump);
+    }
+    if u.known_at < u.ts {
+        return Err(Reject::KnownBeforeTs);
     }
     if u.values.len() != n_features {
         return Err(Reject::WrongLength);
@@ -84,9 +108,13 @@ pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, n_features:
     }
     // subject = <features prefix>.<tf>.<symbol_id> (contracts/streaming.json)
     let tail = subject.strip_prefix(STREAMING.features_head.as_str()).ok_or(Reject::SubjectMismatch)?;
+    let model_tf = tf;
     let (tf, symbol) = tail.split_once('.').ok_or(Reject::SubjectMismatch)?;
     if tf != u.tf || symbol != u.symbol_id {
         return Err(Reject::SubjectMismatch);
+    }
+    if u.tf != model_tf {
+        return Err(Reject::WrongTf);
     }
     Ok(())
 }
@@ -112,7 +140,7 @@ mod tests {
     fn accepts_a_valid_update() {
         let m = msg("[1.0, 2.5]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Ok(()));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1s", 2), Ok(()));
     }
 
     #[test]
@@ -122,15 +150,22 @@ mod tests {
         assert_eq!(decode(br#"{"symbol_id":"A"}"#).unwrap_err(), Reject::MalformedJson);
         let m = msg("[1.0, 2.0]", "tick_v0");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::WrongFeatureSet));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::WrongFeatureSet));
         let m = msg("[1.0]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::WrongLength));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::WrongLength));
         let m = msg("[1.0, 1e300]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", 2), Err(Reject::NonFinite));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::NonFinite));
         let m = msg("[1.0, 2.0]", "tick_v1");
         let u = decode(m.as_bytes()).unwrap();
-        assert_eq!(validate(&u, &subject("MSFT:US"), "tick_v1", 2), Err(Reject::SubjectMismatch));
+        assert_eq!(validate(&u, &subject("MSFT:US"), "tick_v1", "1s", 2), Err(Reject::SubjectMismatch));
+        assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1m", 2), Err(Reject::WrongTf));
+        let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""known_at":2"#, r#""known_at":0"#);
+        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::KnownBeforeTs));
+        let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""seq":3"#, r#""seq":-1"#);
+        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::NegativeSeq));
+        let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""seq":3"#, r#""seq":9223372036854775000"#);
+        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::SeqJump));
     }
 }

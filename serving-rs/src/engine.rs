@@ -3,8 +3,10 @@
 //! The NATS service (`service.rs`) feeds it raw messages and publishes what it returns; tests and
 //! benchmarks drive it directly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::config::SizingConfig;
 use crate::contract::{decode, series_key, validate, Reject};
@@ -53,13 +55,38 @@ impl Binding {
     }
 }
 
+/// Bounds on what one scorer keeps and accepts (DESIGN section 6: bounded inputs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Series (tf, symbol) kept at most; a new one past the cap evicts the least recently updated.
+    pub max_series: usize,
+    /// An update stamped further than this past the clock is refused (`future_ts`).
+    pub max_future_ns: i64,
+    /// A seq further than this past the series' last is refused (`seq_jump`).
+    pub max_seq_jump: i64,
+    /// Signals kept per series to re-send when JetStream redelivers an update already scored.
+    pub resend_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_series: 20_000, max_future_ns: 60_000_000_000, max_seq_jump: 1_000_000_000, resend_depth: 4 }
+    }
+}
+
+/// A published signal kept for re-sending: (seq, ts, subject, message id, JSON).
+pub type Sent = (i64, i64, String, String, Bytes);
+
 struct Series {
+    key: String,
     symbol_id: String,
     tf: String,
     ring: Ring,
     last_seq: i64,
     last_ts: i64,
     in_batch: bool,
+    touched: u64,
+    sent: VecDeque<Sent>,
 }
 
 struct Pending {
@@ -70,9 +97,10 @@ struct Pending {
     received: Instant,
 }
 
-/// A scored update: the signal and when its update was received (for the latency histogram).
+/// A scored update: the signal, its series slot and when its update was received (latency).
 pub struct Scored {
     pub signal: Signal,
+    pub slot: usize,
     pub received: Instant,
 }
 
@@ -89,6 +117,10 @@ pub struct Scorer {
     risk: RiskState,
     scratch: Scratch,
     invalid_outputs: u64,
+    limits: Limits,
+    now_ns: Option<i64>,
+    clock: u64,
+    evictions: u64,
 }
 
 impl Scorer {
@@ -96,11 +128,81 @@ impl Scorer {
         let binding = Binding::new(&model.meta, &sizing)?;
         let max_batch = max_batch.max(1);
         let input = vec![0.0; max_batch * model.meta.lookback * model.meta.n_features()];
-        let risk = RiskState { nav: sizing.nav, intraday_drawdown: 0.0 };
+        let risk = RiskState { nav: sizing.nav, intraday_drawdown: 0.0, kill: false };
         Ok(Scorer {
             model, sizing, binding, series: Vec::new(), index: HashMap::new(), batch: Vec::with_capacity(max_batch),
             max_batch, input, risk, scratch: Scratch::default(), invalid_outputs: 0,
+            limits: Limits { max_series: Limits::default().max_series.max(max_batch), ..Limits::default() },
+            now_ns: None, clock: 0, evictions: 0,
         })
+    }
+
+    /// Replace the limits (max_series is raised to max_batch: a batch must fit).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Limits { max_series: limits.max_series.max(self.max_batch), ..limits };
+        self
+    }
+
+    /// The wall clock (UTC ns) future timestamps are judged against; unset, they are not judged.
+    pub fn set_now(&mut self, now_ns: i64) {
+        self.now_ns = Some(now_ns);
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Keep a published signal so a redelivery of its update can re-send it.
+    pub fn remember(&mut self, slot: usize, sent: Sent) {
+        let depth = self.limits.resend_depth;
+        if let Some(s) = self.series.get_mut(slot) {
+            if depth == 0 {
+                return;
+            }
+            if s.sent.len() >= depth {
+                s.sent.pop_front();
+            }
+            s.sent.push_back(sent);
+        }
+    }
+
+    /// The signal already published for this (redelivered) update, if still kept.
+    pub fn sent_for(&self, subject: &str, payload: &[u8]) -> Option<&Sent> {
+        let u = decode(payload).ok()?;
+        let slot = *self.index.get(series_key(subject)?)?;
+        self.series[slot].sent.iter().find(|(seq, ts, ..)| *seq == u.seq && *ts == u.ts)
+    }
+
+    /// A slot for a new series: append below the cap, else evict the least recently updated
+    /// series that is not in the open batch.
+    fn new_slot(&mut self, key: &str, symbol_id: &str, tf: &str) -> usize {
+        let meta = &self.model.meta;
+        let fresh = Series {
+            key: key.to_owned(), symbol_id: symbol_id.to_owned(), tf: tf.to_owned(),
+            ring: Ring::new(meta.lookback, meta.n_features()), last_seq: i64::MIN, last_ts: i64::MIN, in_batch: false,
+            touched: 0, sent: VecDeque::new(),
+        };
+        let slot = if self.series.len() < self.limits.max_series {
+            self.series.push(fresh);
+            self.series.len() - 1
+        } else {
+            // max_series >= max_batch and needs_flush() keeps the batch below max_batch here, so
+            // some series is outside the batch.
+            let slot = self
+                .series
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.in_batch)
+                .min_by_key(|(_, s)| s.touched)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            let old = std::mem::replace(&mut self.series[slot], fresh);
+            self.index.remove(&old.key);
+            self.evictions += 1;
+            slot
+        };
+        self.index.insert(key.to_owned(), slot);
+        slot
     }
 
     pub fn meta(&self) -> &ModelMeta {
@@ -170,7 +272,12 @@ impl Scorer {
     pub fn ingest(&mut self, subject: &str, payload: &[u8], received: Instant) -> std::result::Result<(), Reject> {
         let u = decode(payload)?;
         let meta = &self.model.meta;
-        validate(&u, subject, &meta.feature_set, meta.n_features())?;
+        validate(&u, subject, &meta.feature_set, &meta.tf, meta.n_features())?;
+        if let Some(now) = self.now_ns {
+            if u.ts > now.saturating_add(self.limits.max_future_ns) {
+                return Err(Reject::FutureTs);
+            }
+        }
         let key = series_key(subject).ok_or(Reject::SubjectMismatch)?;
         let slot = match self.index.get(key) {
             Some(&slot) => {
@@ -181,24 +288,21 @@ impl Scorer {
                 if u.seq < s.last_seq || u.ts < s.last_ts {
                     return Err(Reject::Late);
                 }
+                if u.seq > s.last_seq.saturating_add(self.limits.max_seq_jump) {
+                    return Err(Reject::SeqJump);
+                }
                 slot
             }
-            None => {
-                let slot = self.series.len();
-                self.series.push(Series {
-                    symbol_id: u.symbol_id.to_string(), tf: u.tf.to_string(),
-                    ring: Ring::new(meta.lookback, meta.n_features()), last_seq: i64::MIN, last_ts: i64::MIN, in_batch: false,
-                });
-                self.index.insert(key.to_owned(), slot);
-                slot
-            }
+            None => self.new_slot(key, &u.symbol_id, &u.tf),
         };
+        self.clock += 1;
         let s = &mut self.series[slot];
         debug_assert!(!s.in_batch, "needs_flush() must be checked before ingest()");
         s.ring.push(&u.values);
         s.last_seq = u.seq;
         s.last_ts = u.ts;
         s.in_batch = true;
+        s.touched = self.clock;
         self.batch.push(Pending { slot, ts: u.ts, known_at: u.known_at, seq: u.seq, received });
         Ok(())
     }
@@ -226,7 +330,7 @@ impl Scorer {
             let s = &self.series[p.slot];
             let update = UpdateRef { symbol_id: &s.symbol_id, tf: &s.tf, ts: p.ts, known_at: p.known_at, seq: p.seq };
             match compute_signal(&probs[i * hk..(i + 1) * hk], &inputs, update, s.ring.last(), s.ring.warm(), &self.risk, now_ns, &mut self.scratch) {
-                Some(signal) => out.push(Scored { signal, received: p.received }),
+                Some(signal) => out.push(Scored { signal, slot: p.slot, received: p.received }),
                 None => self.invalid_outputs += 1,
             }
         }

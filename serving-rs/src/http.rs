@@ -46,13 +46,19 @@ fn respond(request: &[u8], metrics: &Metrics) -> (&'static str, &'static str, St
         "/health" => {
             let (name, version, sha) = metrics.model();
             let ready = metrics.ready.load(std::sync::atomic::Ordering::Relaxed);
+            let connected = metrics.nats_connected.load(std::sync::atomic::Ordering::Relaxed);
+            let status = match (ready, connected) {
+                (false, _) => "starting",
+                (true, false) => "degraded",
+                (true, true) => "ok",
+            };
             let body = serde_json::json!({
-                "status": if ready { "ok" } else { "starting" },
+                "status": status, "nats": if connected { "connected" } else { "unreachable" },
                 "model": name, "model_version": version, "sha256": sha,
                 "updates": metrics.updates.load(std::sync::atomic::Ordering::Relaxed),
                 "signals": metrics.signals.load(std::sync::atomic::Ordering::Relaxed),
             });
-            (if ready { "200 OK" } else { "503 Service Unavailable" }, "application/json", body.to_string())
+            (if status == "ok" { "200 OK" } else { "503 Service Unavailable" }, "application/json", body.to_string())
         }
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         _ => ("404 Not Found", "text/plain", "not found\n".into()),

@@ -14,6 +14,7 @@
 //! - [`service`]: NATS wiring (JetStream durable or core subscription, KV champion watch,
 //!   dead letters) and [`http`] + [`metrics`] for `/health` and `/metrics`.
 
+pub mod champion;
 pub mod config;
 pub mod contract;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod outbox;
 pub mod ring;
 pub mod schema;
 pub mod service;

@@ -4,6 +4,8 @@
 //!            [--sizing contracts/sizing.json] [--mode jetstream|core] [--durable NAME]
 //!            [--http 127.0.0.1:9464] [--max-batch 64] [--threads 1] [--device cpu|cuda|cuda-required]
 //!            [--ort-lib /path/libonnxruntime.so.1.x] [--no-streams] [--workers 1]
+//!            [--state-dir DIR] [--max-series 20000] [--max-future-ms 60000] [--max-seq-jump 1000000000]
+//!            [--resend-depth 4] [--max-model-mb 1024] [--model-load-timeout-ms 60000]
 //!            | --print-contract | --check-sizing FILE
 //!
 //! The ONNX Runtime library comes from --ort-lib, else ORT_DYLIB_PATH, else the repo's .venv.
@@ -13,7 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use std::time::Duration;
+
 use mps_scorer::config::SizingConfig;
+use mps_scorer::engine::Limits;
+use mps_scorer::model::DEFAULT_MAX_MODEL_BYTES;
 use mps_scorer::metrics::Metrics;
 use mps_scorer::model::{init_runtime, Device, RuntimeOptions};
 use mps_scorer::service::{run, Mode, ServiceConfig};
@@ -21,7 +27,8 @@ use mps_scorer::service::{run, Mode, ServiceConfig};
 use mps_scorer::streaming::STREAMING;
 
 const FLAGS: &[&str] = &["nats", "model-name", "model", "sizing", "mode", "durable", "stream", "subject", "http",
-    "max-batch", "threads", "device", "ort-lib", "workers"];
+    "max-batch", "threads", "device", "ort-lib", "workers", "state-dir", "max-series", "max-future-ms", "max-seq-jump",
+    "resend-depth", "max-model-mb", "model-load-timeout-ms"];
 
 fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
     let mut out = HashMap::new();
@@ -51,7 +58,7 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
             }
         }
         if a == "--help" || a == "-h" {
-            println!("{}", include_str!("main.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
+            println!("{}", include_str!("main.rs").lines().skip(2).take(9).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
             std::process::exit(0);
         }
         let Some(name) = a.strip_prefix("--").filter(|n| FLAGS.contains(n)) else { bail!("unknown argument {a:?} (see --help)") };
@@ -59,6 +66,13 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
         out.insert(name.to_string(), value);
     }
     Ok((out, no_streams))
+}
+
+fn num<T: std::str::FromStr>(args: &HashMap<String, String>, name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    args.get(name).map(|v| v.parse::<T>()).transpose().with_context(|| format!("--{name}"))
 }
 
 fn repo_root() -> PathBuf {
@@ -94,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         "cuda-required" => Device::Cuda { required: true },
         other => bail!("--device must be cpu, cuda or cuda-required, not {other:?}"),
     };
+    let defaults = Limits::default();
     let cfg = ServiceConfig {
         nats_url: args.get("nats").cloned().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         model_name,
@@ -105,6 +120,15 @@ fn main() -> anyhow::Result<()> {
         max_batch: args.get("max-batch").map(|t| t.parse()).transpose().context("--max-batch")?.unwrap_or(64),
         http_addr: args.get("http").map(|a| a.parse()).transpose().context("--http")?,
         ensure_streams: !no_streams,
+        limits: Limits {
+            max_series: num(&args, "max-series")?.unwrap_or(defaults.max_series),
+            max_future_ns: num::<i64>(&args, "max-future-ms")?.map(|ms| ms.saturating_mul(1_000_000)).unwrap_or(defaults.max_future_ns),
+            max_seq_jump: num(&args, "max-seq-jump")?.unwrap_or(defaults.max_seq_jump),
+            resend_depth: num(&args, "resend-depth")?.unwrap_or(defaults.resend_depth),
+        },
+        state_dir: args.get("state-dir").map(PathBuf::from),
+        max_model_bytes: num::<u64>(&args, "max-model-mb")?.map(|mb| mb << 20).unwrap_or(DEFAULT_MAX_MODEL_BYTES),
+        model_load_timeout: Duration::from_millis(num(&args, "model-load-timeout-ms")?.unwrap_or(60_000)),
     };
     // One scoring loop: a single-threaded runtime avoids cross-thread hand-offs on the hot path.
     let workers: usize = args.get("workers").map(|t| t.parse()).transpose().context("--workers")?.unwrap_or(1);
@@ -114,7 +138,7 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     }
     .context("start tokio")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
@@ -124,5 +148,8 @@ fn main() -> anyhow::Result<()> {
             }
         };
         run(cfg, metrics, shutdown).await.context("scorer")
-    })
+    });
+    // A model load stuck in a blocking thread (a path that never answers) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
 }

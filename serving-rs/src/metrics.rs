@@ -20,6 +20,13 @@ pub struct Metrics {
     pub model_rejects: AtomicU64,
     pub model_errors: AtomicU64,
     pub publish_errors: AtomicU64,
+    pub publish_retries: AtomicU64,
+    pub resent: AtomicU64,
+    pub redelivered_skipped: AtomicU64,
+    pub risk_states: AtomicU64,
+    pub evictions: AtomicU64,
+    pub series: AtomicU64,
+    pub nats_connected: std::sync::atomic::AtomicBool,
     deadletters: [AtomicU64; Reject::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -66,6 +73,14 @@ impl Metrics {
         counter(&mut s, "mps_scorer_model_rejects_total", "candidate models refused (checksum, golden, contract)", self.model_rejects.load(Relaxed));
         counter(&mut s, "mps_scorer_model_errors_total", "model calls or outputs that failed", self.model_errors.load(Relaxed));
         counter(&mut s, "mps_scorer_publish_errors_total", "publishes that failed", self.publish_errors.load(Relaxed));
+        counter(&mut s, "mps_scorer_publish_retries_total", "JetStream publishes retried until acked", self.publish_retries.load(Relaxed));
+        counter(&mut s, "mps_scorer_resent_total", "signals re-sent for redelivered updates already scored", self.resent.load(Relaxed));
+        counter(&mut s, "mps_scorer_redelivered_skipped_total", "redelivered updates already scored whose signal was no longer kept (acked, already in JetStream)", self.redelivered_skipped.load(Relaxed));
+        counter(&mut s, "mps_scorer_risk_states_total", "risk states applied", self.risk_states.load(Relaxed));
+        counter(&mut s, "mps_scorer_evictions_total", "series evicted at the per-symbol state cap", self.evictions.load(Relaxed));
+        let _ = write!(s, "# HELP mps_scorer_series series held\n# TYPE mps_scorer_series gauge\nmps_scorer_series {}\n", self.series.load(Relaxed));
+        let up = u8::from(self.nats_connected.load(Relaxed));
+        let _ = write!(s, "# HELP mps_scorer_nats_connected 1 while connected to NATS\n# TYPE mps_scorer_nats_connected gauge\nmps_scorer_nats_connected {up}\n");
         s.push_str("# HELP mps_scorer_deadletters_total bad messages sent to deadletter.>\n# TYPE mps_scorer_deadletters_total counter\n");
         for r in Reject::ALL {
             let _ = writeln!(s, "mps_scorer_deadletters_total{{reason=\"{}\"}} {}", r.as_str(), self.deadletters(r));

@@ -12,7 +12,7 @@ use ort::value::TensorRef;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{read_file, Result, ScorerError};
+use crate::error::{Result, ScorerError};
 
 static RUNTIME: OnceLock<std::result::Result<String, String>> = OnceLock::new();
 
@@ -192,10 +192,38 @@ fn cuda_session(_builder: ort::session::builder::SessionBuilder, _bytes: &[u8]) 
     Err(ScorerError::Ort("this build has no CUDA support (cargo feature `cuda` is off)".into()))
 }
 
+/// Largest model (and golden vectors) file read unless told otherwise.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Read a regular file of at most `max_bytes`: a FIFO, a device (/dev/zero) or a directory is
+/// refused before it is opened, and a file growing past the bound while read is cut and refused.
+pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| ScorerError::Io { path: path.display().to_string(), source };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(ScorerError::Contract(format!("{} is not a regular file", path.display())));
+    }
+    if meta.len() > max_bytes {
+        return Err(ScorerError::Contract(format!("{} holds {} bytes, more than the {max_bytes} allowed", path.display(), meta.len())));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path).map_err(io)?.take(max_bytes + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > max_bytes {
+        return Err(ScorerError::Contract(format!("{} grew past the {max_bytes} bytes allowed", path.display())));
+    }
+    Ok(buf)
+}
+
 impl Model {
     /// Load `path`, check its sha256 (when given), its metadata and its golden vectors.
     pub fn load(path: &Path, expected_sha256: Option<&str>, opts: &RuntimeOptions) -> Result<Model> {
-        let bytes = read_file(path)?;
+        Self::load_bounded(path, expected_sha256, opts, DEFAULT_MAX_MODEL_BYTES)
+    }
+
+    /// [`Model::load`] reading at most `max_bytes` of the model and of its golden vectors.
+    pub fn load_bounded(path: &Path, expected_sha256: Option<&str>, opts: &RuntimeOptions, max_bytes: u64) -> Result<Model> {
+        let bytes = read_bounded(path, max_bytes)?;
         let sha = sha256_hex(&bytes);
         if let Some(expected) = expected_sha256 {
             if !expected.eq_ignore_ascii_case(&sha) {
@@ -213,13 +241,13 @@ impl Model {
             return Err(ScorerError::Contract(format!("{}: expected one input `features` and output `probs`", path.display())));
         }
         let mut model = Model { session, meta, path: path.to_path_buf(), sha256: sha, device, out: Vec::new() };
-        model.check_golden()?;
+        model.check_golden(max_bytes)?;
         Ok(model)
     }
 
-    fn check_golden(&mut self) -> Result<()> {
+    fn check_golden(&mut self, max_bytes: u64) -> Result<()> {
         let golden_path = self.path.with_file_name(&self.meta.golden_file);
-        let bytes = read_file(&golden_path)?;
+        let bytes = read_bounded(&golden_path, max_bytes)?;
         let sha = sha256_hex(&bytes);
         if sha != self.meta.golden_sha256 {
             return Err(ScorerError::Checksum { path: golden_path.display().to_string(), expected: self.meta.golden_sha256.clone(), actual: sha });

@@ -1,28 +1,32 @@
 //! The NATS service: FeatureUpdates in, Signals and dead letters out, champion hot swap from KV.
 //!
-//! One scoring loop owns the `Scorer`; a watcher task loads and verifies candidate models off the
-//! hot path and hands them over a channel, so a swap happens between two micro-batches and no
-//! update is dropped. `run` takes a shutdown future (SIGTERM in `main`, a oneshot in tests).
+//! One scoring loop owns the `Scorer`; a watcher task (champion.rs) loads and verifies candidate
+//! models off the hot path and hands them over a channel, so a swap happens between two
+//! micro-batches and no update is dropped. In JetStream mode the inputs of a batch are acked only
+//! after JetStream acked every Signal and dead letter they produced (outbox.rs); a redelivered
+//! update that was already scored re-sends its Signal. `run` takes a shutdown future (SIGTERM in
+//! `main`, a oneshot in tests).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer, kv, stream};
-use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::champion::{self, ChampionPointer, LoadPolicy};
 use crate::config::SizingConfig;
-use crate::engine::Scorer;
+use crate::contract::Reject;
+use crate::engine::{Limits, Scorer};
 use crate::error::{Result, ScorerError};
 use crate::metrics::Metrics;
 use crate::model::{Model, RuntimeOptions};
-use crate::sizing::RiskState;
+use crate::outbox::Outbox;
+use crate::sizing::decode_risk;
 use crate::streaming::STREAMING;
 
 /// How FeatureUpdates arrive.
@@ -47,23 +51,11 @@ pub struct ServiceConfig {
     pub http_addr: Option<SocketAddr>,
     /// Create the SIGNALS and DEADLETTER streams if missing (persist outputs in JetStream).
     pub ensure_streams: bool,
-}
-
-/// The KV value at `models/champion.<model_name>` (contracts/champion_pointer.schema.json).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChampionPointer {
-    pub model_name: String,
-    pub model_version: String,
-    pub onnx_uri: String,
-    pub sha256: String,
-    #[serde(default)]
-    pub promoted_at: Option<i64>,
-}
-
-impl ChampionPointer {
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(self.onnx_uri.strip_prefix("file://").unwrap_or(&self.onnx_uri))
-    }
+    pub limits: Limits,
+    /// Keep the last good champion here; a restart serves it before reading KV.
+    pub state_dir: Option<PathBuf>,
+    pub max_model_bytes: u64,
+    pub model_load_timeout: Duration,
 }
 
 fn nats_err(what: &str) -> impl FnOnce(String) -> ScorerError + '_ {
@@ -74,20 +66,6 @@ fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Load and verify the model a pointer names (blocking: run it off the async workers).
-pub async fn load_pointer(pointer: ChampionPointer, opts: RuntimeOptions) -> Result<Model> {
-    tokio::task::spawn_blocking(move || Model::load(&pointer.path(), Some(&pointer.sha256), &opts))
-        .await
-        .map_err(|e| ScorerError::Nats(format!("model loader task: {e}")))?
-}
-
-async fn load_path(path: &Path, opts: RuntimeOptions) -> Result<Model> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || Model::load(&path, None, &opts))
-        .await
-        .map_err(|e| ScorerError::Nats(format!("model loader task: {e}")))?
-}
-
 enum Source {
     Core(async_nats::Subscriber),
     Js(consumer::pull::Stream),
@@ -96,6 +74,13 @@ enum Source {
 struct Incoming {
     msg: async_nats::Message,
     js: Option<jetstream::Message>,
+}
+
+impl Incoming {
+    /// Whether JetStream delivered this message before (its first delivery may have been scored).
+    fn redelivered(&self) -> bool {
+        self.js.as_ref().and_then(|m| m.info().ok()).is_some_and(|i| i.delivered > 1)
+    }
 }
 
 impl Source {
@@ -134,98 +119,6 @@ async fn models_bucket(js: &jetstream::Context) -> Result<kv::Store> {
     }
 }
 
-/// Watch the champion key; load and verify each new pointer and send the model to the loop.
-async fn watch_champion(store: kv::Store, key: String, serving_sha: String, opts: RuntimeOptions,
-                        metrics: Arc<Metrics>, tx: mpsc::Sender<Model>) {
-    let mut last_sha = serving_sha;
-    let mut watch = match store.watch_with_history(&key).await {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, key, "cannot watch champion pointer; hot swap disabled");
-            return;
-        }
-    };
-    while let Some(entry) = watch.next().await {
-        let Ok(entry) = entry else { continue };
-        if entry.operation != kv::Operation::Put {
-            continue;
-        }
-        let pointer: ChampionPointer = match serde_json::from_slice(&entry.value) {
-            Ok(p) => p,
-            Err(e) => {
-                metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, key, "champion pointer is not valid JSON; keeping the current model");
-                continue;
-            }
-        };
-        if pointer.sha256.eq_ignore_ascii_case(&last_sha) {
-            continue;
-        }
-        match load_pointer(pointer.clone(), opts).await {
-            Ok(model) => {
-                last_sha = model.sha256.clone();
-                if tx.send(model).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, version = pointer.model_version, "candidate model refused; keeping the current model");
-            }
-        }
-    }
-}
-
-struct Outbox {
-    client: async_nats::Client,
-    metrics: Arc<Metrics>,
-    buf: Vec<u8>,
-}
-
-impl Outbox {
-    async fn publish_signals(&mut self, scorer: &mut Scorer) {
-        let scored = match scorer.flush(now_ns()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.metrics.model_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "model call failed; batch dropped");
-                return;
-            }
-        };
-        self.metrics.batches.fetch_add(1, Relaxed);
-        for mut s in scored {
-            s.signal.published_at = now_ns();
-            self.buf.clear();
-            if serde_json::to_writer(&mut self.buf, &s.signal).is_err() {
-                self.metrics.publish_errors.fetch_add(1, Relaxed);
-                continue;
-            }
-            let subject = STREAMING.template("signals").render(&[("tf", &s.signal.tf), ("symbol", &s.signal.symbol_id)]);
-            match self.client.publish(subject, Bytes::copy_from_slice(&self.buf)).await {
-                Ok(()) => {
-                    self.metrics.signals.fetch_add(1, Relaxed);
-                    self.metrics.observe_latency_ns(s.received.elapsed().as_nanos() as u64);
-                }
-                Err(e) => {
-                    self.metrics.publish_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, "signal publish failed");
-                }
-            }
-        }
-    }
-
-    async fn dead_letter(&mut self, msg: &async_nats::Message, reason: &str) {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Mps-Reason", reason);
-        headers.insert("Mps-Subject", msg.subject.as_str());
-        let subject = STREAMING.template("deadletter").render(&[("subject", msg.subject.as_str())]);
-        if let Err(e) = self.client.publish_with_headers(subject, headers, msg.payload.clone()).await {
-            self.metrics.publish_errors.fetch_add(1, Relaxed);
-            tracing::warn!(error = %e, "dead-letter publish failed");
-        }
-    }
-}
-
 async fn ack(last: &mut Option<jetstream::Message>) {
     if let Some(m) = last.take() {
         if let Err(e) = m.ack().await {
@@ -234,37 +127,94 @@ async fn ack(last: &mut Option<jetstream::Message>) {
     }
 }
 
+/// The champion to start with: the persisted last good one (served at once), else KV's, else --model.
+async fn initial_model(cfg: &ServiceConfig, policy: &LoadPolicy, store: &kv::Store, key: &str) -> Result<Model> {
+    if let Some(p) = cfg.state_dir.as_deref().and_then(|d| champion::read_persisted(d, &cfg.model_name)) {
+        match champion::load_pointer(&p, policy).await {
+            Ok(m) => {
+                tracing::info!(version = m.meta.model_version, "serving the persisted champion");
+                return Ok(m);
+            }
+            Err(e) => tracing::warn!(error = %e, "persisted champion refused"),
+        }
+    }
+    if let Ok(Some(entry)) = store.entry(key).await {
+        match ChampionPointer::parse(&entry.value) {
+            Ok(p) => match champion::load_pointer(&p, policy).await {
+                Ok(m) => return Ok(m),
+                Err(e) => tracing::error!(error = %e, "champion in KV refused at startup"),
+            },
+            Err(e) => tracing::error!(error = %e, "champion pointer in KV refused"),
+        }
+    }
+    match &cfg.bootstrap_model {
+        Some(path) => champion::load_path(path, policy).await,
+        None => Err(ScorerError::Contract(format!("no usable champion at {}/{key} and no --model given", STREAMING.models.bucket))),
+    }
+}
+
+/// Handle one input: ingest it, or re-send its Signal (a redelivery already scored), or dead-letter it.
+fn take(scorer: &mut Scorer, out: &mut Outbox, metrics: &Metrics, inc: &Incoming) {
+    metrics.updates.fetch_add(1, Relaxed);
+    match scorer.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now()) {
+        Ok(()) => {}
+        Err(Reject::Duplicate | Reject::Late) if inc.redelivered() => match scorer.sent_for(&inc.msg.subject, &inc.msg.payload) {
+            Some(sent) => {
+                out.queue_resend(sent);
+                metrics.resent.fetch_add(1, Relaxed);
+            }
+            None => {
+                metrics.redelivered_skipped.fetch_add(1, Relaxed);
+            }
+        },
+        Err(reason) => {
+            metrics.deadletter(reason);
+            tracing::debug!(subject = %inc.msg.subject, reason = reason.as_str(), "dead letter");
+            out.queue_dead_letter(&inc.msg, reason.as_str());
+        }
+    }
+}
+
 /// Run the scorer until `shutdown` resolves.
 pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let policy = LoadPolicy {
+        model_name: cfg.model_name.clone(),
+        runtime: cfg.runtime,
+        max_bytes: cfg.max_model_bytes,
+        timeout: cfg.model_load_timeout,
+        state_dir: cfg.state_dir.clone(),
+    };
+    let events = metrics.clone();
     let client = async_nats::ConnectOptions::new()
         .name("mps-scorer")
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let m = events.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => m.nats_connected.store(true, Relaxed),
+                    async_nats::Event::Disconnected => {
+                        m.nats_connected.store(false, Relaxed);
+                        tracing::warn!("NATS unreachable; reconnecting");
+                    }
+                    _ => {}
+                }
+            }
+        })
         .connect(&cfg.nats_url)
         .await
         .map_err(|e| nats_err("connect")(format!("{}: {e}", cfg.nats_url)))?;
+    metrics.nats_connected.store(true, Relaxed);
     let js = jetstream::new(client.clone());
     let store = models_bucket(&js).await?;
     let key = STREAMING.champion_key(&cfg.model_name);
 
-    let mut model = None;
-    if let Ok(Some(entry)) = store.entry(key.as_str()).await {
-        match serde_json::from_slice::<ChampionPointer>(&entry.value) {
-            Ok(p) => match load_pointer(p, cfg.runtime).await {
-                Ok(m) => model = Some(m),
-                Err(e) => tracing::error!(error = %e, "champion in KV refused at startup"),
-            },
-            Err(e) => tracing::error!(error = %e, "champion pointer in KV is not valid JSON"),
-        }
-    }
-    if model.is_none() {
-        if let Some(path) = &cfg.bootstrap_model {
-            model = Some(load_path(path, cfg.runtime).await?);
-        }
-    }
-    let model = model.ok_or_else(|| ScorerError::Contract(format!("no usable champion at models/{key} and no --model given")))?;
+    let model = initial_model(&cfg, &policy, &store, &key).await?;
     tracing::info!(model = model.meta.model_name, version = model.meta.model_version, device = model.device, "serving");
     metrics.set_model(&model.meta.model_name, &model.meta.model_version, &model.sha256);
+    champion::persist_in_background(&policy, &model);
     let serving_sha = model.sha256.clone();
-    let mut scorer = Scorer::new(model, cfg.sizing.clone(), cfg.max_batch)?;
+    let mut scorer = Scorer::new(model, cfg.sizing.clone(), cfg.max_batch)?.with_limits(cfg.limits);
 
     if cfg.ensure_streams {
         for subject in ["signals", "deadletter"] {
@@ -292,11 +242,14 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
             Source::Js(messages.map_err(|e| nats_err("consume")(e.to_string()))?)
         }
     };
+    // Outputs go through JetStream (acked) when inputs do and the signal stream exists.
+    let signals_stream = STREAMING.stream_of("signals").unwrap_or_default();
+    let outputs_js = matches!(cfg.mode, Mode::JetStream { .. }) && js.get_stream(signals_stream).await.is_ok();
     let risk_subject = STREAMING.template("risk_state").as_str().to_owned();
     let mut risk_sub = client.subscribe(risk_subject.clone()).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
 
     let (swap_tx, mut swap_rx) = mpsc::channel::<Model>(2);
-    let watcher = tokio::spawn(watch_champion(store, key, serving_sha, cfg.runtime, metrics.clone(), swap_tx));
+    let watcher = tokio::spawn(champion::watch(store, key, serving_sha, policy.clone(), metrics.clone(), swap_tx));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = match cfg.http_addr {
         Some(addr) => {
@@ -311,15 +264,18 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     metrics.ready.store(true, Relaxed);
     println!("ready");
 
-    let mut out = Outbox { client: client.clone(), metrics: metrics.clone(), buf: Vec::with_capacity(4096) };
+    let mut out = Outbox::new(client.clone(), outputs_js.then(|| js.clone()), metrics.clone());
     let mut last_js: Option<jetstream::Message> = None;
     tokio::pin!(shutdown);
-    loop {
+    'serve: loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             Some(candidate) = swap_rx.recv() => {
                 let (name, version, sha) = (candidate.meta.model_name.clone(), candidate.meta.model_version.clone(), candidate.sha256.clone());
+                if scorer.check_compatible(&candidate).is_ok() {
+                    champion::persist_in_background(&policy, &candidate);
+                }
                 match scorer.swap_model(candidate) {
                     Ok(old) => {
                         metrics.model_swaps.fetch_add(1, Relaxed);
@@ -332,23 +288,28 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                     }
                 }
             }
-            Some(msg) = risk_sub.next() => match serde_json::from_slice::<RiskState>(&msg.payload) {
-                Ok(risk) if risk.nav > 0.0 && risk.intraday_drawdown.is_finite() => scorer.set_risk(risk),
-                _ => tracing::warn!("ignoring malformed risk state on {risk_subject}"),
+            Some(msg) = risk_sub.next() => match decode_risk(&msg.payload) {
+                Ok(risk) => {
+                    if risk.kill || risk.intraday_drawdown >= cfg.sizing.max_intraday_drawdown {
+                        tracing::warn!(drawdown = risk.intraday_drawdown, kill = risk.kill, "risk state: kill switch on, sizes go to 0");
+                    }
+                    metrics.risk_states.fetch_add(1, Relaxed);
+                    scorer.set_risk(risk);
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring malformed risk state on {risk_subject}"),
             },
             next = source.next() => {
                 let Some(mut inc) = next else { break };
+                scorer.set_now(now_ns());
                 loop {
-                    metrics.updates.fetch_add(1, Relaxed);
                     if scorer.needs_flush(&inc.msg.subject) {
-                        out.publish_signals(&mut scorer).await;
+                        out.queue_signals(&mut scorer);
+                        if !out.deliver(&mut scorer, &mut shutdown).await {
+                            break 'serve;
+                        }
                         ack(&mut last_js).await;
                     }
-                    if let Err(reason) = scorer.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now()) {
-                        metrics.deadletter(reason);
-                        tracing::debug!(subject = %inc.msg.subject, reason = reason.as_str(), "dead letter");
-                        out.dead_letter(&inc.msg, reason.as_str()).await;
-                    }
+                    take(&mut scorer, &mut out, &metrics, &inc);
                     if inc.js.is_some() {
                         last_js = inc.js.take();
                     }
@@ -357,19 +318,30 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                         None => break,
                     }
                 }
-                out.publish_signals(&mut scorer).await;
+                out.queue_signals(&mut scorer);
+                if !out.deliver(&mut scorer, &mut shutdown).await {
+                    break 'serve;
+                }
                 ack(&mut last_js).await;
+                metrics.evictions.store(scorer.evictions(), Relaxed);
+                metrics.series.store(scorer.symbols() as u64, Relaxed);
             }
         }
     }
     tracing::info!("shutting down: flushing");
-    out.publish_signals(&mut scorer).await;
-    ack(&mut last_js).await;
+    out.queue_signals(&mut scorer);
+    let grace = tokio::time::sleep(Duration::from_secs(3));
+    tokio::pin!(grace);
+    if out.deliver(&mut scorer, &mut grace).await {
+        ack(&mut last_js).await;
+    } else {
+        tracing::warn!(pending = out.pending(), "outputs not acked before exit; their inputs stay unacked and will be redelivered");
+    }
     watcher.abort();
     let _ = http_stop_tx.send(());
     if let Some(h) = http {
         let _ = h.await;
     }
-    client.flush().await.map_err(|e| nats_err("flush")(e.to_string()))?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     Ok(())
 }

@@ -18,6 +18,8 @@ pub const SIGNAL_SCHEMA: &str = "signal.v1";
 pub struct Buckets {
     pub edges: Vec<f64>,
     mid: Vec<f64>,
+    /// expm1(mid): the simple return Kelly's 1 + f r needs.
+    simple_mid: Vec<f64>,
     width: Vec<f64>,
     up_frac: Vec<f64>,
     up_mid: Vec<f64>,
@@ -44,7 +46,8 @@ impl Buckets {
             dn_frac[i] = ((dn_hi - lo) / w).clamp(0.0, 1.0);
             dn_mid[i] = 0.5 * (lo + dn_hi);
         }
-        Buckets { edges, mid, width, up_frac, up_mid, dn_frac, dn_mid, ln_k: (k as f64).ln() }
+        let simple_mid = mid.iter().map(|m: &f64| m.exp_m1()).collect();
+        Buckets { edges, mid, simple_mid, width, up_frac, up_mid, dn_frac, dn_mid, ln_k: (k as f64).ln() }
     }
 
     pub fn k(&self) -> usize {
@@ -180,7 +183,7 @@ pub struct Signal {
     pub avg_loss: f64,
     pub kelly: f64,
     pub kelly_frac: f64,
-    pub vol_scale: f64,
+    pub vol_scale: Option<f64>,
     pub size: f64,
     pub notional: f64,
     pub capped: Vec<&'static str>,
@@ -204,6 +207,7 @@ pub struct UpdateRef<'a> {
 pub struct Scratch {
     p: Vec<f64>,
     cdf: Vec<f64>,
+    kelly: (Vec<f64>, Vec<f64>),
 }
 
 /// Everything the signal needs besides the probabilities.
@@ -230,9 +234,13 @@ pub fn compute_signal(
     }
     scratch.p.resize(k, 0.0);
     scratch.cdf.resize(k, 0.0);
+    let rv = inp.realized_vol_index.map(|i| last_features[i] as f64);
+    let adv = inp.adv_index.map(|i| last_features[i] as f64);
+    let guard = guard_for(inp.cfg, risk, update.ts, now_ns, warm);
     let mut distribution = Vec::with_capacity(h);
     let mut chosen = Summary::default();
     let mut band = (0.0, 0.0);
+    let mut sized = None;
     let alpha = inp.meta.conformal_alpha;
     for i in 0..h {
         let s = summarize(&probs[i * k..(i + 1) * k], inp.buckets, &mut scratch.p, &mut scratch.cdf)?;
@@ -243,24 +251,16 @@ pub fn compute_signal(
                 quantile(&scratch.p, &scratch.cdf, inp.buckets, alpha / 2.0) - qhat,
                 quantile(&scratch.p, &scratch.cdf, inp.buckets, 1.0 - alpha / 2.0) + qhat,
             );
+            sized = Some(position_size(inp.cfg, risk, &scratch.p, &inp.buckets.simple_mid, rv, adv, guard, &mut scratch.kelly));
         }
         distribution.push(HorizonSummary {
             horizon: inp.meta.horizons[i], prob_up: s.prob_up, mean: s.mean, std: s.std,
             q05: s.q[0], q50: s.q[2], q95: s.q[4], conf: s.conf,
         });
     }
+    let sized = sized?;
     let expected = net_of_costs(chosen.mean, inp.cfg.cost());
-    let rv = inp.realized_vol_index.map(|i| last_features[i] as f64);
-    let adv = inp.adv_index.map(|i| last_features[i] as f64);
-    let guard = guard_for(inp.cfg, risk, update.ts, now_ns, warm);
-    let sized = position_size(inp.cfg, risk, chosen.prob_up, chosen.avg_gain, chosen.avg_loss, expected, rv, adv, guard);
-    let mut capped = Vec::new();
-    if sized.capped_nav {
-        capped.push("nav");
-    }
-    if sized.capped_adv {
-        capped.push("adv");
-    }
+    let capped = sized.capped;
     Some(Signal {
         schema: SIGNAL_SCHEMA,
         symbol_id: update.symbol_id.to_owned(),
