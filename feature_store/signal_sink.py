@@ -10,6 +10,8 @@ ack (or a Signal the scorer re-sent) replays without duplicating rows.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from dataclasses import dataclass
 
 import polars as pl
@@ -21,6 +23,7 @@ from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS
 
 SINK_DURABLE = "signal-sink"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +33,7 @@ class SinkStats:
     duplicates: int = 0
     malformed: int = 0  # invalid Signals sent to the dead letters
     batches: int = 0
+    nats_errors: int = 0
 
 
 def check_signal(payload: bytes) -> tuple[dict | None, str | None]:
@@ -108,8 +112,9 @@ async def run_sink(
 ) -> SinkStats:
     """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived."""
     import nats
+    from nats.errors import Error as NatsError
 
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()
     stream = STREAMING.stream_of("signals")
     await ensure_streams(js, [stream, STREAMING.stream_of("deadletter")])
@@ -121,13 +126,19 @@ async def run_sink(
                 msgs = await sub.fetch(batch_size, timeout=wait_s)
             except TimeoutError:  # nats' own TimeoutError, or asyncio's when the deadline runs out first
                 continue
-            signals, payloads = [], []
+            except NatsError:  # NATS down or reconnecting: unacked messages come back later
+                stats.nats_errors += 1
+                if nc.is_closed:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            signals, payloads, dead = [], [], []
             for m in msgs:
                 sig, reason = check_signal(m.data)
                 if sig is None:
                     stats.malformed += 1
                     headers = {"Mps-Reason": reason or "invalid", "Mps-Subject": m.subject}
-                    await js.publish(deadletter_subject(m.subject), m.data, headers=headers)
+                    dead.append((deadletter_subject(m.subject), m.data, headers))
                     continue
                 signals.append(sig)
                 payloads.append(m.data.decode())
@@ -137,10 +148,47 @@ async def run_sink(
             stats.written += written
             stats.duplicates += dups
             stats.batches += 1
-            for m in msgs:
-                await m.ack()
+            try:
+                for subject, data, headers in dead:
+                    await js.publish(subject, data, headers=headers)
+                for m in msgs:
+                    await m.ack()
+            except NatsError as exc:  # not acked: redelivered, and the keyed write skips the rows
+                stats.nats_errors += 1
+                log.warning("acks lost (%s); the batch will be redelivered", exc)
     finally:
         await nc.flush()  # acks are sent before the connection goes
         await sub.unsubscribe()
         await nc.close()
     return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the sink until SIGTERM/SIGINT: ``python -m feature_store.signal_sink --nats URL --lake DIR``."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--lake", required=True, help="lake root (local path or s3:// URI)")
+    parser.add_argument("--durable", default=SINK_DURABLE)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--wait-s", type=float, default=0.5)
+    args = parser.parse_args(argv)
+
+    async def serve() -> SinkStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print("ready", flush=True)
+        return await run_sink(
+            args.nats, Lake(args.lake), stop, durable=args.durable, batch_size=args.batch_size, wait_s=args.wait_s
+        )
+
+    stats = asyncio.run(serve())
+    print(json.dumps(stats.__dict__), flush=True)
+
+
+if __name__ == "__main__":
+    main()
