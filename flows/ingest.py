@@ -19,7 +19,7 @@ from core.clock import utc_clock
 from core.profile import load_profile
 from lakehouse.ingest import Batch, Clock, Ingestor, IngestReport
 from lakehouse.run_source import source_batches, sync_security_master
-from lakehouse.security_master import known_symbols
+from lakehouse.security_master import instrument_rules, known_symbols
 from lakehouse.sources.registry import parse_params
 from lakehouse.storage import Lake
 
@@ -70,7 +70,7 @@ def ingest(
     parsed = parse_params(source, params)
     lake, clock = lake_for(profile, lake_root), clock_for(as_of)
     master = write_security_master(lake, clock)
-    ingestor = Ingestor(lake, clock, known_symbols())
+    ingestor = Ingestor(lake, clock, known_symbols(), instruments=instrument_rules())
     report = IngestReport()
     for batch in source_batches(lake, source, parsed, clock):
         part = ingest_batch(ingestor, batch)

@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from core.resources import config_dir
 from lakehouse.ingest import Batch, Chunk, text_batch_id
 from lakehouse.tables import BRONZE_SECURITY_MASTER
+from lakehouse.validate import InstrumentRule
 
 DIRECTORY = config_dir() / "security_master"
 
@@ -32,6 +33,10 @@ class Instrument(Strict):
     multiplier: float = 1.0
     lot_size: float = 1.0
     description: str | None = None
+    # Plausibility on ingest (lakehouse.validate.InstrumentRule); not columns of bronze.security_master.
+    price_min: float | None = None
+    price_max: float | None = None
+    tick_check: bool = False  # every print must sit on the tick grid (off for feeds with sub-tick prints)
 
 
 def load_instruments(directory: Path = DIRECTORY) -> list[Instrument]:
@@ -56,8 +61,20 @@ def known_symbols(directory: Path = DIRECTORY) -> frozenset[str]:
     return frozenset(i.symbol_id for i in load_instruments(directory))
 
 
+_RULE_FIELDS = {"price_min", "price_max", "tick_check"}
+
+
 def instrument_frame(directory: Path = DIRECTORY) -> pl.DataFrame:
-    return pl.DataFrame([i.model_dump() for i in load_instruments(directory)])
+    return pl.DataFrame([i.model_dump(exclude=_RULE_FIELDS) for i in load_instruments(directory)])
+
+
+def instrument_rules(directory: Path = DIRECTORY) -> dict[str, InstrumentRule]:
+    """Per-instrument plausibility rules (price band, tick grid) for the instruments that declare any."""
+    return {
+        i.symbol_id: InstrumentRule(i.price_min, i.price_max, i.tick_size if i.tick_check else None)
+        for i in load_instruments(directory)
+        if i.price_min is not None or i.price_max is not None or i.tick_check
+    }
 
 
 def batches(directory: Path = DIRECTORY, as_of: datetime | None = None):

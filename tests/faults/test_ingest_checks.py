@@ -154,3 +154,14 @@ def test_a_later_file_correcting_a_stored_row_is_quarantined_not_dropped(tmp_pat
     assert q["reason"].to_list() == ["correction of a stored row (same key, other values); stored by batch b1"]
     assert '"price":99.0' in q["raw"].item() and q["batch_id"].item() == "b2"
     assert lake.read(BRONZE_TRADES).sort("ts")["price"].to_list() == first["price"].to_list()  # as first known
+
+
+def test_instrument_rules_come_from_the_security_master(tmp_path):
+    from lakehouse.security_master import instrument_frame, instrument_rules
+
+    (tmp_path / "x.yaml").write_text(
+        "- {symbol_id: 'AAPL:US', asset_class: equity, exchange: XNAS, calendar: XNYS, price_max: 1000.0,"
+        " tick_check: true}\n- {symbol_id: 'BAC:US', asset_class: equity, exchange: XNYS, calendar: XNYS}\n"
+    )
+    assert instrument_rules(tmp_path) == {"AAPL:US": InstrumentRule(None, 1000.0, 0.01)}
+    assert "price_max" not in instrument_frame(tmp_path).columns  # not a column of bronze.security_master
