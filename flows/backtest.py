@@ -69,7 +69,7 @@ def backtest(
     model_version: str | None = None,
     adjustment: str = "adjusted",
     trial_sharpes: list[float] | None = None,
-    out_dir: str = "reports/backtest",
+    out_dir: str = ".mps/reports/backtest",
     strategy_path: str | None = None,
     mlflow_experiment: str | None = None,
     profile: str = "local",

@@ -18,7 +18,7 @@ def backtest(
     model_version: str | None = typer.Option(None, help="model version (also the MLflow link)"),
     adjustment: str = typer.Option("adjusted", help="silver bars: adjusted or raw"),
     strategy: Path | None = typer.Option(None, help="strategy YAML (default: the packaged one)"),
-    out_dir: Path = typer.Option(Path("reports/backtest"), help="report folder (one subfolder per run)"),
+    out_dir: Path = typer.Option(Path(".mps/reports/backtest"), help="report folder (one subfolder per run)"),
     mlflow_experiment: str | None = typer.Option(None, help="log the report to this MLflow experiment"),
     profile: str = typer.Option("local", "--profile", "-p", help="profile in configs/profiles"),
     lake_root: str | None = typer.Option(None, "--lake", help="lake root overriding the profile"),
