@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +49,9 @@ class Candidate:
 
     def save_evidence(self, path: Path) -> Path:
         """Write the evidence the promote flow judges (compressed npz)."""
-        np.savez_compressed(
-            path,
-            X=self.X_test,
-            y=self.y_test,
-            days=self.days_test,
-            **{f"probs.{k}": v.astype(np.float32) for k, v in self.probs.items()},
-        )
+        arrays: dict[str, np.ndarray] = {"X": self.X_test, "y": self.y_test, "days": self.days_test}
+        arrays.update({f"probs.{k}": v.astype(np.float32) for k, v in self.probs.items()})
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         return path
 
 
@@ -80,13 +77,13 @@ def windows(values: np.ndarray, series: np.ndarray, lookback: int) -> tuple[np.n
 
     Returns the windows and the row index each window ends at (its decision row).
     """
-    ends = []
+    found: list[int] = []
     start = 0
     for i in range(1, len(series) + 1):
         if i == len(series) or series[i] != series[start]:
-            ends.extend(range(start + lookback - 1, i))
+            found.extend(range(start + lookback - 1, i))
             start = i
-    ends = np.asarray(ends, dtype=np.int64)
+    ends = np.asarray(found, dtype=np.int64)
     if len(ends) == 0:
         return np.zeros((0, lookback, values.shape[1]), np.float32), ends
     idx = ends[:, None] - np.arange(lookback - 1, -1, -1)[None, :]
@@ -98,7 +95,7 @@ def build_candidate(
     y: np.ndarray,
     days: np.ndarray,
     model,
-    baselines: dict[str, object],
+    baselines: dict[str, Any],
     meta: ModelMetadata,
     out_dir: Path,
     split: Split,
@@ -115,7 +112,7 @@ def build_candidate(
     meta = replace(
         meta,
         calibration_temperatures=tuple(float(t) for t in temps),
-        conformal_qhat_bps=tuple(float(q) for q in conformal.qhat_),
+        conformal_qhat_bps=tuple(float(q) for q in np.asarray(conformal.qhat_)),
     )
     golden = X[te][:4] if te.sum() >= 4 else X[:4]
     path = export_any(model, meta, out_dir, golden, parity=X[te][:2000])

@@ -29,8 +29,8 @@ def make_model(architecture: str, buckets: Buckets, feature_names: Sequence[str]
     if architecture == "transformer":
         from training.models.transformer import PriceTransformer, TransformerConfig
 
-        cfg = TransformerConfig(max_epochs=2, d_model=16, n_layers=1, batch_size=256) if fast else TransformerConfig()
-        return PriceTransformer(buckets, cfg)
+        tcfg = TransformerConfig(max_epochs=2, d_model=16, n_layers=1, batch_size=256) if fast else TransformerConfig()
+        return PriceTransformer(buckets, tcfg)
     if architecture == "lightgbm":
         from training.models.lightgbm_buckets import LightGBMBuckets, LightGBMConfig
 

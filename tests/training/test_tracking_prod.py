@@ -71,7 +71,7 @@ def mlflow_server(s3, tmp_path, mlflow_template):
     log = open(tmp_path / "mlflow-server.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # the server imports all of MLflow: minutes on a loaded machine
     while True:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2).close()
