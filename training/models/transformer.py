@@ -48,6 +48,7 @@ class TransformerConfig:
     val_fraction: float = 0.15  # of the training windows (the latest) when no validation set is given
     val_gap: int = 32  # windows dropped between the two (their labels overlap the validation period)
     checkpoint_dir: str | None = None  # None: a temporary directory
+    num_threads: int | None = None  # torch intra-op threads while fitting (None: leave torch's setting)
     seed: int = 0
 
 
@@ -175,6 +176,9 @@ class PriceTransformer:
             batch_size=4096,
         )
         lit = _lightning_module(net, self.cfg, self.cfg.max_epochs * len(train_dl))
+        threads = torch.get_num_threads()
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
         gpu = torch.cuda.is_available()
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = ModelCheckpoint(dirpath=self.cfg.checkpoint_dir or tmp, monitor="val_nll", save_top_k=1)
@@ -193,7 +197,10 @@ class PriceTransformer:
                 deterministic=not gpu,
                 default_root_dir=self.cfg.checkpoint_dir or tmp,
             )
-            trainer.fit(lit, train_dl, val_dl)
+            try:
+                trainer.fit(lit, train_dl, val_dl)
+            finally:
+                torch.set_num_threads(threads)
             best = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
             lit.load_state_dict(best)
             self.best_val_nll_ = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
