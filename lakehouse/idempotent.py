@@ -132,7 +132,7 @@ def _attempt(
 ) -> NewRows:
     dt = lake.delta(spec)
     if dt is None:  # first write creates the table; a second creator fails and retries as an append
-        table = lake.conform(spec, batch)
+        table = lake.conform(spec, batch.select(spec.column_names))
         # No commit retries: a retry would turn a lost creation race into a blind append.
         props = _props(metadata or {}, table.num_rows, 0, 0, retries=0)
         try:
@@ -155,7 +155,7 @@ def _attempt(
     stored = _stored_matches(lake, spec, batch, columns)
     fresh, dups, own, corrections = classify(spec, batch, stored, batch_id)
     if fresh.height:
-        table = lake.conform(spec, fresh)
+        table = lake.conform(spec, fresh.select(spec.column_names))
         write_deltalake(
             dt,
             table,
