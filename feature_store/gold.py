@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from feature_store.registry import get
-from lakehouse.predicates import between, where
+from lakehouse.predicates import Predicate, between, where
 from lakehouse.schema import TS, TableSpec, col
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import register
@@ -97,7 +97,7 @@ GOLD_LABEL_SETS = register(
 )
 
 
-def _window(rows: pl.DataFrame, **eq) -> object:
+def _window(rows: pl.DataFrame, **eq) -> Predicate:
     lo, hi = ts_value(rows["ts"].min()), ts_value(rows["ts"].max())
     return where(symbol_id=rows["symbol_id"].unique().sort().to_list(), **eq) & between("ts", lo, hi)
 

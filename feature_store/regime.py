@@ -161,7 +161,7 @@ def hmm_filter(x: np.ndarray, cfg: RegimeConfig = CFG) -> np.ndarray:
                 alpha = params[0].copy()
                 for s in idx[idx < t]:
                     alpha = _step(alpha, params, x[s])
-        if params is None:
+        if params is None or alpha is None:
             continue
         alpha = _step(alpha, params, x[t])
         out[t] = alpha

@@ -64,7 +64,7 @@ class FeatureDef:
 
     name: str
     version: int = 1
-    params: tuple = ()
+    params: tuple | dict = ()  # stored as a sorted tuple of (key, value) pairs
     input_table: str = "silver.bars"
     input_columns: tuple[str, ...] = ("close",)
     window: int = 1
