@@ -33,6 +33,7 @@ def _forecasts(n=300, seed=0):
 def test_crps_equals_properscoring_weighted_ensemble():
     p, y, rng = _forecasts()
     r = BUCKETS.mids_bps[y] + rng.uniform(-0.5, 0.5, size=len(y)) * 3  # not on the grid
+    r[:6] = [-40.0, 40.0, -10.0, 10.0, 0.0, 3.0]  # beyond both ends, on the end mids, on interior mids
     ens = np.broadcast_to(BUCKETS.mids_bps, p.shape)
     np.testing.assert_allclose(crps_per_sample(p, r, BUCKETS.mids_bps), ps.crps_ensemble(r, ens, weights=p), rtol=1e-9)
 

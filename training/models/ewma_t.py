@@ -27,6 +27,7 @@ class EwmaTConfig:
     ret_feature: int = 0  # index of the one-step log return in the feature vector
     ret_unit_bps: float = 1e4  # multiply the feature by this to get bps (1e4 for a plain log return)
     halflife: float = 20.0  # steps
+    max_fit_samples: int = 20_000  # (c_h, nu_h) are fitted on an evenly spaced subsample of this size
 
 
 def ewma_variance(r: np.ndarray, halflife: float, var0: float) -> np.ndarray:
@@ -66,6 +67,8 @@ class EwmaT:
         X, y = check_xy(X, y, self.buckets.k)
         r = X[:, :, self.cfg.ret_feature].astype(np.float64) * self.cfg.ret_unit_bps
         self.var0_ = float(np.mean(r**2)) or 1.0
+        step = max(1, len(X) // self.cfg.max_fit_samples)
+        X, y = X[::step], y[::step]
         sigma = self._sigma(X)
         scales, nus = [], []
         for h in range(y.shape[1]):
