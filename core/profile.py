@@ -87,8 +87,12 @@ def available_profiles(directory: Path | str | None = None) -> list[str]:
 
 
 def load_profile(name: str = "local", directory: Path | str | None = None, base: Path | None = None) -> Profile:
-    """Load the named profile and resolve its relative paths against ``base`` (default: the cwd)."""
-    path = profiles_dir(directory) / f"{name}.yaml"
+    """Load a profile and resolve its relative paths against ``base`` (default: the cwd).
+
+    ``name`` is a profile of the config directory (``local``, ``prod``) or the path of a profile file
+    of the user's own (``*.yaml``), so flows can be pointed at any lake and services by one string.
+    """
+    path = Path(name) if name.endswith((".yaml", ".yml")) else profiles_dir(directory) / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(available_profiles(directory))
         raise ConfigError(f"unknown profile {name!r} (looked for {path}); available: {known}")

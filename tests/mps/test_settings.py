@@ -55,3 +55,17 @@ def test_strategy_errors_name_the_key(tmp_path, edit, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_strategy(path)
+
+
+def test_a_profile_file_of_ones_own_is_loaded_by_path(tmp_path):
+    from core.profile import load_profile
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\nlake: {root: lake}\nmlflow: {tracking_uri: 'sqlite:///m.db', artifact_root: art}\nstate_dir: st\n"
+    )
+    prof = load_profile(str(path), base=tmp_path)
+    assert prof.lake.root == str(tmp_path / "lake") and prof.state_dir == str(tmp_path / "st")
+    assert prof.mlflow.tracking_uri == f"sqlite:///{tmp_path / 'm.db'}"
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_profile(str(tmp_path / "missing.yaml"))
