@@ -11,7 +11,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -62,37 +62,54 @@ def create_app(services: Services, tracer_provider=None) -> FastAPI:
         """Prometheus metrics (no token: scrape from inside the network)."""
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        t0 = time.perf_counter()
-        name = f"{request.method} {request.url.path}"
-        with services.tracer.start_as_current_span(name, attributes={"http.method": request.method}) as span:
-            response = await call_next(request)
-            span.set_attribute("http.status_code", response.status_code)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        app.state.metrics.requests.labels(route=path, status=str(response.status_code)).inc()
-        client = getattr(request.state, "client", None)
-        log.info(
-            "%s %s %d",
-            request.method,
-            path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "path": path,
-                "status": response.status_code,
-                "client": client.id if client else None,
-                "ms": round((time.perf_counter() - t0) * 1e3, 3),
-                "request_id": request_id,
-            },
-        )
-        response.headers["x-request-id"] = request_id
-        return response
-
+    app.add_middleware(Observe, services=services)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+class Observe:
+    """ASGI middleware: a span, a metric and one JSON log line per request (pure ASGI: no body copies)."""
+
+    def __init__(self, app, services: Services) -> None:
+        self.app, self.services = app, services
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        headers = dict(scope.get("headers") or ())
+        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex[:16]
+        status = 500
+
+        async def send_wrapped(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        method = scope["method"]
+        with self.services.tracer.start_as_current_span(f"{method} {scope['path']}") as span:
+            try:
+                await self.app(scope, receive, send_wrapped)
+            finally:
+                span.set_attribute("http.status_code", status)
+                route = getattr(scope.get("route"), "path", "unmatched")
+                scope["app"].state.metrics.requests.labels(route=route, status=str(status)).inc()
+                client = (
+                    getattr(scope.get("state", {}).get("client"), "id", None)
+                    if isinstance(scope.get("state"), dict)
+                    else None
+                )
+                extra = {
+                    "method": method,
+                    "path": route,
+                    "status": status,
+                    "client": client,
+                    "ms": round((time.perf_counter() - t0) * 1e3, 3),
+                    "request_id": request_id,
+                }
+                log.info("%s %s %d", method, route, status, extra=extra)
 
 
 def app_from_profile(profile: str = "local") -> FastAPI:
@@ -103,8 +120,13 @@ def app_from_profile(profile: str = "local") -> FastAPI:
     from mps.catalog import all_tables
 
     all_tables()
+    import os
+
     prof = load_profile(profile)
-    return create_app(Services(settings_from_env(prof), Lake.from_profile(prof)))
+    lake = Lake.from_profile(prof)
+    if os.environ.get("MPS_LAKE_ROOT"):  # benchmarks and tests point one API at a scratch lake
+        lake = Lake(os.environ["MPS_LAKE_ROOT"], lake.storage_options)
+    return create_app(Services(settings_from_env(prof), lake))
 
 
 def app_factory() -> FastAPI:

@@ -61,24 +61,39 @@ async def champion_onnx(services, model_name: str) -> str:
     return uri.removeprefix("file://")
 
 
-def _feature_rows(lake, meta, symbol_id: str, asof: datetime) -> pl.DataFrame:
+_CACHE_S = 1.0  # gold rows of a symbol are re-read at most once a second (point in time: old rows do not change)
+
+
+def _feature_rows(services, meta, symbol_id: str, asof: datetime) -> pl.DataFrame:
     """The last L rows of the model's feature set known at ``asof``, oldest first."""
+    import time
+
+    cut = ts_value(asof)
+    key = (meta.feature_set, meta.tf, symbol_id)
+    hit = services.feature_cache.get(key)
+    if hit is None or time.monotonic() - hit[0] > _CACHE_S:
+        hit = (time.monotonic(), _read_symbol(services.lake, meta, symbol_id))
+        services.feature_cache[key] = hit
+    df = hit[1]
+    known = df.filter((pl.col("known_at") <= cut) & (pl.col("ts") <= cut))
+    return known.tail(meta.lookback)
+
+
+def _read_symbol(lake, meta, symbol_id: str) -> pl.DataFrame:
+    """Every row of ``symbol_id`` in the gold table holding the model's feature set, by ts (int64 ns)."""
     from mps.catalog import all_tables
 
     all_tables()
     names = set(meta.feature_names)
     for spec in TABLES.values():
         if spec.layer == "gold" and "feature_set" in spec.column_names and names <= set(spec.column_names):
-            cut = ts_value(asof)
             expr = (
                 (pc.field("symbol_id") == symbol_id)
                 & (pc.field("feature_set") == meta.feature_set)
                 & (pc.field("tf") == meta.tf)
-                & (pc.field("known_at") <= cut)
-                & (pc.field("ts") <= cut)
             )
             df = lake.read(spec, columns=["ts", "known_at", *meta.feature_names], filter=expr)
-            return df.sort("ts").tail(meta.lookback)
+            return df.with_columns(pl.col("ts", "known_at").dt.epoch("ns")).sort("ts")
     raise ApiError(404, "no_features", f"no gold table holds feature set {meta.feature_set!r}")
 
 
@@ -91,7 +106,7 @@ def score_asof(services, onnx_path: str, symbol_id: str, asof: datetime) -> dict
         raise ApiError(404, "model_missing", f"model file {onnx_path} not found")
     shared: ReferenceScorer = services.scorer(onnx_path)
     meta = shared.meta
-    rows = _feature_rows(services.lake, meta, symbol_id, asof)
+    rows = _feature_rows(services, meta, symbol_id, asof)
     if rows.height == 0:
         raise ApiError(404, "no_data", f"no {meta.feature_set} rows for {symbol_id} known at {asof.isoformat()}")
     scorer = ReferenceScorer.__new__(ReferenceScorer)  # share the session, fresh rings per request
@@ -100,8 +115,8 @@ def score_asof(services, onnx_path: str, symbol_id: str, asof: datetime) -> dict
         FeatureUpdate(
             symbol_id,
             meta.tf,
-            ts_value(r["ts"]),
-            ts_value(r["known_at"]),
+            r["ts"],
+            r["known_at"],
             meta.feature_set,
             tuple(float(r[n]) for n in meta.feature_names),
             i,

@@ -33,6 +33,7 @@ class Services:
     _nats: object | None = field(default=None, repr=False)
     _nats_lock: asyncio.Lock | None = field(default=None, repr=False)
     _scorers: dict = field(default_factory=dict, repr=False)
+    feature_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.events is None:
