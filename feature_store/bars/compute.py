@@ -55,8 +55,12 @@ def _n(f: FeatureDef) -> int:
     return int(f.param["n"])
 
 
+def _lc() -> pl.Expr:
+    return pl.col("_lc")  # log(close), computed once per frame in ``columns``
+
+
 def _r1() -> pl.Expr:
-    return _c.log().diff()
+    return pl.col("_r1")  # 1-bar log return (crosses symbols at a series start: masked by the warm-up)
 
 
 def _seeded(x: np.ndarray, layout: Layout, n: int, first: int, alpha: float) -> np.ndarray:
@@ -106,7 +110,7 @@ def _ewma_vol(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
 
 
 def _ret(f: FeatureDef) -> tuple[pl.Expr, int]:
-    return _c.log() - _c.log().shift(_n(f)), _n(f)
+    return _lc() - _lc().shift(_n(f)), _n(f)
 
 
 def _donchian_pos(f: FeatureDef) -> tuple[pl.Expr, int]:
@@ -185,7 +189,8 @@ def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None =
         else:
             out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], frame, layout)).fill_nan(None)
     if exprs:
-        computed = frame.with_columns(pl.Series("_i", index)).select(exprs)
+        base = frame.with_columns(pl.Series("_i", index), pl.col("close").log().alias("_lc"))
+        computed = base.with_columns(pl.col("_lc").diff().alias("_r1")).select(exprs)
         out.update({c: computed[c] for c in computed.columns})
     return [out[n].cast(pl.Float32 if fs[n].dtype == "float32" else pl.Float64) for n in names]
 
