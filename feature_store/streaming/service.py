@@ -151,7 +151,7 @@ class StreamingFeaturizer:
             self._apply(msg.subject, msg.data)
             if f.out:
                 await self._publish()
-            if self.latencies_ns is not None:
+            if self.latencies_ns is not None and self.cpu_ns is not None:
                 self.latencies_ns.append(clock() - t0)
                 self.cpu_ns.append(cpu() - c0)
             last_seen[0] = time.monotonic()
@@ -171,8 +171,11 @@ class StreamingFeaturizer:
             if until_events is not None and self.counts["events"] >= until_events:
                 drained = True
                 break
-            patience = idle_exit_s if self.counts["events"] else max(idle_exit_s or 0.0, FIRST_MESSAGE_WAIT_S)
-            idle = time.monotonic() - last_seen[0] >= (patience if idle_exit_s is not None else math.inf)
+            if idle_exit_s is None:
+                patience = math.inf
+            else:
+                patience = idle_exit_s if self.counts["events"] else max(idle_exit_s, FIRST_MESSAGE_WAIT_S)
+            idle = time.monotonic() - last_seen[0] >= patience
             if idle and not sub.pending_msgs:  # nothing arrived lately and nothing waits in the client's queue
                 drained = True
                 break

@@ -21,6 +21,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import cast
 
 from core.timetypes import NS_PER_S
 from feature_store.registry import FeatureSet
@@ -73,10 +74,14 @@ class SymbolState:
         self.symbol, (self.open, self.close) = symbol, session
         self.started, self.next_sec, self.idx, self.acc_sec, self.queued = False, 0, 0, -1, False
         self.acc = [0.0] * N_AGGS
-        self.price = self.prev_price = None
+        self.price: float | None = None
+        self.prev_price: float | None = None
         self.tick = 0.0
-        self.bid = self.bid_size = self.ask = self.ask_size = None
-        self.prev_log_mid = None
+        self.bid: float | None = None
+        self.bid_size: float | None = None
+        self.ask: float | None = None
+        self.ask_size: float | None = None
+        self.prev_log_mid: float | None = None
         self.lp = [0.0] * plan.lp_len
         self.rings = [[0.0] * plan.ring_len for _ in plan.ring_aggs]
         self.S = [0.0] * len(plan.sums)  # compensated window sums: value = S + C
@@ -241,8 +246,10 @@ class TickFeaturizer:
         plan, i = self.plan, st.idx
         xs = st.acc if st.acc_sec == sec else [0.0] * N_AGGS
         bid, ask = st.bid, st.ask
-        valid = bid is not None and ask is not None and bid <= ask
-        mid = (bid + ask) / 2 if valid else 0.0
+        if bid is not None and ask is not None and bid <= ask:
+            valid, mid = True, (bid + ask) / 2
+        else:
+            valid, mid = False, 0.0
         log_mid = math.log(mid) if valid else None
         prev = st.prev_log_mid
         r = log_mid - prev if (i > 0 and log_mid is not None and prev is not None) else 0.0
@@ -266,7 +273,7 @@ class TickFeaturizer:
         pos = i % n
         for ri, a in enumerate(plan.ring_aggs):
             rings[ri][pos] = xs[a]
-        lp_now = st.lp[i % plan.lp_len] = math.log(st.price)
+        lp_now = st.lp[i % plan.lp_len] = math.log(cast(float, st.price))  # set by the trade that started the rows
         values = [f(V, st, i, sec, lp_now, valid, mid) for f in plan.formulas]
         st.idx += 1
         self.counts["rows"] += 1

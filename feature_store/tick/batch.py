@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import cast
 
 import polars as pl
+from polars._typing import SchemaDict
 
 from core.timetypes import NS_PER_S
 from feature_store.registry import FeatureSet
@@ -160,12 +162,12 @@ def tick_features(
     trades = one_source(trades, "trades")
     quotes = one_source(quotes, "quotes") if quotes is not None and quotes.height else None
     names = feature_set.names
-    schema = {"symbol_id": pl.String, "tf": pl.String, "ts": TS, "known_at": TS, "feature_set": pl.String}
+    schema: SchemaDict = {"symbol_id": pl.String, "tf": pl.String, "ts": TS, "known_at": TS, "feature_set": pl.String}
     if trades.height == 0:
         return pl.DataFrame(schema={**schema, **dict.fromkeys(names, pl.Float64)})
     every = [trades.select("ts")] + ([quotes.select("ts")] if quotes is not None else [])
     span = pl.concat(every).select(pl.col("ts").cast(TS))["ts"]
-    lo, hi = (datetime.fromtimestamp(v.timestamp(), UTC) for v in (span.min(), span.max()))
+    lo, hi = (datetime.fromtimestamp(cast(datetime, v).timestamp(), UTC) for v in (span.min(), span.max()))
     if until_ns is None:
         until_ns = int(pl.select(second_expr(pl.lit(span.max()))).item())
     symbols = sorted(set(trades["symbol_id"]) | (set(quotes["symbol_id"]) if quotes is not None else set()))
