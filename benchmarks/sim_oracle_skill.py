@@ -13,11 +13,17 @@ last trade, signed flow, trade count, last trade sign, the last trade's premium 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] != str(ROOT):  # benchmarks/training.py must not shadow the training package
+    sys.path.insert(0, str(ROOT))
 
 warnings.filterwarnings("ignore")
 HORIZONS = (1, 5, 10, 30, 60, 120, 300, 600)

@@ -211,3 +211,31 @@ def judge(
         latency_p99_ms=latency,
         sharpe=sharpe,
     )
+
+
+def canary_after_promotion(
+    tracker: Tracker,
+    model_name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg,
+    *,
+    models_dir: Path,
+    publish: Publish,
+    promoted_at_ns: int,
+) -> CanaryResult:
+    """Score the current champion and the one before it on live windows ``X`` with realised ``y``;
+    roll back automatically when ``canary_check`` says so. ``cfg`` is ``Promotion.canary``."""
+    from training.onnx_export import run_onnx
+
+    history = tracker.history(model_name)
+    if len(history) < 2:
+        raise PromotionError(f"{model_name}: no previous champion to compare the canary with")
+    current, previous = history[-1], history[-2]
+    new = run_onnx(tracker.materialise(model_name, current, models_dir), X)
+    old_path = tracker.materialise(model_name, previous, models_dir)
+    result = canary_check(run_onnx(old_path, X), new, y, np.asarray(read_metadata(old_path).bucket_edges_bps), cfg)
+    tracker.tag_version(model_name, current, {"canary": json.dumps(result.__dict__, default=float)[:5000]})
+    if result.rollback:
+        rollback(tracker, model_name, models_dir=models_dir, publish=publish, promoted_at_ns=promoted_at_ns)
+    return result

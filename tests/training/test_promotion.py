@@ -18,8 +18,15 @@ import vol_models as vm
 from core.resources import contracts_dir
 from core.strategy import Promotion
 from feature_store.messages import models_bucket
-from training.gates import SharpeEvidence, evaluate_gates
-from training.promotion import PromotionError, apply_decision, canary_check, nats_publisher, rollback
+from training.gates import PASS, Decision, GateResult, SharpeEvidence, evaluate_gates
+from training.promotion import (
+    PromotionError,
+    apply_decision,
+    canary_after_promotion,
+    canary_check,
+    nats_publisher,
+    rollback,
+)
 from training.tracking import CHALLENGER, CHAMPION
 
 NAME = "volm"
@@ -143,3 +150,16 @@ def test_canary_rolls_back_a_worse_challenger(evidence):
     assert canary_check(truth, wide, y, vm.EDGES, cfg).rollback
     assert not canary_check(wide, truth, y, vm.EDGES, cfg).rollback
     assert not canary_check(truth[:10], wide[:10], y[:10], vm.EDGES, cfg).rollback  # too few windows to decide
+
+
+def test_canary_on_live_windows_rolls_a_bad_champion_back(tracker, tmp_path):
+    published = []
+    forced = Decision((GateResult("forced", PASS, None, None, "test"),), 0.0)
+    kw = {"models_dir": tmp_path / "models", "publish": published.append}
+    good, bad = register(tracker, tmp_path, scale=1.0), register(tracker, tmp_path, scale=2.5)
+    apply_decision(tracker, NAME, good, forced, promoted_at_ns=1, **kw)
+    apply_decision(tracker, NAME, bad, forced, promoted_at_ns=2, **kw)  # e.g. promoted on stale evidence
+    X, y, _ = vm.world(800, seed=21)
+    result = canary_after_promotion(tracker, NAME, X, y, Promotion().canary, promoted_at_ns=3, **kw)
+    assert result.rollback and result.log_score_challenger > result.log_score_champion
+    assert tracker.alias(NAME, CHAMPION) == good and published[-1]["model_version"] == good
