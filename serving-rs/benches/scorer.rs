@@ -19,7 +19,9 @@ fn repo() -> PathBuf {
 }
 
 fn model() -> Model {
-    let lib = std::env::var("ORT_DYLIB_PATH").map(PathBuf::from).ok()
+    let lib = std::env::var("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .ok()
         .or_else(|| mps_scorer::find_ort_in_venv(&repo().join(".venv")))
         .expect("libonnxruntime not found (ORT_DYLIB_PATH or .venv)");
     init_runtime(&lib).expect("load onnx runtime");
@@ -111,7 +113,10 @@ fn bench_engine(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(30)
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
 }
 
 criterion_group! { name = benches; config = config(); targets = bench_model, bench_ring, bench_signal, bench_engine }

@@ -59,8 +59,8 @@ fn percent_decode(s: &str) -> Option<String> {
 impl ChampionPointer {
     /// Parse a KV value; the pointer must name an absolute local file.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let p: ChampionPointer =
-            serde_json::from_slice(bytes).map_err(|source| ScorerError::Json { what: "champion pointer".into(), source })?;
+        let p: ChampionPointer = serde_json::from_slice(bytes)
+            .map_err(|source| ScorerError::Json { what: "champion pointer".into(), source })?;
         p.path()?;
         Ok(p)
     }
@@ -69,8 +69,11 @@ impl ChampionPointer {
     pub fn path(&self) -> Result<PathBuf> {
         let uri = &self.onnx_uri;
         let raw = match uri.strip_prefix("file://") {
-            Some(rest) => percent_decode(rest).ok_or_else(|| ScorerError::Contract(format!("onnx_uri {uri:?}: bad percent-encoding")))?,
-            None if uri.contains("://") => return Err(ScorerError::Contract(format!("onnx_uri {uri:?}: only file:// URIs are served"))),
+            Some(rest) => percent_decode(rest)
+                .ok_or_else(|| ScorerError::Contract(format!("onnx_uri {uri:?}: bad percent-encoding")))?,
+            None if uri.contains("://") => {
+                return Err(ScorerError::Contract(format!("onnx_uri {uri:?}: only file:// URIs are served")))
+            }
             None => uri.clone(),
         };
         let path = PathBuf::from(raw);
@@ -84,13 +87,21 @@ impl ChampionPointer {
 /// Load the model a pointer names and check it is what the pointer says it is.
 pub async fn load_pointer(pointer: &ChampionPointer, policy: &LoadPolicy) -> Result<Model> {
     if pointer.model_name != policy.model_name {
-        return Err(ScorerError::Contract(format!("pointer names model {:?}, this scorer serves {:?}", pointer.model_name, policy.model_name)));
+        return Err(ScorerError::Contract(format!(
+            "pointer names model {:?}, this scorer serves {:?}",
+            pointer.model_name, policy.model_name
+        )));
     }
     let path = pointer.path()?;
     let (sha, opts, max) = (pointer.sha256.clone(), policy.runtime, policy.max_bytes);
     let task = tokio::task::spawn_blocking(move || Model::load_bounded(&path, Some(&sha), &opts, max));
     let model = match tokio::time::timeout(policy.timeout, task).await {
-        Err(_) => return Err(ScorerError::Contract(format!("loading {} took longer than {:?}; abandoned", pointer.onnx_uri, policy.timeout))),
+        Err(_) => {
+            return Err(ScorerError::Contract(format!(
+                "loading {} took longer than {:?}; abandoned",
+                pointer.onnx_uri, policy.timeout
+            )))
+        }
         Ok(Err(e)) => return Err(ScorerError::Contract(format!("model loader task: {e}"))),
         Ok(Ok(loaded)) => loaded?,
     };
@@ -106,8 +117,15 @@ pub async fn load_pointer(pointer: &ChampionPointer, policy: &LoadPolicy) -> Res
 /// Load a model from a path given on the command line (bounded and timed like a pointer).
 pub async fn load_path(path: &Path, policy: &LoadPolicy) -> Result<Model> {
     let (path, opts, max) = (path.to_path_buf(), policy.runtime, policy.max_bytes);
-    match tokio::time::timeout(policy.timeout, tokio::task::spawn_blocking(move || Model::load_bounded(&path, None, &opts, max))).await {
-        Err(_) => Err(ScorerError::Contract(format!("loading the bootstrap model took longer than {:?}", policy.timeout))),
+    match tokio::time::timeout(
+        policy.timeout,
+        tokio::task::spawn_blocking(move || Model::load_bounded(&path, None, &opts, max)),
+    )
+    .await
+    {
+        Err(_) => {
+            Err(ScorerError::Contract(format!("loading the bootstrap model took longer than {:?}", policy.timeout)))
+        }
         Ok(Err(e)) => Err(ScorerError::Contract(format!("model loader task: {e}"))),
         Ok(Ok(loaded)) => loaded,
     }
@@ -132,7 +150,9 @@ pub fn persist(dir: &Path, model_path: &Path, golden_file: &str, pointer: &Champ
     };
     let target = dir.join("models").join(&pointer.model_name).join(&pointer.model_version);
     std::fs::create_dir_all(&target).map_err(io(&target))?;
-    let file_name = model_path.file_name().ok_or_else(|| ScorerError::Contract(format!("{} has no file name", model_path.display())))?;
+    let file_name = model_path
+        .file_name()
+        .ok_or_else(|| ScorerError::Contract(format!("{} has no file name", model_path.display())))?;
     let model_copy = target.join(file_name);
     if model_copy != model_path {
         std::fs::copy(model_path, &model_copy).map_err(io(&model_copy))?;
@@ -142,7 +162,8 @@ pub fn persist(dir: &Path, model_path: &Path, golden_file: &str, pointer: &Champ
     let kept = ChampionPointer { onnx_uri: model_copy.display().to_string(), ..pointer.clone() };
     let final_path = persisted_pointer_path(dir, &pointer.model_name);
     let tmp = final_path.with_extension("json.tmp");
-    let text = serde_json::to_vec(&kept).map_err(|source| ScorerError::Json { what: "champion pointer".into(), source })?;
+    let text =
+        serde_json::to_vec(&kept).map_err(|source| ScorerError::Json { what: "champion pointer".into(), source })?;
     std::fs::write(&tmp, text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
     Ok(())
@@ -167,7 +188,14 @@ pub fn persist_in_background(policy: &LoadPolicy, model: &Model) {
 }
 
 /// Watch the champion key; load and verify each new pointer and send the model to the loop.
-pub async fn watch(store: kv::Store, key: String, serving_sha: String, policy: LoadPolicy, metrics: Arc<Metrics>, tx: mpsc::Sender<Model>) {
+pub async fn watch(
+    store: kv::Store,
+    key: String,
+    serving_sha: String,
+    policy: LoadPolicy,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Model>,
+) {
     let mut last_sha = serving_sha;
     let mut watch = match store.watch_with_history(&key).await {
         Ok(w) => w,
@@ -212,7 +240,13 @@ mod tests {
     use super::*;
 
     fn pointer(uri: &str) -> ChampionPointer {
-        ChampionPointer { model_name: "m".into(), model_version: "1".into(), onnx_uri: uri.into(), sha256: "0".repeat(64), promoted_at: None }
+        ChampionPointer {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            onnx_uri: uri.into(),
+            sha256: "0".repeat(64),
+            promoted_at: None,
+        }
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl SizingConfig {
     /// Check a JSON value against contracts/sizing.schema.json (embedded at build time, the rules
     /// `backtest/sizing.py` applies through `feature_store/schema_check.py`), then parse it.
     pub fn from_json(value: serde_json::Value, source: &str) -> Result<Self> {
-        let schema: serde_json::Value = serde_json::from_str(SCHEMA).map_err(|e| ScorerError::Config { path: "sizing.schema.json".into(), message: e.to_string() })?;
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA)
+            .map_err(|e| ScorerError::Config { path: "sizing.schema.json".into(), message: e.to_string() })?;
         let problems = schema::errors(&value, &schema);
         if !problems.is_empty() {
             return Err(ScorerError::Config { path: source.into(), message: problems.join("; ") });
@@ -50,7 +51,8 @@ impl SizingConfig {
 
     /// The sizing config embedded at build time.
     pub fn embedded() -> Result<Self> {
-        let value = serde_json::from_str(DEFAULT).map_err(|e| ScorerError::Config { path: "contracts/sizing.json".into(), message: e.to_string() })?;
+        let value = serde_json::from_str(DEFAULT)
+            .map_err(|e| ScorerError::Config { path: "contracts/sizing.json".into(), message: e.to_string() })?;
         Self::from_json(value, "contracts/sizing.json (embedded)")
     }
 

@@ -44,9 +44,18 @@ pub const MAX_SEQ: i64 = (1 << 53) - 1;
 
 impl Reject {
     pub const ALL: [Reject; 12] = [
-        Reject::MalformedJson, Reject::NonFinite, Reject::SubjectMismatch, Reject::WrongFeatureSet,
-        Reject::WrongLength, Reject::Duplicate, Reject::Late, Reject::WrongTf, Reject::NegativeSeq,
-        Reject::KnownBeforeTs, Reject::FutureTs, Reject::SeqJump,
+        Reject::MalformedJson,
+        Reject::NonFinite,
+        Reject::SubjectMismatch,
+        Reject::WrongFeatureSet,
+        Reject::WrongLength,
+        Reject::Duplicate,
+        Reject::Late,
+        Reject::WrongTf,
+        Reject::NegativeSeq,
+        Reject::KnownBeforeTs,
+        Reject::FutureTs,
+        Reject::SeqJump,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,7 +96,13 @@ pub fn decode(payload: &[u8]) -> Result<FeatureUpdate<'_>, Reject> {
 }
 
 /// Check what can be checked without per-symbol state (the model's feature set, width and tf).
-pub fn validate(u: &FeatureUpdate, subject: &str, feature_set: &str, tf: &str, n_features: usize) -> Result<(), Reject> {
+pub fn validate(
+    u: &FeatureUpdate,
+    subject: &str,
+    feature_set: &str,
+    tf: &str,
+    n_features: usize,
+) -> Result<(), Reject> {
     if u.feature_set != feature_set {
         return Err(Reject::WrongFeatureSet);
     }
@@ -133,7 +148,9 @@ mod tests {
     }
 
     fn msg(values: &str, fs: &str) -> String {
-        format!(r#"{{"symbol_id":"AAPL:US","tf":"1s","ts":1,"known_at":2,"feature_set":"{fs}","values":{values},"seq":3}}"#)
+        format!(
+            r#"{{"symbol_id":"AAPL:US","tf":"1s","ts":1,"known_at":2,"feature_set":"{fs}","values":{values},"seq":3}}"#
+        )
     }
 
     #[test]
@@ -162,10 +179,19 @@ mod tests {
         assert_eq!(validate(&u, &subject("MSFT:US"), "tick_v1", "1s", 2), Err(Reject::SubjectMismatch));
         assert_eq!(validate(&u, &subject("AAPL:US"), "tick_v1", "1m", 2), Err(Reject::WrongTf));
         let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""known_at":2"#, r#""known_at":0"#);
-        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::KnownBeforeTs));
+        assert_eq!(
+            validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2),
+            Err(Reject::KnownBeforeTs)
+        );
         let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""seq":3"#, r#""seq":-1"#);
-        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::NegativeSeq));
+        assert_eq!(
+            validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2),
+            Err(Reject::NegativeSeq)
+        );
         let m = msg("[1.0, 2.0]", "tick_v1").replace(r#""seq":3"#, r#""seq":9223372036854775000"#);
-        assert_eq!(validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2), Err(Reject::SeqJump));
+        assert_eq!(
+            validate(&decode(m.as_bytes()).unwrap(), &subject("AAPL:US"), "tick_v1", "1s", 2),
+            Err(Reject::SeqJump)
+        );
     }
 }

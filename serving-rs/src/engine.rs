@@ -29,7 +29,10 @@ impl Binding {
     /// Check that `cfg` fits `meta` (horizon and named features exist).
     pub fn new(meta: &ModelMeta, cfg: &SizingConfig) -> Result<Self> {
         let horizon_index = meta.horizons.iter().position(|&h| h == cfg.horizon).ok_or_else(|| {
-            ScorerError::Contract(format!("sizing horizon {} not among model {} horizons {:?}", cfg.horizon, meta.model_name, meta.horizons))
+            ScorerError::Contract(format!(
+                "sizing horizon {} not among model {} horizons {:?}",
+                cfg.horizon, meta.model_name, meta.horizons
+            ))
         })?;
         let feature = |name: &Option<String>| -> Result<Option<usize>> {
             match name {
@@ -49,8 +52,12 @@ impl Binding {
 
     pub fn inputs<'a>(&'a self, meta: &'a ModelMeta, cfg: &'a SizingConfig) -> SignalInputs<'a> {
         SignalInputs {
-            meta, buckets: &self.buckets, cfg, horizon_index: self.horizon_index,
-            realized_vol_index: self.realized_vol_index, adv_index: self.adv_index,
+            meta,
+            buckets: &self.buckets,
+            cfg,
+            horizon_index: self.horizon_index,
+            realized_vol_index: self.realized_vol_index,
+            adv_index: self.adv_index,
         }
     }
 }
@@ -130,10 +137,21 @@ impl Scorer {
         let input = vec![0.0; max_batch * model.meta.lookback * model.meta.n_features()];
         let risk = RiskState { nav: sizing.nav, intraday_drawdown: 0.0, kill: false };
         Ok(Scorer {
-            model, sizing, binding, series: Vec::new(), index: HashMap::new(), batch: Vec::with_capacity(max_batch),
-            max_batch, input, risk, scratch: Scratch::default(), invalid_outputs: 0,
+            model,
+            sizing,
+            binding,
+            series: Vec::new(),
+            index: HashMap::new(),
+            batch: Vec::with_capacity(max_batch),
+            max_batch,
+            input,
+            risk,
+            scratch: Scratch::default(),
+            invalid_outputs: 0,
             limits: Limits { max_series: Limits::default().max_series.max(max_batch), ..Limits::default() },
-            now_ns: None, clock: 0, evictions: 0,
+            now_ns: None,
+            clock: 0,
+            evictions: 0,
         })
     }
 
@@ -178,9 +196,15 @@ impl Scorer {
     fn new_slot(&mut self, key: &str, symbol_id: &str, tf: &str) -> usize {
         let meta = &self.model.meta;
         let fresh = Series {
-            key: key.to_owned(), symbol_id: symbol_id.to_owned(), tf: tf.to_owned(),
-            ring: Ring::new(meta.lookback, meta.n_features()), last_seq: i64::MIN, last_ts: i64::MIN, in_batch: false,
-            touched: 0, sent: VecDeque::new(),
+            key: key.to_owned(),
+            symbol_id: symbol_id.to_owned(),
+            tf: tf.to_owned(),
+            ring: Ring::new(meta.lookback, meta.n_features()),
+            last_seq: i64::MIN,
+            last_ts: i64::MIN,
+            in_batch: false,
+            touched: 0,
+            sent: VecDeque::new(),
         };
         let slot = if self.series.len() < self.limits.max_series {
             self.series.push(fresh);
@@ -235,7 +259,12 @@ impl Scorer {
         if new.feature_set != old.feature_set || new.feature_names != old.feature_names {
             return Err(ScorerError::Contract(format!(
                 "model {} v{} uses feature set {} ({} features); serving {} ({} features)",
-                new.model_name, new.model_version, new.feature_set, new.n_features(), old.feature_set, old.n_features()
+                new.model_name,
+                new.model_version,
+                new.feature_set,
+                new.n_features(),
+                old.feature_set,
+                old.n_features()
             )));
         }
         Binding::new(new, &self.sizing).map(|_| ())
@@ -329,7 +358,16 @@ impl Scorer {
         for (i, p) in batch.iter().enumerate() {
             let s = &self.series[p.slot];
             let update = UpdateRef { symbol_id: &s.symbol_id, tf: &s.tf, ts: p.ts, known_at: p.known_at, seq: p.seq };
-            match compute_signal(&probs[i * hk..(i + 1) * hk], &inputs, update, s.ring.last(), s.ring.warm(), &self.risk, now_ns, &mut self.scratch) {
+            match compute_signal(
+                &probs[i * hk..(i + 1) * hk],
+                &inputs,
+                update,
+                s.ring.last(),
+                s.ring.warm(),
+                &self.risk,
+                now_ns,
+                &mut self.scratch,
+            ) {
                 Some(signal) => out.push(Scored { signal, slot: p.slot, received: p.received }),
                 None => self.invalid_outputs += 1,
             }

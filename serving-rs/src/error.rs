@@ -18,9 +18,17 @@ pub enum ScorerError {
     #[error("config {path}: {message}")]
     Config { path: String, message: String },
     #[error("io {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("json {what}: {source}")]
-    Json { what: String, #[source] source: serde_json::Error },
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("nats: {0}")]
     Nats(String),
 }

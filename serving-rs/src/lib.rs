@@ -41,7 +41,9 @@ pub fn find_ort_in_venv(venv: &std::path::Path) -> Option<std::path::PathBuf> {
             let mut found: Vec<_> = entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1")))
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1"))
+                })
                 .collect();
             found.sort();
             if let Some(p) = found.pop() {

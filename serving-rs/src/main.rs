@@ -19,16 +19,36 @@ use std::time::Duration;
 
 use mps_scorer::config::SizingConfig;
 use mps_scorer::engine::Limits;
-use mps_scorer::model::DEFAULT_MAX_MODEL_BYTES;
 use mps_scorer::metrics::Metrics;
+use mps_scorer::model::DEFAULT_MAX_MODEL_BYTES;
 use mps_scorer::model::{init_runtime, Device, RuntimeOptions};
 use mps_scorer::service::{run, Mode, ServiceConfig};
 
 use mps_scorer::streaming::STREAMING;
 
-const FLAGS: &[&str] = &["nats", "model-name", "model", "sizing", "mode", "durable", "stream", "subject", "http",
-    "max-batch", "threads", "device", "ort-lib", "workers", "state-dir", "max-series", "max-future-ms", "max-seq-jump",
-    "resend-depth", "max-model-mb", "model-load-timeout-ms"];
+const FLAGS: &[&str] = &[
+    "nats",
+    "model-name",
+    "model",
+    "sizing",
+    "mode",
+    "durable",
+    "stream",
+    "subject",
+    "http",
+    "max-batch",
+    "threads",
+    "device",
+    "ort-lib",
+    "workers",
+    "state-dir",
+    "max-series",
+    "max-future-ms",
+    "max-seq-jump",
+    "resend-depth",
+    "max-model-mb",
+    "model-load-timeout-ms",
+];
 
 fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
     let mut out = HashMap::new();
@@ -58,10 +78,21 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
             }
         }
         if a == "--help" || a == "-h" {
-            println!("{}", include_str!("main.rs").lines().skip(2).take(9).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
+            println!(
+                "{}",
+                include_str!("main.rs")
+                    .lines()
+                    .skip(2)
+                    .take(9)
+                    .map(|l| l.trim_start_matches("//! "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             std::process::exit(0);
         }
-        let Some(name) = a.strip_prefix("--").filter(|n| FLAGS.contains(n)) else { bail!("unknown argument {a:?} (see --help)") };
+        let Some(name) = a.strip_prefix("--").filter(|n| FLAGS.contains(n)) else {
+            bail!("unknown argument {a:?} (see --help)")
+        };
         let value = args.next().with_context(|| format!("--{name} needs a value"))?;
         out.insert(name.to_string(), value);
     }
@@ -81,7 +112,11 @@ fn repo_root() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let (args, no_streams) = parse_args()?;
     let ort_lib = match args.get("ort-lib").cloned().or_else(|| std::env::var("ORT_DYLIB_PATH").ok()) {
         Some(p) => PathBuf::from(p),
@@ -97,7 +132,11 @@ fn main() -> anyhow::Result<()> {
     let mode = match args.get("mode").map(String::as_str).unwrap_or("jetstream") {
         "core" => Mode::Core,
         "jetstream" => Mode::JetStream {
-            stream: args.get("stream").cloned().or_else(|| STREAMING.stream_of("features").map(String::from)).context("no stream captures features")?,
+            stream: args
+                .get("stream")
+                .cloned()
+                .or_else(|| STREAMING.stream_of("features").map(String::from))
+                .context("no stream captures features")?,
             durable: args.get("durable").cloned().unwrap_or_else(|| format!("scorer-{model_name}")),
         },
         other => bail!("--mode must be jetstream or core, not {other:?}"),
@@ -114,7 +153,10 @@ fn main() -> anyhow::Result<()> {
         model_name,
         bootstrap_model: args.get("model").map(PathBuf::from),
         sizing,
-        runtime: RuntimeOptions { intra_threads: args.get("threads").map(|t| t.parse()).transpose().context("--threads")?.unwrap_or(1), device },
+        runtime: RuntimeOptions {
+            intra_threads: args.get("threads").map(|t| t.parse()).transpose().context("--threads")?.unwrap_or(1),
+            device,
+        },
         mode,
         subject: args.get("subject").cloned().unwrap_or_else(|| STREAMING.template("features").pattern()),
         max_batch: args.get("max-batch").map(|t| t.parse()).transpose().context("--max-batch")?.unwrap_or(64),
@@ -122,7 +164,9 @@ fn main() -> anyhow::Result<()> {
         ensure_streams: !no_streams,
         limits: Limits {
             max_series: num(&args, "max-series")?.unwrap_or(defaults.max_series),
-            max_future_ns: num::<i64>(&args, "max-future-ms")?.map(|ms| ms.saturating_mul(1_000_000)).unwrap_or(defaults.max_future_ns),
+            max_future_ns: num::<i64>(&args, "max-future-ms")?
+                .map(|ms| ms.saturating_mul(1_000_000))
+                .unwrap_or(defaults.max_future_ns),
             max_seq_jump: num(&args, "max-seq-jump")?.unwrap_or(defaults.max_seq_jump),
             resend_depth: num(&args, "resend-depth")?.unwrap_or(defaults.resend_depth),
         },
@@ -141,7 +185,8 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),

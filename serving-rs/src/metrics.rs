@@ -7,9 +7,8 @@ use std::sync::Mutex;
 use crate::contract::Reject;
 
 /// Upper bounds (seconds) of the receive -> publish latency histogram.
-pub const LATENCY_BUCKETS: [f64; 16] = [
-    25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
-];
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -70,15 +69,49 @@ impl Metrics {
         counter(&mut s, "mps_scorer_signals_total", "Signals published", self.signals.load(Relaxed));
         counter(&mut s, "mps_scorer_batches_total", "model calls (micro-batches)", self.batches.load(Relaxed));
         counter(&mut s, "mps_scorer_model_swaps_total", "champion swaps", self.model_swaps.load(Relaxed));
-        counter(&mut s, "mps_scorer_model_rejects_total", "candidate models refused (checksum, golden, contract)", self.model_rejects.load(Relaxed));
-        counter(&mut s, "mps_scorer_model_errors_total", "model calls or outputs that failed", self.model_errors.load(Relaxed));
+        counter(
+            &mut s,
+            "mps_scorer_model_rejects_total",
+            "candidate models refused (checksum, golden, contract)",
+            self.model_rejects.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_model_errors_total",
+            "model calls or outputs that failed",
+            self.model_errors.load(Relaxed),
+        );
         counter(&mut s, "mps_scorer_publish_errors_total", "publishes that failed", self.publish_errors.load(Relaxed));
-        counter(&mut s, "mps_scorer_publish_retries_total", "JetStream publishes retried until acked", self.publish_retries.load(Relaxed));
-        counter(&mut s, "mps_scorer_resent_total", "signals re-sent for redelivered updates already scored", self.resent.load(Relaxed));
-        counter(&mut s, "mps_scorer_redelivered_skipped_total", "redelivered updates already scored whose signal was no longer kept (acked, already in JetStream)", self.redelivered_skipped.load(Relaxed));
+        counter(
+            &mut s,
+            "mps_scorer_publish_retries_total",
+            "JetStream publishes retried until acked",
+            self.publish_retries.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_resent_total",
+            "signals re-sent for redelivered updates already scored",
+            self.resent.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_redelivered_skipped_total",
+            "redelivered updates already scored whose signal was no longer kept (acked, already in JetStream)",
+            self.redelivered_skipped.load(Relaxed),
+        );
         counter(&mut s, "mps_scorer_risk_states_total", "risk states applied", self.risk_states.load(Relaxed));
-        counter(&mut s, "mps_scorer_evictions_total", "series evicted at the per-symbol state cap", self.evictions.load(Relaxed));
-        let _ = write!(s, "# HELP mps_scorer_series series held\n# TYPE mps_scorer_series gauge\nmps_scorer_series {}\n", self.series.load(Relaxed));
+        counter(
+            &mut s,
+            "mps_scorer_evictions_total",
+            "series evicted at the per-symbol state cap",
+            self.evictions.load(Relaxed),
+        );
+        let _ = write!(
+            s,
+            "# HELP mps_scorer_series series held\n# TYPE mps_scorer_series gauge\nmps_scorer_series {}\n",
+            self.series.load(Relaxed)
+        );
         let up = u8::from(self.nats_connected.load(Relaxed));
         let _ = write!(s, "# HELP mps_scorer_nats_connected 1 while connected to NATS\n# TYPE mps_scorer_nats_connected gauge\nmps_scorer_nats_connected {up}\n");
         s.push_str("# HELP mps_scorer_deadletters_total bad messages sent to deadletter.>\n# TYPE mps_scorer_deadletters_total counter\n");

@@ -39,7 +39,9 @@ pub fn init_runtime(lib: &Path) -> Result<()> {
 pub enum Device {
     Cpu,
     /// CUDA EP; `required` makes a failure to register it an error instead of a CPU fallback.
-    Cuda { required: bool },
+    Cuda {
+        required: bool,
+    },
 }
 
 /// Session options, set explicitly (threads, device).
@@ -114,7 +116,9 @@ impl ModelMeta {
         if h == 0 || self.calibration_temperatures.len() != h || self.conformal_qhat_bps.len() != h {
             return bad("horizons, calibration_temperatures and conformal_qhat_bps need one entry per horizon");
         }
-        if self.bucket_edges_bps.len() < 3 || self.bucket_edges_bps.windows(2).any(|w| !(w[1] > w[0])) {
+        if self.bucket_edges_bps.len() < 3
+            || self.bucket_edges_bps.windows(2).any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+        {
             return bad("bucket_edges_bps must be >= 3 strictly increasing edges");
         }
         if self.lookback == 0 || self.feature_names.is_empty() {
@@ -155,7 +159,11 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("meta", &self.meta).field("path", &self.path).field("sha256", &self.sha256).finish()
+        f.debug_struct("Model")
+            .field("meta", &self.meta)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -168,16 +176,14 @@ fn build_session(bytes: &[u8], opts: &RuntimeOptions) -> Result<(Session, String
     };
     match opts.device {
         Device::Cpu => Ok((base()?.commit_from_memory(bytes)?, "cpu".into())),
-        Device::Cuda { required } => {
-            match cuda_session(base()?, bytes) {
-                Ok(s) => Ok((s, "cuda".into())),
-                Err(e) if !required => {
-                    tracing::warn!(reason = %e, "CUDA execution provider unavailable; falling back to CPU");
-                    Ok((base()?.commit_from_memory(bytes)?, format!("cpu (cuda fallback: {e})")))
-                }
-                Err(e) => Err(e),
+        Device::Cuda { required } => match cuda_session(base()?, bytes) {
+            Ok(s) => Ok((s, "cuda".into())),
+            Err(e) if !required => {
+                tracing::warn!(reason = %e, "CUDA execution provider unavailable; falling back to CPU");
+                Ok((base()?.commit_from_memory(bytes)?, format!("cpu (cuda fallback: {e})")))
             }
-        }
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -205,7 +211,11 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
         return Err(ScorerError::Contract(format!("{} is not a regular file", path.display())));
     }
     if meta.len() > max_bytes {
-        return Err(ScorerError::Contract(format!("{} holds {} bytes, more than the {max_bytes} allowed", path.display(), meta.len())));
+        return Err(ScorerError::Contract(format!(
+            "{} holds {} bytes, more than the {max_bytes} allowed",
+            path.display(),
+            meta.len()
+        )));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     std::fs::File::open(path).map_err(io)?.take(max_bytes + 1).read_to_end(&mut buf).map_err(io)?;
@@ -222,12 +232,21 @@ impl Model {
     }
 
     /// [`Model::load`] reading at most `max_bytes` of the model and of its golden vectors.
-    pub fn load_bounded(path: &Path, expected_sha256: Option<&str>, opts: &RuntimeOptions, max_bytes: u64) -> Result<Model> {
+    pub fn load_bounded(
+        path: &Path,
+        expected_sha256: Option<&str>,
+        opts: &RuntimeOptions,
+        max_bytes: u64,
+    ) -> Result<Model> {
         let bytes = read_bounded(path, max_bytes)?;
         let sha = sha256_hex(&bytes);
         if let Some(expected) = expected_sha256 {
             if !expected.eq_ignore_ascii_case(&sha) {
-                return Err(ScorerError::Checksum { path: path.display().to_string(), expected: expected.into(), actual: sha });
+                return Err(ScorerError::Checksum {
+                    path: path.display().to_string(),
+                    expected: expected.into(),
+                    actual: sha,
+                });
             }
         }
         let (session, device) = build_session(&bytes, opts)?;
@@ -238,7 +257,10 @@ impl Model {
         let inputs = session.inputs();
         let outputs = session.outputs();
         if inputs.len() != 1 || inputs[0].name() != "features" || outputs.is_empty() || outputs[0].name() != "probs" {
-            return Err(ScorerError::Contract(format!("{}: expected one input `features` and output `probs`", path.display())));
+            return Err(ScorerError::Contract(format!(
+                "{}: expected one input `features` and output `probs`",
+                path.display()
+            )));
         }
         let mut model = Model { session, meta, path: path.to_path_buf(), sha256: sha, device, out: Vec::new() };
         model.check_golden(max_bytes)?;
@@ -250,11 +272,16 @@ impl Model {
         let bytes = read_bounded(&golden_path, max_bytes)?;
         let sha = sha256_hex(&bytes);
         if sha != self.meta.golden_sha256 {
-            return Err(ScorerError::Checksum { path: golden_path.display().to_string(), expected: self.meta.golden_sha256.clone(), actual: sha });
+            return Err(ScorerError::Checksum {
+                path: golden_path.display().to_string(),
+                expected: self.meta.golden_sha256.clone(),
+                actual: sha,
+            });
         }
         let golden: GoldenFile = serde_json::from_slice(&bytes)
             .map_err(|source| ScorerError::Json { what: golden_path.display().to_string(), source })?;
-        let (l, f, h, k) = (self.meta.lookback, self.meta.n_features(), self.meta.horizons.len(), self.meta.n_buckets());
+        let (l, f, h, k) =
+            (self.meta.lookback, self.meta.n_features(), self.meta.horizons.len(), self.meta.n_buckets());
         let b = golden.inputs.len();
         let mut x = Vec::with_capacity(b * l * f);
         for w in &golden.inputs {
@@ -276,8 +303,12 @@ impl Model {
                 i += 1;
             }
         }
-        if i != b * h * k || !(max_diff <= tolerance) {
-            return Err(ScorerError::Golden { path: self.path.display().to_string(), max_diff: if i != b * h * k { f64::INFINITY } else { max_diff }, tolerance });
+        if i != b * h * k || max_diff.is_nan() || max_diff > tolerance {
+            return Err(ScorerError::Golden {
+                path: self.path.display().to_string(),
+                max_diff: if i != b * h * k { f64::INFINITY } else { max_diff },
+                tolerance,
+            });
         }
         Ok(())
     }

@@ -77,7 +77,12 @@ impl Outbox {
             let id = format!("{}:{}:{}:{}:{}:{}", sig.model, sig.model_version, sig.tf, sig.symbol_id, sig.ts, sig.seq);
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID, id.as_str());
-            self.pending.push(Out { subject, headers, payload: Bytes::copy_from_slice(&self.buf), keep: Some((s.slot, sig.seq, sig.ts, s.received)) });
+            self.pending.push(Out {
+                subject,
+                headers,
+                payload: Bytes::copy_from_slice(&self.buf),
+                keep: Some((s.slot, sig.seq, sig.ts, s.received)),
+            });
         }
     }
 
@@ -112,7 +117,11 @@ impl Outbox {
     pub async fn deliver<F: Future<Output = ()>>(&mut self, scorer: &mut Scorer, stop: &mut Pin<&mut F>) -> bool {
         let Some(js) = self.js.clone() else {
             for out in std::mem::take(&mut self.pending) {
-                match self.client.publish_with_headers(out.subject.clone(), out.headers.clone(), out.payload.clone()).await {
+                match self
+                    .client
+                    .publish_with_headers(out.subject.clone(), out.headers.clone(), out.payload.clone())
+                    .await
+                {
                     Ok(()) => self.delivered(out, scorer),
                     Err(e) => {
                         self.metrics.publish_errors.fetch_add(1, Relaxed);

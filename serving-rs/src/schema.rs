@@ -52,6 +52,16 @@ pub fn check_keywords(node: &Value, at: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A bound keyword and the test a value must pass against it.
+type Bound = (&'static str, fn(f64, f64) -> bool);
+
+const BOUNDS: [Bound; 4] = [
+    ("minimum", |x, b| x >= b),
+    ("maximum", |x, b| x <= b),
+    ("exclusiveMinimum", |x, b| x > b),
+    ("exclusiveMaximum", |x, b| x < b),
+];
+
 fn type_ok(t: &str, v: &Value) -> bool {
     match t {
         "object" => v.is_object(),
@@ -112,13 +122,7 @@ fn walk(value: &Value, schema: &Value, root: &Value, path: &str, out: &mut Vec<S
         }
     }
     if let Some(x) = value.as_f64() {
-        let bounds: [(&str, fn(f64, f64) -> bool); 4] = [
-            ("minimum", |x, b| x >= b),
-            ("maximum", |x, b| x <= b),
-            ("exclusiveMinimum", |x, b| x > b),
-            ("exclusiveMaximum", |x, b| x < b),
-        ];
-        for (key, ok) in bounds {
+        for (key, ok) in BOUNDS {
             if let Some(b) = schema.get(key).and_then(Value::as_f64) {
                 if !ok(x, b) {
                     out.push(format!("{here}: {x} violates {key} {b}"));

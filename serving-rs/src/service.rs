@@ -68,7 +68,7 @@ fn now_ns() -> i64 {
 
 enum Source {
     Core(async_nats::Subscriber),
-    Js(consumer::pull::Stream),
+    Js(Box<consumer::pull::Stream>),
 }
 
 struct Incoming {
@@ -149,7 +149,10 @@ async fn initial_model(cfg: &ServiceConfig, policy: &LoadPolicy, store: &kv::Sto
     }
     match &cfg.bootstrap_model {
         Some(path) => champion::load_path(path, policy).await,
-        None => Err(ScorerError::Contract(format!("no usable champion at {}/{key} and no --model given", STREAMING.models.bucket))),
+        None => Err(ScorerError::Contract(format!(
+            "no usable champion at {}/{key} and no --model given",
+            STREAMING.models.bucket
+        ))),
     }
 }
 
@@ -158,15 +161,17 @@ fn take(scorer: &mut Scorer, out: &mut Outbox, metrics: &Metrics, inc: &Incoming
     metrics.updates.fetch_add(1, Relaxed);
     match scorer.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now()) {
         Ok(()) => {}
-        Err(Reject::Duplicate | Reject::Late) if inc.redelivered() => match scorer.sent_for(&inc.msg.subject, &inc.msg.payload) {
-            Some(sent) => {
-                out.queue_resend(sent);
-                metrics.resent.fetch_add(1, Relaxed);
+        Err(Reject::Duplicate | Reject::Late) if inc.redelivered() => {
+            match scorer.sent_for(&inc.msg.subject, &inc.msg.payload) {
+                Some(sent) => {
+                    out.queue_resend(sent);
+                    metrics.resent.fetch_add(1, Relaxed);
+                }
+                None => {
+                    metrics.redelivered_skipped.fetch_add(1, Relaxed);
+                }
             }
-            None => {
-                metrics.redelivered_skipped.fetch_add(1, Relaxed);
-            }
-        },
+        }
         Err(reason) => {
             metrics.deadletter(reason);
             tracing::debug!(subject = %inc.msg.subject, reason = reason.as_str(), "dead letter");
@@ -218,45 +223,57 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
 
     if cfg.ensure_streams {
         for subject in ["signals", "deadletter"] {
-            let name = STREAMING.stream_of(subject).ok_or_else(|| ScorerError::Contract(format!("no stream captures {subject}")))?;
+            let name = STREAMING
+                .stream_of(subject)
+                .ok_or_else(|| ScorerError::Contract(format!("no stream captures {subject}")))?;
             ensure_stream(&js, name, &STREAMING.stream_subjects(name)).await?;
         }
     }
     let mut source = match &cfg.mode {
-        Mode::Core => Source::Core(client.subscribe(cfg.subject.clone()).await.map_err(|e| nats_err("subscribe")(e.to_string()))?),
+        Mode::Core => {
+            Source::Core(client.subscribe(cfg.subject.clone()).await.map_err(|e| nats_err("subscribe")(e.to_string()))?)
+        }
         Mode::JetStream { stream: name, durable } => {
             ensure_stream(&js, name, std::slice::from_ref(&cfg.subject)).await?;
             let st = js.get_stream(name).await.map_err(|e| nats_err("get stream")(e.to_string()))?;
             let consumer: consumer::PullConsumer = st
-                .get_or_create_consumer(durable, consumer::pull::Config {
-                    durable_name: Some(durable.clone()),
-                    ack_policy: consumer::AckPolicy::All,
-                    filter_subject: cfg.subject.clone(),
-                    ack_wait: Duration::from_secs(30),
-                    max_ack_pending: 20_000,
-                    ..Default::default()
-                })
+                .get_or_create_consumer(
+                    durable,
+                    consumer::pull::Config {
+                        durable_name: Some(durable.clone()),
+                        ack_policy: consumer::AckPolicy::All,
+                        filter_subject: cfg.subject.clone(),
+                        ack_wait: Duration::from_secs(30),
+                        max_ack_pending: 20_000,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .map_err(|e| nats_err("create consumer")(e.to_string()))?;
             let messages = consumer.stream().max_messages_per_batch(1000).messages().await;
-            Source::Js(messages.map_err(|e| nats_err("consume")(e.to_string()))?)
+            Source::Js(Box::new(messages.map_err(|e| nats_err("consume")(e.to_string()))?))
         }
     };
     // Outputs go through JetStream (acked) when inputs do and the signal stream exists.
     let signals_stream = STREAMING.stream_of("signals").unwrap_or_default();
     let outputs_js = matches!(cfg.mode, Mode::JetStream { .. }) && js.get_stream(signals_stream).await.is_ok();
     let risk_subject = STREAMING.template("risk_state").as_str().to_owned();
-    let mut risk_sub = client.subscribe(risk_subject.clone()).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
+    let mut risk_sub =
+        client.subscribe(risk_subject.clone()).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
 
     let (swap_tx, mut swap_rx) = mpsc::channel::<Model>(2);
     let watcher = tokio::spawn(champion::watch(store, key, serving_sha, policy.clone(), metrics.clone(), swap_tx));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = match cfg.http_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ScorerError::Io { path: addr.to_string(), source: e })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ScorerError::Io { path: addr.to_string(), source: e })?;
             let bound = listener.local_addr().map_err(|e| ScorerError::Io { path: addr.to_string(), source: e })?;
             println!("http listening on {bound}");
-            Some(tokio::spawn(crate::http::serve(listener, metrics.clone(), async { let _ = http_stop_rx.await; })))
+            Some(tokio::spawn(crate::http::serve(listener, metrics.clone(), async {
+                let _ = http_stop_rx.await;
+            })))
         }
         None => None,
     };
@@ -335,7 +352,10 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     if out.deliver(&mut scorer, &mut grace).await {
         ack(&mut last_js).await;
     } else {
-        tracing::warn!(pending = out.pending(), "outputs not acked before exit; their inputs stay unacked and will be redelivered");
+        tracing::warn!(
+            pending = out.pending(),
+            "outputs not acked before exit; their inputs stay unacked and will be redelivered"
+        );
     }
     watcher.abort();
     let _ = http_stop_tx.send(());

@@ -33,7 +33,8 @@ impl Buckets {
         let edges: Vec<f64> = edges_bps.iter().map(|e| e * 1e-4).collect();
         let k = edges.len() - 1;
         let (mut mid, mut width) = (Vec::with_capacity(k), Vec::with_capacity(k));
-        let (mut up_frac, mut up_mid, mut dn_frac, mut dn_mid) = (vec![0.0; k], vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+        let (mut up_frac, mut up_mid, mut dn_frac, mut dn_mid) =
+            (vec![0.0; k], vec![0.0; k], vec![0.0; k], vec![0.0; k]);
         for i in 0..k {
             let (lo, hi) = (edges[i], edges[i + 1]);
             let w = hi - lo;
@@ -102,10 +103,11 @@ pub fn summarize(probs: &[f32], b: &Buckets, p: &mut [f64], cdf: &mut [f64]) -> 
         *dst = v;
         total += v;
     }
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return None;
     }
-    let (mut mean, mut m2, mut p_up, mut p_dn, mut g, mut l, mut ent, mut run) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut mean, mut m2, mut p_up, mut p_dn, mut g, mut l, mut ent, mut run) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for i in 0..p.len() {
         let pi = p[i] / total;
         p[i] = pi;
@@ -224,8 +226,14 @@ pub struct SignalInputs<'a> {
 /// Returns None when the probabilities are not a distribution (model fault).
 #[allow(clippy::too_many_arguments)]
 pub fn compute_signal(
-    probs: &[f32], inp: &SignalInputs, update: UpdateRef, last_features: &[f32], warm: bool,
-    risk: &RiskState, now_ns: i64, scratch: &mut Scratch,
+    probs: &[f32],
+    inp: &SignalInputs,
+    update: UpdateRef,
+    last_features: &[f32],
+    warm: bool,
+    risk: &RiskState,
+    now_ns: i64,
+    scratch: &mut Scratch,
 ) -> Option<Signal> {
     let k = inp.buckets.k();
     let h = inp.meta.horizons.len();
@@ -251,11 +259,26 @@ pub fn compute_signal(
                 quantile(&scratch.p, &scratch.cdf, inp.buckets, alpha / 2.0) - qhat,
                 quantile(&scratch.p, &scratch.cdf, inp.buckets, 1.0 - alpha / 2.0) + qhat,
             );
-            sized = Some(position_size(inp.cfg, risk, &scratch.p, &inp.buckets.simple_mid, rv, adv, guard, &mut scratch.kelly));
+            sized = Some(position_size(
+                inp.cfg,
+                risk,
+                &scratch.p,
+                &inp.buckets.simple_mid,
+                rv,
+                adv,
+                guard,
+                &mut scratch.kelly,
+            ));
         }
         distribution.push(HorizonSummary {
-            horizon: inp.meta.horizons[i], prob_up: s.prob_up, mean: s.mean, std: s.std,
-            q05: s.q[0], q50: s.q[2], q95: s.q[4], conf: s.conf,
+            horizon: inp.meta.horizons[i],
+            prob_up: s.prob_up,
+            mean: s.mean,
+            std: s.std,
+            q05: s.q[0],
+            q50: s.q[2],
+            q95: s.q[4],
+            conf: s.conf,
         });
     }
     let sized = sized?;

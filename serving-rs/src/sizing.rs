@@ -78,7 +78,13 @@ fn growth_slope(p: &[f64], a: &[f64], h: f64) -> (f64, f64) {
 
 /// f* = argmax_f sum_k p_k log(1 + f (r_k - c sign f)), signed, |f*| <= kelly_max; `scratch`
 /// holds the live outcomes. Same steps as `backtest/sizing.py::kelly_exposure`.
-pub fn kelly_exposure(p: &[f64], returns: &[f64], cost: f64, kelly_max: f64, scratch: &mut (Vec<f64>, Vec<f64>)) -> f64 {
+pub fn kelly_exposure(
+    p: &[f64],
+    returns: &[f64],
+    cost: f64,
+    kelly_max: f64,
+    scratch: &mut (Vec<f64>, Vec<f64>),
+) -> f64 {
     let (prob, a) = scratch;
     prob.clear();
     a.clear();
@@ -132,7 +138,7 @@ pub fn kelly_exposure(p: &[f64], returns: &[f64], cost: f64, kelly_max: f64, scr
 pub fn vol_cap(cfg: &SizingConfig, realized_vol: Option<f64>) -> Option<f64> {
     match realized_vol {
         None => None,
-        Some(rv) if !(rv > 0.0) || !rv.is_finite() => Some(cfg.max_vol_scale),
+        Some(rv) if rv <= 0.0 || !rv.is_finite() => Some(cfg.max_vol_scale),
         Some(rv) => Some((cfg.target_vol / rv).min(cfg.max_vol_scale)),
     }
 }
@@ -154,8 +160,14 @@ pub fn guard_for(cfg: &SizingConfig, risk: &RiskState, ts_ns: i64, now_ns: i64, 
 /// Size one position from the horizon's bucket probabilities and simple mid returns.
 #[allow(clippy::too_many_arguments)] // mirrors the Python signature field for field
 pub fn position_size(
-    cfg: &SizingConfig, risk: &RiskState, probs: &[f64], returns: &[f64], realized_vol: Option<f64>,
-    adv_notional: Option<f64>, guard: Option<&'static str>, scratch: &mut (Vec<f64>, Vec<f64>),
+    cfg: &SizingConfig,
+    risk: &RiskState,
+    probs: &[f64],
+    returns: &[f64],
+    realized_vol: Option<f64>,
+    adv_notional: Option<f64>,
+    guard: Option<&'static str>,
+    scratch: &mut (Vec<f64>, Vec<f64>),
 ) -> SizeResult {
     let kelly = kelly_exposure(probs, returns, cfg.cost(), cfg.kelly_max, scratch);
     let kelly_frac = cfg.kelly_alpha * kelly;
@@ -170,7 +182,8 @@ pub fn position_size(
         let adv = if adv.is_finite() && adv > 0.0 { adv } else { 0.0 };
         caps.push(("adv", cfg.max_adv_share * adv / risk.nav));
     }
-    let capped = if kelly != 0.0 { caps.iter().filter(|(_, c)| *c < want).map(|(n, _)| *n).collect() } else { Vec::new() };
+    let capped =
+        if kelly != 0.0 { caps.iter().filter(|(_, c)| *c < want).map(|(n, _)| *n).collect() } else { Vec::new() };
     let mut size = if kelly != 0.0 { caps.iter().fold(want, |m, (_, c)| m.min(*c)).copysign(kelly) } else { 0.0 };
     if guard.is_some() {
         size = 0.0;

@@ -18,8 +18,9 @@ pub const SOURCE: &str = include_str!("../../contracts/streaming.json");
 const SCHEMA: &str = include_str!("../../contracts/streaming.schema.json");
 
 /// The parsed embedded contract (checked by a unit test, so a bad file fails `cargo test`).
-pub static STREAMING: LazyLock<Streaming> =
-    LazyLock::new(|| Streaming::parse(SOURCE).unwrap_or_else(|e| panic!("contracts/streaming.json embedded at build time: {e}")));
+pub static STREAMING: LazyLock<Streaming> = LazyLock::new(|| {
+    Streaming::parse(SOURCE).unwrap_or_else(|e| panic!("contracts/streaming.json embedded at build time: {e}"))
+});
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,7 +131,8 @@ impl Streaming {
                 return Err(format!("streams/{stream}: unknown subject {n:?}"));
             }
         }
-        let templates: BTreeMap<String, Template> = raw.subjects.iter().map(|(k, v)| (k.clone(), Template::new(v))).collect();
+        let templates: BTreeMap<String, Template> =
+            raw.subjects.iter().map(|(k, v)| (k.clone(), Template::new(v))).collect();
         for name in ["features", "signals", "signals_shadow"] {
             let t = &templates[name];
             if !t.as_str().ends_with(".{tf}.{symbol}") || t.prefix().contains('{') {
@@ -168,7 +170,8 @@ impl Streaming {
             .iter()
             .map(|(k, t)| (k.as_str(), serde_json::json!({"template": t.as_str(), "pattern": t.pattern()})))
             .collect();
-        let streams: BTreeMap<&str, Vec<String>> = self.streams.keys().map(|s| (s.as_str(), self.stream_subjects(s))).collect();
+        let streams: BTreeMap<&str, Vec<String>> =
+            self.streams.keys().map(|s| (s.as_str(), self.stream_subjects(s))).collect();
         serde_json::json!({
             "subjects": subjects,
             "streams": streams,

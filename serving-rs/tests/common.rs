@@ -22,7 +22,9 @@ pub fn model_v2() -> PathBuf {
 
 /// Load libonnxruntime from ORT_DYLIB_PATH or the repo's .venv; fail loudly if absent.
 pub fn init_ort() {
-    let lib = std::env::var("ORT_DYLIB_PATH").map(PathBuf::from).ok()
+    let lib = std::env::var("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .ok()
         .or_else(|| mps_scorer::find_ort_in_venv(&repo_root().join(".venv")))
         .expect("libonnxruntime not found: run `uv sync` (onnxruntime wheel) or set ORT_DYLIB_PATH");
     mps_scorer::model::init_runtime(&lib).expect("load onnx runtime");

@@ -76,12 +76,33 @@ fn rejects_bad_messages_without_panicking() {
     s.flush(100).unwrap();
     let cases: Vec<(String, Vec<u8>, Reject)> = vec![
         (subj.clone(), body.clone(), Reject::Duplicate),
-        { let (a, b) = update("AAPL:US", 4, 101, &values(0)); (a, b, Reject::Late) },
-        { let (a, b) = update("AAPL:US", 6, 99, &values(0)); (a, b, Reject::Late) },
-        { let (a, b) = update("AAPL:US", 7, 101, &values(0)[..5]); (a, b, Reject::WrongLength) },
+        {
+            let (a, b) = update("AAPL:US", 4, 101, &values(0));
+            (a, b, Reject::Late)
+        },
+        {
+            let (a, b) = update("AAPL:US", 6, 99, &values(0));
+            (a, b, Reject::Late)
+        },
+        {
+            let (a, b) = update("AAPL:US", 7, 101, &values(0)[..5]);
+            (a, b, Reject::WrongLength)
+        },
         (subj.clone(), b"{\"symbol_id\": ".to_vec(), Reject::MalformedJson),
-        (subj.clone(), String::from_utf8(body.clone()).unwrap().replace("tick_v1", "tick_v0").into_bytes(), Reject::WrongFeatureSet),
-        (subj.clone(), String::from_utf8(body.clone()).unwrap().replace("[0.0003", "[NaN").replace("[-0.0003", "[NaN").into_bytes(), Reject::NonFinite),
+        (
+            subj.clone(),
+            String::from_utf8(body.clone()).unwrap().replace("tick_v1", "tick_v0").into_bytes(),
+            Reject::WrongFeatureSet,
+        ),
+        (
+            subj.clone(),
+            String::from_utf8(body.clone())
+                .unwrap()
+                .replace("[0.0003", "[NaN")
+                .replace("[-0.0003", "[NaN")
+                .into_bytes(),
+            Reject::NonFinite,
+        ),
         ("features.v1.1s.MSFT:US".into(), body.clone(), Reject::SubjectMismatch),
     ];
     for (subj, body, reason) in cases {
@@ -90,11 +111,15 @@ fn rejects_bad_messages_without_panicking() {
     // Random bytes and truncations never panic and never enter a batch.
     let mut x: u64 = 0x9E3779B97F4A7C15;
     for n in 0..3000usize {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         let mut junk = body.clone();
         let cut = (x as usize) % junk.len();
         junk.truncate(cut);
-        if n % 2 == 0 { junk.push((x >> 8) as u8); }
+        if n % 2 == 0 {
+            junk.push((x >> 8) as u8);
+        }
         let _ = s.ingest("features.v1.1s.AAPL:US", &junk, Instant::now());
     }
     assert!(s.pending() <= 1);
@@ -111,7 +136,10 @@ fn swaps_models_between_batches_keeping_rings() {
     let v2 = Model::load(&common::model_v2(), None, &RuntimeOptions::default()).unwrap();
     let (subj, body) = update("AAPL:US", 3, 3, &values(3));
     s.ingest(&subj, &body, Instant::now()).unwrap();
-    assert!(s.swap_model(Model::load(&common::model_v2(), None, &RuntimeOptions::default()).unwrap()).is_err(), "swap with an open batch");
+    assert!(
+        s.swap_model(Model::load(&common::model_v2(), None, &RuntimeOptions::default()).unwrap()).is_err(),
+        "swap with an open batch"
+    );
     assert_eq!(s.flush(3).unwrap()[0].signal.model_version, "1");
     let old = s.swap_model(v2).unwrap();
     assert_eq!(old.meta.model_version, "1");
@@ -138,7 +166,8 @@ fn refuses_corrupt_or_mismatching_models() {
     // v2's graph beside v1's golden vectors: the golden file's sha differs from v2's metadata.
     let mixed = dir.join("tick_tiny.onnx");
     std::fs::copy(common::model_v2(), &mixed).unwrap();
-    std::fs::copy(common::model_v1().with_file_name("tick_tiny.golden.json"), dir.join("tick_tiny.golden.json")).unwrap();
+    std::fs::copy(common::model_v1().with_file_name("tick_tiny.golden.json"), dir.join("tick_tiny.golden.json"))
+        .unwrap();
     let err = Model::load(&mixed, None, &opts).unwrap_err();
     assert!(matches!(err, ScorerError::Checksum { .. }), "{err}");
     // Missing golden file.
@@ -149,7 +178,8 @@ fn refuses_corrupt_or_mismatching_models() {
 
 #[test]
 fn sizing_config_rejects_unknown_keys() {
-    let mut raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::contracts().join("sizing.json")).unwrap()).unwrap();
+    let mut raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::contracts().join("sizing.json")).unwrap()).unwrap();
     raw["kelly_alfa"] = serde_json::json!(0.5);
     assert!(SizingConfig::from_json(raw, "test").is_err());
 }

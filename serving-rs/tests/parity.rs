@@ -10,8 +10,24 @@ use mps_scorer::sizing::{kelly_exposure, RiskState};
 use serde_json::Value;
 
 const NUMERIC: &[&str] = &[
-    "prob_up", "expected_return", "expected_return_gross", "std", "q05", "q25", "q50", "q75", "q95",
-    "band_lo", "band_hi", "band_alpha", "conf", "avg_gain", "avg_loss", "kelly", "kelly_frac", "size",
+    "prob_up",
+    "expected_return",
+    "expected_return_gross",
+    "std",
+    "q05",
+    "q25",
+    "q50",
+    "q75",
+    "q95",
+    "band_lo",
+    "band_hi",
+    "band_alpha",
+    "conf",
+    "avg_gain",
+    "avg_loss",
+    "kelly",
+    "kelly_frac",
+    "size",
 ];
 
 fn golden() -> Value {
@@ -44,14 +60,26 @@ fn signal_for(model: &mut Model, case: &Value, probs: Option<&[f32]>) -> Signal 
     };
     let u = &case["update"];
     let update = UpdateRef {
-        symbol_id: u["symbol_id"].as_str().unwrap(), tf: u["tf"].as_str().unwrap(),
-        ts: u["ts"].as_i64().unwrap(), known_at: u["known_at"].as_i64().unwrap(), seq: u["seq"].as_i64().unwrap(),
+        symbol_id: u["symbol_id"].as_str().unwrap(),
+        tf: u["tf"].as_str().unwrap(),
+        ts: u["ts"].as_i64().unwrap(),
+        known_at: u["known_at"].as_i64().unwrap(),
+        seq: u["seq"].as_i64().unwrap(),
     };
     let risk: RiskState = serde_json::from_value(case["risk"].clone()).unwrap();
     let last = f32s(&case["last_features"]);
     let inputs = binding.inputs(&model.meta, &cfg);
-    compute_signal(&probs, &inputs, update, &last, case["warm"].as_bool().unwrap(), &risk,
-                   case["now_ns"].as_i64().unwrap(), &mut Scratch::default()).expect("valid distribution")
+    compute_signal(
+        &probs,
+        &inputs,
+        update,
+        &last,
+        case["warm"].as_bool().unwrap(),
+        &risk,
+        case["now_ns"].as_i64().unwrap(),
+        &mut Scratch::default(),
+    )
+    .expect("valid distribution")
 }
 
 /// Kelly exposure is mean / variance-like: it amplifies float32 noise in the probabilities, so its
@@ -78,7 +106,20 @@ fn assert_matches(name: &str, got: &Signal, expected: &Value, tol: f64, kelly_rt
         (Some(g), Some(e)) => assert!((g - e).abs() <= tol, "{name}.vol_scale: rust {g} python {e}"),
         (g, e) => assert_eq!(g, e, "{name}.vol_scale"),
     }
-    for field in ["symbol_id", "tf", "ts", "known_at", "seq", "model", "model_version", "horizon", "horizon_unit", "capped", "guard", "schema"] {
+    for field in [
+        "symbol_id",
+        "tf",
+        "ts",
+        "known_at",
+        "seq",
+        "model",
+        "model_version",
+        "horizon",
+        "horizon_unit",
+        "capped",
+        "guard",
+        "schema",
+    ] {
         assert_eq!(got[field], expected[field], "{name}.{field}");
     }
     let (gd, ed) = (got["distribution"].as_array().unwrap(), expected["distribution"].as_array().unwrap());
@@ -100,7 +141,8 @@ fn golden_signals_match_python_reference() {
     let g = golden();
     let tol = g["tolerance"].as_f64().unwrap();
     assert!(tol <= 1e-6);
-    let mut model = Model::load(&common::contracts().join(g["model"].as_str().unwrap()), None, &RuntimeOptions::default()).unwrap();
+    let mut model =
+        Model::load(&common::contracts().join(g["model"].as_str().unwrap()), None, &RuntimeOptions::default()).unwrap();
     let cases = g["cases"].as_array().unwrap();
     assert!(cases.len() >= 10, "golden file holds too few cases");
     let mut worst = 0.0f64;
@@ -135,7 +177,10 @@ fn every_guard_and_cap_is_covered_by_the_golden_cases() {
         assert!(expected.iter().any(|e| e["guard"] == guard), "no golden case for guard {guard}");
     }
     for cap in ["vol", "nav", "adv"] {
-        assert!(expected.iter().any(|e| e["capped"].as_array().unwrap().iter().any(|c| c == cap)), "no case capped by {cap}");
+        assert!(
+            expected.iter().any(|e| e["capped"].as_array().unwrap().iter().any(|c| c == cap)),
+            "no case capped by {cap}"
+        );
     }
     assert!(expected.iter().any(|e| e["size"].as_f64().unwrap() > 0.0));
     assert!(expected.iter().any(|e| e["size"].as_f64().unwrap() < 0.0));
@@ -150,8 +195,13 @@ fn kelly_matches_scipy_optimum() {
     let mut scratch = Default::default();
     let (mut worst, mut nonzero) = (0.0f64, 0);
     for case in g["cases"].as_array().unwrap() {
-        let f = kelly_exposure(&floats(&case["probs"]), &floats(&case["returns"]), case["cost"].as_f64().unwrap(),
-                               case["kelly_max"].as_f64().unwrap(), &mut scratch);
+        let f = kelly_exposure(
+            &floats(&case["probs"]),
+            &floats(&case["returns"]),
+            case["cost"].as_f64().unwrap(),
+            case["kelly_max"].as_f64().unwrap(),
+            &mut scratch,
+        );
         let e = case["expected"].as_f64().unwrap();
         let rel = (f - e).abs() / e.abs().max(1.0);
         worst = worst.max(rel);

@@ -26,7 +26,12 @@ fn now_ns() -> i64 {
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
     match args.iter().position(|a| a == name) {
-        Some(i) => args.get(i + 1).with_context(|| format!("{name} needs a value"))?.parse().ok().with_context(|| format!("bad {name}")),
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name} needs a value"))?
+            .parse()
+            .ok()
+            .with_context(|| format!("bad {name}")),
         None => Ok(default),
     }
 }
