@@ -15,6 +15,7 @@ import json
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -30,6 +31,28 @@ MODELS = CONTRACTS / "models" / "tick_tiny"
 GOLDEN = CONTRACTS / "golden" / "signals.json"
 KELLY = CONTRACTS / "golden" / "kelly.json"
 NOW_NS = 1_763_800_000_000_000_000  # a fixed "now" for the cases (2025-11-22)
+
+
+class RiskDict(TypedDict):
+    """A case's risk state as written to the golden file (``RiskState``'s fields)."""
+
+    nav: float
+    intraday_drawdown: float
+    kill: bool
+
+
+class UpdateDict(TypedDict):
+    """A case's FeatureUpdate header as written to the golden file."""
+
+    symbol_id: str
+    tf: str
+    ts: int
+    known_at: int
+    seq: int
+
+
+# name, {"window"|"probs": array}, SizingConfig overrides, risk state, warm, update age (ns)
+CaseSpec = tuple[str, dict[str, np.ndarray], dict[str, Any], RiskDict, bool, int]
 
 
 def tiny_metadata(cfg: TinyTickConfig, version: str) -> ModelMetadata:
@@ -82,8 +105,8 @@ def signal_cases(onnx_path: Path) -> dict:
     bimodal[:, 10] += 0.45
     bimodal[:, 95] += 0.55
     dirichlet = rng.dirichlet(np.full(k, 0.7), size=h).astype(np.float32)
-    risk = {"nav": base.nav, "intraday_drawdown": 0.01, "kill": False}
-    specs = [
+    risk: RiskDict = {"nav": base.nav, "intraday_drawdown": 0.01, "kill": False}
+    specs: list[CaseSpec] = [
         ("window_0", {"window": windows[0]}, {"fee_bps": 0.0, "slippage_bps": 0.0}, risk, True, 0),
         ("window_1", {"window": windows[1]}, {}, risk, True, 0),
         ("window_2_no_vol_target", {"window": windows[2]}, {"realized_vol_feature": None}, risk, True, 0),
@@ -148,7 +171,13 @@ def signal_cases(onnx_path: Path) -> dict:
             probs = inp["probs"]
             last = windows[0][-1]
         ts = NOW_NS - 250_000_000 - age_ns
-        update = {"symbol_id": f"SYM{i}:US", "tf": meta.tf, "ts": ts, "known_at": ts + 1_000_000, "seq": 100 + i}
+        update: UpdateDict = {
+            "symbol_id": f"SYM{i}:US",
+            "tf": meta.tf,
+            "ts": ts,
+            "known_at": ts + 1_000_000,
+            "seq": 100 + i,
+        }
         expected = compute_signal(
             probs, meta, cfg, **update, last_features=last, warm=warm, risk=RiskState(**risk_d), now_ns=NOW_NS
         )

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 import typer
 
 from core.errors import ConfigError, MpsError
 
 
+@overload
+def _time(value: str) -> datetime: ...
+@overload
+def _time(value: None) -> None: ...
+@overload
+def _time(value: str | None) -> datetime | None: ...
 def _time(value: str | None) -> datetime | None:
     if value is None:
         return None
