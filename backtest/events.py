@@ -104,6 +104,14 @@ def _daily_stats(frame: pl.DataFrame, adv_days: int) -> pl.DataFrame:
     )
 
 
+def _time_order(ts: np.ndarray, sym: np.ndarray, n_sym: int) -> np.ndarray:
+    """Permutation putting events in (ts, symbol) order; one int64 key when the span allows it."""
+    lo = int(ts.min()) if len(ts) else 0
+    if len(ts) and (int(ts.max()) - lo + 1) * max(n_sym, 1) < 2**62:
+        return np.argsort((ts - lo) * n_sym + sym, kind="stable")
+    return np.lexsort((sym, ts))
+
+
 def build_events(bars: pl.DataFrame, costs: BacktestCosts, calendar: str | None) -> Events:
     """Order bars as events and attach sessions, tradability, ADV, daily vol, half-spread and roll flags.
 
@@ -115,14 +123,23 @@ def build_events(bars: pl.DataFrame, costs: BacktestCosts, calendar: str | None)
     if "volume" not in f.columns:
         f = f.with_columns(pl.lit(None, pl.Float64).alias("volume"))
     symbols = tuple(sorted(f["symbol_id"].unique().to_list()))
-    f = f.with_columns((pl.col("symbol_id").rank("dense") - 1).cast(pl.Int64).alias("sym")).sort("ts", "sym")
+    codes = {name: i for i, name in enumerate(symbols)}
+    keep = [c for c in ("ts", "open", "close", "volume", "half_spread_bps", "roll") if c in f.columns]
+    f = f.select(*keep, pl.col("symbol_id").replace_strict(codes, return_dtype=pl.Int64).alias("sym"))
+    f = f[_time_order(f["ts"].to_numpy(), f["sym"].to_numpy(), len(symbols))]
     ts, sym = f["ts"].to_numpy(), f["sym"].to_numpy()
     dup = np.flatnonzero((ts[1:] == ts[:-1]) & (sym[1:] == sym[:-1]))
     if len(dup):
         raise ConfigError(f"bars: duplicate (symbol_id, ts) {symbols[sym[dup[0]]]} {ts[dup[0]]}")
     f = _sessions(f, calendar)
-    stats = _daily_stats(f, costs.adv_days).select("sym", "day", "adv", "sigma")
-    f = f.join(stats, on=["sym", "day"], how="left", maintain_order="left")
+    stats = _daily_stats(f, costs.adv_days)
+    # attach each (symbol, session)'s stats: a sorted-key lookup (stats has one row per pair)
+    span = int(max(stats["day"].max(), f["day"].max())) + 2
+    skey = stats["sym"].to_numpy() * span + stats["day"].to_numpy() + 1
+    pos = np.searchsorted(skey, f["sym"].to_numpy() * span + f["day"].to_numpy() + 1)
+    f = f.with_columns(
+        pl.Series("adv", stats["adv"].to_numpy()[pos]), pl.Series("sigma", stats["sigma"].to_numpy()[pos])
+    )
     halted = pl.col("volume").fill_null(1.0) <= 0
     spread = (
         pl.col("half_spread_bps").fill_null(costs.half_spread_bps)
@@ -159,16 +176,15 @@ def align_targets(events: Events, signals: pl.DataFrame, column: str) -> np.ndar
         raise ConfigError(f"signals lack the target column {column!r}; have {signals.columns}")
     known = "known_at" if "known_at" in signals.columns else "ts"
     codes = {name: i for i, name in enumerate(events.symbols)}
-    s = (
-        signals.select(
-            pl.col("symbol_id").replace_strict(codes, default=-1, return_dtype=pl.Int64).alias("sym"),
-            _as_ns(signals, known).alias("_known"),
-            pl.col(column).cast(pl.Float64).alias("_target"),
-        )
-        .filter(pl.col("sym") >= 0)
-        .sort("_known", "sym")
-        .with_row_index("_sig")
-    )
+    s = signals.select(
+        pl.col("symbol_id").replace_strict(codes, default=-1, return_dtype=pl.Int64).alias("sym"),
+        _as_ns(signals, known).alias("_known"),
+        pl.col(column).cast(pl.Float64).alias("_target"),
+    ).filter(pl.col("sym") >= 0)
+    s = s[_time_order(s["_known"].to_numpy(), s["sym"].to_numpy(), len(events.symbols))].with_row_index("_sig")
+    if s.height == len(events):  # one signal per bar, stamped as the bars: each bar sees its own
+        if np.array_equal(s["_known"].to_numpy(), events.ts) and np.array_equal(s["sym"].to_numpy(), events.sym):
+            return np.ascontiguousarray(s["_target"].fill_null(float("nan")).to_numpy())
     left = pl.DataFrame({"ts": events.ts, "sym": events.sym, "_e": np.arange(len(events))})
     j = left.join_asof(s, left_on="ts", right_on="_known", by="sym", strategy="backward", check_sortedness=False)
     j = j.sort("_e").with_columns(

@@ -131,7 +131,7 @@ def main() -> None:
     cfg = settings()
     print(f"job: {args.symbols} symbols x {n // args.symbols:,} 1-minute bars = {n:,} bar events, signal on every bar")
     # backtesting.py places no order on the first bar; neither does the engine then
-    sig = signals.filter(pl.col("ts") > pl.col("ts").min())
+    sig = signals.with_columns(pl.when(pl.col("ts") > pl.col("ts").min()).then(pl.col("units")).alias("units"))
 
     events = build_events(bars, cfg.costs, cfg.calendar)
     target = align_targets(events, sig, "units")

@@ -13,7 +13,7 @@ from backtest.engine import run_backtest
 from core.strategy import BacktestCosts, BacktestGuards, BacktestSettings
 
 GOLDEN_RUN_ID = "d5e25a44538c2a9bf0d29542bd151aba"
-GOLDEN_RESULT_HASH = "08555bdae8707c5c44ee876703dedd98"
+GOLDEN_RESULT_HASH = "19183bea160842ebbb9f6c838b497684"
 SETTINGS = BacktestSettings(
     initial_cash=1_000_000.0,
     costs=BacktestCosts(fee_bps=1.0, half_spread_bps=2.0, slippage="sqrt", slippage_k=1.0, adv_days=20),
