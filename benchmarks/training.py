@@ -15,6 +15,7 @@ CPU seconds are printed beside wall time: the development machine is shared.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import warnings
@@ -23,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 warnings.filterwarnings("ignore")
+# this script's directory must not shadow the training package; the repository root must be importable
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def tick_windows(n: int, seed: int = 0):

@@ -10,11 +10,16 @@ with its figures to ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 
 import polars as pl
 
 warnings.filterwarnings("ignore")
+# this script's directory must not shadow the training package; the repository root must be importable
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def main() -> None:

@@ -55,3 +55,23 @@ def test_ensemble_exports_as_one_graph(trained):
     assert torch.allclose(graph.weights, torch.tensor(ens.weights_, dtype=torch.float32))
     out = graph(torch.from_numpy(d.X[:5])).detach().numpy()
     np.testing.assert_allclose(out, ens.predict_proba(d.X[:5]), atol=1e-5)
+
+
+def test_net_exports_to_onnx_with_a_dynamic_batch():
+    """The eval graph (normalisation, [CLS], explicit attention, heads) goes through the dynamo exporter as is."""
+    import onnxruntime as ort
+
+    from training.models.transformer import PriceTransformerNet
+    from training.onnx_export import torch_to_onnx
+
+    torch.manual_seed(0)
+    net = PriceTransformerNet(TINY, lookback=12, n_features=3, n_horizons=2, k=BUCKETS.k).eval()
+    net.mean.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    net.std.copy_(torch.tensor([1e-4, 2.0, 3.0]))
+    x = torch.randn(7, 12, 3)
+    proto = torch_to_onnx(net, x[:2])
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):
+        got = sess.run(["probs"], {"features": x[:batch].numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, net(x[:batch]).numpy(), atol=1e-5)
