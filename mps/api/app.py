@@ -43,6 +43,9 @@ def create_app(services: Services, tracer_provider=None) -> FastAPI:
         yield
         await services.close()
 
+    from mps.catalog import all_tables
+
+    all_tables()  # import every table declaration once, not on a request
     app = FastAPI(title="MPS API", version="1", description=DESCRIPTION, lifespan=lifespan)
     settings = services.settings
     if tracer_provider is not None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mps.api.auth import Client, require
 from mps.api.errors import ApiError, responses
 from mps.api.events import webhook_event
+from mps.api.routes_data import _aware
 from mps.api.scoring import champion_onnx, score_asof, score_latest
 from mps.api.webhooks import verify_webhook, wall_seconds
 
@@ -59,10 +60,7 @@ async def score(
     else:
         if asof is None:
             raise ApiError(422, "invalid_request", "mode=asof needs asof")
-        if asof.tzinfo is None:
-            from datetime import UTC
-
-            asof = asof.replace(tzinfo=UTC)
+        asof = _aware(asof, "asof")
         path = await champion_onnx(services, model)
         import anyio
 

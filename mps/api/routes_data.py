@@ -6,7 +6,7 @@ delay old (seed section 12: delayed data); the response says which cutoff applie
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import polars as pl
@@ -59,10 +59,17 @@ def _rows(df: pl.DataFrame, limit: int) -> list[dict]:
     return df.sort("ts").tail(limit).to_dicts()
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
+LO, HI = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC)  # int64 nanoseconds
 
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+def _aware(value: datetime | None, name: str = "time") -> datetime | None:
+    """``value`` in UTC (naive means UTC); 422 outside what int64 nanoseconds can hold."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not LO <= value < HI:
+        raise ApiError(422, "invalid_request", f"{name}: {value.isoformat()} is outside 1970-01-01..2262-04-11")
+    return value
 
 
 @router.get("/bars", response_model=Rows, responses=responses(400), tags=["data"])
@@ -77,7 +84,7 @@ def bars(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Rows:
     """Reconciled bars from silver.bars (bar END times), at most ``limit`` of the latest in range."""
-    start, end = _aware(start), _aware(end)
+    start, end = _aware(start, "start"), _aware(end, "end")
     cutoff, delayed = _cutoff(request, client, end)
     expr = (pc.field("symbol_id") == symbol_id) & (pc.field("tf") == tf) & (pc.field("adjustment") == adjustment)
     if start is not None:
@@ -91,9 +98,7 @@ def bars(
 
 def feature_table(name: str):
     """The gold feature table ``name`` (declared by the feature store), or 404."""
-    from mps.catalog import all_tables
-
-    spec = all_tables().get(f"gold.{name}")
+    spec = TABLES.get(f"gold.{name}")  # create_app registered every declared table
     if spec is None or "feature_set" not in spec.column_names:
         known = sorted(
             q.split(".", 1)[1] for q, s in TABLES.items() if q.startswith("gold.") and "feature_set" in s.column_names
@@ -115,7 +120,7 @@ def features(
 ) -> Rows:
     """Point-in-time feature rows from gold (``known_at`` within the caller's cutoff)."""
     spec = feature_table(table)
-    start, end = _aware(start), _aware(end)
+    start, end = _aware(start, "start"), _aware(end, "end")
     cutoff, delayed = _cutoff(request, client, end)
     expr = pc.field("symbol_id") == symbol_id
     if tf is not None:

@@ -81,9 +81,6 @@ def _feature_rows(services, meta, symbol_id: str, asof: datetime) -> pl.DataFram
 
 def _read_symbol(lake, meta, symbol_id: str) -> pl.DataFrame:
     """Every row of ``symbol_id`` in the gold table holding the model's feature set, by ts (int64 ns)."""
-    from mps.catalog import all_tables
-
-    all_tables()
     names = set(meta.feature_names)
     for spec in TABLES.values():
         if spec.layer == "gold" and "feature_set" in spec.column_names and names <= set(spec.column_names):
