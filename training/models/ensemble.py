@@ -3,7 +3,9 @@
 Members are fitted on the training windows; the validation windows are then played in time order,
 in rounds of ``block`` samples. Each member's reward per round is its mean log score (log p of the
 realised buckets, averaged over horizons) or, with ``reward="sharpe"``, the Sharpe ratio within the
-round of trading the sign of its predicted mean at the first horizon. Rewards update a Gaussian
+round of trading the sign of its predicted mean at the first horizon, taken relative to the round's
+mean over members (all members face the same outcomes, so this removes most of the noise that
+independent posteriors would otherwise see as uncertainty). Rewards update a Gaussian
 posterior per member from discounted statistics (``discount`` < 1 forgets old rounds: a rolling
 window). Each round the bandit samples every posterior and plays the argmax (Thompson sampling);
 the ensemble's weights are the posterior probabilities that each member is best, estimated from
@@ -79,6 +81,7 @@ class Ensemble:
             mean, sd = self._posterior()
             self.played_.append(int(np.argmax(self.rng_.normal(mean, sd))))  # Thompson draw
             r = self._rewards([p[sl] for p in probs], y[sl])
+            r = r - r.mean()  # relative to the round's average: removes the shared "hard round" noise
             self.stats_ = self.cfg.discount * self.stats_ + np.stack([np.ones_like(r), r, r * r], axis=1)
         mean, sd = self._posterior()
         draws = np.random.default_rng(self.cfg.seed).normal(mean, sd, size=(self.cfg.n_draws, len(mean)))
