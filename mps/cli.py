@@ -123,12 +123,17 @@ def ingest(
 
 
 @app.command()
-def sources() -> None:
-    """List the sources that can be ingested."""
+def sources(name: str | None = typer.Argument(None, help="one source (default: all)")) -> None:
+    """List the sources that can be ingested, with every parameter and an example."""
     from lakehouse.sources.registry import SOURCES
+    from mps.cli_sources import describe
 
-    for name, module in sorted(SOURCES.items()):
-        console.print(f"{name:16} {module}")
+    try:
+        for source in [name] if name else sorted(SOURCES):
+            for line in describe(source):
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
+    except MpsError as exc:
+        _fail(exc)
 
 
 @app.command()
