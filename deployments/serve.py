@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
@@ -28,6 +29,9 @@ from flows.ingest import ingest  # noqa: E402
 from flows.landing import landing  # noqa: E402
 from flows.maintain import maintain  # noqa: E402
 from flows.reconcile import reconcile  # noqa: E402
+
+if TYPE_CHECKING:
+    from prefect import Flow
 
 CONTINUOUS_CRON = "0 23 * * 1-5"
 FEATURIZE_CRON = "20 * * * *"  # hourly, after the quarter-hour reconciles
@@ -92,7 +96,7 @@ DEPLOYMENT_NAMES = {
     "featurize": "hourly",
     "maintain": "nightly",
 }
-FLOWS = {
+FLOWS: dict[str, Flow[..., Any]] = {
     "ingest": ingest,
     "reconcile": reconcile,
     "continuous-futures": continuous_futures,
