@@ -167,7 +167,20 @@ def run_prepared(prep: Prepared, settings: BacktestSettings) -> BacktestResult:
         multipliers=prep.multipliers,
         remark_on_roll=prep.remark_on_roll,
     )
-    return assemble(prep.events, *out, settings, prep.data_versions, prep.model_version, prep.target_kind)
+    nav, cash, gross, traded, trades, pos = out
+    return assemble(
+        prep.events,
+        nav,
+        cash,
+        gross,
+        traded,
+        trades,
+        pos,
+        settings,
+        prep.data_versions,
+        prep.model_version,
+        prep.target_kind,
+    )
 
 
 def run_backtest(

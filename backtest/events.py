@@ -70,12 +70,13 @@ def _sessions(frame: pl.DataFrame, calendar: str | None) -> pl.DataFrame:
     """Add ``day`` (session id) and ``in_session`` to a frame sorted by ts."""
     if calendar is None:
         return frame.with_columns((pl.col("ts") // 86_400_000_000_000).alias("day"), pl.lit(True).alias("in_session"))
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from lakehouse.calendars import sessions
 
-    lo = datetime.fromtimestamp(int(frame["ts"].min()) / 1e9).date()
-    hi = datetime.fromtimestamp(int(frame["ts"].max()) / 1e9).date()
+    ts = frame["ts"].to_numpy()
+    lo = datetime.fromtimestamp(int(ts.min()) / 1e9, tz=UTC).date()
+    hi = datetime.fromtimestamp(int(ts.max()) / 1e9, tz=UTC).date()
     table = sessions(calendar, lo, hi).select(
         pl.col("session").cast(pl.Int32).cast(pl.Int64).alias("day"),
         pl.col("open").cast(PL_TS).dt.replace_time_zone(None).cast(pl.Int64).alias("s_open"),
@@ -134,7 +135,7 @@ def build_events(bars: pl.DataFrame, costs: BacktestCosts, calendar: str | None)
     f = _sessions(f, calendar)
     stats = _daily_stats(f, costs.adv_days)
     # attach each (symbol, session)'s stats: a sorted-key lookup (stats has one row per pair)
-    span = int(max(stats["day"].max(), f["day"].max())) + 2
+    span = int(max(stats["day"].to_numpy().max(), f["day"].to_numpy().max())) + 2
     skey = stats["sym"].to_numpy() * span + stats["day"].to_numpy() + 1
     pos = np.searchsorted(skey, f["sym"].to_numpy() * span + f["day"].to_numpy() + 1)
     f = f.with_columns(

@@ -33,7 +33,7 @@ def size_signals(signals: pl.DataFrame, edges_bps, cfg: SizingConfig, nav: float
         return signals
     if "probs" not in signals.columns:
         raise ConfigError(f"signals need a 'size' or a 'probs' column; have {signals.columns}")
-    returns = bucket_returns(edges_bps)
+    returns = bucket_returns(edges_bps).tolist()
     risk = RiskState(nav=nav or cfg.nav)
     n_k = len(returns)
     vols = signals["realized_vol"].to_list() if "realized_vol" in signals.columns else [None] * signals.height
