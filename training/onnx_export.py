@@ -39,6 +39,8 @@ def calibrated(model: nn.Module, temperatures: tuple[float, ...]) -> nn.Module:
     from torch import nn
 
     class Calibrated(nn.Module):
+        inv_t: torch.Tensor  # a buffer, declared for the type checker
+
         def __init__(self) -> None:
             super().__init__()
             self.model = model
@@ -92,6 +94,7 @@ def torch_to_onnx(model: nn.Module, golden_inputs: torch.Tensor, opset: int = 18
             optimize=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns an ONNXProgram (the stub's Optional is for dynamo=False)
     return program.model_proto
 
 

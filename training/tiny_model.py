@@ -9,6 +9,7 @@ scorer's contract tests need; the training package fits the real ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,6 +51,9 @@ class TinyTickConfig:
 class TinyTickModel(nn.Module):
     """(B, L, F) float32 -> (B, H, K) probabilities (softmax over K)."""
 
+    mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    inv_std: torch.Tensor
+
     def __init__(self, cfg: TinyTickConfig) -> None:
         super().__init__()
         if len(cfg.feature_mean) != cfg.n_features or len(cfg.feature_std) != cfg.n_features:
@@ -72,11 +76,12 @@ class TinyTickModel(nn.Module):
             # sd ~ 1 bp * sqrt(horizon), in units of the half range of the buckets
             widths = torch.tensor([min(0.02 * float(h) ** 0.5, 0.8) for h in cfg.horizons])
             prior = -(mids[None, :] ** 2) / (2 * widths[:, None] ** 2)  # (H, K)
-            self.head[2].bias.copy_(prior.reshape(-1))
-            self.head[2].weight.mul_(0.3)
+            out = cast(nn.Linear, self.head[2])
+            out.bias.copy_(prior.reshape(-1))
+            out.weight.mul_(0.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, l, f = x.shape  # (B, L, F)
+        b, _, _ = x.shape  # (B, L, F)
         z = (x - self.mean) * self.inv_std  # (B, L, F) normalised in-graph
         z = torch.clamp(z, -10.0, 10.0)
         h = torch.tanh(self.proj(z))  # (B, L, D)

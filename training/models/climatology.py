@@ -52,6 +52,8 @@ class Climatology:
         probs = torch.tensor(self.probs_, dtype=torch.float32)
 
         class Constant(nn.Module):
+            probs: torch.Tensor  # a buffer, declared for the type checker
+
             def __init__(self) -> None:
                 super().__init__()
                 self.register_buffer("probs", probs)

@@ -74,6 +74,9 @@ class EncoderLayer(nn.Module):
 class PriceTransformerNet(nn.Module):
     """(B, L, F) float32 -> (B, H, K) probabilities, normalisation included."""
 
+    mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    std: torch.Tensor
+
     def __init__(self, cfg: TransformerConfig, lookback: int, n_features: int, n_horizons: int, k: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
