@@ -75,7 +75,7 @@ def main() -> None:
     from training.evaluate import EvalConfig, EvalData, evaluate
     from training.models.base import Buckets, default_edges_bps
     from training.models.climatology import Climatology
-    from training.models.ewma_t import EwmaT
+    from training.models.ewma_t import EwmaT, EwmaTConfig
     from training.models.lightgbm_buckets import LightGBMBuckets
     from training.oracle import oracle_proba
     from training.splits import WalkForwardConfig
@@ -113,7 +113,8 @@ def main() -> None:
         from training.models.transformer import PriceTransformer, TransformerConfig
 
         models["transformer"] = lambda: PriceTransformer(buckets, TransformerConfig(max_epochs=args.epochs))
-    baselines = {"climatology": lambda: Climatology(buckets), "ewma_t": lambda: EwmaT(buckets)}
+    ewma = EwmaTConfig(ret_feature=0, ret_unit_bps=1.0)  # ret_1s is already in bps
+    baselines = {"climatology": lambda: Climatology(buckets), "ewma_t": lambda: EwmaT(buckets, ewma)}
     cfg = EvalConfig(folds=WalkForwardConfig(n_folds=2, min_train_units=max(args.days // 2, 2)), n_boot=500)
     res = evaluate(data, models, baselines, cfg)
     pl.Config.set_tbl_rows(100)
