@@ -131,10 +131,13 @@ def main() -> None:
     ap.add_argument("--mode", default="asof", choices=["asof", "latest"])
     args = ap.parse_args()
 
+    import signal
+
     from mps.api.auth import issue_token
     from mps.api.settings import ApiSettings
     from mps.processes import free_port, terminate
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: never orphan the server
     tmp = tempfile.mkdtemp(prefix="mps-bench-api-")
     seed_lake(tmp)
     keys = f"bench:{'s' * 40}"

@@ -22,6 +22,7 @@ A line that cannot be parsed in either file quarantines that one event, with bot
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from datetime import date
@@ -43,6 +44,9 @@ NAME = re.compile(
     r"^(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
     r"_message_(?P<levels>\d+)\.csv$"
 )
+
+
+log = logging.getLogger(__name__)
 
 
 class Params(Strict):
@@ -70,12 +74,16 @@ def orderbook_file(message: Path) -> Path:
 def batches(params: Params, clock: Clock) -> Iterator[Batch]:
     """Yield one batch per message/orderbook pair (id = hash of both files)."""
     for msg in message_files(params.paths):
-        book = orderbook_file(msg)
-        batch_id = batch_id_or_fallback(SOURCE, msg, extra=batch_id_or_fallback(SOURCE, book))
+        book: Path | None = orderbook_file(msg)
+        if not book.exists():  # events and trades still land; the book column stays empty
+            log.warning("%s: no orderbook file %s; ingesting events and trades with empty book columns", msg, book.name)
+            book = None
+        extra = batch_id_or_fallback(SOURCE, book) if book is not None else "no-orderbook"
+        batch_id = batch_id_or_fallback(SOURCE, msg, extra=extra)
         yield Batch(SOURCE, str(msg), batch_id, _chunks(params, msg, book), table_hint=BRONZE_BOOK_EVENTS.qualified)
 
 
-def _chunks(params: Params, msg: Path, book: Path) -> Iterator[Chunk]:
+def _chunks(params: Params, msg: Path, book: Path | None) -> Iterator[Chunk]:
     m = NAME.match(msg.name)
     if m is None:
         raise SourceError(f"{msg}: not a LOBSTER message file name (TICKER_YYYY-MM-DD_start_end_message_N.csv)")

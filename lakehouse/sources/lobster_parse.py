@@ -44,10 +44,15 @@ def _first_reason(checks: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
 
 
 def parse_pair(
-    message: Path, orderbook: Path, levels: int, day: date, tz: str
+    message: Path, orderbook: Path | None, levels: int, day: date, tz: str
 ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-    """Parse a line-aligned pair; return (events, rejected lines as (row, raw, reason))."""
-    msg_lines, book_lines = read_lines(message), read_lines(orderbook)
+    """Parse a line-aligned pair; return (events, rejected lines as (row, raw, reason)).
+
+    Without an orderbook file (``None``) the events are parsed alone and their book is null.
+    """
+    msg_lines = read_lines(message)
+    has_book = orderbook is not None
+    book_lines = read_lines(orderbook) if has_book else [",".join(["0"] * 4 * levels)] * len(msg_lines)
     if len(msg_lines) != len(book_lines):
         raise SourceError(
             f"{message} has {len(msg_lines):,} rows but {orderbook} has {len(book_lines):,}: "
@@ -72,7 +77,7 @@ def parse_pair(
         pl.col("bp").list.eval(pl.element().str.strip_chars().cast(pl.Int64, strict=False)).alias("bk"),
     )
     n_book = 4 * levels
-    m, b = message.name, orderbook.name
+    m, b = message.name, orderbook.name if has_book else "(no orderbook file)"
     reason = _first_reason(
         [
             (pl.col("mp").list.len() != 6, pl.format(f"{m}: expected 6 fields, got {{}}", pl.col("mp").list.len())),
@@ -93,7 +98,8 @@ def parse_pair(
             (pl.col("bk").list.eval(pl.element().is_null()).list.any(), f"{b}: a price or size is not an integer"),
         ]
     )
-    df = df.with_columns(reason.alias("_reason"), pl.format("message: {} | orderbook: {}", "m", "b").alias("_raw"))
+    raw = pl.format("message: {} | orderbook: {}", "m", "b") if has_book else pl.format("message: {}", "m")
+    df = df.with_columns(reason.alias("_reason"), raw.alias("_raw"))
     bad = df.filter(pl.col("_reason").is_not_null())
     good = df.filter(pl.col("_reason").is_null())
     midnight = datetime(day.year, day.month, day.day)
@@ -107,7 +113,7 @@ def parse_pair(
         "size",
         "price_int",
         "direction",
-        book_json("bk", levels).alias("book"),
+        (book_json("bk", levels) if has_book else pl.lit(None, pl.String)).alias("book"),
         "_row",
         "_raw",
     )

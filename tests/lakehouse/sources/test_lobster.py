@@ -137,3 +137,14 @@ def test_hidden_executions_become_trades_when_asked(shared_data, lake, clock):
 def test_unknown_param_is_rejected():
     with pytest.raises(Exception, match="tz_name"):
         lobster.Params(paths=["x"], tz_name="UTC")
+
+
+def test_message_file_without_orderbook_ingests_events_and_trades_with_a_warning(tmp_path, lake, clock, caplog):
+    msg = _write_pair(tmp_path, ["34200.1,1,11,100,300000,1", "34200.3,4,11,50,300000,1"], [])
+    msg.with_name(msg.name.replace("_message_", "_orderbook_")).unlink()
+    report = _ingest(lake, clock, [msg])
+    assert report.balanced and not report.failures
+    assert "no orderbook file" in caplog.text and msg.name in caplog.text
+    events = lake.read(BRONZE_BOOK_EVENTS).sort("ts")
+    assert events["action"].to_list() == ["add", "fill"] and events["book"].null_count() == 2
+    assert lake.read(BRONZE_TRADES)["price"].to_list() == [30.0]
