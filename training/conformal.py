@@ -62,6 +62,8 @@ class SplitConformal:
 
     def bands(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the conformal band (lo, hi) in bps, each (N, H)."""
+        if self.qhat_ is None:
+            raise RuntimeError("SplitConformal.bands before fit")
         lo, hi = self._interval(p)
         return lo - self.qhat_[None, :], hi + self.qhat_[None, :]
 

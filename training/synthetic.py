@@ -89,9 +89,11 @@ def oracle_proba(data: SyntheticData, buckets: Buckets, n_paths: int = 4000, see
         if h == 1:
             loc = data.sigma_bps * cfg.beta * data.signal
             scale = data.sigma_bps / np.sqrt(DOF / (DOF - 2))
-            out.append(
-                buckets.from_cdf(lambda e, loc=loc, scale=scale: stats.t.cdf((e - loc[:, None]) / scale[:, None], DOF))
-            )
+
+            def cdf(e: np.ndarray, loc: np.ndarray = loc, scale: np.ndarray = scale) -> np.ndarray:
+                return stats.t.cdf((e - loc[:, None]) / scale[:, None], DOF)
+
+            out.append(buckets.from_cdf(cdf))
             continue
         rng = np.random.default_rng(seed)
         n = len(data.signal)

@@ -90,7 +90,7 @@ class EwmaT:
     def predict_proba(self, X) -> np.ndarray:
         """Discretise each window's per-horizon Student-t into the buckets: (N, H, K)."""
         X, _ = check_xy(X, None)
-        if self.scale_ is None:
+        if self.scale_ is None or self.nu_ is None:
             raise RuntimeError("EwmaT.predict_proba before fit")
         scale = self._sigma(X)[:, None, None] * self.scale_[None, :, None]  # (N, H, 1)
         nu = self.nu_[None, :, None]
