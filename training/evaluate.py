@@ -114,10 +114,10 @@ def evaluate(
             for h in range(H):
                 for metric, fn in DIFF_METRICS.items():
                     d = fn(pooled[base][:, h], y[test, h]) - fn(pooled[name][:, h], y[test, h])
-                    m, lo, hi = block_bootstrap_ci(
+                    m, ci_lo, ci_hi = block_bootstrap_ci(
                         d, data.day[test], block=cfg.bootstrap_block, n_boot=cfg.n_boot, seed=cfg.seed
                     )
-                    diff_rows.append((name, base, horizons[h], metric, m, lo, hi))
+                    diff_rows.append((name, base, horizons[h], metric, m, ci_lo, ci_hi))
     skill_rows = []
     if data.oracle is not None and "climatology" in pooled:
         o = data.oracle[test]

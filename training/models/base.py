@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
 
 import numpy as np
 
@@ -131,6 +131,12 @@ class Exportable(Protocol):
         ...
 
 
+@overload
+def check_xy(X: np.ndarray, y: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def check_xy(X: np.ndarray, y: None, k: int | None = None) -> tuple[np.ndarray, None]: ...
+@overload
+def check_xy(X: np.ndarray, y: np.ndarray | None, k: int | None = None) -> tuple[np.ndarray, np.ndarray | None]: ...
 def check_xy(X: np.ndarray, y: np.ndarray | None, k: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate shapes and ranges of a training pair; return X as float32 and y as int64."""
     X = np.asarray(X)
