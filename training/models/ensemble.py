@@ -119,6 +119,8 @@ class Ensemble:
         weights = torch.tensor(self.weights_, dtype=torch.float32)
 
         class Mixture(nn.Module):
+            weights: torch.Tensor  # a buffer, declared for the type checker
+
             def __init__(self) -> None:
                 super().__init__()
                 self.members = modules
