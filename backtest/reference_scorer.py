@@ -163,7 +163,8 @@ async def serve_core(
             msgs = [first]
             while not queue.empty() and len(msgs) < max_batch:
                 msgs.append(queue.get_nowait())
-            batch, seen = [], set()
+            batch: list[FeatureUpdate] = []
+            seen: set[tuple[str, str]] = set()
             for msg in msgs:
                 counts["updates"] += 1
                 try:

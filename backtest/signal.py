@@ -109,7 +109,7 @@ def compute_signal(
     ts: int,
     known_at: int,
     seq: int,
-    last_features: Sequence[float],
+    last_features: Sequence[float] | np.ndarray,
     warm: bool,
     risk: RiskState,
     now_ns: int,
