@@ -10,11 +10,15 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from core.errors import ServiceError
 from lakehouse.storage import Lake
 from mps.api.events import PrefectEvents
 from mps.api.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 
 def wall_clock() -> datetime:
@@ -30,7 +34,7 @@ class Services:
     clock: Callable[[], datetime] = wall_clock
     events: PrefectEvents | None = None
     tracer: object | None = None
-    _nats: object | None = field(default=None, repr=False)
+    _nats: NatsClient | None = field(default=None, repr=False)
     _nats_lock: asyncio.Lock | None = field(default=None, repr=False)
     _scorers: dict = field(default_factory=dict, repr=False)
     feature_cache: dict = field(default_factory=dict, repr=False)
