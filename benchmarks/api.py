@@ -73,8 +73,10 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
                 t0 = time.perf_counter()
                 try:
                     r = await client.post(url, content=body, headers=headers) if body else await client.get(url)
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     errors += 1
+                    if errors == 1:
+                        print(f"first error: {type(exc).__name__} {exc}", flush=True)
                     return
                 if r.status_code != 200:
                     errors += 1
@@ -114,6 +116,15 @@ def load(url, token, body, rate, seconds, conc=32) -> dict:
     wall = time.perf_counter() - t0
     errors = sum(1 for x in lat if x < 0)
     ok = np.array([x for x in lat if x >= 0])
+    if ok.size == 0:
+        return {
+            "n": len(lat),
+            "errors": errors,
+            "req_s": 0.0,
+            "p50": float("nan"),
+            "p99": float("nan"),
+            "max": float("nan"),
+        }
     return {
         "n": len(lat),
         "errors": errors,
