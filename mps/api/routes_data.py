@@ -7,7 +7,7 @@ delay old (seed section 12: delayed data); the response says which cutoff applie
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import polars as pl
 import pyarrow.compute as pc
@@ -62,6 +62,12 @@ def _rows(df: pl.DataFrame, limit: int) -> list[dict]:
 LO, HI = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC)  # int64 nanoseconds
 
 
+@overload
+def _aware(value: datetime, name: str = "time") -> datetime: ...
+@overload
+def _aware(value: None, name: str = "time") -> None: ...
+@overload
+def _aware(value: datetime | None, name: str = "time") -> datetime | None: ...
 def _aware(value: datetime | None, name: str = "time") -> datetime | None:
     """``value`` in UTC (naive means UTC); 422 outside what int64 nanoseconds can hold."""
     if value is None:
