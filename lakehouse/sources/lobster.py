@@ -74,10 +74,10 @@ def orderbook_file(message: Path) -> Path:
 def batches(params: Params, clock: Clock) -> Iterator[Batch]:
     """Yield one batch per message/orderbook pair (id = hash of both files)."""
     for msg in message_files(params.paths):
-        book: Path | None = orderbook_file(msg)
-        if not book.exists():  # events and trades still land; the book column stays empty
-            log.warning("%s: no orderbook file %s; ingesting events and trades with empty book columns", msg, book.name)
-            book = None
+        pair = orderbook_file(msg)
+        book: Path | None = pair if pair.exists() else None
+        if book is None:  # events and trades still land; the book column stays empty
+            log.warning("%s: no orderbook file %s; ingesting events and trades with empty book columns", msg, pair.name)
         extra = batch_id_or_fallback(SOURCE, book) if book is not None else "no-orderbook"
         batch_id = batch_id_or_fallback(SOURCE, msg, extra=extra)
         yield Batch(SOURCE, str(msg), batch_id, _chunks(params, msg, book), table_hint=BRONZE_BOOK_EVENTS.qualified)

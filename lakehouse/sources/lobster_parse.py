@@ -52,7 +52,7 @@ def parse_pair(
     """
     msg_lines = read_lines(message)
     has_book = orderbook is not None
-    book_lines = read_lines(orderbook) if has_book else [",".join(["0"] * 4 * levels)] * len(msg_lines)
+    book_lines = read_lines(orderbook) if orderbook is not None else [",".join(["0"] * 4 * levels)] * len(msg_lines)
     if len(msg_lines) != len(book_lines):
         raise SourceError(
             f"{message} has {len(msg_lines):,} rows but {orderbook} has {len(book_lines):,}: "
@@ -77,7 +77,7 @@ def parse_pair(
         pl.col("bp").list.eval(pl.element().str.strip_chars().cast(pl.Int64, strict=False)).alias("bk"),
     )
     n_book = 4 * levels
-    m, b = message.name, orderbook.name if has_book else "(no orderbook file)"
+    m, b = message.name, orderbook.name if orderbook is not None else "(no orderbook file)"
     reason = _first_reason(
         [
             (pl.col("mp").list.len() != 6, pl.format(f"{m}: expected 6 fields, got {{}}", pl.col("mp").list.len())),
