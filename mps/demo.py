@@ -34,6 +34,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 from rich.console import Console
@@ -310,10 +311,10 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
                 dr.signals_summary(lake, report, cost_bps=sum(sizing[k] for k in ("fee_bps", "slippage_bps")))
         report.facts.update(
             prefect_ui=prefect.ui_url,
-            prefect_startup_s=round(prefect.startup_s, 1),
+            prefect_startup_s=round(cast(float, prefect.startup_s), 1),  # set once the server came up
             elapsed_s=round(time.perf_counter() - t0, 1),
         )
-        dr.write(report, demo_dir, console, dr.hints(lake.root, report.facts["quality_docs"], prefect.home))
+        dr.write(report, demo_dir, console, dr.hints(lake.root, str(report.facts["quality_docs"]), prefect.home))
         if keep_ui:
             console.print(f"Prefect UI at {prefect.ui_url}; press Ctrl-C to stop it")
             prefect.wait()
