@@ -151,7 +151,8 @@ def _attempt(
         return NewRows(table.num_rows, 0, 0, batch.clear().with_columns(pl.lit(None, pl.String).alias("_reason")))
     columns = list(spec.keys)
     if compare_values:
-        columns = [c for c in spec.column_names if c in batch.columns and c != "date"]
+        # a derived "date" partition is not a value to compare; a declared "date" key (symbol map) is
+        columns = [c for c in spec.column_names if c in batch.columns and (c != "date" or c in spec.keys)]
     stored = _stored_matches(lake, spec, batch, columns)
     fresh, dups, own, corrections = classify(spec, batch, stored, batch_id)
     if fresh.height:

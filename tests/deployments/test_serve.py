@@ -16,6 +16,7 @@ EXPECTED = {
     "ingest": "flows/ingest.py:ingest",
     "reconcile": "flows/reconcile.py:reconcile",
     "continuous-futures": "flows/continuous_futures.py:continuous_futures",
+    "maintain": "flows/maintain.py:maintain",
 }
 
 
