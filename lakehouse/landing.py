@@ -85,7 +85,14 @@ def settle(zone: LandingZone, key: str, ingest) -> dict:
             account, ok = {"key": key, "source": source, "error": str(exc)}, False
     dest = (PROCESSED if ok else REJECTED) + key.removeprefix(LANDING)
     account["settled_to"] = dest
-    client.copy_object(zone.bucket, dest, CopySource(zone.bucket, key))
+    try:
+        client.copy_object(zone.bucket, dest, CopySource(zone.bucket, key))
+    except S3Error as exc:
+        if exc.code != "NoSuchKey":
+            raise SourceError(f"landing s3://{zone.bucket}/{key}: {exc.code} {exc.message}") from None
+        # a concurrent run (the same event delivered twice) settled it between our download and now;
+        # the ingest above was idempotent, so its account is the one that counts
+        return _already_settled(client, zone.bucket, key)
     body = json.dumps(account, indent=2, default=str).encode()
     client.put_object(zone.bucket, dest + ".account.json", io.BytesIO(body), len(body), "application/json")
     client.remove_object(zone.bucket, key)
