@@ -6,6 +6,9 @@ Timestamps are UTC nanoseconds everywhere (Delta stores them as int64; readers r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import overload
+
 import polars as pl
 import pyarrow as pa
 
@@ -42,3 +45,20 @@ def tf_ns(tf: str) -> int | None:
 def tf_rank(tf: str) -> int:
     """Return the position of ``tf`` from finest to coarsest (unknown timeframes sort last)."""
     return TF_ORDER.index(tf) if tf in TIMEFRAMES else len(TF_ORDER)
+
+
+@overload
+def parse_utc(value: str) -> datetime: ...
+@overload
+def parse_utc(value: None) -> None: ...
+@overload
+def parse_utc(value: str | None) -> datetime | None: ...
+def parse_utc(value: str | None) -> datetime | None:
+    """Parse an ISO-8601 time as an aware datetime; a naive one is taken as UTC; None stays None."""
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -230,14 +230,8 @@ def reconcile(
     lake_root: str | None = LakeOpt,
 ) -> None:
     """Run the reconcile flow over a window: bronze vendors -> silver consensus bars."""
-    from datetime import datetime
 
-    def parse(value: str) -> datetime:
-        try:
-            ts = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    from core.timetypes import parse_utc as parse
 
     try:
         _prefect_env(profile)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -28,17 +27,9 @@ def backtest(
     from rich.table import Table
 
     from core.clock import utc_clock
-    from core.errors import ConfigError, MpsError
+    from core.errors import MpsError
+    from core.timetypes import parse_utc as parse
     from mps.cli import _fail, _lake, _prefect_env
-
-    def parse(value: str | None) -> datetime | None:
-        if value is None:
-            return None
-        try:
-            ts = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
     console = Console()
     try:

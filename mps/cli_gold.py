@@ -5,29 +5,14 @@ Registered on the main app by ``mps.cli`` (``register(app)``); heavy imports sta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import overload
 
 import typer
 
-from core.errors import ConfigError, MpsError
+from core.errors import MpsError
+from core.timetypes import parse_utc
 
-
-@overload
-def _time(value: str) -> datetime: ...
-@overload
-def _time(value: None) -> None: ...
-@overload
-def _time(value: str | None) -> datetime | None: ...
-def _time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{value!r}: not an ISO-8601 time") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+_time = parse_utc
 
 
 def register(app: typer.Typer) -> None:
