@@ -37,13 +37,14 @@ def days_of(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
 
 
 @task
-def features_for_day(lake: Lake, start: datetime, end: datetime, symbols: list[str] | None) -> int:
+def features_for_day(
+    lake: Lake, start: datetime, end: datetime, symbols: list[str] | None, calendars: dict[str, str]
+) -> int:
     """tick_v2 rows of one day from its main source's bronze ticks; 0 when the day has no trades."""
     try:
         source = main_source(lake, start, end, symbols)
     except TableError:  # a day without trades (weekend, holiday) has nothing to featurize
         return 0
-    calendars = {i.symbol_id: i.calendar for i in load_instruments()}
     return build_tick_features(lake, source, start, end, symbols, calendar_of=calendars)
 
 
@@ -75,7 +76,8 @@ def featurize_ticks(
     """Write tick_v2 features and ret_tick_v1 labels for ``[start, end)``; return rows written per table."""
     logger = get_run_logger()
     lake = Lake.from_profile(load_profile(profile), root=lake_root)
-    features = sum(features_for_day(lake, lo, hi, symbols) for lo, hi in days_of(start, end))
+    calendars = {i.symbol_id: i.calendar for i in load_instruments()}
+    features = sum(features_for_day(lake, lo, hi, symbols, calendars) for lo, hi in days_of(start, end))
     labels = labels_for_window(lake, start, end, symbols)
     logger.info("tick features: %d rows, labels: %d rows for [%s, %s)", features, labels, start, end)
     return {"gold.features/tick_v2": features, "gold.labels/ret_tick_v1": labels}

@@ -61,39 +61,31 @@ def option_rows(ticker: str = "TWX", day: str = "20140605") -> pl.DataFrame:
     rows = [(e, k, r) for e in expiries for k in strikes for r in ("call", "put")]
     n = len(rows)
     snap = pl.datetime(int(day[:4]), int(day[4:6]), int(day[6:]), 16, time_zone="America/New_York")
-    return pl.DataFrame(
-        {
-            "underlying": [ticker] * n,
-            "expiry": [e for e, _, _ in rows],
-            "strike": [k for _, k, _ in rows],
-            "option_type": [r for _, _, r in rows],
-            "last": [round(0.5 + 0.1 * i, 2) for i in range(n)],
-            "volume": [10 * i for i in range(n)],
-            "open_interest": [100 + 7 * i for i in range(n)],
-            "implied_volatility": [0.2 + 0.001 * i for i in range(n)],
-            "delta": [0.5 if r == "call" else -0.5 for _, _, r in rows],
-            "gamma": [0.05] * n,
-            "vega": [0.1] * n,
-            "theta": [-0.02] * n,
-            "rho": [0.01] * n,
-        }
-    ).select(
-        "underlying",
-        snap.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
-        pl.col("expiry").str.to_date("%Y%m%d"),
-        "strike",
-        "option_type",
-        pl.lit(None, pl.Float64).alias("bid"),
-        pl.lit(None, pl.Float64).alias("ask"),
-        "last",
-        "volume",
-        "open_interest",
-        "implied_volatility",
-        "delta",
-        "gamma",
-        "vega",
-        "theta",
-        "rho",
+    return (
+        pl.DataFrame(
+            {
+                "underlying": [ticker] * n,
+                "expiry": [e for e, _, _ in rows],
+                "strike": [k for _, k, _ in rows],
+                "option_type": [r for _, _, r in rows],
+                "last": [round(0.5 + 0.1 * i, 2) for i in range(n)],
+                "volume": [10 * i for i in range(n)],
+                "open_interest": [100 + 7 * i for i in range(n)],
+                "implied_volatility": [0.2 + 0.001 * i for i in range(n)],
+                "delta": [0.5 if r == "call" else -0.5 for _, _, r in rows],
+                "gamma": [0.05] * n,
+                "vega": [0.1] * n,
+                "theta": [-0.02] * n,
+                "rho": [0.01] * n,
+            }
+        )
+        .with_columns(
+            snap.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts"),
+            pl.col("expiry").str.to_date("%Y%m%d"),
+            pl.lit(None, pl.Float64).alias("bid"),
+            pl.lit(None, pl.Float64).alias("ask"),
+        )
+        .select(OPTION_COLS)
     )
 
 
