@@ -40,12 +40,14 @@ CURVE_V1 = register(
 )
 
 
-def curve_features(bars: pl.DataFrame, contracts: pl.DataFrame, exchange: str = "CME") -> pl.DataFrame:
+def curve_features(bars: pl.DataFrame, contracts: pl.DataFrame, exchange: str | None = None) -> pl.DataFrame:
     """``curve_v1`` rows per (root symbol, ts); the root's symbol_id is ``<root>:<exchange>``.
 
-    ``bars``: symbol_id (contract id), ts, close, known_at; one timeframe.
+    ``bars``: symbol_id (contract id), ts, close, known_at; one timeframe. ``exchange`` defaults to
+    the suffix of the contract ids (``ESZ13:CME`` -> ``ES:CME``, the continuous series' id).
     """
-    defs = contracts.select("root", "contract", pl.col("expiry").cast(pl.Date)).unique("contract")
+    exch = pl.lit(f":{exchange}") if exchange else pl.lit(":") + pl.col("contract").str.split(":").list.last()
+    defs = contracts.select(pl.col("root") + exch, "contract", pl.col("expiry").cast(pl.Date)).unique("contract")
     b = bars.select(
         pl.col("symbol_id").alias("contract"), pl.col("ts").cast(TS_NS), "close", pl.col("known_at").cast(TS_NS)
     )
@@ -60,7 +62,7 @@ def curve_features(bars: pl.DataFrame, contracts: pl.DataFrame, exchange: str = 
     )
     slope = pl.col("lf2") - pl.col("lf1")
     return wide.select(
-        (pl.col("root") + f":{exchange}").alias("symbol_id"),
+        pl.col("root").alias("symbol_id"),
         pl.lit(CURVE_V1.tf).alias("tf"),
         "ts",
         pl.max_horizontal("known_at", "ts").alias("known_at"),

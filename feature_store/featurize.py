@@ -69,7 +69,8 @@ def compute_set(name: str, bars: pl.DataFrame, actions: pl.DataFrame | None = No
     return fn(bars, actions, tz)
 
 
-def _in_window(frame: pl.DataFrame, start: datetime | None, end: datetime | None) -> pl.DataFrame:
+def in_window(frame: pl.DataFrame, start: datetime | None, end: datetime | None) -> pl.DataFrame:
+    """Rows of ``frame`` with ts in [start, end] (an open side when None)."""
     if start is not None:
         frame = frame.filter(pl.col("ts") >= pl.lit(start).cast(TS_NS))
     if end is not None:
@@ -90,7 +91,7 @@ def featurize_window(
 
     ``chain`` (bronze.options_chain rows) is needed by ``options_v1`` only.
     """
-    hist = _in_window(bars.with_columns(pl.col("ts").cast(TS_NS)), None, end)
+    hist = in_window(bars.with_columns(pl.col("ts").cast(TS_NS)), None, end)
     out = {}
     for name in feature_sets:
         if name == "options_v1":
@@ -101,7 +102,7 @@ def featurize_window(
             rows = options_features(first_known_closes(hist, actions, tz), chain)
         else:
             rows = compute_set(name, hist, actions, tz)
-        out[name] = _in_window(rows, start, end)
+        out[name] = in_window(rows, start, end)
     return out
 
 
@@ -114,4 +115,4 @@ def label_window(
     tz: str = "America/New_York",
 ) -> pl.DataFrame:
     """Label rows with ts in [start, end] (their outcomes may lie after ``end``: labels look forward)."""
-    return _in_window(make_labels(bars, spec, actions, tz), start, end)
+    return in_window(make_labels(bars, spec, actions, tz), start, end)

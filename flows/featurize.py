@@ -1,9 +1,13 @@
 """Build gold.features and gold.labels for a window from silver raw bars and bronze corporate actions.
 
 Thin flow: read silver.bars (``adjustment = raw``, one timeframe) up to the window end and every
-known corporate action (and the option chain for ``options_v1``), call ``feature_store.featurize`` (point-in-time adjustment happens there),
-and replace the window's rows in gold (``feature_store.gold``), so re-running a window leaves the
-tables unchanged.
+known corporate action (and the option chain for ``options_v1``), call ``feature_store.featurize``
+(point-in-time adjustment happens there), and replace the window's rows in gold
+(``feature_store.gold``), so re-running a window leaves the tables unchanged.
+
+``curve_v1`` reads the futures side of the lake instead: bronze.futures_contracts and the contracts'
+trade bars (one vendor per bar, the strategy's vendor priority, as the continuous-futures flow
+does). A lake with no futures contracts writes no curve rows; that is not an error.
 """
 
 from __future__ import annotations
@@ -15,12 +19,21 @@ import pyarrow.compute as pc
 from prefect import flow, task
 
 from core.profile import load_profile
+from core.strategy import load_strategy
+from feature_store.curve import CURVE_V1, curve_features
 from feature_store.discretize import Discretizer
-from feature_store.featurize import featurize_window, label_window
+from feature_store.featurize import featurize_window, in_window, label_window
 from feature_store.gold import write_features, write_labels
 from feature_store.labels import LabelSpec
+from lakehouse.futures_continuous import one_delivery_per_key
 from lakehouse.storage import Lake, ts_value
-from lakehouse.tables import BRONZE_CORPORATE_ACTIONS, BRONZE_OPTIONS_CHAIN, SILVER_BARS
+from lakehouse.tables import (
+    BRONZE_BARS,
+    BRONZE_CORPORATE_ACTIONS,
+    BRONZE_FUTURES_CONTRACTS,
+    BRONZE_OPTIONS_CHAIN,
+    SILVER_BARS,
+)
 
 
 @task
@@ -48,12 +61,39 @@ def read_chain(lake: Lake, symbols: list[str]) -> pl.DataFrame:
     return lake.read(BRONZE_OPTIONS_CHAIN, filter=pc.field("underlying").isin(symbols))
 
 
+@task
+def read_curve_inputs(
+    lake: Lake, tf: str, end: datetime | None, priority: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Futures contract definitions and their ``tf`` trade bars up to ``end`` (empty when the lake has none)."""
+    if not lake.exists(BRONZE_FUTURES_CONTRACTS):
+        return pl.DataFrame(), pl.DataFrame()
+    contracts = lake.read(BRONZE_FUTURES_CONTRACTS).unique("contract", keep="first", maintain_order=True)
+    f = pc.field("symbol_id").isin(contracts["contract"].to_list()) & (pc.field("tf") == tf)
+    f = f & (pc.field("kind") == "trade")
+    if end is not None:
+        f = f & (pc.field("ts") <= ts_value(end))
+    cols = ["source", "symbol_id", "tf", "ts", "close"]
+    bars = one_delivery_per_key(lake.read(BRONZE_BARS, columns=cols, filter=f), ["symbol_id", "tf", "ts"], priority)
+    return contracts, bars.with_columns(pl.col("ts").alias("known_at"))
+
+
+def _curve_rows(
+    lake: Lake, tf: str, start: datetime | None, end: datetime | None, symbols: list[str] | None
+) -> pl.DataFrame:
+    contracts, bars = read_curve_inputs(lake, tf, end, load_strategy().universe.sources)
+    if contracts.height == 0 or bars.height == 0:
+        return pl.DataFrame()
+    rows = in_window(curve_features(bars, contracts), start, end).with_columns(pl.lit(tf).alias("tf"))
+    return rows.filter(pl.col("symbol_id").is_in(symbols)) if symbols else rows
+
+
 @flow(name="featurize")
 def featurize(
     start: datetime | None = None,
     end: datetime | None = None,
     tf: str = "1d",
-    feature_sets: list[str] = ["bar_v1"],
+    feature_sets: list[str] = ["bar_v1", CURVE_V1.name],
     symbols: list[str] | None = None,
     label_set: str | None = "ret_bars_v1",
     label_horizons: list[int] = [1, 5, 21],
@@ -63,13 +103,16 @@ def featurize(
 ) -> dict[str, int]:
     """Write the window [start, end] of each feature set (and of the label set) to gold; rows written per table."""
     lake = Lake.from_profile(load_profile(profile), root=lake_root)
+    written: dict[str, int] = {}
+    if CURVE_V1.name in feature_sets:
+        written[f"gold.features/{CURVE_V1.name}"] = write_features(lake, _curve_rows(lake, tf, start, end, symbols))
+    bar_sets = [name for name in feature_sets if name != CURVE_V1.name]
     bars = read_bars(lake, tf, symbols, None)
     if bars.height == 0:
-        return {}
+        return {k: v for k, v in written.items() if v}
     actions = read_actions(lake, bars["symbol_id"].unique().to_list())
-    written: dict[str, int] = {}
-    chain = read_chain(lake, bars["symbol_id"].unique().to_list()) if "options_v1" in feature_sets else None
-    for name, rows in featurize_window(bars, actions, feature_sets, start, end, tz, chain).items():
+    chain = read_chain(lake, bars["symbol_id"].unique().to_list()) if "options_v1" in bar_sets else None
+    for name, rows in featurize_window(bars, actions, bar_sets, start, end, tz, chain).items():
         written[f"gold.features/{name}"] = write_features(lake, rows)
     if label_set:
         spec = LabelSpec(label_set, tf, tuple(label_horizons), Discretizer.returns())

@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
         start: str | None = typer.Option(None, help="window start, ISO-8601 UTC (default: all history)"),
         end: str | None = typer.Option(None, help="window end (inclusive), ISO-8601 UTC"),
         tf: str = typer.Option("1d", "--tf", help="bar timeframe"),
-        feature_set: list[str] = typer.Option(["bar_v1"], "--feature-set", help="feature sets (repeatable)"),
+        feature_set: list[str] = typer.Option(
+            ["bar_v1", "curve_v1"], "--feature-set", help="feature sets (repeatable; curve_v1 reads the futures)"
+        ),
         symbol: list[str] = typer.Option([], "--symbol", help="only these symbol_ids (repeatable)"),
         label_set: str | None = typer.Option("ret_bars_v1", help="label set name ('' for none)"),
         horizon: list[int] = typer.Option([1, 5, 21], "--horizon", help="label horizons in bars (repeatable)"),

@@ -29,8 +29,9 @@ def _seed(lake, lean_daily, lean_actions):
 
 def test_featurize_writes_the_window_and_is_idempotent(prefect_harness, lake, lean_daily, lean_actions):
     bars = _seed(lake, lean_daily, lean_actions)
-    kw = {"start": START, "end": END, "feature_sets": ["bar_v1"], "lake_root": lake.root, "label_horizons": [1, 5]}
-    first = featurize(**kw)
+    kw = {"start": START, "end": END, "lake_root": lake.root, "label_horizons": [1, 5]}
+    first = featurize(**kw)  # default sets: bar_v1 and curve_v1, and this lake holds no futures
+    assert first["gold.features/curve_v1"] == 0
     feats1, labels1 = lake.read(GOLD_FEATURES).sort("symbol_id", "ts"), lake.read(GOLD_LABELS)
     second = featurize(**kw)
     feats2, labels2 = lake.read(GOLD_FEATURES).sort("symbol_id", "ts"), lake.read(GOLD_LABELS)
@@ -66,3 +67,28 @@ def test_featurize_window_rows_do_not_depend_on_the_run_start(lake, lean_daily, 
     write_features(lake, whole)
     assert_frame_equal(lake.read(GOLD_FEATURES).sort("symbol_id", "ts"), once)
     assert once.height == whole.height
+
+
+def test_featurize_writes_curve_rows_from_the_lakes_real_es_futures(prefect_harness, lake, shared_data):
+    """LEAN ES contracts ingested into bronze -> the flow's curve_v1 rows equal curve_features on them, idempotently."""
+    from feature_store.curve import curve_features
+    from lakehouse.ingest import Ingestor
+    from lakehouse.sources.lean_reference import Params, batches
+    from lakehouse.tables import BRONZE_BARS, BRONZE_FUTURES_CONTRACTS
+
+    p = Params(root=shared_data / "lean", equities=False, futures=["cme/es"], kinds=["trade"], resolutions=["daily"])
+    report = Ingestor(lake, lambda: datetime(2026, 1, 1, tzinfo=UTC)).run(batches(p))
+    assert report.balanced and not report.failures
+    kw = {"start": datetime(2013, 10, 1, tzinfo=UTC), "end": END, "lake_root": lake.root, "label_set": None}
+    first = featurize(**kw, feature_sets=["curve_v1"])
+    gold = read_features(lake, "curve_v1")
+    assert first == {"gold.features/curve_v1": gold.height} and gold.height > 0
+    assert featurize(**kw, feature_sets=["curve_v1"]) == first
+    assert_frame_equal(read_features(lake, "curve_v1"), gold)
+    assert set(gold["symbol_id"]) == {"ES:CME"} and gold["ts"].min() >= kw["start"]
+    contracts = lake.read(BRONZE_FUTURES_CONTRACTS)
+    bars = lake.read(BRONZE_BARS).filter(pl.col("kind") == "trade", pl.col("tf") == "1d")
+    expected = curve_features(bars.with_columns(pl.col("ts").alias("known_at")), contracts)
+    expected = expected.filter(pl.col("ts").is_between(kw["start"], END)).with_columns(pl.lit("1d").alias("tf"))
+    assert_frame_equal(gold, expected.select(gold.columns), check_dtypes=False)
+    assert gold["curve_slope"].drop_nulls().len() > 0.8 * gold.height  # a few days have one contract only
