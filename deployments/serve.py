@@ -5,11 +5,14 @@ API of the active profile and runs their scheduled and manual runs in this proce
 ``serve``: no work pool needed). ``deployments/prefect.yaml`` declares the same deployments for
 ``prefect deploy`` with a process work pool; ``tests/deployments/test_serve.py`` keeps the two equal.
 
-Schedules come from the strategy file's ``schedules`` section (``ingest``, ``reconcile``); the
-strategy has no entry for continuous futures, which run once a day after the CME close
-(``CONTINUOUS_CRON``). Default parameters run the demo: the simulator's vendors for the strategy's
-universe, reconciled over a rolling window twice the reconcile period (every window is
-reconciled twice, so prints that arrive late get a second pass; writes are idempotent).
+Schedules come from the strategy file's ``schedules`` section (``ingest``, ``reconcile``, ``train``);
+the others are set here (continuous futures after the CME close, the pipeline and the backtest after
+the New York close). Every parameter is defaulted, so each deployment also runs from the Prefect
+UI's Run button. Default parameters do real work on the default data: scheduled runs take their
+window from the lake (``catch_up``, see ``flows/watermarks.py``): ingest simulates the next session
+bronze lacks (up to the run's date), reconcile the span bronze holds beyond silver, featurize the
+span silver holds beyond gold; the backtest trades the strategy's model's signals in gold; the
+pipeline runs ingest -> reconcile -> featurize -> train -> promote -> backtest for that model.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ if str(ROOT) not in sys.path:  # `python deployments/serve.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from core.strategy import Strategy, load_strategy  # noqa: E402
+from flows.backtest import backtest  # noqa: E402
 from flows.continuous_futures import continuous_futures  # noqa: E402
 from flows.featurize import featurize  # noqa: E402
 from flows.ingest import ingest  # noqa: E402
@@ -36,36 +40,20 @@ if TYPE_CHECKING:
 CONTINUOUS_CRON = "0 23 * * 1-5"
 FEATURIZE_CRON = "20 * * * *"  # hourly, after the quarter-hour reconciles
 MAINTAIN_CRON = "30 3 * * *"  # nightly table upkeep (compact, checkpoint, vacuum), a quiet hour
+PIPELINE_CRON = "30 22 * * 1-5"  # weekdays after the New York close (21:00 UTC in winter)
+BACKTEST_CRON = "30 23 * * 1-5"  # after the pipeline: the day's signals are in gold
 TIMEZONE = "UTC"
-SIM_START = "2026-01-05"
 LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
 VENDOR_FILE_EVENT = "mps.webhook.vendor-file"
 LANDING_PARAMS = {"tabular": {"mapping": "yahoo_daily"}}
-
-
-def period_minutes(cron: str) -> int:
-    """The period of an every-N-minutes cron ("*/15 * * * *" -> 15); an hour for any other schedule."""
-    minute, *rest = cron.split()
-    if minute.startswith("*/") and all(f == "*" for f in rest):
-        return int(minute[2:])
-    return 1 if minute == "*" and all(f == "*" for f in rest) else 60
 
 
 def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
     """Default parameters of each deployment, keyed by flow name."""
     symbols = list(strategy.universe.symbols)
     return {
-        "ingest": {
-            "source": "simulator",
-            "profile": profile,
-            "params": {"symbols": symbols, "start": SIM_START, "n_days": 1},
-        },
-        "reconcile": {
-            "timeframes": ["1m", "1h", "1d"],
-            "symbols": symbols,
-            "profile": profile,
-            "lookback_minutes": 2 * period_minutes(strategy.schedules.reconcile),
-        },
+        "ingest": {"source": "simulator", "profile": profile, "params": {"symbols": symbols}, "catch_up": True},
+        "reconcile": {"timeframes": ["1m", "1h", "1d"], "symbols": symbols, "profile": profile, "catch_up": True},
         "continuous-futures": {
             "roots": ["ES:CME"],
             "tfs": ["1d"],
@@ -75,6 +63,7 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
         },
         "featurize": {"tf": "1d", "feature_sets": ["bar_v1"], "symbols": symbols, "profile": profile},
         "maintain": {"profile": profile, "retention_hours": 168},
+        "backtest": {"model": strategy.models[0].name, "symbols": symbols, "profile": profile},
     }
 
 
@@ -86,6 +75,7 @@ def schedules(strategy: Strategy) -> dict[str, str]:
         "continuous-futures": CONTINUOUS_CRON,
         "featurize": FEATURIZE_CRON,
         "maintain": MAINTAIN_CRON,
+        "backtest": BACKTEST_CRON,
     }
 
 
@@ -95,6 +85,7 @@ DEPLOYMENT_NAMES = {
     "continuous-futures": "daily",
     "featurize": "hourly",
     "maintain": "nightly",
+    "backtest": "default",
 }
 FLOWS: dict[str, Flow[..., Any]] = {
     "ingest": ingest,
@@ -102,6 +93,7 @@ FLOWS: dict[str, Flow[..., Any]] = {
     "continuous-futures": continuous_futures,
     "featurize": featurize,
     "maintain": maintain,
+    "backtest": backtest,
 }
 
 
@@ -119,10 +111,12 @@ def landing_trigger():
 
 def training_deployments(strategy: Strategy, profile: str = "local") -> list:
     """``train/nightly`` (strategy's train cron, and a trigger: ``mps.drift.detected`` retrains the drifted
-    model) and ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``)."""
+    model), ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``)
+    and ``pipeline/daily`` (every step in order for the strategy's first model, after the close)."""
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
+    from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.train import train
     from training.drift import DRIFT_EVENT
@@ -144,6 +138,13 @@ def training_deployments(strategy: Strategy, profile: str = "local") -> list:
         ),
         promote.to_deployment(
             name="default", parameters={"model_name": first, "profile": profile}, tags=["mps", "governance"]
+        ),
+        pipeline.to_deployment(
+            name="daily",
+            schedules=[Cron(PIPELINE_CRON, timezone=TIMEZONE)],
+            parameters={"model_name": first, "profile": profile},
+            description=(pipeline.description or "").split("\n")[0],
+            tags=["mps", f"strategy:{strategy.name}"],
         ),
     ]
 

@@ -1,5 +1,12 @@
 """Backtest flow: silver bars + signals (gold.signals, or a model's walk-forward predictions file) ->
-engine -> gold.backtest_* tables and an HTML report; logged to MLflow when it backtests a model."""
+engine -> gold.backtest_* tables and an HTML report; logged to MLflow when it backtests a model.
+
+Every parameter has a default, so the deployment runs from a schedule or the Prefect UI's Run button:
+``created_at`` is the run's scheduled start (``flows.watermarks.scheduled_start``), the model is the
+strategy's first, its timeframe the model's. A run whose window holds no signals writes nothing and
+says so. The run's out-of-sample Sharpe and kill-switch count go to gold.monitoring (``oos_sharpe``,
+``abort_dd_intraday``) for the API's /metrics.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from backtest.engine import prepare
 from backtest.evaluate import evaluate
@@ -21,6 +28,8 @@ from backtest.targets import size_signals
 from core.errors import ConfigError
 from core.profile import load_profile
 from core.strategy import load_strategy
+from flows.watermarks import scheduled_start
+from lakehouse.monitoring import record_metrics
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS
 
@@ -59,9 +68,9 @@ def read_signals(
 
 @flow(name="backtest")
 def backtest(
-    created_at: datetime,
+    created_at: datetime | None = None,
     symbols: list[str] | None = None,
-    tf: str = "1d",
+    tf: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     signals_path: str | None = None,
@@ -77,7 +86,9 @@ def backtest(
 ) -> dict:
     """Backtest a model's signals over silver bars; write gold.backtest_* and the report; return paths and ids.
 
-    ``created_at`` is the caller's clock reading (stamped on the run row). ``trial_sharpes``: the
+    ``created_at`` is the caller's clock reading (stamped on the run row; default: the run's scheduled
+    start). Without a signals file, ``model`` defaults to the strategy's first model and ``tf`` to its
+    timeframe (``tf`` "1d" for a signals file). ``trial_sharpes``: the
     per-period Sharpe ratios of every configuration tried, for the deflated Sharpe ratio. With
     ``mlflow_experiment`` and a model version, the report is logged to MLflow.
     """
@@ -85,9 +96,17 @@ def backtest(
     strategy = load_strategy(Path(strategy_path)) if strategy_path else load_strategy()
     settings = strategy.backtest
     lake = Lake.from_profile(prof, root=lake_root)
+    created_at = created_at or scheduled_start()
     symbols = symbols or strategy.universe.symbols
-    bars, versions = read_bars(lake, symbols, tf, adjustment, start, end)
+    if signals_path is None and model is None:
+        model = strategy.models[0].name
+    spec = next((m for m in strategy.models if m.name == model), None)
+    tf = tf or (spec.timeframe if spec and signals_path is None else "1d")
     signals, signal_versions = read_signals(lake, symbols, tf, model, model_version, signals_path)
+    if signals.height == 0:
+        get_run_logger().info("no %s signals of %s for %s: nothing to backtest", tf, model or signals_path, symbols)
+        return {"run_id": None, "skipped": f"no {tf} signals of {model or signals_path}"}
+    bars, versions = read_bars(lake, symbols, tf, adjustment, start, end)
     if "size" not in signals.columns:
         b = next((m.buckets for m in strategy.models if m.name == model), strategy.models[0].buckets)
         edges = np.linspace(b.lo_bps, b.hi_bps, b.count + 1)
@@ -97,6 +116,16 @@ def backtest(
     )
     ev = evaluate(prep, settings, trial_sharpes=np.asarray(trial_sharpes) if trial_sharpes else None)
     written = write_result(lake, ev.result, ev.metrics, name=strategy.name, created_at=created_at)
+    sharpe = ev.metrics.filter(pl.col("metric") == "sharpe")["value"]
+    record_metrics(
+        lake,
+        {"oos_sharpe": sharpe[0] if sharpe.len() else float("nan"), "abort_dd_intraday": ev.result.kills.height},
+        ts=created_at,
+        source="backtest",
+        run_id=ev.result.run_id,
+        model=model or "",
+        model_version=model_version,
+    )
     report_dir = Path(out_dir) / ev.result.run_id
     paths = write_report(ev.result, ev.daily, ev.metrics, ev.what_if, report_dir, title=f"{strategy.name} backtest")
     out = {"run_id": ev.result.run_id, "result_hash": ev.result.result_hash, "written": written, **paths}

@@ -6,6 +6,11 @@ bronze.security_master, then run the ingest engine on the adapter's batches, one
 with the declared instruments as the known symbols. Each account line is logged; the flow returns
 the totals and the failures. Batches are pulled one at a time, so stateful sources (sql) advance
 their watermark only after the previous batch is written.
+
+``catch_up`` (what the scheduled deployment runs) is for sources that simulate or fetch by session
+(a ``start`` date and ``n_days``: the simulator): the run ingests the next session after the last
+one bronze holds for the symbols, never past the run's scheduled date, and nothing when bronze is
+up to date (``flows.watermarks``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core.clock import utc_clock
+from core.errors import ConfigError
 from core.profile import load_profile
+from flows.watermarks import bronze_high_water, local_date, next_session, scheduled_start
 from lakehouse.ingest import Batch, Clock, Ingestor, IngestReport
 from lakehouse.run_source import source_batches, sync_security_master
 from lakehouse.security_master import instrument_rules, known_symbols
@@ -61,14 +68,44 @@ def ingest_batch(ingestor: Ingestor, batch: Batch) -> IngestReport:
     return ingestor.run([batch])
 
 
+def catch_up_params(source: str, params: dict, lake: Lake, scheduled: datetime) -> dict | None:
+    """``params`` with ``start``/``n_days`` set to the next session bronze lacks (not after the date of
+    ``scheduled``); None when bronze is up to date."""
+    parsed = parse_params(source, params)
+    if not hasattr(parsed, "start") or not hasattr(parsed, "n_days"):
+        raise ConfigError(f"ingest {source}: catch_up needs a source with start/n_days parameters (the simulator)")
+    calendar = str(getattr(parsed, "session", "XNYS"))
+    symbols = list(getattr(parsed, "symbols", []) or []) or None
+    last = bronze_high_water(lake, symbols)
+    held = local_date(calendar, last) if last is not None else None
+    day = next_session(calendar, held, local_date(calendar, scheduled))
+    return None if day is None else {**params, "start": day.isoformat(), "n_days": 1}
+
+
 @flow(name="ingest")
 def ingest(
-    source: str, params: dict, profile: str = "local", as_of: datetime | None = None, lake_root: str | None = None
+    source: str = "simulator",
+    params: dict | None = None,
+    profile: str = "local",
+    as_of: datetime | None = None,
+    lake_root: str | None = None,
+    catch_up: bool = False,
 ) -> dict:
-    """Ingest everything ``source`` yields for ``params`` into bronze; return totals and failures."""
+    """Ingest everything ``source`` yields for ``params`` into bronze; return totals and failures.
+
+    With ``catch_up``, ingest only the next session bronze lacks (up to the run's scheduled date).
+    """
     logger = get_run_logger()
-    parsed = parse_params(source, params)
     lake, clock = lake_for(profile, lake_root), clock_for(as_of)
+    params = dict(params or {})
+    if catch_up:
+        caught = catch_up_params(source, params, lake, scheduled_start())
+        if caught is None:
+            logger.info("%s: bronze holds every session up to the scheduled date; nothing to ingest", source)
+            return {"source": source, "lake": lake.root, "batches": 0, "up_to_date": True, "failures": []}
+        logger.info("%s: catching up session %s", source, caught["start"])
+        params = caught
+    parsed = parse_params(source, params)
     master = write_security_master(lake, clock)
     ingestor = Ingestor(lake, clock, known_symbols(), instruments=instrument_rules())
     report = IngestReport()

@@ -11,13 +11,15 @@ derived from the window, so re-running a window leaves silver, quarantine and qu
 unchanged.
 
 Without ``start``/``end`` the window is the ``lookback_minutes`` before the run's scheduled start
-(``prefect.runtime``), which is what a cron deployment runs.
+(``prefect.runtime``). With ``catch_up`` (what the scheduled deployment runs) the window is the span
+bronze holds that silver has not reconciled yet (``flows.watermarks.reconcile_window``); a run with
+nothing new writes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 import polars as pl
 import pyarrow.compute as pc
@@ -25,6 +27,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from core.profile import load_profile
+from flows.watermarks import reconcile_window as catch_up_window
+from flows.watermarks import scheduled_start
 from lakehouse import freshness as fr
 from lakehouse.predicates import Predicate, between, eq, where
 from lakehouse.quality.gate import GateResult, gate
@@ -61,13 +65,6 @@ BAR_ORDER = ["symbol_id", "tf", "adjustment", "ts"]
 
 def _symbols(expr: pc.Expression, symbols: list[str] | None) -> pc.Expression:
     return expr & pc.field("symbol_id").isin(symbols) if symbols else expr
-
-
-def _scheduled_start() -> datetime:
-    """The flow run's scheduled start (now for an ad hoc run), as a UTC datetime."""
-    from prefect.runtime import flow_run
-
-    return datetime.fromtimestamp(flow_run.scheduled_start_time.timestamp(), tz=UTC)
 
 
 def run_id(start: datetime, end: datetime, timeframes: list[str], symbols: list[str] | None) -> str:
@@ -163,15 +160,23 @@ def reconcile(
     lake_root: str | None = None,
     profile: str = "local",
     lookback_minutes: int = 15,
+    catch_up: bool = False,
 ) -> dict[str, int]:
     """Reconcile every vendor of ``(start, end]`` into silver; return rows written per table.
 
     Without ``end`` the window ends at the run's scheduled start (to the minute); without
-    ``start`` it begins ``lookback_minutes`` earlier.
+    ``start`` it begins ``lookback_minutes`` earlier. With ``catch_up`` and no bounds, the window is
+    what bronze holds beyond silver's last bar (empty: nothing to do).
     """
     logger = get_run_logger()
-    start, end = resolve_window(start, end, lookback_minutes, _scheduled_start() if end is None else end)
     lake = Lake.from_profile(load_profile(profile), root=lake_root)
+    if catch_up and start is None and end is None:
+        window = catch_up_window(lake, timeframes, symbols)
+        if window is None:
+            logger.info("silver is up to date with bronze: nothing to reconcile")
+            return {}
+        start, end = window
+    start, end = resolve_window(start, end, lookback_minutes, scheduled_start() if end is None else end)
     ticks, bars, stats = read_inputs(lake, start, end, symbols, since=read_from(start, timeframes))
     history, actions = read_context(lake, start, end, timeframes, symbols)
     calendars = {i.symbol_id: i.calendar for i in load_instruments()}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from core.strategy import load_strategy
-from deployments.serve import DEPLOYMENT_NAMES, deployments, period_minutes
+from deployments.serve import DEPLOYMENT_NAMES, deployments
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
@@ -17,11 +16,13 @@ EXPECTED = {
     "reconcile": "flows/reconcile.py:reconcile",
     "continuous-futures": "flows/continuous_futures.py:continuous_futures",
     "maintain": "flows/maintain.py:maintain",
+    "backtest": "flows/backtest.py:backtest",
 }
+ALL_FLOWS = {"ingest", "reconcile", "featurize", "train", "promote", "backtest", "maintain", "pipeline"}
 
 
-def _by_flow() -> dict:
-    return {d.flow_name: d for d in deployments(load_strategy())}
+def _by_flow(training: bool = False) -> dict:
+    return {d.flow_name: d for d in deployments(load_strategy(), training=training)}
 
 
 def test_deployments_take_the_strategy_schedules_and_demo_parameters():
@@ -31,25 +32,33 @@ def test_deployments_take_the_strategy_schedules_and_demo_parameters():
     assert crons["ingest"] == (strategy.schedules.ingest, "UTC")
     assert crons["reconcile"] == (strategy.schedules.reconcile, "UTC")
     assert built["ingest"].parameters["source"] == "simulator"
-    assert built["ingest"].parameters["params"]["symbols"] == strategy.universe.symbols
-    assert built["reconcile"].parameters["lookback_minutes"] == 2 * period_minutes(strategy.schedules.reconcile) == 30
+    assert built["ingest"].parameters["params"] == {"symbols": strategy.universe.symbols}  # no fixed day
+    assert built["ingest"].parameters["catch_up"] and built["reconcile"].parameters["catch_up"]
+    assert built["backtest"].parameters["model"] == strategy.models[0].name
 
 
-@pytest.mark.parametrize(
-    ("cron", "minutes"), [("*/15 * * * *", 15), ("*/5 * * * *", 5), ("* * * * *", 1), ("0 2 * * *", 60)]
-)
-def test_period_of_a_cron(cron, minutes):
-    assert period_minutes(cron) == minutes
+def test_every_flow_has_a_deployment_startable_with_its_defaults():
+    """The Prefect UI's Run button sends no parameters: every required one must be in the deployment."""
+    import inspect
+
+    built = _by_flow(training=True)
+    assert ALL_FLOWS <= set(built), sorted(ALL_FLOWS - set(built))
+    for name, dep in built.items():
+        assert dep.schedules or name == "promote", f"{name} has no cron schedule"
+        flow_fn = __import__(dep.entrypoint.split(":")[0][:-3].replace("/", "."), fromlist=["x"])
+        fn = getattr(flow_fn, dep.entrypoint.split(":")[1]).fn
+        required = {p.name for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty}
+        assert required <= set(dep.parameters), f"{name}: required {required - set(dep.parameters)} not defaulted"
 
 
 def test_prefect_yaml_declares_the_same_deployments():
     spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
     declared = {d["entrypoint"]: d for d in spec["deployments"]}
-    for name, built in _by_flow().items():
+    for name, built in _by_flow(training=True).items():
         d = declared[built.entrypoint]
-        assert d["name"] == DEPLOYMENT_NAMES[name] and d["work_pool"]["name"] == "mps-process"
+        assert d["name"] == built.name and d["work_pool"]["name"] == "mps-process"
         assert d["parameters"] == built.parameters, name
-        assert [(s["cron"], s["timezone"]) for s in d["schedules"]] == [
+        assert [(s["cron"], s["timezone"]) for s in d.get("schedules", [])] == [
             (s.schedule.cron, s.schedule.timezone) for s in built.schedules
         ]
         assert sorted(d["tags"]) == sorted(built.tags)
