@@ -64,18 +64,25 @@ def register(app: typer.Typer) -> None:
         feature_set: str = typer.Option("tick_v2", help="registered per-second feature set"),
         consume: str = typer.Option("jetstream", help="jetstream (replayable, recovers) or core (live only)"),
         idle_exit: float | None = typer.Option(None, help="stop after this many idle seconds (default: run until ^C)"),
+        heartbeat_lateness: float | None = typer.Option(
+            None, help="live data: close seconds on the wall clock this many seconds after they end (off for replays)"
+        ),
         nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
         profile: str = ProfileOpt,
     ) -> None:
         """Run the streaming featurizer: MARKET_DATA in, one FeatureUpdate per symbol per second to FEATURES."""
         import nats
 
+        from core.clock import utc_clock
         from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer
 
         async def run() -> dict:
             nc = await nats.connect(_nats_url(profile, nats_url))
             try:
-                service = StreamingFeaturizer(nc, FeaturizerConfig(feature_set=feature_set, consume=consume))
+                cfg = FeaturizerConfig(
+                    feature_set=feature_set, consume=consume, heartbeat_lateness_s=heartbeat_lateness
+                )
+                service = StreamingFeaturizer(nc, cfg, clock=utc_clock)
                 return await service.run(idle_exit_s=idle_exit)
             finally:
                 await nc.close()

@@ -10,6 +10,9 @@ duplicates nothing in FEATURES.
 
 Seconds close on event time (see ``state``): a second is published when any later tick arrives,
 and ``run(idle_exit_s=...)`` closes the last one when the input has been idle that long (replays).
+Live, a heartbeat closes them on the clock too (``FeaturizerConfig.heartbeat_lateness_s`` and a
+``clock``): every poll, seconds that ended more than the lateness ago are published for every active
+symbol, so a quiet symbol's update does not wait for the next tick anywhere.
 Each update's ``seq`` is its ``ts`` in whole seconds: strictly increasing per symbol, and the same
 number when a restart recomputes a row.
 """
@@ -21,10 +24,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from core.clock import Clock
 from core.errors import ConfigError, ContractError
 from core.timetypes import NS_PER_S
 from feature_store.contract import STREAMING
@@ -33,6 +37,7 @@ from feature_store.registry import FeatureSet, get
 from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_MESSAGE_WAIT_S = 10.0  # an idle exit waits at least this long for the first message (a replay starting up)
 
 
@@ -44,6 +49,7 @@ class FeaturizerConfig:
     poll_s: float = 0.05  # how often run() checks its stop event and the idle timer
     consume: str = "jetstream"  # "jetstream": replayable MARKET_DATA; "core": live subjects only, no recovery
     publish_jetstream: bool = False  # True: wait for FEATURES' ack of every update (slower, stored on return)
+    heartbeat_lateness_s: float | None = None  # live: close seconds this long after they end on the clock
 
 
 async def ensure_stream(js, name: str) -> None:
@@ -87,8 +93,16 @@ def fast_encode(update: FeatureUpdate) -> bytes:
 class StreamingFeaturizer:
     """Run a ``TickFeaturizer`` against NATS; ``counts`` and ``latencies_ns`` say what it did."""
 
-    def __init__(self, nc, config: FeaturizerConfig = FeaturizerConfig(), featurizer: TickFeaturizer | None = None):
-        self.nc, self.config = nc, config
+    def __init__(
+        self,
+        nc,
+        config: FeaturizerConfig = FeaturizerConfig(),
+        featurizer: TickFeaturizer | None = None,
+        clock: Clock | None = None,
+    ):
+        if config.heartbeat_lateness_s is not None and (clock is None or not 0 <= config.heartbeat_lateness_s < 3600):
+            raise ConfigError("featurizer heartbeat needs a clock and a lateness in [0, 3600) s")
+        self.nc, self.config, self.clock = nc, config, clock
         self.feature_set: FeatureSet = get(config.feature_set)
         self.featurizer = featurizer or TickFeaturizer(self.feature_set)
         self.resume: dict[str, int] = {}
@@ -165,6 +179,12 @@ class StreamingFeaturizer:
                 await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
             except TimeoutError:
                 pass
+            if self.clock is not None and self.config.heartbeat_lateness_s is not None:
+                lateness_ns = int(self.config.heartbeat_lateness_s * NS_PER_S)
+                now_ns = (self.clock() - EPOCH) // timedelta(microseconds=1) * 1000
+                f.advance(now_ns - lateness_ns)  # close quiet symbols' seconds on the clock
+                if f.out:
+                    await self._publish()
             if f.due and time.monotonic() - last_seen[0] >= self.config.poll_s:
                 f.drain()  # the input paused: publish every due second now rather than at the next tick
                 await self._publish()

@@ -6,6 +6,11 @@ symbol, in a session or not) falls in. When an event opens a later second, every
 due for every active symbol (a row even for a second without ticks, as the batch grid has), so a
 row depends only on ticks at or before its end. ``flush`` closes the watermark's own second too.
 
+A clock can close seconds too (``advance``, the live heartbeat): once the clock is past a second, no
+event of it can still arrive on time, so every active symbol's rows up to it are closed even if no
+event of any symbol came since; an event of a closed second arriving later is counted late and
+dropped. The rows are the batch grid's rows up to that second (``tick_features(until_ns=...)``).
+
 Due rows are produced without a burst: a symbol's own next event closes its due seconds first, and
 every event also closes the due seconds of at most ``sweep`` other symbols (round robin), so no
 event pays for all 500 symbols at a second boundary; ``drain`` closes everything due (the service
@@ -216,6 +221,20 @@ class TickFeaturizer:
             st = due.popleft()
             st.queued = False
             self._close(st)
+
+    def advance(self, now_ns: int) -> None:
+        """The clock reads ``now_ns``: close every second that ended before it, quiet symbols included.
+
+        Second s holds events with t in (s - 1 s, s]; the second ``now_ns`` falls in stays open. A
+        live service calls this on a heartbeat with the wall clock minus its allowed lateness, so a
+        symbol with no tick still publishes its seconds on time instead of at its next tick.
+        """
+        sec = -(-now_ns // NS_PER_S) * NS_PER_S
+        if sec - NS_PER_S > self.target:
+            self.target = sec - NS_PER_S
+            self._queue_active()
+        self.watermark = max(self.watermark, sec)
+        self.drain()
 
     def drain(self) -> None:
         """Close every due second of every symbol now."""
