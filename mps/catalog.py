@@ -19,6 +19,7 @@ DECLARING_MODULES = (
     "feature_store.tick_features",  # gold.tick_features
     "feature_store.gold",  # gold.features, gold.labels, gold.label_sets
     "backtest.results",  # gold.backtest_runs, gold.backtest_trades, gold.backtest_equity, gold.backtest_metrics
+    "lakehouse.monitoring",  # gold.monitoring
 )
 
 

@@ -3,10 +3,11 @@
 Metrics (seed MPS section 11) are read from the tables that hold them at scrape time, where the
 data exists: ``data_freshness_ms`` and ``stale_rate`` from silver.freshness, ``outlier_rate`` from
 silver.vendor_stats; ``score_latency_ms`` is measured here. ``drift_psi``, ``oos_sharpe``, ``ece``
-and ``abort_dd_intraday`` are exported when a gold table carrying them exists (training and backtest
-write them); otherwise they are absent rather than zero. Logs are one JSON object a line, with
-any token, signature or secret redacted. Traces: a FastAPI span per request and the NATS request as
-a child span; the exporter is off unless a tracer provider is given.
+and ``abort_dd_intraday`` come from gold.monitoring (``lakehouse.monitoring.record_metrics``: the
+backtest, promote and drift paths write them), labelled by model; absent rather than zero until
+written. Logs are one JSON object a line, with any token, signature or secret redacted. Traces: a
+FastAPI span per request and the NATS request as a child span; the exporter is off unless a tracer
+provider is given.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-
-from lakehouse.tables import TABLES
 
 _SECRET = re.compile(
     r"(?i)(bearer\s+)[A-Za-z0-9\-_\.=]+|(sha256=)[0-9a-f]+|((?:secret|token|password|key)[\"']?\s*[:=]\s*[\"']?)[^\s,\"'&]+"
@@ -90,18 +89,17 @@ class TableMetrics:
         yield from self._model_metrics()
 
     def _model_metrics(self):
-        """Gauges from a gold table with a ``metric``/``value`` layout (training/backtest), if any."""
-        for qualified in ("gold.model_metrics", "gold.monitoring"):
-            spec = TABLES.get(qualified)
-            if spec is None or not self.lake.exists(spec) or not {"metric", "value"} <= set(spec.column_names):
-                continue
-            df = self.lake.read(spec)
-            for name in ("drift_psi", "oos_sharpe", "ece", "abort_dd_intraday"):
-                rows = df.filter(df["metric"] == name)
-                if rows.height:
-                    g = GaugeMetricFamily(name, f"{name} from {qualified}")
-                    g.add_metric([], float(rows["value"][-1]))
-                    yield g
+        """``drift_psi``, ``oos_sharpe``, ``ece``, ``abort_dd_intraday``: the latest per model in gold.monitoring."""
+        from lakehouse.monitoring import METRICS, latest_metrics
+
+        latest = latest_metrics(self.lake)
+        for name in METRICS:
+            rows = latest.filter(latest["metric"] == name)
+            if rows.height:
+                g = GaugeMetricFamily(name, f"{name}: latest value per model (gold.monitoring)", labels=["model"])
+                for r in rows.iter_rows(named=True):
+                    g.add_metric([r["model"]], float(r["value"]))
+                yield g
 
 
 class Metrics:
