@@ -47,6 +47,7 @@ class StreamingContract:
     streams: MappingProxyType
     models_bucket: str
     champion_key_template: str
+    challenger_key_template: str
     models_history: int
     source: str
 
@@ -81,6 +82,10 @@ class StreamingContract:
         """The KV key of ``model_name``'s champion pointer."""
         return self.champion_key_template.format(model_name=model_name)
 
+    def challenger_key(self, model_name: str) -> str:
+        """The KV key of ``model_name``'s challenger pointer (scored in shadow by the running scorer)."""
+        return self.challenger_key_template.format(model_name=model_name)
+
 
 def load_streaming(path: str | Path | None = None) -> StreamingContract:
     """Read and check the streaming contract (the packaged one by default); errors name the file."""
@@ -103,6 +108,7 @@ def load_streaming(path: str | Path | None = None) -> StreamingContract:
         streams=MappingProxyType({k: tuple(v) for k, v in raw["streams"].items()}),
         models_bucket=models["bucket"],
         champion_key_template=models["champion_key"],
+        challenger_key_template=models["challenger_key"],
         models_history=int(models["history"]),
         source=str(path),
     )

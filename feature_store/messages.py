@@ -158,6 +158,18 @@ async def put_champion(js, pointer: dict) -> int:
     return await kv.put(STREAMING.champion_key(pointer["model_name"]), json.dumps(pointer).encode())
 
 
+async def put_challenger(js, pointer: dict) -> int:
+    """Write a challenger pointer (same schema as the champion's): the running scorer scores it in shadow."""
+    kv = await models_bucket(js)
+    return await kv.put(STREAMING.challenger_key(pointer["model_name"]), json.dumps(pointer).encode())
+
+
+async def clear_challenger(js, model_name: str) -> None:
+    """Delete ``model_name``'s challenger pointer: the running scorer stops shadow scoring."""
+    kv = await models_bucket(js)
+    await kv.delete(STREAMING.challenger_key(model_name))
+
+
 class FeaturePublisher:
     """Publish FeatureUpdates over a connected nats-py client, with per-symbol seq numbers."""
 

@@ -42,7 +42,9 @@ class ScoreResponse(BaseModel):
     signal: dict[str, Any]
 
 
-@router.post("/score", response_model=ScoreResponse, responses=responses(400, 404, 502, 503, 504), tags=["signals"])
+@router.post(
+    "/score", response_model=ScoreResponse, responses=responses(400, 404, 409, 502, 503, 504), tags=["signals"]
+)
 async def score(
     body: ScoreRequest, request: Request, client: Annotated[Client, Depends(require("read:signals"))]
 ) -> ScoreResponse:

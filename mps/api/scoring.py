@@ -21,27 +21,42 @@ from lakehouse.storage import ts_value
 from lakehouse.tables import TABLES
 from mps.api.errors import ApiError
 
+# The scorer's typed refusals (contracts/score_error.schema.json) -> HTTP status.
+REFUSAL_STATUS = {"unknown_symbol": 404, "no_model": 404, "not_enough_history": 409, "bad_request": 400}
+
 
 async def score_latest(services, symbol_id: str, tf: str | None, model_name: str) -> dict:
-    """Ask the scorer for its signal on the latest data of ``symbol_id`` (NATS request-reply)."""
+    """Ask the scorer serving ``model_name`` for its Signal on the current ring of ``symbol_id``.
+
+    NATS request-reply on the contract's ``score_request`` subject of that model; the reply is the
+    Signal (the JSON the scorer publishes) or a typed refusal, mapped to its HTTP status.
+    """
     import nats.errors
 
-    nc = await services.nats()
-    subject = services.settings.score_subject
-    body = json.dumps({"symbol_id": symbol_id, "tf": tf, "model_name": model_name}).encode()
     from mps.api.observability import inject_headers
 
+    nc = await services.nats()
+    subject = STREAMING.subject("score_request", model_name=model_name)
+    body = json.dumps({"symbol_id": symbol_id, "tf": tf, "model_name": model_name}).encode()
     try:
         with services.tracer.start_as_current_span("nats.request", attributes={"messaging.destination": subject}):
             headers = inject_headers({})
             msg = await nc.request(subject, body, timeout=services.settings.score_timeout_s, headers=headers or None)
     except nats.errors.NoRespondersError:
-        raise ApiError(503, "scorer_unavailable", f"no scorer answers on {subject!r} (is `mps up` running?)") from None
+        raise ApiError(
+            503, "scorer_unavailable", f"no scorer serves model {model_name!r} on {subject!r} (is `mps up` running?)"
+        ) from None
     except (nats.errors.TimeoutError, TimeoutError):
         raise ApiError(504, "scorer_timeout", f"the scorer did not answer on {subject!r} in time") from None
-    reply = json.loads(msg.data)
-    if isinstance(reply, dict) and "error" in reply:
-        raise ApiError(404 if reply.get("code") == "not_found" else 502, "scorer_error", str(reply["error"]))
+    try:
+        reply = json.loads(msg.data)
+    except ValueError:
+        raise ApiError(502, "scorer_error", f"the scorer answered on {subject!r} with something not JSON") from None
+    if not isinstance(reply, dict):
+        raise ApiError(502, "scorer_error", f"the scorer answered on {subject!r} with a non-object")
+    if "error" in reply:
+        code = str(reply.get("code", "scorer_error"))
+        raise ApiError(REFUSAL_STATUS.get(code, 502), code, str(reply["error"]))
     return reply
 
 

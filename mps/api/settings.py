@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 
 from core.errors import ConfigError
-from feature_store.contract import STREAMING
 
 
 def _pairs(raw: str, what: str) -> dict[str, str]:
@@ -43,7 +42,6 @@ class ApiSettings:
     webhook_tolerance_s: int = 300
     nats_url: str | None = None
     prefect_api_url: str | None = None
-    score_subject: str = field(default_factory=lambda: STREAMING.subject("score_request"))
     score_timeout_s: float = 2.0
     model_name: str = "tick_tiny"
     model_path: str | None = None  # ONNX used by /score asof when no champion pointer is reachable

@@ -84,6 +84,7 @@ impl Default for Limits {
 /// A published signal kept for re-sending: (seq, ts, subject, message id, JSON).
 pub type Sent = (i64, i64, String, String, Bytes);
 
+#[derive(Clone)]
 struct Series {
     key: String,
     symbol_id: String,
@@ -91,6 +92,7 @@ struct Series {
     ring: Ring,
     last_seq: i64,
     last_ts: i64,
+    last_known_at: i64,
     in_batch: bool,
     touched: u64,
     sent: VecDeque<Sent>,
@@ -111,6 +113,27 @@ pub struct Scored {
     pub received: Instant,
 }
 
+/// Why a score request got no Signal (the `code` of contracts/score_error.schema.json).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// No ring is held for this (tf, symbol).
+    UnknownSymbol,
+    /// The ring holds fewer updates than the model's lookback.
+    NotEnoughHistory { have: u64, need: usize },
+    /// The model call failed or its output was not a distribution.
+    ModelError(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownSymbol => "unknown_symbol",
+            Refusal::NotEnoughHistory { .. } => "not_enough_history",
+            Refusal::ModelError(_) => "model_error",
+        }
+    }
+}
+
 /// Per-symbol state plus the champion; one instance per scoring loop.
 pub struct Scorer {
     model: Model,
@@ -128,6 +151,8 @@ pub struct Scorer {
     now_ns: Option<i64>,
     clock: u64,
     evictions: u64,
+    /// Input buffer of one window (score requests; never the open batch's).
+    one: Vec<f32>,
 }
 
 impl Scorer {
@@ -152,6 +177,7 @@ impl Scorer {
             now_ns: None,
             clock: 0,
             evictions: 0,
+            one: Vec::new(),
         })
     }
 
@@ -202,6 +228,7 @@ impl Scorer {
             ring: Ring::new(meta.lookback, meta.n_features()),
             last_seq: i64::MIN,
             last_ts: i64::MIN,
+            last_known_at: i64::MIN,
             in_batch: false,
             touched: 0,
             sent: VecDeque::new(),
@@ -251,6 +278,50 @@ impl Scorer {
 
     pub fn set_risk(&mut self, risk: RiskState) {
         self.risk = risk;
+    }
+
+    pub fn risk(&self) -> RiskState {
+        self.risk
+    }
+
+    /// Take over `other`'s per-series state (rings, last seq/ts, resized to this model's
+    /// lookback), so a challenger scored in shadow starts warm on the champion's history.
+    /// Kept signals are not copied: they belong to `other`'s model.
+    pub fn adopt_series(&mut self, other: &Scorer) {
+        let l = self.model.meta.lookback;
+        self.series = other
+            .series
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.ring.resize(l);
+                s.in_batch = false;
+                s.sent.clear();
+                s
+            })
+            .collect();
+        self.index = other.index.clone();
+        self.clock = other.clock;
+        self.batch.clear();
+    }
+
+    /// Score the current ring of series (`tf`, `symbol_id`) outside the micro-batch (the answer
+    /// to a score request): the Signal the newest update of that series would get at `now_ns`.
+    pub fn score_current(&mut self, tf: &str, symbol_id: &str, now_ns: i64) -> std::result::Result<Signal, Refusal> {
+        let slot = *self.index.get(format!("{tf}.{symbol_id}").as_str()).ok_or(Refusal::UnknownSymbol)?;
+        let (l, f) = (self.model.meta.lookback, self.model.meta.n_features());
+        let s = &self.series[slot];
+        if !s.ring.warm() {
+            return Err(Refusal::NotEnoughHistory { have: s.ring.count(), need: l });
+        }
+        self.one.resize(l * f, 0.0);
+        s.ring.copy_window(&mut self.one);
+        let probs = self.model.predict(&self.one, 1).map_err(|e| Refusal::ModelError(e.to_string()))?.to_vec();
+        let inputs = self.binding.inputs(&self.model.meta, &self.sizing);
+        let update =
+            UpdateRef { symbol_id: &s.symbol_id, tf: &s.tf, ts: s.last_ts, known_at: s.last_known_at, seq: s.last_seq };
+        compute_signal(&probs, &inputs, update, s.ring.last(), true, &self.risk, now_ns, &mut self.scratch)
+            .ok_or_else(|| Refusal::ModelError("the model's output is not a distribution".into()))
     }
 
     /// Check that `model` can replace the champion (same feature set and width, sizing fits).
@@ -330,6 +401,7 @@ impl Scorer {
         s.ring.push(&u.values);
         s.last_seq = u.seq;
         s.last_ts = u.ts;
+        s.last_known_at = u.known_at;
         s.in_batch = true;
         s.touched = self.clock;
         self.batch.push(Pending { slot, ts: u.ts, known_at: u.known_at, seq: u.seq, received });

@@ -57,6 +57,8 @@ fn respond(request: &[u8], metrics: &Metrics) -> (&'static str, &'static str, St
                 "model": name, "model_version": version, "sha256": sha,
                 "updates": metrics.updates.load(std::sync::atomic::Ordering::Relaxed),
                 "signals": metrics.signals.load(std::sync::atomic::Ordering::Relaxed),
+                "challenger_version": metrics.challenger().map(|(_, v, _)| v),
+                "shadow_signals": metrics.shadow_signals.load(std::sync::atomic::Ordering::Relaxed),
             });
             (if status == "ok" { "200 OK" } else { "503 Service Unavailable" }, "application/json", body.to_string())
         }

@@ -11,6 +11,9 @@
 //! - [`signal`] and [`sizing`]: the distribution summary and position size, mirrors of
 //!   `backtest/signal.py` and `backtest/sizing.py`;
 //! - [`engine`]: the I/O-free core (validate, ring, micro-batch, score, swap);
+//! - [`request`]: score requests from the HTTP API (request-reply on `score_request`);
+//! - [`shadow`]: the challenger scored in shadow on `signals_shadow`;
+//! - [`source`]: the input stream (JetStream pull consumer kept alive across NATS restarts);
 //! - [`service`]: NATS wiring (JetStream durable or core subscription, KV champion watch,
 //!   dead letters) and [`http`] + [`metrics`] for `/health` and `/metrics`.
 
@@ -23,11 +26,14 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod outbox;
+pub mod request;
 pub mod ring;
 pub mod schema;
 pub mod service;
+pub mod shadow;
 pub mod signal;
 pub mod sizing;
+pub mod source;
 pub mod streaming;
 
 pub use error::{Result, ScorerError};

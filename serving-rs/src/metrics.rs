@@ -25,12 +25,17 @@ pub struct Metrics {
     pub risk_states: AtomicU64,
     pub evictions: AtomicU64,
     pub series: AtomicU64,
+    pub score_requests: AtomicU64,
+    pub score_refusals: AtomicU64,
+    pub shadow_signals: AtomicU64,
+    pub challenger_swaps: AtomicU64,
     pub nats_connected: std::sync::atomic::AtomicBool,
     deadletters: [AtomicU64; Reject::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     latency_count: AtomicU64,
     model: Mutex<(String, String, String)>,
+    challenger: Mutex<Option<(String, String, String)>>,
     pub ready: std::sync::atomic::AtomicBool,
 }
 
@@ -57,6 +62,16 @@ impl Metrics {
 
     pub fn model(&self) -> (String, String, String) {
         self.model.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The challenger scored in shadow (name, version, sha256), or None.
+    pub fn set_challenger(&self, challenger: Option<(&str, &str, &str)>) {
+        *self.challenger.lock().unwrap_or_else(|e| e.into_inner()) =
+            challenger.map(|(n, v, s)| (n.to_owned(), v.to_owned(), s.to_owned()));
+    }
+
+    pub fn challenger(&self) -> Option<(String, String, String)> {
+        self.challenger.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Render the Prometheus text exposition format.
@@ -100,6 +115,30 @@ impl Metrics {
             "redelivered updates already scored whose signal was no longer kept (acked, already in JetStream)",
             self.redelivered_skipped.load(Relaxed),
         );
+        counter(
+            &mut s,
+            "mps_scorer_score_requests_total",
+            "score requests answered (Signal or typed refusal)",
+            self.score_requests.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_score_refusals_total",
+            "score requests answered with a typed refusal",
+            self.score_refusals.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_shadow_signals_total",
+            "challenger Signals published on the shadow subject",
+            self.shadow_signals.load(Relaxed),
+        );
+        counter(
+            &mut s,
+            "mps_scorer_challenger_swaps_total",
+            "challengers started or stopped in shadow",
+            self.challenger_swaps.load(Relaxed),
+        );
         counter(&mut s, "mps_scorer_risk_states_total", "risk states applied", self.risk_states.load(Relaxed));
         counter(
             &mut s,
@@ -133,6 +172,12 @@ impl Metrics {
             s,
             "# HELP mps_scorer_model_info serving champion\n# TYPE mps_scorer_model_info gauge\nmps_scorer_model_info{{model=\"{name}\",version=\"{version}\",sha256=\"{sha}\"}} 1\n"
         );
+        if let Some((name, version, sha)) = self.challenger() {
+            let _ = write!(
+                s,
+                "# HELP mps_scorer_challenger_info challenger scored in shadow\n# TYPE mps_scorer_challenger_info gauge\nmps_scorer_challenger_info{{model=\"{name}\",version=\"{version}\",sha256=\"{sha}\"}} 1\n"
+            );
+        }
         s
     }
 }

@@ -4,7 +4,8 @@
 //! models off the hot path and hands them over a channel, so a swap happens between two
 //! micro-batches and no update is dropped. In JetStream mode the inputs of a batch are acked only
 //! after JetStream acked every Signal and dead letter they produced (outbox.rs); a redelivered
-//! update that was already scored re-sends its Signal. `run` takes a shutdown future (SIGTERM in
+//! update that was already scored re-sends its Signal; source.rs keeps the input stream alive across
+//! NATS restarts. `run` takes a shutdown future (SIGTERM in
 //! `main`, a oneshot in tests).
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer, kv, stream};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::champion::{self, ChampionPointer, LoadPolicy};
@@ -27,7 +28,9 @@ use crate::metrics::Metrics;
 use crate::model::{Model, RuntimeOptions};
 use crate::outbox::Outbox;
 use crate::sizing::decode_risk;
+use crate::source::{Incoming, Source};
 use crate::streaming::STREAMING;
+use crate::{request, shadow};
 
 /// How FeatureUpdates arrive.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,41 +67,6 @@ fn nats_err(what: &str) -> impl FnOnce(String) -> ScorerError + '_ {
 
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
-enum Source {
-    Core(async_nats::Subscriber),
-    Js(Box<consumer::pull::Stream>),
-}
-
-struct Incoming {
-    msg: async_nats::Message,
-    js: Option<jetstream::Message>,
-}
-
-impl Incoming {
-    /// Whether JetStream delivered this message before (its first delivery may have been scored).
-    fn redelivered(&self) -> bool {
-        self.js.as_ref().and_then(|m| m.info().ok()).is_some_and(|i| i.delivered > 1)
-    }
-}
-
-impl Source {
-    async fn next(&mut self) -> Option<Incoming> {
-        loop {
-            match self {
-                Source::Core(sub) => return sub.next().await.map(|msg| Incoming { msg, js: None }),
-                Source::Js(stream) => match stream.next().await? {
-                    Ok(m) => return Some(Incoming { msg: m.message.clone(), js: Some(m) }),
-                    Err(e) => tracing::warn!(error = %e, "jetstream consumer error; continuing"),
-                },
-            }
-        }
-    }
-
-    fn try_next(&mut self) -> Option<Incoming> {
-        self.next().now_or_never().flatten()
-    }
 }
 
 async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: &[String]) -> Result<()> {
@@ -222,7 +190,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     let mut scorer = Scorer::new(model, cfg.sizing.clone(), cfg.max_batch)?.with_limits(cfg.limits);
 
     if cfg.ensure_streams {
-        for subject in ["signals", "deadletter"] {
+        for subject in ["signals", "signals_shadow", "deadletter"] {
             let name = STREAMING
                 .stream_of(subject)
                 .ok_or_else(|| ScorerError::Contract(format!("no stream captures {subject}")))?;
@@ -250,8 +218,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                 )
                 .await
                 .map_err(|e| nats_err("create consumer")(e.to_string()))?;
-            let messages = consumer.stream().max_messages_per_batch(1000).messages().await;
-            Source::Js(Box::new(messages.map_err(|e| nats_err("consume")(e.to_string()))?))
+            Source::jetstream(consumer).await?
         }
     };
     // Outputs go through JetStream (acked) when inputs do and the signal stream exists.
@@ -261,8 +228,21 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     let mut risk_sub =
         client.subscribe(risk_subject.clone()).await.map_err(|e| nats_err("subscribe risk")(e.to_string()))?;
 
+    // Score requests from the HTTP API: one subject per model; replicas share the queue group.
+    let score_subject = STREAMING.score_subject(&cfg.model_name);
+    let mut requests = client
+        .queue_subscribe(score_subject.clone(), format!("scorer-{}", cfg.model_name))
+        .await
+        .map_err(|e| nats_err("subscribe score requests")(format!("{score_subject}: {e}")))?;
+
     let (swap_tx, mut swap_rx) = mpsc::channel::<Model>(2);
+    let (challenger_tx, mut challenger_rx) = mpsc::channel::<Option<Model>>(2);
+    let challenger_key = STREAMING.challenger_key(&cfg.model_name);
+    let challenger_watcher =
+        tokio::spawn(shadow::watch(store.clone(), challenger_key, policy.clone(), metrics.clone(), challenger_tx));
     let watcher = tokio::spawn(champion::watch(store, key, serving_sha, policy.clone(), metrics.clone(), swap_tx));
+    let mut shadow: Option<Scorer> = None;
+    let mut shadow_buf = Vec::with_capacity(4096);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = match cfg.http_addr {
         Some(addr) => {
@@ -298,10 +278,40 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                         metrics.model_swaps.fetch_add(1, Relaxed);
                         metrics.set_model(&name, &version, &sha);
                         tracing::info!(from = old.meta.model_version, to = version, "champion swapped");
+                        if shadow.as_ref().is_some_and(|s| s.model().sha256.eq_ignore_ascii_case(&sha)) {
+                            shadow = None; // the challenger was promoted: it is the champion now
+                            metrics.set_challenger(None);
+                            metrics.challenger_swaps.fetch_add(1, Relaxed);
+                            tracing::info!(version, "challenger promoted; shadow scoring stops");
+                        }
                     }
                     Err(e) => {
                         metrics.model_rejects.fetch_add(1, Relaxed);
                         tracing::error!(error = %e, version, "candidate model incompatible; keeping the current model");
+                    }
+                }
+            }
+            Some(candidate) = challenger_rx.recv() => {
+                metrics.challenger_swaps.fetch_add(1, Relaxed);
+                match candidate {
+                    None => {
+                        shadow = None;
+                        metrics.set_challenger(None);
+                        tracing::info!("challenger pointer removed; shadow scoring stops");
+                    }
+                    Some(model) => {
+                        let (name, version, sha) = (model.meta.model_name.clone(), model.meta.model_version.clone(), model.sha256.clone());
+                        match shadow::start(&scorer, model, &cfg.sizing, cfg.max_batch, cfg.limits) {
+                            Ok(s) => {
+                                shadow = Some(s);
+                                metrics.set_challenger(Some((&name, &version, &sha)));
+                                tracing::info!(version, "scoring the challenger in shadow");
+                            }
+                            Err(e) => {
+                                metrics.model_rejects.fetch_add(1, Relaxed);
+                                tracing::error!(error = %e, version, "challenger incompatible; no shadow scoring");
+                            }
+                        }
                     }
                 }
             }
@@ -312,14 +322,34 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                     }
                     metrics.risk_states.fetch_add(1, Relaxed);
                     scorer.set_risk(risk);
+                    if let Some(s) = shadow.as_mut() {
+                        s.set_risk(risk);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "ignoring malformed risk state on {risk_subject}"),
             },
+            Some(req) = requests.next() => {
+                metrics.score_requests.fetch_add(1, Relaxed);
+                let Some(reply) = req.reply else { continue };
+                let (body, signal) = request::answer(&mut scorer, &cfg.model_name, &req.payload, now_ns());
+                if !signal {
+                    metrics.score_refusals.fetch_add(1, Relaxed);
+                }
+                if let Err(e) = client.publish(reply, body.into()).await {
+                    tracing::warn!(error = %e, "score reply not sent");
+                }
+            }
             next = source.next() => {
                 let Some(mut inc) = next else { break };
                 scorer.set_now(now_ns());
+                if let Some(s) = shadow.as_mut() {
+                    s.set_now(now_ns());
+                }
                 loop {
-                    if scorer.needs_flush(&inc.msg.subject) {
+                    if scorer.needs_flush(&inc.msg.subject) || shadow.as_ref().is_some_and(|s| s.needs_flush(&inc.msg.subject)) {
+                        if let Some(s) = shadow.as_mut() {
+                            shadow::publish(&client, s, &metrics, &mut shadow_buf).await;
+                        }
                         out.queue_signals(&mut scorer);
                         if !out.deliver(&mut scorer, &mut shutdown).await {
                             break 'serve;
@@ -327,6 +357,10 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                         ack(&mut last_js).await;
                     }
                     take(&mut scorer, &mut out, &metrics, &inc);
+                    if let Some(s) = shadow.as_mut() {
+                        // refusals are the champion path's to dead-letter; the shadow only skips them
+                        let _ = s.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now());
+                    }
                     if inc.js.is_some() {
                         last_js = inc.js.take();
                     }
@@ -334,6 +368,9 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                         Some(more) => inc = more,
                         None => break,
                     }
+                }
+                if let Some(s) = shadow.as_mut() {
+                    shadow::publish(&client, s, &metrics, &mut shadow_buf).await;
                 }
                 out.queue_signals(&mut scorer);
                 if !out.deliver(&mut scorer, &mut shutdown).await {
@@ -358,6 +395,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         );
     }
     watcher.abort();
+    challenger_watcher.abort();
     let _ = http_stop_tx.send(());
     if let Some(h) = http {
         let _ = h.await;

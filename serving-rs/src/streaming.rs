@@ -38,12 +38,14 @@ struct RawKv {
     models: ModelsKv,
 }
 
-/// The KV bucket holding champion pointers.
+/// The KV bucket holding champion and challenger pointers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsKv {
     pub bucket: String,
     pub champion_key: String,
+    /// The challenger pointer, scored in shadow (same value schema as the champion pointer).
+    pub challenger_key: String,
     pub history: i64,
 }
 
@@ -163,6 +165,16 @@ impl Streaming {
         Template::new(&self.models.champion_key).render(&[("model_name", model_name)])
     }
 
+    /// The KV key of `model_name`'s challenger pointer (scored in shadow).
+    pub fn challenger_key(&self, model_name: &str) -> String {
+        Template::new(&self.models.challenger_key).render(&[("model_name", model_name)])
+    }
+
+    /// The request-reply subject on which the scorer of `model_name` answers score requests.
+    pub fn score_subject(&self, model_name: &str) -> String {
+        self.template("score_request").render(&[("model_name", model_name)])
+    }
+
     /// What `--print-contract` prints: resolved patterns, streams and the champion key pattern.
     pub fn describe(&self) -> Value {
         let subjects: BTreeMap<&str, Value> = self
@@ -177,6 +189,7 @@ impl Streaming {
             "streams": streams,
             "models_bucket": self.models.bucket,
             "champion_key": self.models.champion_key,
+            "challenger_key": self.models.challenger_key,
         })
     }
 }
@@ -193,6 +206,8 @@ mod tests {
         assert!(s.stream_of("signals").is_some() && s.stream_of("deadletter").is_some());
         assert!(s.template("risk_state").pattern() == s.template("risk_state").as_str());
         assert!(Streaming::parse(&SOURCE.replace("\"features\"", "\"feature\"")).is_err());
+        assert_ne!(s.champion_key("m"), s.challenger_key("m"));
+        assert!(s.score_subject("tick_tiny").ends_with(".tick_tiny") && !s.score_subject("m").contains('{'));
     }
 
     /// Prints the embedded contract; tests/serving/test_contract_single_source.py reads this line.

@@ -200,3 +200,88 @@ fn cuda_request_falls_back_to_cpu_with_a_reason_unless_required() {
         assert_eq!(m.device, "cuda", "required CUDA must either run on CUDA or fail");
     }
 }
+
+fn scorer_with(path: &std::path::Path) -> Scorer {
+    common::init_ort();
+    Scorer::new(Model::load(path, None, &RuntimeOptions::default()).unwrap(), sizing(), 64).unwrap()
+}
+
+fn feed(s: &mut Scorer, symbol: &str, n: i64, t0: i64) -> Option<mps_scorer::signal::Signal> {
+    let mut last = None;
+    for i in 0..n {
+        let (subj, body) = update(symbol, i, t0 + i, &values(i));
+        s.ingest(&subj, &body, Instant::now()).unwrap();
+        last = s.flush(t0 + i).unwrap().pop().map(|o| o.signal);
+    }
+    last
+}
+
+#[test]
+fn score_request_answers_the_current_ring_like_its_last_signal() {
+    use mps_scorer::engine::Refusal;
+    let mut s = scorer(64);
+    let l = s.meta().lookback as i64;
+    let t0 = 1_000_000_000_000;
+    assert_eq!(s.score_current("1s", "AAPL:US", t0).unwrap_err(), Refusal::UnknownSymbol);
+    feed(&mut s, "AAPL:US", l - 1, t0);
+    let refusal = s.score_current("1s", "AAPL:US", t0 + l).unwrap_err();
+    assert_eq!(refusal, Refusal::NotEnoughHistory { have: (l - 1) as u64, need: l as usize });
+    assert_eq!(refusal.code(), "not_enough_history");
+    let mut s = scorer(64);
+    let last = feed(&mut s, "AAPL:US", l + 5, t0).unwrap();
+    let now = t0 + l + 4; // the clock the last signal was scored at
+    let answered = s.score_current("1s", "AAPL:US", now).unwrap();
+    assert_eq!(answered, last, "a request scores the same window the last update was scored on");
+    assert_eq!(s.score_current("1m", "AAPL:US", now).unwrap_err(), Refusal::UnknownSymbol);
+    assert_eq!(s.pending(), 0, "a request leaves the micro-batch alone");
+}
+
+#[test]
+fn score_replies_are_typed() {
+    use mps_scorer::request::answer;
+    let mut s = scorer(64);
+    let l = s.meta().lookback as i64;
+    feed(&mut s, "AAPL:US", l, 10);
+    let reply = |s: &mut Scorer, body: &str| {
+        let (bytes, ok) = answer(s, "tick_tiny", body.as_bytes(), 10 + l);
+        (serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(), ok)
+    };
+    let (v, ok) = reply(&mut s, r#"{"symbol_id":"AAPL:US","tf":null,"model_name":"tick_tiny"}"#);
+    assert!(ok && v["symbol_id"] == "AAPL:US" && v["seq"] == l - 1 && v["published_at"] == 10 + l, "{v}");
+    for (body, code) in [
+        ("{not json", "bad_request"),
+        (r#"{"symbol_id":"AAPL:US","extra":1}"#, "bad_request"),
+        (r#"{"symbol_id":""}"#, "bad_request"),
+        (r#"{"symbol_id":"AAPL:US","model_name":"other"}"#, "no_model"),
+        (r#"{"symbol_id":"MSFT:US"}"#, "unknown_symbol"),
+    ] {
+        let (v, ok) = reply(&mut s, body);
+        assert!(!ok && v["code"] == code && v["error"].is_string(), "{body}: {v}");
+    }
+}
+
+#[test]
+fn shadow_challenger_adopts_the_champion_rings_and_scores_like_a_fresh_challenger() {
+    let t0 = 1_000_000_000_000;
+    let mut champion = scorer_with(&common::model_v1());
+    let l = champion.meta().lookback as i64;
+    feed(&mut champion, "AAPL:US", l + 3, t0);
+    let mut fresh = scorer_with(&common::model_v2());
+    feed(&mut fresh, "AAPL:US", l + 3, t0);
+    let v2 = Model::load(&common::model_v2(), None, &RuntimeOptions::default()).unwrap();
+    let limits = mps_scorer::engine::Limits::default();
+    let mut shadow = mps_scorer::shadow::start(&champion, v2, &sizing(), 64, limits).unwrap();
+    let now = t0 + l + 3;
+    let (a, b) =
+        (shadow.score_current("1s", "AAPL:US", now).unwrap(), fresh.score_current("1s", "AAPL:US", now).unwrap());
+    assert_eq!(a, b, "adopted rings = the rings a challenger fed from the start would hold");
+    assert_ne!(a.model_version, champion.score_current("1s", "AAPL:US", now).unwrap().model_version);
+    // both keep scoring the same next update
+    let (subj, body) = update("AAPL:US", l + 3, now, &values(l + 3));
+    shadow.ingest(&subj, &body, Instant::now()).unwrap();
+    fresh.ingest(&subj, &body, Instant::now()).unwrap();
+    assert_eq!(shadow.flush(now).unwrap()[0].signal, fresh.flush(now).unwrap()[0].signal);
+    // the champion's own file is no challenger
+    let same = Model::load(&common::model_v1(), None, &RuntimeOptions::default()).unwrap();
+    assert!(mps_scorer::shadow::start(&champion, same, &sizing(), 64, limits).is_err());
+}

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from feature_store.contract import STREAMING
 from mps.api.app import create_app
 from mps.api.services import Services
 from tests.api.conftest import NOW, make_settings
@@ -112,7 +113,7 @@ def test_score_latest_without_a_scorer_is_503_and_traced(api_lake, token, nats_u
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"POST /score", "nats.request"}
     assert spans["nats.request"].parent.span_id == spans["POST /score"].context.span_id
-    assert spans["nats.request"].attributes["messaging.destination"] == "score.v1.request"
+    assert spans["nats.request"].attributes["messaging.destination"] == "score.v1.request.tick_tiny"
 
 
 def test_score_latest_answered_over_nats_request_reply(api_lake, token, nats_url):
@@ -133,7 +134,7 @@ def test_score_latest_answered_over_nats_request_reply(api_lake, token, nats_url
                 seen.append((req, dict(msg.headers or {})))
                 await msg.respond(json.dumps({"symbol_id": req["symbol_id"], "prob_up": 0.6}).encode())
 
-            await nc.subscribe("score.v1.request", cb=on)
+            await nc.subscribe(STREAMING.subject("score_request", model_name="tick_tiny"), cb=on)
             await nc.flush()
             ready.set()
             while not stop.is_set():

@@ -81,6 +81,7 @@ def test_scorer_binary_and_python_read_the_same_contract(scorer_bin):
         assert rust["subjects"][name] == {"template": STREAMING.subjects[name], "pattern": STREAMING.pattern(name)}
     assert rust["streams"] == {s: STREAMING.stream_subjects(s) for s in STREAMING.streams}
     assert (rust["models_bucket"], rust["champion_key"]) == (STREAMING.models_bucket, STREAMING.champion_key_template)
+    assert rust["challenger_key"] == STREAMING.challenger_key_template
 
 
 def _mutations() -> list[tuple[str, str]]:
