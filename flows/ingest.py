@@ -107,7 +107,7 @@ def ingest(
         params = caught
     parsed = parse_params(source, params)
     master = write_security_master(lake, clock)
-    ingestor = Ingestor(lake, clock, known_symbols(), instruments=instrument_rules())
+    ingestor = Ingestor(lake, clock, known_symbols(lake=lake), instruments=instrument_rules())
     report = IngestReport()
     for batch in source_batches(lake, source, parsed, clock):
         part = ingest_batch(ingestor, batch)

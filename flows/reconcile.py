@@ -47,7 +47,7 @@ from lakehouse.reconcile.window import (
     resolve_window,
     splits_of,
 )
-from lakehouse.security_master import load_instruments
+from lakehouse.security_master import all_instruments
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (
     BRONZE_BARS,
@@ -179,7 +179,7 @@ def reconcile(
     start, end = resolve_window(start, end, lookback_minutes, scheduled_start() if end is None else end)
     ticks, bars, stats = read_inputs(lake, start, end, symbols, since=read_from(start, timeframes))
     history, actions = read_context(lake, start, end, timeframes, symbols)
-    calendars = {i.symbol_id: i.calendar for i in load_instruments()}
+    calendars = {i.symbol_id: i.calendar for i in all_instruments(lake)}
     result = reconcile_window(ticks, bars, calendars, start, end, stats, ReconcileConfig(timeframes=tuple(timeframes)))
     quarantined = 0
     if result.bars.height:  # an empty window (market closed) has nothing to gate

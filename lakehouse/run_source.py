@@ -37,5 +37,6 @@ def run_source(
     """Ingest everything ``source`` yields for ``raw_params`` into bronze and return the account."""
     params = parse_params(source, raw_params)
     sync_security_master(lake, clock)
-    ingestor = Ingestor(lake, clock, security_master.known_symbols(), instruments=security_master.instrument_rules())
+    known = security_master.known_symbols(lake=lake)  # declared, plus `mps symbols add` ones
+    ingestor = Ingestor(lake, clock, known, instruments=security_master.instrument_rules())
     return ingestor.run(source_batches(lake, source, params, clock), progress=progress)

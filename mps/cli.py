@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from core.errors import ConfigError, MpsError
+from mps.cli_sources import ingest_command_class
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MPS: market data lakehouse and signals.")
 console = Console()
@@ -72,7 +73,7 @@ def _fail(exc: MpsError) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=ingest_command_class())
 def ingest(
     source: str = typer.Argument(..., help="source name (see `mps sources`)"),
     param: list[str] = typer.Option([], "--param", "-P", help="adapter parameter key=value (repeatable)"),
@@ -80,7 +81,7 @@ def ingest(
     profile: str = ProfileOpt,
     lake_root: str | None = LakeOpt,
 ) -> None:
-    """Ingest a source into bronze; print the per-batch account."""
+    """Ingest a source into bronze; print the per-batch account. `mps ingest SOURCE --help` lists its parameters."""
     from core.clock import utc_clock
     from lakehouse.run_source import run_source
 
@@ -288,6 +289,10 @@ cli_train.register(app)
 from mps import cli_maintain  # noqa: E402
 
 cli_maintain.register(app)
+
+from mps import cli_symbols  # noqa: E402
+
+cli_symbols.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -35,3 +35,49 @@ def describe(name: str) -> list[str]:
         lines.append(f"  {field_name:18} {ann:28} {default:24} {f.description or ''}".rstrip())
     lines.append(f"  example: {EXAMPLES.get(name, f'mps ingest {name} --params-file params.yaml')}")
     return lines
+
+
+_VALUE_OPTIONS = {"--param", "-P", "--params-file", "--profile", "-p", "--lake"}
+
+
+def _source_argument(args: list[str]) -> str | None:
+    """The SOURCE argument of an ``mps ingest`` command line (skipping option values)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def ingest_command_class():
+    """A typer command class for ``mps ingest``: ``mps ingest SOURCE --help`` ends with the adapter's
+    parameters (descriptions, defaults) and an example, as ``mps sources SOURCE`` prints them."""
+    from typing import Any
+
+    import typer
+    from typer.core import TyperCommand
+
+    from core.errors import MpsError
+
+    class IngestCommand(TyperCommand):
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            if "--help" in args:
+                ctx.meta["mps.source"] = _source_argument(args)
+            return super().parse_args(ctx, args)
+
+        def format_help(self, ctx: Any, formatter: Any) -> None:
+            super().format_help(ctx, formatter)
+            source = ctx.meta.get("mps.source")
+            if not source:
+                return
+            try:
+                lines = ["", "Parameters of this source (pass each as -P key=value):", *describe(source)]
+            except MpsError as exc:
+                lines = ["", f"{exc} (see `mps sources`)"]
+            typer.echo("\n".join(lines))
+
+    return IngestCommand
