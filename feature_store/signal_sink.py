@@ -10,8 +10,10 @@ ack (or a Signal the scorer re-sent) replays without duplicating rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -34,6 +36,7 @@ class SinkStats:
     malformed: int = 0  # invalid Signals sent to the dead letters
     batches: int = 0
     nats_errors: int = 0
+    write_errors: int = 0
 
 
 def check_signal(payload: bytes) -> tuple[dict | None, str | None]:
@@ -101,6 +104,48 @@ def write_signals(lake: Lake, signals: list[dict], payloads: list[str]) -> tuple
     return written, dups + (len(signals) - frame.height)
 
 
+async def _connect(nats_url: str, stop: asyncio.Event):
+    """Connect to NATS, retrying while it is down: a sink started during an outage waits for it."""
+    import nats
+
+    async def quiet(exc: Exception) -> None:  # one line per error instead of nats-py's tracebacks
+        log.warning("nats: %s", exc or type(exc).__name__)
+
+    delay = 0.05
+    while not stop.is_set():
+        try:
+            return await nats.connect(
+                nats_url,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.1,
+                connect_timeout=1,
+                error_cb=quiet,
+            )
+        except Exception as exc:  # refused, reset, no servers: NATS is not up yet
+            log.warning("NATS not reachable at %s (%s); retrying", nats_url, exc or type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    return None
+
+
+async def _subscribe(js, durable: str, stop: asyncio.Event):
+    """The durable pull subscription on SIGNALS, retried while JetStream is (re)starting."""
+    from nats.js.api import ConsumerConfig
+
+    stream = STREAMING.stream_of("signals")
+    # A killed sink's unacked batch comes back after ack_wait; max_ack_pending well above one
+    # batch so that batch never blocks its successor from fetching new signals meanwhile.
+    while not stop.is_set():
+        try:
+            await ensure_streams(js, [stream, STREAMING.stream_of("deadletter")])
+            config = ConsumerConfig(ack_wait=30, max_ack_pending=20_000)  # pull_subscribe fills in its names
+            return await js.pull_subscribe(STREAMING.pattern("signals"), durable=durable, stream=stream, config=config)
+        except Exception as exc:  # NATS down or JetStream not ready after a restart
+            log.warning("subscribing to %s failed (%s); retrying", stream, exc or type(exc).__name__)
+            await asyncio.sleep(0.2)
+    return None
+
+
 async def run_sink(
     nats_url: str,
     lake: Lake,
@@ -109,58 +154,79 @@ async def run_sink(
     durable: str = SINK_DURABLE,
     batch_size: int = 1000,
     wait_s: float = 0.5,
+    on_ready: Callable[[], None] | None = None,
 ) -> SinkStats:
-    """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived."""
-    import nats
-    from nats.errors import Error as NatsError
+    """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived.
 
-    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    js = nc.jetstream()
-    stream = STREAMING.stream_of("signals")
-    await ensure_streams(js, [stream, STREAMING.stream_of("deadletter")])
-    sub = await js.pull_subscribe(STREAMING.pattern("signals"), durable=durable, stream=stream)
+    NATS being down at start, a NATS restart, or a failed write never ends the loop: it waits
+    and retries, and messages not yet acked come back (the keyed write skips what is stored).
+    ``on_ready`` is called once the subscription is live.
+    """
     stats = SinkStats()
+    nc = await _connect(nats_url, stop)
+    if nc is None:
+        return stats
+    js = nc.jetstream()
+    sub = await _subscribe(js, durable, stop)
     try:
-        while not stop.is_set():
+        if sub is not None and on_ready is not None:
+            on_ready()
+        while sub is not None and not stop.is_set():
             try:
                 msgs = await sub.fetch(batch_size, timeout=wait_s)
             except TimeoutError:  # nats' own TimeoutError, or asyncio's when the deadline runs out first
                 continue
-            except NatsError:  # NATS down or reconnecting: unacked messages come back later
+            except Exception as exc:  # NATS down or reconnecting: unacked messages come back later
                 stats.nats_errors += 1
                 if nc.is_closed:
                     raise
-                await asyncio.sleep(0.2)
+                log.debug("fetch failed: %s", exc)
+                await asyncio.sleep(0.1)
                 continue
-            signals, payloads, dead = [], [], []
-            for m in msgs:
-                sig, reason = check_signal(m.data)
-                if sig is None:
-                    stats.malformed += 1
-                    headers = {"Mps-Reason": reason or "invalid", "Mps-Subject": m.subject}
-                    dead.append((deadletter_subject(m.subject), m.data, headers))
-                    continue
-                signals.append(sig)
-                payloads.append(m.data.decode())
-            stats.received += len(msgs)
-            # deltalake releases the GIL; keep the event loop responsive while it writes.
-            written, dups = await asyncio.to_thread(write_signals, lake, signals, payloads)
-            stats.written += written
-            stats.duplicates += dups
-            stats.batches += 1
-            try:
-                for subject, data, headers in dead:
-                    await js.publish(subject, data, headers=headers)
-                for m in msgs:
-                    await m.ack()
-            except NatsError as exc:  # not acked: redelivered, and the keyed write skips the rows
-                stats.nats_errors += 1
-                log.warning("acks lost (%s); the batch will be redelivered", exc)
+            await _handle(js, lake, msgs, stats)
     finally:
-        await nc.flush()  # acks are sent before the connection goes
-        await sub.unsubscribe()
+        try:
+            await asyncio.wait_for(nc.flush(), 2)  # acks are sent before the connection goes
+        except Exception:  # NATS is down: the unacked messages are redelivered to the next sink
+            pass
         await nc.close()
     return stats
+
+
+async def _handle(js, lake: Lake, msgs: list, stats: SinkStats) -> None:
+    """Check, write and ack one fetched batch (refused messages to the dead letters, then acked)."""
+    signals, payloads, dead = [], [], []
+    for m in msgs:
+        sig, reason = check_signal(m.data)
+        if sig is None:
+            stats.malformed += 1
+            headers = {"Mps-Reason": reason or "invalid", "Mps-Subject": m.subject}
+            dead.append((deadletter_subject(m.subject), m.data, headers))
+            continue
+        signals.append(sig)
+        payloads.append(m.data.decode())
+    stats.received += len(msgs)
+    try:
+        # deltalake releases the GIL; keep the event loop responsive while it writes.
+        written, dups = await asyncio.to_thread(write_signals, lake, signals, payloads)
+    except Exception as exc:  # lake unavailable, lost commit races: not acked, so redelivered
+        stats.write_errors += 1
+        log.error("writing %d signals failed (%s); they will be redelivered", len(signals), exc)
+        for m in msgs:
+            with contextlib.suppress(Exception):
+                await m.nak(delay=1.0)
+        return
+    stats.written += written
+    stats.duplicates += dups
+    stats.batches += 1
+    try:
+        for subject, data, headers in dead:
+            await js.publish(subject, data, headers=headers)
+        for m in msgs:
+            await m.ack()
+    except Exception as exc:  # not acked: redelivered, and the keyed write skips the rows
+        stats.nats_errors += 1
+        log.warning("acks lost (%s); the batch will be redelivered", exc)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,9 +247,14 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print("ready", flush=True)
         return await run_sink(
-            args.nats, Lake(args.lake), stop, durable=args.durable, batch_size=args.batch_size, wait_s=args.wait_s
+            args.nats,
+            Lake(args.lake),
+            stop,
+            durable=args.durable,
+            batch_size=args.batch_size,
+            wait_s=args.wait_s,
+            on_ready=lambda: print("ready", flush=True),
         )
 
     stats = asyncio.run(serve())

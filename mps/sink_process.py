@@ -8,7 +8,7 @@ import signal
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Consume signals from ``--nats`` into the profile's lake until SIGTERM or SIGINT."""
+    """Consume signals from ``--nats`` into the profile's lake until SIGTERM or SIGINT (NATS may start later)."""
     from core.profile import load_profile
     from feature_store.signal_sink import run_sink
     from lakehouse.storage import Lake
@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print("sink ready", flush=True)
-        stats = await run_sink(args.nats, lake, stop)
+        stats = await run_sink(args.nats, lake, stop, on_ready=lambda: print("sink ready", flush=True))
         print(f"sink stopped: {stats}", flush=True)
 
     asyncio.run(run())
