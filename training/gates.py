@@ -6,8 +6,10 @@ Pure functions over arrays, so the gates are tested on hand-made evidence and th
 - ``log_score``: the candidate's per-sample log score (mean over horizons) is better than the
   champion's and every baseline's, with the lower bound of a block-bootstrap CI by day above zero
   (``training.metrics.block_bootstrap_ci``; fewer than 2 days give no CI, which fails);
-- ``sharpe``: the backtest Sharpe's lower CI bound above ``min_sharpe_lower`` (skipped when no
-  backtest evidence is given: training does not import backtest; the flow passes it in);
+- ``sharpe``: the backtest Sharpe's lower CI bound above ``min_sharpe_lower``. Training does not
+  import backtest: ``flows/promote.py`` backtests the candidate's out-of-sample forecasts
+  (``backtest.forecast_sharpe``) and passes the figures in; an undefined CI (fewer than two
+  sessions) fails; the gate is skipped only when no evidence could be built, and says why;
 - ``latency``: the exported model's onnxruntime p99 at batch 1 within ``latency_budget_ms``.
 
 A skipped gate never fails a candidate, and says so. The production score
@@ -50,6 +52,8 @@ class SharpeEvidence:
     lower: float
     upper: float
     sigma: float
+    sessions: int | None = None  # sessions the Sharpe rests on (the bootstrap clusters by session)
+    note: str = ""  # what was traded (model, horizon, windows), shown with the gate
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ def evaluate_gates(
     baselines: dict[str, np.ndarray] | None = None,
     latency_p99_ms: float | None = None,
     sharpe: SharpeEvidence | None = None,
+    sharpe_skipped: str = "no backtest evidence given",
 ) -> Decision:
     """Judge ``candidate`` probabilities (N, H, K) on labels ``y`` (N, H) against the gates of ``cfg``.
 
@@ -167,19 +172,7 @@ def evaluate_gates(
         )
     if not rivals:
         gates.append(GateResult("log_score", SKIPPED, None, 0.0, "no champion and no baselines to compare with"))
-    if sharpe is None:
-        gates.append(GateResult("sharpe", SKIPPED, None, cfg.min_sharpe_lower, "no backtest evidence given"))
-    else:
-        ok = sharpe.lower > cfg.min_sharpe_lower
-        gates.append(
-            GateResult(
-                "sharpe",
-                PASS if ok else FAIL,
-                sharpe.lower,
-                cfg.min_sharpe_lower,
-                f"Sharpe {sharpe.sharpe:.3f}, CI lower bound {sharpe.lower:.3f} vs min {cfg.min_sharpe_lower}",
-            )
-        )
+    gates.append(sharpe_gate(sharpe, cfg.min_sharpe_lower, sharpe_skipped))
     if latency_p99_ms is None:
         gates.append(GateResult("latency", SKIPPED, None, cfg.latency_budget_ms, "latency not measured"))
     else:
@@ -195,7 +188,26 @@ def evaluate_gates(
         )
     w = cfg.score
     score = -w.l2 * worst - w.l3 * (latency_p99_ms or 0.0)
-    if sharpe is not None:
+    if sharpe is not None and np.isfinite(sharpe.sharpe) and np.isfinite(sharpe.sigma):
         score += sharpe.sharpe - w.l1 * sharpe.sigma
     summary = {"ece_per_horizon": eces, "log_score": float(ls_cand.mean()), "gains": gains}
     return Decision(tuple(gates), float(score), summary)
+
+
+def sharpe_gate(
+    sharpe: SharpeEvidence | None, min_lower: float, skipped: str = "no backtest evidence given"
+) -> GateResult:
+    """The Sharpe gate: the backtest Sharpe's lower CI bound above ``min_lower``; an undefined bound fails."""
+    if sharpe is None:
+        return GateResult("sharpe", SKIPPED, None, min_lower, skipped)
+    on = f" over {sharpe.sessions} sessions" if sharpe.sessions is not None else ""
+    note = f" ({sharpe.note})" if sharpe.note else ""
+    if not np.isfinite(sharpe.lower):
+        detail = f"Sharpe {sharpe.sharpe:.3f}{on}: CI undefined (needs >= 2 sessions with varying returns){note}"
+        return GateResult("sharpe", FAIL, None, min_lower, detail)
+    ok = sharpe.lower > min_lower
+    detail = (
+        f"backtest Sharpe {sharpe.sharpe:.3f}{on}, CI [{sharpe.lower:.3f}, {sharpe.upper:.3f}]; lower bound "
+        f"{'above' if ok else 'not above'} min {min_lower}{note}"
+    )
+    return GateResult("sharpe", PASS if ok else FAIL, sharpe.lower, min_lower, detail)

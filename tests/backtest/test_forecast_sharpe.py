@@ -1,0 +1,88 @@
+"""The promotion's Sharpe gate on backtested forecasts: no edge is refused and says why, a real edge passes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.forecast_sharpe import forecast_sharpe
+from backtest.sizing import SizingConfig
+from core.strategy import BacktestSettings, Promotion
+from training.gates import FAIL, PASS, SharpeEvidence, evaluate_gates, sharpe_gate
+
+EDGES = np.linspace(-505.0, 505.0, 102)  # 101 buckets of 10 bps, mids -500..500
+MIDS = 0.5 * (EDGES[1:] + EDGES[:-1])
+SYMBOLS = ("AAA:US", "BBB:US")
+N_DAYS = 120
+
+
+def _market(seed: int = 3) -> tuple[pl.DataFrame, np.ndarray]:
+    """Daily bars of two random walks (no gaps: each open is the previous close); returns (bars, r[day, sym])."""
+    rng = np.random.default_rng(seed)
+    r = rng.standard_t(5, size=(N_DAYS, len(SYMBOLS))) * 0.01 / np.sqrt(5 / 3)
+    rows = []
+    t0 = datetime(2024, 1, 2, 21, tzinfo=UTC)
+    for j, sym in enumerate(SYMBOLS):
+        close = 100.0 * np.exp(np.cumsum(r[:, j]))
+        open_ = np.r_[100.0, close[:-1]]
+        for d in range(N_DAYS):
+            hi, lo = max(open_[d], close[d]) * 1.001, min(open_[d], close[d]) * 0.999
+            rows.append((sym, t0 + timedelta(days=d), open_[d], hi, lo, close[d], 5e8))
+    cols = ["symbol_id", "ts", "open", "high", "low", "close", "volume"]
+    bars = pl.DataFrame(rows, schema=cols, orient="row").with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+    return bars.sort("ts", "symbol_id"), r
+
+
+def _forecasts(bars: pl.DataFrame, mean_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray, pl.Series]:
+    """Normal bucket forecasts (sd 100 bps) with ``mean_bps[day, sym]``, issued at each bar's close."""
+    keys = bars.select("symbol_id", "ts")
+    day = ((keys["ts"] - keys["ts"].min()).dt.total_days()).to_numpy()
+    sym = np.array([SYMBOLS.index(s) for s in keys["symbol_id"]])
+    mu = mean_bps[day, sym][:, None]
+    p = np.exp(-0.5 * ((MIDS[None, :] - mu) / 100.0) ** 2)
+    return p / p.sum(axis=1, keepdims=True), keys["symbol_id"].to_numpy(), keys["ts"]
+
+
+@pytest.fixture(scope="module")
+def settings() -> BacktestSettings:
+    return BacktestSettings(calendar=None, bootstrap_draws=400)
+
+
+@pytest.fixture(scope="module")
+def sizing() -> SizingConfig:
+    return SizingConfig.load()
+
+
+def test_no_edge_fails_the_sharpe_gate_and_says_why(settings, sizing):
+    bars, _ = _market()
+    rng = np.random.default_rng(0)
+    noise = rng.choice([-40.0, 40.0], size=(N_DAYS, len(SYMBOLS)))  # confident, but unrelated to what follows
+    probs, syms, ts = _forecasts(bars, noise)
+    fs = forecast_sharpe(probs, syms, ts, bars, EDGES, sizing, settings)
+    assert fs.sessions >= N_DAYS - 2 and fs.trades > 50 and fs.mean_abs_size > 0
+    assert fs.lower <= 0.0 < fs.upper or fs.upper <= 0.0  # no edge: the CI does not lie above 0
+    evidence = SharpeEvidence(fs.sharpe, fs.lower, fs.upper, fs.sigma, fs.sessions, "random views")
+    y = np.full((4, 1), 50)
+    d = evaluate_gates(np.full((4, 1, 101), 1 / 101), y, np.arange(4), EDGES, Promotion(), sharpe=evidence)
+    gate = {g.name: g for g in d.gates}["sharpe"]
+    assert gate.status == FAIL and not d.passed
+    reason = next(r for r in d.reasons if r.startswith("sharpe:"))
+    assert f"over {fs.sessions} sessions" in reason and "not above min 0.0" in reason
+
+
+def test_a_real_edge_passes_the_sharpe_gate(settings, sizing):
+    bars, r = _market()
+    ahead = np.vstack([r[1:], np.zeros((1, len(SYMBOLS)))]) * 1e4  # the next session's return, in bps
+    probs, syms, ts = _forecasts(bars, np.clip(ahead, -60, 60))
+    fs = forecast_sharpe(probs, syms, ts, bars, EDGES, sizing, settings)
+    gate = sharpe_gate(SharpeEvidence(fs.sharpe, fs.lower, fs.upper, fs.sigma, fs.sessions), 0.0)
+    assert fs.sharpe > 2.0 and gate.status == PASS, gate.detail
+
+
+def test_an_undefined_ci_fails():
+    gate = sharpe_gate(SharpeEvidence(1.0, float("nan"), float("nan"), float("nan"), 1), 0.0)
+    assert gate.status == FAIL and "CI undefined" in gate.detail
+    assert sharpe_gate(None, 0.0, "no silver 1s bars").detail == "no silver 1s bars"
