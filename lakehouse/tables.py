@@ -453,10 +453,16 @@ GOLD_SIGNALS = TableSpec(
         col("payload", STR, doc="the Signal JSON as published"),
         _DATE,
     ),
-    keys=("symbol_id", "tf", "model", "ts", "horizon"),
+    # DESIGN section 6: a Signal is keyed on (model version, symbol, tf, ts, seq). The version is
+    # written as (model, model_version) because registry versions count per model name; seq
+    # separates two updates of one series stamped with the same ts. horizon is only a row
+    # discriminator: a Signal summarising several horizons would store one row per horizon.
+    # The sink's keyed write (feature_store.signal_sink) dedupes on exactly these columns, so a
+    # redelivered Signal never adds a row while two model versions scoring one update both store.
+    keys=("model", "model_version", "symbol_id", "tf", "ts", "seq", "horizon"),
     partition_by=("date",),
     lineage=False,
-    doc="everything the scorer published (appended in batches by feature_store.signal_sink)",
+    doc="everything the scorer published, one row per (model version, update, horizon); appended by the signal sink",
 )
 
 TABLES: dict[str, TableSpec] = {
