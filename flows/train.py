@@ -90,7 +90,11 @@ def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
     base = baselines(spec.kind, buckets, data["names"], spec.horizons)
     out_dir = Path(export_root) / spec.name / f"v{version}"
     cand = build_candidate(data["X"], data["y"], data["days"], model, base, meta, out_dir, split)
-    method = f"{spec.architecture} ({type(model).__name__}), {spec.kind} model, temperature-scaled, split-conformal"
+    method = (
+        f"{spec.architecture} ({type(model).__name__}), {spec.kind} model, temperature-scaled"
+        + (", P(up) slope-calibrated" if cand.up_slopes else "")
+        + ", split-conformal"
+    )
     card = model_card(
         cand.meta,
         method=method,
@@ -109,6 +113,7 @@ def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
         "n_test": int(split.test.sum()),
         "label_set": kw.get("label_set", ""),
         "temperatures": list(cand.meta.calibration_temperatures),
+        "up_slopes": list(cand.up_slopes or ()),
     }
     run_id = tracker.log_run(
         spec.name,

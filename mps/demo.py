@@ -5,7 +5,7 @@
 1. a fresh demo directory ``<state_dir>/demo`` with its own profile (lake, MLflow, NATS, state);
 2. a real local Prefect server (``prefect server start``, SQLite under ``demo/prefect``, UI on) and
    NATS with JetStream from the wheel;
-3. the ``ingest`` flow: six simulated sessions of the multi-vendor simulator into bronze;
+3. the ``ingest`` flow: seven simulated sessions of the multi-vendor simulator into bronze;
 4. the ``reconcile`` flow: silver 1s and 1m consensus bars behind the quality gate, vendor stats,
    freshness; the gate's results rendered as HTML; the consensus scored against the simulator's truth;
 5. the ``featurize-ticks`` flow: tick_v2 features and ret_tick_v1 labels into gold for every session
@@ -56,9 +56,9 @@ class DemoConfig:
 
     symbols: tuple[str, ...] = ("SIM1:SIM", "SIM2:SIM", "SIM3:SIM")
     start: date = date(2026, 1, 5)
-    n_days: int = 6  # the last session is held out of training and replayed through the scorer
-    session_minutes: int = 40
-    trades_per_day: int = 50_000
+    n_days: int = 7  # the last session is held out of training and replayed through the scorer
+    session_minutes: int = 45  # labels need 600 s ahead: only the first 35 minutes of a session make windows
+    trades_per_day: int = 56_000
     seed: int = 7
     model_name: str = "specs-tick"
     fast_training: bool = False
@@ -107,7 +107,7 @@ class DemoConfig:
 
 
 TINY = DemoConfig(
-    symbols=("SIM1:SIM", "SIM2:SIM"), n_days=5, session_minutes=30, trades_per_day=30_000, signal_timeout_s=120.0
+    symbols=("SIM1:SIM", "SIM2:SIM"), n_days=6, session_minutes=40, trades_per_day=40_000, signal_timeout_s=120.0
 )
 
 
@@ -323,7 +323,7 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mps.demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tiny", action="store_true", help="2 symbols x 5 sessions of 30 minutes (tests)")
+    ap.add_argument("--tiny", action="store_true", help="2 symbols x 6 sessions of 40 minutes (tests)")
     ap.add_argument("--state-dir", type=Path, help="where demo/ goes (default: the local profile's state_dir)")
     ap.add_argument("--keep-ui", action="store_true", help="keep the Prefect server and UI up until Ctrl-C")
     args = ap.parse_args(argv)

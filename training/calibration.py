@@ -95,3 +95,48 @@ class ProbUpCalibrator:
 def _logit(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 1e-6, 1 - 1e-6)
     return np.log(x / (1 - x))
+
+
+def up_fractions(buckets: Buckets) -> np.ndarray:
+    """Each bucket's share above zero (K,): 1 above, 0 below, the straddling bucket its fraction."""
+    e = buckets.edges_bps
+    return np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
+
+
+def fit_up_slopes(
+    p: np.ndarray, y: np.ndarray, buckets: Buckets, bounds: tuple[float, float] = (0.0, 2.0)
+) -> np.ndarray:
+    """Per-horizon slope ``a`` of P(up)' = sigmoid(a logit P(up)) minimising the Bernoulli log loss, (H,).
+
+    Platt scaling without the intercept: an intercept fitted on one calibration slice learns that
+    slice's drift, which the next days do not share; the slope only shrinks (a < 1) a direction
+    signal that was over-confident, or sharpens (a > 1) a timid one, around 1/2.
+    """
+    f = up_fractions(buckets)
+    up = f[y]  # (N, H) realised share above zero, as the gates count it
+    out = []
+    for h in range(p.shape[1]):
+        lg, u = _logit(p[:, h] @ f), up[:, h]
+
+        def loss(a: float, lg=lg, u=u) -> float:
+            q = np.clip(1.0 / (1.0 + np.exp(-a * lg)), 1e-9, 1 - 1e-9)
+            return float(-(u * np.log(q) + (1 - u) * np.log(1 - q)).mean())
+
+        out.append(float(optimize.minimize_scalar(loss, bounds=bounds, method="bounded", options={"xatol": 1e-4}).x))
+    return np.array(out)
+
+
+def apply_up_slopes(p: np.ndarray, slopes: np.ndarray, buckets: Buckets) -> np.ndarray:
+    """Rescale each (n, h) distribution's up and down masses so P(up) = sigmoid(a_h logit P(up)), (N, H, K).
+
+    The numpy twin of ``training.onnx_export.calibrated``'s in-graph step (same formula as
+    ``ProbUpCalibrator.apply_to_probs``).
+    """
+    f = up_fractions(buckets)
+    pu = np.clip(p @ f, 1e-6, 1 - 1e-6)
+    target = (1.0 / (1.0 + np.exp(-np.asarray(slopes)[None, :] * _logit(pu))))[..., None]
+    a, b = (p * f * f).sum(-1, keepdims=True), (p * f * (1 - f)).sum(-1, keepdims=True)
+    c, d = (p * f).sum(-1, keepdims=True), (p * (1 - f)).sum(-1, keepdims=True)
+    u = np.clip((target * d - b) / np.maximum(a - target * c, 1e-12), 1e-6, 1e6)
+    q = p * (f * u + (1 - f))
+    return q / q.sum(-1, keepdims=True)

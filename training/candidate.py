@@ -1,7 +1,8 @@
 """Build a promotion candidate: fit, calibrate, conformalise, export, and keep the out-of-sample evidence.
 
 Chronological split by day: the last ``test_days`` days are the held-out test (the evidence the
-gates judge), the ``cal_days`` before them calibrate (temperatures per horizon, split-conformal
+gates judge), the ``cal_days`` before them calibrate (temperatures per horizon, then for torch models
+the slope of P(up) around 1/2, split-conformal
 widening), everything earlier trains. A gap of ``gap_steps`` windows before each boundary keeps
 overlapping labels out (the longest horizon, in steps). Baselines are fitted on the same training
 windows and predict the same test windows. The model is exported with the calibration in-graph, so
@@ -18,7 +19,7 @@ import numpy as np
 
 from core.errors import ContractError
 from feature_store.model_contract import ModelMetadata
-from training.calibration import apply_temperature, fit_temperatures
+from training.calibration import apply_temperature, apply_up_slopes, fit_temperatures, fit_up_slopes, up_fractions
 from training.conformal import SplitConformal
 from training.gates import prob_up, realised_up, sample_log_score
 from training.metrics import ece
@@ -46,6 +47,7 @@ class Candidate:
     days_test: np.ndarray
     probs: dict[str, np.ndarray]  # "model" and each baseline: (N_test, H, K)
     metrics: dict[str, float] = field(default_factory=dict)
+    up_slopes: tuple[float, ...] | None = None  # in-graph P(up) slopes fitted on the calibration slice
 
     def save_evidence(self, path: Path) -> Path:
         """Write the evidence the promote flow judges (compressed npz)."""
@@ -107,26 +109,38 @@ def build_candidate(
     model.fit(X[tr], y[tr], X_val=X[ca], y_val=y[ca])
     p_cal = model.predict_proba(X[ca])
     temps = fit_temperatures(p_cal, y[ca])
+    p_cal = apply_temperature(p_cal, temps)
+    slopes = None
+    if isinstance(model, Exportable):  # P(up) slope runs in the torch graph (not in LightGBM's)
+        slopes = tuple(float(a) for a in fit_up_slopes(p_cal, y[ca], buckets))
+        p_cal = apply_up_slopes(p_cal, np.asarray(slopes), buckets)
     r_cal = r_bps[ca] if r_bps is not None else buckets.mids_bps[y[ca]]
-    conformal = SplitConformal(buckets, meta.conformal_alpha).fit(apply_temperature(p_cal, temps), r_cal)
+    conformal = SplitConformal(buckets, meta.conformal_alpha).fit(p_cal, r_cal)
     meta = replace(
         meta,
         calibration_temperatures=tuple(float(t) for t in temps),
         conformal_qhat_bps=tuple(float(q) for q in np.asarray(conformal.qhat_)),
     )
     golden = X[te][:4] if te.sum() >= 4 else X[:4]
-    path = export_any(model, meta, out_dir, golden, parity=X[te][:2000])
+    path = export_any(model, meta, out_dir, golden, parity=X[te][:2000], up_slopes=slopes)
     probs = {"model": run_onnx(path, X[te])}
     for name, base in baselines.items():
         base.fit(X[tr], y[tr], X_val=X[ca], y_val=y[ca])
         probs[name] = base.predict_proba(X[te])
-    cand = Candidate(path, meta, X[te], y[te], days[te], probs)
+    cand = Candidate(path, meta, X[te], y[te], days[te], probs, up_slopes=slopes)
     cand.metrics = summary_metrics(cand, buckets)
     return cand
 
 
-def export_any(model, meta: ModelMetadata, out_dir: Path, golden: np.ndarray, parity: np.ndarray) -> Path:
-    """Export a torch-graph model (``Exportable``) or a fitted LightGBMBuckets to the contract."""
+def export_any(
+    model,
+    meta: ModelMetadata,
+    out_dir: Path,
+    golden: np.ndarray,
+    parity: np.ndarray,
+    up_slopes: tuple[float, ...] | None = None,
+) -> Path:
+    """Export a torch-graph model (``Exportable``, with its P(up) slopes in-graph) or a LightGBMBuckets."""
     if hasattr(model, "models_") and hasattr(model, "maps_"):
         from training.export_lgbm import export_lightgbm_model
 
@@ -135,7 +149,15 @@ def export_any(model, meta: ModelMetadata, out_dir: Path, golden: np.ndarray, pa
         import torch
 
         module = model.to_torch_module().eval()
-        return export_model(module, meta, out_dir, torch.from_numpy(np.ascontiguousarray(golden)), parity_inputs=parity)
+        return export_model(
+            module,
+            meta,
+            out_dir,
+            torch.from_numpy(np.ascontiguousarray(golden)),
+            parity_inputs=parity,
+            up_slopes=up_slopes,
+            up_fractions=up_fractions(Buckets(np.asarray(meta.bucket_edges_bps))) if up_slopes else None,
+        )
     raise ContractError(f"{type(model).__name__} cannot be exported (neither a torch graph nor LightGBM)")
 
 

@@ -8,6 +8,7 @@ volatility baselines) is the first feature named ``ret_1*`` / ``log_ret_1*`` (el
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from core.errors import ConfigError
 from training.models.base import Buckets
@@ -30,7 +31,7 @@ def make_model(architecture: str, buckets: Buckets, feature_names: Sequence[str]
         from training.models.transformer import PriceTransformer, TransformerConfig
 
         tcfg = TransformerConfig(max_epochs=2, d_model=16, n_layers=1, batch_size=256) if fast else TransformerConfig()
-        return PriceTransformer(buckets, tcfg)
+        return PriceTransformer(buckets, replace(tcfg, ret_feature=return_feature(feature_names)))
     if architecture == "lightgbm":
         from training.models.lightgbm_buckets import LightGBMBuckets, LightGBMConfig
 

@@ -33,22 +33,48 @@ if TYPE_CHECKING:  # torch is imported only to export, so readers of the contrac
 GOLDEN_TOLERANCE = 1e-5
 
 
-def calibrated(model: nn.Module, temperatures: tuple[float, ...]) -> nn.Module:
-    """Wrap a (B, H, K) probability model with per-horizon temperature scaling, in-graph."""
+def calibrated(
+    model: nn.Module,
+    temperatures: tuple[float, ...],
+    up_slopes: tuple[float, ...] | None = None,
+    up_fractions: np.ndarray | None = None,
+) -> nn.Module:
+    """Wrap a (B, H, K) probability model with per-horizon temperature scaling, in-graph.
+
+    With ``up_slopes`` (H,) and the buckets' ``up_fractions`` (K,), each distribution's up and
+    down masses are then rescaled so P(up) = sigmoid(a_h logit P(up))
+    (``training.calibration.apply_up_slopes`` is the numpy twin).
+    """
     import torch
     from torch import nn
 
     class Calibrated(nn.Module):
-        inv_t: torch.Tensor  # a buffer, declared for the type checker
+        inv_t: torch.Tensor  # buffers, declared for the type checker
+        slopes: torch.Tensor
+        frac: torch.Tensor
 
         def __init__(self) -> None:
             super().__init__()
             self.model = model
             self.register_buffer("inv_t", 1.0 / torch.tensor(temperatures, dtype=torch.float32)[None, :, None])
+            self.up = up_slopes is not None and up_fractions is not None
+            if self.up:
+                self.register_buffer("slopes", torch.tensor(up_slopes, dtype=torch.float32)[None, :])
+                self.register_buffer("frac", torch.tensor(np.asarray(up_fractions), dtype=torch.float32))
 
         def forward(self, features: torch.Tensor) -> torch.Tensor:
             p = self.model(features)  # (B, H, K)
-            return torch.softmax(torch.log(p.clamp_min(1e-30)) * self.inv_t, dim=-1)
+            p = torch.softmax(torch.log(p.clamp_min(1e-30)) * self.inv_t, dim=-1)
+            if not self.up:
+                return p
+            f = self.frac
+            pu = (p * f).sum(-1).clamp(1e-6, 1 - 1e-6)  # (B, H)
+            target = torch.sigmoid(self.slopes * (torch.log(pu) - torch.log(1 - pu)))[..., None]
+            a, b = (p * f * f).sum(-1, keepdim=True), (p * f * (1 - f)).sum(-1, keepdim=True)
+            c, d = (p * f).sum(-1, keepdim=True), (p * (1 - f)).sum(-1, keepdim=True)
+            u = ((target * d - b) / (a - target * c).clamp_min(1e-12)).clamp(1e-6, 1e6)
+            q = p * (f * u + (1 - f))
+            return q / q.sum(-1, keepdim=True)
 
     return Calibrated()
 
@@ -105,6 +131,8 @@ def export_model(
     golden_inputs: torch.Tensor,
     opset: int = 18,
     parity_inputs: np.ndarray | None = None,
+    up_slopes: tuple[float, ...] | None = None,
+    up_fractions: np.ndarray | None = None,
 ) -> Path:
     """Export ``model`` (calibrated in-graph) to ``out_dir/<name>.onnx`` plus its golden vectors.
 
@@ -116,7 +144,7 @@ def export_model(
     import torch
 
     _check_inputs(meta, golden_inputs.shape, opset)
-    wrapped = calibrated(model, meta.calibration_temperatures).eval()
+    wrapped = calibrated(model, meta.calibration_temperatures, up_slopes, up_fractions).eval()
     proto = torch_to_onnx(wrapped, golden_inputs, opset)
 
     def reference(x: np.ndarray) -> np.ndarray:

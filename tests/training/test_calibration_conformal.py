@@ -111,3 +111,37 @@ def test_aci_holds_coverage_under_drift_where_split_conformal_fails():
     alo, ahi, _ = aci(lo, hi, r, alpha=0.1, gamma=0.01, window=500)
     aci_cov = np.mean((r[live] >= alo[live]) & (r[live] <= ahi[live]))
     assert split_cov < 0.8 and abs(aci_cov - 0.9) < 0.02
+
+
+def test_up_slope_shrinks_a_noise_direction_and_runs_the_same_in_graph():
+    """A forecaster whose direction is pure noise gets slope ~0 (P(up) -> 1/2); a real one keeps slope ~1.
+
+    The in-graph step (``onnx_export.calibrated``) equals the numpy one.
+    """
+    import torch
+
+    from training.calibration import apply_up_slopes, fit_up_slopes, up_fractions
+    from training.onnx_export import calibrated
+
+    rng = np.random.default_rng(4)
+    scale, r, y = _world(8000, 4)
+    noise = _forecast(scale, shift=rng.normal(0, 0.4, size=scale.shape))  # leans up or down at random
+    drift = rng.uniform(-0.6, 0.6, size=scale.shape)
+    r_real = rng.normal(size=scale.shape) * scale + drift * scale
+    real = _forecast(scale, shift=drift)  # knows the drift
+    a_noise = fit_up_slopes(noise, y, BUCKETS)
+    a_real = fit_up_slopes(real, BUCKETS.index(r_real), BUCKETS)
+    assert np.all(a_noise < 0.2) and np.all(np.abs(a_real - 1.0) < 0.15)
+    pu = lambda p: np.stack([prob_up(p[:, h], BUCKETS) for h in range(2)], axis=1)  # noqa: E731
+    up = (r > 0).astype(float)
+    shrunk = apply_up_slopes(noise, a_noise, BUCKETS)
+    assert ece(pu(shrunk)[:, 0], up[:, 0]) < 0.5 * ece(pu(noise)[:, 0], up[:, 0])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, features):
+            return features
+
+    graph = calibrated(Fixed(), (1.0, 1.0), tuple(a_noise), up_fractions(BUCKETS)).eval()
+    with torch.no_grad():
+        got = graph(torch.from_numpy(noise[:500].astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, apply_up_slopes(noise[:500], a_noise, BUCKETS), atol=2e-5)

@@ -58,15 +58,20 @@ def test_ensemble_exports_as_one_graph(trained):
     np.testing.assert_allclose(out, ens.predict_proba(d.X[:5]), atol=1e-5)
 
 
-def test_net_exports_to_onnx_with_a_dynamic_batch():
-    """The eval graph (normalisation, [CLS], explicit attention, heads) goes through the dynamo exporter as is."""
+@pytest.mark.parametrize("head", ["vol_mixture", "softmax"])
+def test_net_exports_to_onnx_with_a_dynamic_batch(head):
+    """The eval graph (normalisation, patches, [CLS], explicit attention, heads) goes through the dynamo exporter."""
+    import dataclasses
+
     import onnxruntime as ort
 
     from training.models.transformer import PriceTransformerNet
     from training.onnx_export import torch_to_onnx
 
     torch.manual_seed(0)
-    net = PriceTransformerNet(TINY, lookback=12, n_features=3, n_horizons=2, k=BUCKETS.k).eval()
+    cfg = dataclasses.replace(TINY, head=head, patch=5)  # 12 steps: the oldest 2 left out, 2 tokens
+    net = PriceTransformerNet(cfg, lookback=12, n_features=3, n_horizons=2, buckets=BUCKETS).eval()
+    torch.nn.init.normal_(net.heads.out.weight if head == "vol_mixture" else net.heads.weight, std=0.5)
     net.mean.copy_(torch.tensor([0.0, 1.0, 2.0]))
     net.std.copy_(torch.tensor([1e-4, 2.0, 3.0]))
     x = torch.randn(7, 12, 3)
@@ -76,3 +81,23 @@ def test_net_exports_to_onnx_with_a_dynamic_batch():
         got = sess.run(["probs"], {"features": x[:batch].numpy()})[0]
         with torch.no_grad():
             np.testing.assert_allclose(got, net(x[:batch]).numpy(), atol=1e-5)
+
+
+def test_vol_mixture_head_scales_with_the_window_volatility():
+    """An untrained vol-mixture head is an EWMA-vol forecaster: twice the returns, twice the spread."""
+    import dataclasses
+
+    from training.models.transformer import PriceTransformerNet
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, vol_halflife=2.0)  # the start value (unconditional variance) weighs ~2%
+    net = PriceTransformerNet(cfg, lookback=12, n_features=3, n_horizons=2, buckets=BUCKETS).eval()
+    rng = np.random.default_rng(0)
+    x = np.zeros((2, 12, 3), np.float32)
+    x[0, :, 0] = rng.normal(0, 2e-4, 12)  # one-step log returns (x 1e4 = bps)
+    x[1] = x[0] * 2
+    with torch.no_grad():
+        p = net(torch.from_numpy(x)).numpy()
+    mids = BUCKETS.mids_bps
+    sd = np.sqrt(p[:, 0] @ mids**2 - (p[:, 0] @ mids) ** 2)
+    assert 1.6 < sd[1] / sd[0] < 2.2  # x2 up to the clipping of the tails into the end buckets

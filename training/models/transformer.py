@@ -25,6 +25,7 @@ from torch import nn
 
 from training.losses import mixed_loss
 from training.models.base import Buckets, check_xy
+from training.models.heads import VolMixtureHead
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class TransformerConfig:
     n_layers: int = 2
     d_ff: int = 64
     dropout: float = 0.1
-    soft_label_sigma: float = 1.0  # buckets; 0 = hard labels
+    soft_label_sigma: float = 0.0  # buckets; 0 = hard labels (the log score the gates judge)
     emd_weight: float = 0.0
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 100
     batch_size: int = 256
@@ -50,6 +51,12 @@ class TransformerConfig:
     checkpoint_dir: str | None = None  # None: a temporary directory
     num_threads: int | None = None  # torch intra-op threads while fitting (None: leave torch's setting)
     seed: int = 0
+    patch: int = 4  # consecutive steps per token (PatchTST-style): L / patch tokens, attention ~patch^2 cheaper
+    head: str = "vol_mixture"  # "vol_mixture" (training.models.heads) or "softmax" (K free logits per horizon)
+    components: int = 3  # logistic components per horizon (vol_mixture)
+    ret_feature: int = 0  # index of the one-step log return (vol_mixture's EWMA volatility)
+    ret_unit_bps: float = 1e4  # the return feature times this is bps
+    vol_halflife: float = 20.0  # steps
 
 
 class EncoderLayer(nn.Module):
@@ -77,26 +84,49 @@ class PriceTransformerNet(nn.Module):
     mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
     std: torch.Tensor
 
-    def __init__(self, cfg: TransformerConfig, lookback: int, n_features: int, n_horizons: int, k: int) -> None:
+    def __init__(
+        self, cfg: TransformerConfig, lookback: int, n_features: int, n_horizons: int, buckets: Buckets
+    ) -> None:
         super().__init__()
+        k = buckets.k
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
-        self.proj = nn.Linear(n_features, cfg.d_model)
+        self.patch = max(1, min(cfg.patch, lookback))
+        self.tokens = lookback // self.patch  # the oldest lookback % patch steps are left out
+        self.proj = nn.Linear(n_features * self.patch, cfg.d_model)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
-        self.pos = nn.Parameter(torch.randn(1, lookback + 1, cfg.d_model) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, self.tokens + 1, cfg.d_model) * 0.02)
         self.layers = nn.ModuleList(
             EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.heads = nn.Linear(cfg.d_model, n_horizons * k)  # H heads of K logits, one matmul
+        self.heads: nn.Module
+        if cfg.head == "vol_mixture":
+            self.heads = VolMixtureHead(
+                cfg.d_model,
+                lookback,
+                n_horizons,
+                buckets.inner_edges_bps,
+                components=cfg.components,
+                ret_feature=cfg.ret_feature,
+                ret_unit_bps=cfg.ret_unit_bps,
+                halflife=cfg.vol_halflife,
+            )
+        elif cfg.head == "softmax":
+            self.heads = nn.Linear(cfg.d_model, n_horizons * k)  # H heads of K logits, one matmul
+        else:
+            raise ValueError(f"unknown head {cfg.head!r} (vol_mixture, softmax)")
         self.h, self.k = n_horizons, k
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         x = ((features - self.mean) / self.std).clamp(-10.0, 10.0)  # (B, L, F)
-        x = self.proj(x)  # (B, L, d)
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, L + 1, d)
+        x = x[:, x.shape[1] - self.tokens * self.patch :].reshape(x.shape[0], self.tokens, -1)  # (B, T, patch F)
+        x = self.proj(x)  # (B, T, d)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, T + 1, d)
         for layer in self.layers:
             x = layer(x)
+        if isinstance(self.heads, VolMixtureHead):
+            return self.heads(self.norm(x[:, 0]), features)  # log probabilities (B, H, K)
         return self.heads(self.norm(x[:, 0])).reshape(-1, self.h, self.k)  # (B, H, K)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -161,7 +191,10 @@ class PriceTransformer:
             X, y, X_val, y_val = X[: cut - self.cfg.val_gap], y[: cut - self.cfg.val_gap], X[cut:], y[cut:]
         X_val, y_val = check_xy(X_val, y_val, self.buckets.k)
         torch.manual_seed(self.cfg.seed)
-        net = PriceTransformerNet(self.cfg, X.shape[1], X.shape[2], y.shape[1], self.buckets.k)
+        net = PriceTransformerNet(self.cfg, X.shape[1], X.shape[2], y.shape[1], self.buckets)
+        if isinstance(net.heads, VolMixtureHead):
+            ret = X[:, :, self.cfg.ret_feature].astype(np.float64) * self.cfg.ret_unit_bps
+            net.heads.set_scale(ret, self.buckets.mids_bps[y])
         flat = X.reshape(-1, X.shape[2]).astype(np.float64)
         std = flat.std(axis=0)
         net.mean.copy_(torch.tensor(flat.mean(axis=0), dtype=torch.float32))
