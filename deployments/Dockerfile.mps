@@ -18,4 +18,6 @@ RUN cd serving-rs && cargo build --release --bin mps-scorer
 
 FROM base
 COPY --from=scorer /src/serving-rs/target/release/mps-scorer /opt/mps/bin/mps-scorer
+# the onnxruntime wheel ships libonnxruntime.so.1.<minor>.<patch> only: give it a stable name
+RUN cd /app/.venv/lib/python3.11/site-packages/onnxruntime/capi && ln -sf "$(ls libonnxruntime.so.1.* | head -1)" libonnxruntime.so.1
 ENV ORT_DYLIB_PATH=/app/.venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1

@@ -1,10 +1,13 @@
 """deployments/docker-compose.yml: the production-like stack is complete and its variables are documented.
 
-``docker compose config`` validates it where the compose plugin exists (skipped otherwise, saying so).
+Without docker, ``deployments.validate_compose`` checks it against the Compose specification
+(compose-spec) and checks its references (images/builds, depends_on, healthchecks, mounts, ports,
+paths); ``docker compose config`` validates it where the compose plugin exists (skipped otherwise).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -29,6 +32,43 @@ def test_every_required_variable_is_in_the_env_example():
     required = set(re.findall(r"\$\{([A-Z_]+)(?::\?|\})", COMPOSE.read_text()))
     example = {line.split("=", 1)[0] for line in (DEPLOY / ".env.example").read_text().splitlines() if "=" in line}
     assert required <= example, required - example
+
+
+def test_compose_follows_the_compose_specification_and_its_references_resolve():
+    from deployments.validate_compose import load, reference_problems, spec_problems
+
+    compose = load()
+    assert spec_problems(compose) == []
+    assert reference_problems(compose) == []
+
+
+def test_the_validator_finds_what_docker_compose_would_refuse():
+    from deployments.validate_compose import load, reference_problems, spec_problems
+
+    good = load()
+    bad = copy.deepcopy(good)
+    bad["services"]["api"]["ports"] = ["99999:8600"]
+    assert "port" in spec_problems(bad)[0]
+    bad = copy.deepcopy(good)
+    bad["services"]["api"]["imagee"] = "typo"
+    assert "imagee" in spec_problems(bad)[0]
+    bad = copy.deepcopy(good)
+    bad["services"]["scorer"]["depends_on"] = {"natz": {"condition": "service_healthy"}}
+    del bad["services"]["mlflow"]["healthcheck"]
+    bad["services"]["nats"]["ports"] = ["4222:4222", "5000:5000"]
+    bad["services"]["nats"]["volumes"] = ["natsdata:/data"]
+    bad["services"]["scorer"]["command"] = "/opt/mps/bin/mps-scorer --model /app/contracts/models/nope.onnx"
+    bad["services"]["minio"].pop("image")
+    found = "\n".join(reference_problems(bad))
+    for expected in (
+        "services.scorer.depends_on: no service 'natz'",
+        "services.mlflow: a long-running service without a healthcheck",
+        "host port 5000 is also published by",
+        "named volume 'natsdata' is not declared",
+        "/app/contracts/models/nope.onnx is not in the repository",
+        "services.minio: neither image nor build",
+    ):
+        assert expected in found, (expected, found)
 
 
 def test_docker_compose_config_validates():
