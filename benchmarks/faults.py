@@ -12,7 +12,9 @@ the load runs, leaving ``--quiet-tail`` seconds of load after the last kill, and
 ``--down-s``. Then it drains and prints: updates in, signals stored, lost (acked updates with no
 stored signal), duplicated (extra rows per update), dead letters by reason, processes that exited
 on their own, and per kill the restart time and the recovery time (kill -> the first signal of an
-update created after the kill; for the sink, -> its next commit to gold.signals). Target: 0 lost,
+update created after the kill; for the sink, -> the next commit to gold.signals). ``--sinks 2`` (the
+default) runs two sink replicas on one durable and kills the first; ``--sinks 1`` measures a lone
+sink, whose recovery is its cold start. Target: 0 lost,
 0 duplicated, recovery < 2 s. Prints figures; asserts nothing. Every process it started is gone
 when it exits, however it exits.
 """
@@ -45,7 +47,7 @@ from lakehouse.tables import GOLD_SIGNALS  # noqa: E402
 class Soak:
     def __init__(self, args, work: Path) -> None:
         self.args, self.work = args, work
-        self.pipe = Pipeline(work, sink_args=("--durable", "soak-sink"))
+        self.pipe = Pipeline(work, sink_args=("--durable", "soak-sink"), sinks=args.sinks)
         self.acked: set[tuple[str, int]] = set()
         self.retried = 0
         self.kills: list[dict] = []
@@ -180,6 +182,7 @@ class Soak:
         )
         return {
             "seconds": round(self.load_seconds, 1),
+            "sinks": self.args.sinks,
             "updates_in": len(self.acked),
             "rate": round(len(self.acked) / self.load_seconds, 1),
             "publish_retries": self.retried,
@@ -204,6 +207,7 @@ class Soak:
 
 
 def report(figures: dict) -> None:
+    print(f"sink replicas     {figures['sinks']}")
     print(f"updates in        {figures['updates_in']:,} over {figures['seconds']} s ({figures['rate']:,}/s acked)")
     print(f"publish retries   {figures['publish_retries']:,}   (tries not acked, repeated with the same Nats-Msg-Id)")
     print(f"signals stored    {figures['signals_stored']:,}")
@@ -225,6 +229,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1800.0, help="load time (default 30 minutes)")
     ap.add_argument("--rate", type=float, default=2000.0, help="updates per second")
     ap.add_argument("--symbols", type=int, default=50)
+    ap.add_argument("--sinks", type=int, default=2, help="sink replicas on one durable (the chaos kills the first)")
     ap.add_argument("--kill-every", type=float, default=30.0, help="mean seconds between kills")
     ap.add_argument("--down-s", type=float, default=0.5, help="seconds a killed process stays down")
     ap.add_argument("--quiet-tail", type=float, default=5.0, help="seconds of load after the last kill")

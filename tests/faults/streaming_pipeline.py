@@ -23,8 +23,6 @@ from feature_store.messages import FeatureUpdate, encode
 from mps.nats_server import NatsServer
 from mps.scorer_process import ScorerProcess
 
-VICTIMS = ("nats", "scorer", "sink")
-
 
 async def publish_acked(js, update: FeatureUpdate, timeout: float = 0.5) -> int:
     """Publish ``update`` until JetStream acks it; return the attempts it took.
@@ -45,16 +43,22 @@ async def publish_acked(js, update: FeatureUpdate, timeout: float = 0.5) -> int:
 
 
 class Pipeline:
-    """NATS (JetStream), the scorer and the sink under ``work``; ``kill``/``restart`` any of them."""
+    """NATS (JetStream), the scorer and the sink under ``work``; ``kill``/``restart`` any of them.
 
-    def __init__(self, work: Path, *, model: Path = MODEL_V1, sink_args: tuple[str, ...] = ()) -> None:
+    ``sinks`` > 1 runs sink replicas on the one durable consumer ("sink", "sink1", ...): their
+    writes are atomic and keyed, so replicas never double a row, and when one dies the others
+    keep storing while it restarts (a Python sink's cold start is seconds of imports).
+    """
+
+    def __init__(self, work: Path, *, model: Path = MODEL_V1, sink_args: tuple[str, ...] = (), sinks: int = 1) -> None:
         self.work = work
         self.lake_root = work / "lake"
         self.nats = NatsServer(store_dir=work / "nats")
         self.model = model
         self.sink_args = sink_args
         self.scorer: ScorerProcess | None = None
-        self.sink: Sink | None = None
+        self.sinks: list[Sink | None] = [None] * sinks
+        self.victims = ("nats", "scorer", "sink", *(f"sink{i}" for i in range(1, sinks)))
         self.crashes: Counter = Counter()  # exited on their own, restarted by the supervisor
         self.restart_errors: Counter = Counter()
         self._lock = threading.RLock()
@@ -80,22 +84,28 @@ class Pipeline:
             assert proc.proc is not None
             self._spawned.append(proc.proc)
         else:
-            sink = Sink(self.nats.url, self.lake_root, self.work / "sink.log")
+            i = int(victim[4:] or 0)
+            sink = Sink(self.nats.url, self.lake_root, self.work / f"{victim}.log")
             sink.args += list(self.sink_args)
-            self.sink = sink.start()
+            self.sinks[i] = sink.start()
             assert sink.proc is not None
             self._spawned.append(sink.proc)
+
+    @property
+    def sink(self) -> Sink | None:
+        """The first sink replica (the one ``kill("sink")`` hits)."""
+        return self.sinks[0]
 
     def _proc(self, victim: str) -> subprocess.Popen | None:
         if victim == "nats":
             return self.nats._proc
-        holder = self.scorer if victim == "scorer" else self.sink
+        holder = self.scorer if victim == "scorer" else self.sinks[int(victim[4:] or 0)]
         return holder.proc if holder is not None else None
 
     def start(self, supervise: bool = True) -> Pipeline:
         """Start NATS, the scorer and the sink (and the supervisor thread)."""
         with self._lock:
-            for victim in VICTIMS:
+            for victim in self.victims:
                 self._start(victim)
         if supervise:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -113,8 +123,9 @@ class Pipeline:
                 kill_scorer(self.scorer)
                 self.scorer.proc = None
             else:
-                assert self.sink is not None
-                self.sink.kill()
+                sink = self.sinks[int(victim[4:] or 0)]
+                assert sink is not None
+                sink.kill()
 
     def restart(self, victim: str) -> None:
         """Start a killed component again; if that fails the supervisor keeps trying."""
@@ -132,7 +143,7 @@ class Pipeline:
     def _supervise(self) -> None:
         while not self._stop.wait(0.1):
             with self._lock:
-                for victim in VICTIMS:
+                for victim in self.victims:
                     if victim in self._down or self.alive(victim) or self._stop.is_set():
                         continue
                     if self._proc(victim) is not None:  # it was running and exited by itself
@@ -150,7 +161,11 @@ class Pipeline:
             self._supervisor.join(timeout=30)
         with self._lock:
             steps = [
-                lambda: self.sink.stop() if self.sink is not None and self.alive("sink") else None,
+                *(
+                    (lambda s=s: s.stop())
+                    for v, s in zip(self.victims[2:], self.sinks, strict=True)
+                    if s is not None and self.alive(v)
+                ),
                 lambda: self.scorer.stop() if self.scorer is not None else None,
                 lambda: self.nats.stop(),
             ]
