@@ -8,6 +8,10 @@ known corporate action (and the option chain for ``options_v1``), call ``feature
 ``curve_v1`` reads the futures side of the lake instead: bronze.futures_contracts and the contracts'
 trade bars (one vendor per bar, the strategy's vendor priority, as the continuous-futures flow
 does). A lake with no futures contracts writes no curve rows; that is not an error.
+
+With ``catch_up`` (what the scheduled deployment runs) and no bounds, the window runs from the
+earliest last gold row of the feature sets to silver's last bar (``flows.watermarks``); a run with
+nothing new writes nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from core.strategy import load_strategy
 from feature_store.curve import CURVE_V1, curve_features
 from feature_store.discretize import Discretizer
 from feature_store.featurize import featurize_window, in_window, label_window
-from feature_store.gold import write_features, write_labels
+from feature_store.gold import GOLD_FEATURES, write_features, write_labels
 from feature_store.labels import LabelSpec
+from flows.watermarks import featurize_window as new_window
 from lakehouse.futures_continuous import one_delivery_per_key
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import (
@@ -100,9 +105,20 @@ def featurize(
     tz: str = "America/New_York",
     lake_root: str | None = None,
     profile: str = "local",
+    catch_up: bool = False,
 ) -> dict[str, int]:
-    """Write the window [start, end] of each feature set (and of the label set) to gold; rows written per table."""
+    """Write the window [start, end] of each feature set (and of the label set) to gold; rows written per table.
+
+    With ``catch_up`` and no bounds: the silver bars gold has not featurized yet (nothing: no rows).
+    """
     lake = Lake.from_profile(load_profile(profile), root=lake_root)
+    if catch_up and start is None and end is None:
+        windows = [w for name in feature_sets if (w := new_window(lake, GOLD_FEATURES, name, tf, symbols))]
+        if not windows:
+            return {}
+        starts = [w[0] for w in windows]
+        start = None if None in starts else min(s for s in starts if s is not None)
+        end = max(w[1] for w in windows)
     written: dict[str, int] = {}
     if CURVE_V1.name in feature_sets:
         written[f"gold.features/{CURVE_V1.name}"] = write_features(lake, _curve_rows(lake, tf, start, end, symbols))

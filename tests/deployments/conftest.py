@@ -1,8 +1,8 @@
 """A live local stack for deployment tests: `prefect server start`, a serve process, moto S3.
 
 Session-scoped: the Prefect server takes 20-90 s to start on a busy 2-core machine. The serve
-process (``deployments/serve.py``) registers the landing deployment with its trigger against a
-temporary lake and the moto bucket, and runs the flow runs the server hands it.
+process (``deployments/serve.py``) registers the landing deployment with its trigger and the backtest
+deployment against a temporary lake and the moto bucket, and runs the flow runs the server hands it.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def live_stack(tmp_path_factory, s3_endpoint):  # noqa: F811
             "PYTHONPATH": str(ROOT),
         }
         log = base / "serve.log"
-        cmd = [sys.executable, str(ROOT / "deployments/serve.py"), "--only", "landing"]
+        cmd = [sys.executable, str(ROOT / "deployments/serve.py"), "--only", "landing", "--only", "backtest"]
         cmd += ["--landing-endpoint", endpoint, "--landing-bucket", BUCKET, "--lake-root", lake_root]
         with open(log, "ab") as out:
             proc = subprocess.Popen(
@@ -65,6 +65,7 @@ def live_stack(tmp_path_factory, s3_endpoint):  # noqa: F811
             )
         try:
             _wait_for_deployment(server, "landing/vendor-files", proc, log, 300)
+            _wait_for_deployment(server, "backtest/default", proc, log, 60)
             yield server, lake_root, endpoint, BUCKET
         finally:
             terminate(proc, 20)

@@ -16,7 +16,7 @@ EXPECTED = {
     "reconcile": "flows/reconcile.py:reconcile",
     "continuous-futures": "flows/continuous_futures.py:continuous_futures",
     "maintain": "flows/maintain.py:maintain",
-    "backtest": "flows/backtest.py:backtest",
+    "backtest": "flows.backtest.backtest",  # a module path (a script named backtest would hide the package)
 }
 ALL_FLOWS = {"ingest", "reconcile", "featurize", "train", "promote", "backtest", "maintain", "pipeline"}
 
@@ -45,8 +45,8 @@ def test_every_flow_has_a_deployment_startable_with_its_defaults():
     assert ALL_FLOWS <= set(built), sorted(ALL_FLOWS - set(built))
     for name, dep in built.items():
         assert dep.schedules or name == "promote", f"{name} has no cron schedule"
-        flow_fn = __import__(dep.entrypoint.split(":")[0][:-3].replace("/", "."), fromlist=["x"])
-        fn = getattr(flow_fn, dep.entrypoint.split(":")[1]).fn
+        module, attr = dep.entrypoint.split(":") if ":" in dep.entrypoint else dep.entrypoint.rsplit(".", 1)
+        fn = getattr(__import__(module.removesuffix(".py").replace("/", "."), fromlist=["x"]), attr).fn
         required = {p.name for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty}
         assert required <= set(dep.parameters), f"{name}: required {required - set(dep.parameters)} not defaulted"
 

@@ -38,6 +38,7 @@ def test_catch_up_needs_a_source_with_sessions(lake):
 
 
 def test_windows_follow_what_the_lake_holds(prefect_harness, lake):
+    from flows.featurize import featurize
     from flows.reconcile import reconcile
 
     wed = datetime(2026, 1, 7, 23, 0, tzinfo=UTC)
@@ -58,3 +59,7 @@ def test_windows_follow_what_the_lake_holds(prefect_harness, lake):
 
     silver_end = lake.read(SILVER_BARS, ["ts"])["ts"].max()
     assert featurize_window(lake, GOLD_FEATURES, "bar_v1", "1m", SYMBOLS) == (None, silver_end)  # all of it
+    kw = dict(tf="1m", feature_sets=["bar_v1"], symbols=SYMBOLS, label_set=None, lake_root=lake.root, catch_up=True)
+    assert featurize(**kw)["gold.features/bar_v1"] > 0
+    assert featurize_window(lake, GOLD_FEATURES, "bar_v1", "1m", SYMBOLS) is None  # gold caught up
+    assert featurize(**kw) == {}
