@@ -218,7 +218,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                 )
                 .await
                 .map_err(|e| nats_err("create consumer")(e.to_string()))?;
-            Source::jetstream(consumer).await?
+            Source::jetstream(consumer, &st).await?
         }
     };
     // Outputs go through JetStream (acked) when inputs do and the signal stream exists.

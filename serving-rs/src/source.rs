@@ -13,7 +13,15 @@
 //! therefore taken as a redelivery when its delivery count is above 1 or its stream sequence is
 //! not above the highest this process has seen; a genuine second publish of an update has a new,
 //! higher stream sequence and is still refused as a duplicate.
+//!
+//! A scorer killed with a batch in flight leaves those updates delivered but unacked; JetStream
+//! redelivers them only after the ack wait, when the next process has scored later updates of
+//! the same symbols, and with the consumer's ack-all policy an ack of a later update even covers
+//! them: the soak lost one update per symbol per scorer kill. So a starting scorer first re-reads,
+//! by stream sequence, every update between the consumer's ack floor and its last delivery and
+//! scores them in order before anything new.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -50,6 +58,8 @@ pub struct JsSource {
     stream: Option<Box<consumer::pull::Stream>>,
     highest: u64,
     rebuilds: u64,
+    /// Updates delivered to the previous process but never acked, re-read from the stream.
+    catch_up: VecDeque<Incoming>,
 }
 
 pub enum Source {
@@ -86,10 +96,36 @@ impl JsSource {
 }
 
 impl Source {
-    /// A durable pull consumer's messages (the first pull must succeed: NATS is up at start).
-    pub async fn jetstream(consumer: consumer::PullConsumer) -> Result<Source> {
-        let stream = open(&consumer).await.map_err(|e| ScorerError::Nats(format!("consume: {e}")))?;
-        Ok(Source::Js(Box::new(JsSource { consumer, stream: Some(Box::new(stream)), highest: 0, rebuilds: 0 })))
+    /// A durable pull consumer's messages, after the ones a previous process left unacked (read
+    /// from `stream` by sequence). The first pull must succeed: NATS is up at start.
+    pub async fn jetstream(consumer: consumer::PullConsumer, stream: &jetstream::stream::Stream) -> Result<Source> {
+        let info = consumer.cached_info();
+        let (floor, delivered) = (info.ack_floor.stream_sequence, info.delivered.stream_sequence);
+        let mut catch_up = VecDeque::new();
+        for seq in floor.saturating_add(1)..=delivered {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => catch_up.push_back(Incoming {
+                    msg: async_nats::Message {
+                        subject: m.subject,
+                        reply: None,
+                        payload: m.payload,
+                        headers: Some(m.headers),
+                        status: None,
+                        description: None,
+                        length: 0,
+                    },
+                    js: None,
+                    redelivered: false,
+                }),
+                Err(e) => tracing::debug!(seq, error = %e, "unacked update not readable; skipped"),
+            }
+        }
+        if !catch_up.is_empty() {
+            tracing::info!(n = catch_up.len(), floor, delivered, "scoring updates a previous process left unacked");
+        }
+        let messages = open(&consumer).await.map_err(|e| ScorerError::Nats(format!("consume: {e}")))?;
+        let js = JsSource { consumer, stream: Some(Box::new(messages)), highest: delivered, rebuilds: 0, catch_up };
+        Ok(Source::Js(Box::new(js)))
     }
 
     /// The next input; for JetStream, waits through NATS outages (None only when a core subscription ends).
@@ -98,6 +134,9 @@ impl Source {
             Source::Core(sub) => return sub.next().await.map(|msg| Incoming { msg, js: None, redelivered: false }),
             Source::Js(js) => js,
         };
+        if let Some(inc) = js.catch_up.pop_front() {
+            return Some(inc);
+        }
         loop {
             let Some(stream) = js.stream.as_mut() else {
                 match open(&js.consumer).await {
@@ -126,6 +165,7 @@ impl Source {
             Source::Core(sub) => {
                 sub.next().now_or_never().flatten().map(|msg| Incoming { msg, js: None, redelivered: false })
             }
+            Source::Js(js) if !js.catch_up.is_empty() => js.catch_up.pop_front(),
             Source::Js(js) => match js.stream.as_mut()?.next().now_or_never()? {
                 Some(Ok(m)) => Some(js.incoming(m)),
                 Some(Err(e)) => {
