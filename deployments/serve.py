@@ -44,6 +44,7 @@ PIPELINE_CRON = "30 22 * * 1-5"  # weekdays after the New York close (21:00 UTC 
 BACKTEST_CRON = "30 23 * * 1-5"  # after the pipeline: the day's signals are in gold
 TIMEZONE = "UTC"
 LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
+DRIFT_CRON = "45 * * * *"  # hourly: the last hour of gold against the champion's reference
 VENDOR_FILE_EVENT = "mps.webhook.vendor-file"
 LANDING_PARAMS = {"tabular": {"mapping": "yahoo_daily"}}
 
@@ -61,13 +62,7 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
             "methods": ["none", "panama", "ratio"],
             "profile": profile,
         },
-        "featurize": {
-            "tf": "1d",
-            "feature_sets": ["bar_v1"],
-            "symbols": symbols,
-            "profile": profile,
-            "catch_up": True,
-        },
+        "featurize": {"tf": "1d", "feature_sets": ["bar_v1"], "symbols": symbols, "profile": profile},
         "maintain": {"profile": profile, "retention_hours": 168},
         "backtest": {"model": strategy.models[0].name, "symbols": symbols, "profile": profile},
     }
@@ -85,9 +80,6 @@ def schedules(strategy: Strategy) -> dict[str, str]:
     }
 
 
-# Run by module path, not as a script: Prefect loads a script entrypoint under its file name, and
-# ``flows/backtest.py`` loaded as module ``backtest`` hides the ``backtest`` package it imports.
-MODULE_PATH_FLOWS = {"backtest"}
 DEPLOYMENT_NAMES = {
     "ingest": "simulator",
     "reconcile": "rolling",
@@ -120,11 +112,13 @@ def landing_trigger():
 
 def training_deployments(strategy: Strategy, profile: str = "local") -> list:
     """``train/nightly`` (strategy's train cron, and a trigger: ``mps.drift.detected`` retrains the drifted
-    model), ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``)
+    model), ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``),
+    ``drift-check/hourly`` (emits ``mps.drift.detected`` when gold drifts from the champion's reference)
     and ``pipeline/daily`` (every step in order for the strategy's first model, after the close)."""
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
+    from flows.drift import drift_check
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.train import train
@@ -147,6 +141,13 @@ def training_deployments(strategy: Strategy, profile: str = "local") -> list:
         ),
         promote.to_deployment(
             name="default", parameters={"model_name": first, "profile": profile}, tags=["mps", "governance"]
+        ),
+        drift_check.to_deployment(
+            name="hourly",
+            schedules=[Cron(DRIFT_CRON, timezone=TIMEZONE)],
+            parameters={"model_name": first, "profile": profile},
+            description=(drift_check.description or "").split("\n")[0],
+            tags=["mps", f"strategy:{strategy.name}"],
         ),
         pipeline.to_deployment(
             name="daily",
@@ -175,7 +176,6 @@ def deployments(
     profile's lake in every deployment (tests); ``only`` keeps the named flows.
     """
     from prefect.schedules import Cron
-    from prefect.types.entrypoint import EntrypointType
 
     strategy = strategy or load_strategy()
     params, crons = parameters(strategy, profile), schedules(strategy)
@@ -186,7 +186,6 @@ def deployments(
         out.append(
             flow.to_deployment(
                 name=DEPLOYMENT_NAMES[name],
-                entrypoint_type=EntrypointType.MODULE_PATH if name in MODULE_PATH_FLOWS else EntrypointType.FILE_PATH,
                 schedules=[Cron(crons[name], timezone=TIMEZONE)],
                 parameters={**params[name], **({"lake_root": lake_root} if lake_root else {})},
                 description=(flow.description or "").split("\n")[0],
