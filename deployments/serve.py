@@ -62,7 +62,13 @@ def parameters(strategy: Strategy, profile: str = "local") -> dict[str, dict]:
             "methods": ["none", "panama", "ratio"],
             "profile": profile,
         },
-        "featurize": {"tf": "1d", "feature_sets": ["bar_v1"], "symbols": symbols, "profile": profile},
+        "featurize": {
+            "tf": "1d",
+            "feature_sets": ["bar_v1"],
+            "symbols": symbols,
+            "profile": profile,
+            "catch_up": True,
+        },
         "maintain": {"profile": profile, "retention_hours": 168},
         "backtest": {"model": strategy.models[0].name, "symbols": symbols, "profile": profile},
     }
@@ -80,6 +86,9 @@ def schedules(strategy: Strategy) -> dict[str, str]:
     }
 
 
+# Run by module path, not as a script: Prefect loads a script entrypoint under its file name, and
+# ``flows/backtest.py`` loaded as module ``backtest`` hides the ``backtest`` package it imports.
+MODULE_PATH_FLOWS = {"backtest"}
 DEPLOYMENT_NAMES = {
     "ingest": "simulator",
     "reconcile": "rolling",
@@ -176,6 +185,7 @@ def deployments(
     profile's lake in every deployment (tests); ``only`` keeps the named flows.
     """
     from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
 
     strategy = strategy or load_strategy()
     params, crons = parameters(strategy, profile), schedules(strategy)
@@ -186,6 +196,7 @@ def deployments(
         out.append(
             flow.to_deployment(
                 name=DEPLOYMENT_NAMES[name],
+                entrypoint_type=EntrypointType.MODULE_PATH if name in MODULE_PATH_FLOWS else EntrypointType.FILE_PATH,
                 schedules=[Cron(crons[name], timezone=TIMEZONE)],
                 parameters={**params[name], **({"lake_root": lake_root} if lake_root else {})},
                 description=(flow.description or "").split("\n")[0],
