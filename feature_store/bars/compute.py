@@ -2,7 +2,7 @@
 
 Windowed features are polars expressions evaluated once over the whole symbol-sorted frame, with the
 rows whose window would reach into the previous symbol nulled (cheaper than ``over`` per feature);
-recursive smoothers run per symbol in numpy/scipy. Every value looks only backwards (shift, rolling
+recursive smoothers are one numba pass over every series. Every value looks only backwards (shift, rolling
 windows, recursions seeded at the start of the series), so a value at bar t never changes when a
 later bar changes. Warm-up rows a window cannot fill yet are null.
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from core.errors import ConfigError, TableError
 from feature_store.registry import FeatureDef, FeatureSet
@@ -63,18 +63,37 @@ def _r1() -> pl.Expr:
     return pl.col("_r1")  # 1-bar log return (crosses symbols at a series start: masked by the warm-up)
 
 
-def _seeded(x: np.ndarray, layout: Layout, n: int, first: int, alpha: float) -> np.ndarray:
-    """TA-Lib's smoother per symbol: NaN before ``first``, the mean of the ``n`` values ending there, then EWM."""
+def _seeded_loop(x, starts, ends, n, first, alpha):  # pragma: no cover - runs compiled by numba
     out = np.full(len(x), np.nan)
-    for g0, g1 in zip(layout.starts, layout.ends, strict=True):
+    for g in range(len(starts)):
+        g0, g1 = starts[g], ends[g]
         if g1 - g0 <= first:
             continue
-        seed = x[g0 + first - n + 1 : g0 + first + 1].mean()
-        out[g0 + first] = seed
-        rest = x[g0 + first + 1 : g1]
-        if len(rest):
-            out[g0 + first + 1 : g1] = lfilter([alpha], [1.0, alpha - 1.0], rest, zi=[(1.0 - alpha) * seed])[0]
+        total = 0.0
+        for k in range(g0 + first - n + 1, g0 + first + 1):
+            total += x[k]
+        y = total / n
+        out[g0 + first] = y
+        for k in range(g0 + first + 1, g1):
+            y = alpha * x[k] + (1.0 - alpha) * y
+            out[k] = y
     return out
+
+
+@cache
+def _seeded_kernel():
+    """``_seeded_loop`` compiled once (numba imported here so the registry and `mps sql` stay light)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_seeded_loop)
+
+
+def _seeded(x: np.ndarray, layout: Layout, n: int, first: int, alpha: float) -> np.ndarray:
+    """TA-Lib's smoother per symbol: NaN before ``first``, the mean of the ``n`` values ending there, then EWM.
+
+    One compiled pass over every symbol's series (no per-symbol Python loop).
+    """
+    return _seeded_kernel()(np.ascontiguousarray(x, dtype=np.float64), layout.starts, layout.ends, n, first, alpha)
 
 
 def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
@@ -181,16 +200,21 @@ def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None =
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise ConfigError(f"feature set {fs.name}: no batch builder for {unknown} in feature_store.bars.compute")
-    exprs, out = [], {}
+    raw, masked, out = [], [], {}
     for name in names:
         if name in EXPR_BUILDERS:
             expr, need = EXPR_BUILDERS[name](fs[name])
-            exprs.append(pl.when(pl.col("_i") >= need).then(expr).fill_nan(None).alias(name))
+            # computed once into a column, then warm-up rows and NaN nulled by one `when` (cheaper than fill_nan)
+            raw.append(expr.alias(f"_raw_{name}"))
+            x = pl.col(f"_raw_{name}")
+            masked.append(pl.when((pl.col("_i") >= need) & x.is_not_nan()).then(x).alias(name))
         else:
-            out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], frame, layout)).fill_nan(None)
-    if exprs:
+            out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], frame, layout), nan_to_null=True)
+    if raw:  # every symbol at once; eager on purpose: the lazy engine's rolling sums vary in the last
+        # ulp with the frame's length, so a value at t would move (1e-19) when rows after t change
         base = frame.with_columns(pl.Series("_i", index), pl.col("close").log().alias("_lc"))
-        computed = base.with_columns(pl.col("_lc").diff().alias("_r1")).select(exprs)
+        base = base.with_columns(pl.col("_lc").diff().alias("_r1")).with_columns(raw)
+        computed = base.select(masked)
         out.update({c: computed[c] for c in computed.columns})
     return [out[n].cast(pl.Float32 if fs[n].dtype == "float32" else pl.Float64) for n in names]
 
@@ -202,8 +226,12 @@ def prepare(bars: pl.DataFrame) -> pl.DataFrame:
         raise TableError(f"bar features need columns {missing}; got {bars.columns}")
     if "vwap" not in bars.columns:
         bars = bars.with_columns(pl.lit(None, pl.Float64).alias("vwap"))
+    sym, ts = pl.col(SERIES), pl.col("ts")
+    ordered = ((sym > sym.shift(1)) | ((sym == sym.shift(1)) & (ts > ts.shift(1)))).fill_null(True).all()
+    if bars.select(ordered).item():
+        return bars  # already one strictly increasing series per symbol (as the flow reads silver): no sort
     out = bars.sort(SERIES, "ts")
-    same = (pl.col(SERIES) == pl.col(SERIES).shift(1)) & (pl.col("ts") == pl.col("ts").shift(1))
+    same = (sym == sym.shift(1)) & (ts == ts.shift(1))
     dup = out.select(same.any()).item()
     if dup:
         raise TableError("bar features need one bar per (symbol_id, ts); filter one tf and one adjustment first")
@@ -221,11 +249,14 @@ def bar_features(
     """
     fs = get_set(feature_set) if isinstance(feature_set, str) else feature_set
     b = prepare(bars)
+    known, first = pl.max_horizontal("known_at", "ts"), pl.col(SERIES) != pl.col(SERIES).shift(1)
+    rising = b.select((first.fill_null(True) | (known >= known.shift(1))).all()).item()
     keys = b.select(
         SERIES,
         pl.lit(fs.tf).alias("tf"),
         "ts",
-        pl.max_horizontal("known_at", "ts").cum_max().over(SERIES).alias("known_at"),
+        # the running max per series; when no bar's known_at goes back (the usual case) it is the value itself
+        (known if rising else known.cum_max().over(SERIES)).alias("known_at"),
         pl.lit(fs.name).alias("feature_set"),
     )
     return keys.with_columns(columns(b, fs, names))
