@@ -13,6 +13,7 @@ The supervisor is off here, so a component that dies is not silently restarted.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 import pytest
@@ -66,3 +67,44 @@ def test_two_nats_kills_and_a_sink_restarted_during_the_outage(tmp_path, scorer_
     assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
     assert dead == 0, "redeliveries after a NATS restart are not duplicates"
     assert pipe.leftovers() == []
+
+
+async def limit_signals(url: str, max_msgs: int | None) -> int:
+    """Cap SIGNALS at ``max_msgs`` (None: at what it holds now, so new Signals are refused; -1: no cap)."""
+    from nats.js.api import DiscardPolicy
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    info = await js.stream_info(STREAMING.stream_of("signals"))
+    config = info.config
+    config.max_msgs = info.state.messages if max_msgs is None else max_msgs
+    config.discard = DiscardPolicy.NEW
+    await js.update_stream(config)
+    await nc.close()
+    return info.state.messages
+
+
+def test_scorer_killed_with_unacked_updates_scores_them_first_after_restart(tmp_path, scorer_bin):
+    """Updates the killed scorer held unacked are scored by the next one before later updates.
+
+    SIGNALS is made to refuse publishes, so the scorer keeps wave 1 in flight (scored, Signals
+    not acked, inputs not acked); it is killed, SIGNALS reopened, a new scorer started and wave 2
+    published. Before, wave 1 came back only after the ack wait, behind wave 2 (late), or was
+    covered by wave 2's ack-all: lost.
+    """
+    pipe = Pipeline(tmp_path).start(supervise=False)
+    try:
+        run(publish_js(pipe.url, wave(0)))
+        assert wait_until(lambda: len(gold_keys(pipe.lake_root)) >= len(wave(0)), 90)
+        asyncio.run(limit_signals(pipe.url, None))  # full at what it holds: new Signals refused
+        run(publish_js(pipe.url, wave(1)))
+        time.sleep(2.0)  # the scorer takes wave 1 and retries its Signals
+        pipe.kill("scorer")
+        asyncio.run(limit_signals(pipe.url, -1))
+        pipe.restart("scorer")
+        run(publish_js(pipe.url, wave(2)))
+        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
+        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=60)
+    finally:
+        pipe.close()
+    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
