@@ -1,13 +1,14 @@
-"""Two NATS kills in one run, and a sink restarted while NATS is down: still exactly one gold.signals
-row per update, no false dead letters, no process left behind.
+"""Repeated kills in one run: still exactly one gold.signals row per update, no false dead letters,
+no process left behind.
 
-The soak (benchmarks/faults.py) lost signals only once kills repeated. Found there and fixed:
-- a sink started while NATS was down exited at once (it connected once, without retrying), so a
-  supervisor that restarts the sink during an outage had no sink at all;
-- after a NATS restart the scorer's pull stream could wait out the 30 s pull expiry before it
-  fetched again, and JetStream, having lost consumer ack state to ``kill -9``, redelivered acked
-  updates with a delivery count of 1, which the scorer dead-lettered as duplicates.
-The supervisor is off here, so a component that dies is not silently restarted.
+Found by the soak (benchmarks/faults.py), which lost signals only once kills repeated:
+- after a NATS restart the scorer's pull stream could wait out the 30 s pull expiry, and JetStream,
+  having lost consumer ack state to ``kill -9``, redelivered acked updates with a delivery count of
+  1, which the scorer dead-lettered as duplicates (serving-rs/src/source.rs);
+- a scorer killed with updates in flight left them unacked behind later ones: lost
+  (the second test; a starting scorer now re-reads them from the stream first).
+The first test also restarts the sink while NATS is down (it must wait for NATS). The supervisor
+is off here, so a component that dies is not silently restarted.
 """
 
 from __future__ import annotations
