@@ -6,8 +6,8 @@ The processes are the fault tests' (tests/faults/streaming_pipeline.py: NATS fro
 one store across restarts, the release scorer on a JetStream durable, ``python -m
 feature_store.signal_sink``), started, killed, restarted and supervised the same way. Updates are
 published at ``--rate`` per second; each publish carries ``Nats-Msg-Id`` and is retried until
-JetStream acks it, and an update counts as "in" only once acked. A chaos loop SIGKILLs one of
-NATS, the scorer or the sink at random moments (exponential gaps, mean ``--kill-every`` s) while
+JetStream acks it, and an update counts as "in" only once acked. A chaos loop SIGKILLs NATS, the scorer and
+the sink (each once per round, in random order) at random moments (exponential gaps, mean ``--kill-every`` s) while
 the load runs, leaving ``--quiet-tail`` seconds of load after the last kill, and restarts it after
 ``--down-s``. Then it drains and prints: updates in, signals stored, lost (acked updates with no
 stored signal), duplicated (extra rows per update), dead letters by reason, processes that exited
@@ -57,13 +57,17 @@ class Soak:
     # ---- chaos -------------------------------------------------------------------------------
     def chaos(self, rng: random.Random) -> None:
         last_kill_by = self.load_started + self.args.seconds - self.args.quiet_tail
+        victims: list[str] = []
         while not self.stop.wait(rng.expovariate(1.0 / self.args.kill_every)):
             if time.monotonic() > last_kill_by:
                 return
-            victim = rng.choice(["nats", "scorer", "sink"])
-            kill = {"victim": victim, "at": time.monotonic(), "ns": time.time_ns(), "commits": self._commits()}
+            if not victims:  # each round kills every component once, in a random order
+                victims = rng.sample(["nats", "scorer", "sink"], 3)
+            victim = victims.pop()
+            commits = self._commits()
+            self.pipe.kill(victim)  # recovery counts from the moment the process is gone
+            kill = {"victim": victim, "at": time.monotonic(), "ns": time.time_ns(), "commits": commits}
             self.kills.append(kill)
-            self.pipe.kill(victim)
             time.sleep(self.args.down_s)
             self.pipe.restart(victim)
             kill["restart_s"] = time.monotonic() - kill["at"]
@@ -135,6 +139,7 @@ class Soak:
     # ---- run ---------------------------------------------------------------------------------
     def run(self) -> dict:
         self.pipe.start()
+        self.pipe.wait_sinks_ready()  # kills start once every replica serves (cold starts are slow here)
         watcher = threading.Thread(target=self._watch_sink, daemon=True)
         watcher.start()
         try:

@@ -112,6 +112,15 @@ class Pipeline:
             self._supervisor.start()
         return self
 
+    def wait_sinks_ready(self, timeout: float = 120.0) -> bool:
+        """Wait until every sink replica has subscribed (printed ``ready`` in its log)."""
+
+        def ready() -> bool:
+            logs = [self.work / f"{v}.log" for v in self.victims[2:]]
+            return all(p.exists() and "ready" in p.read_text(errors="replace") for p in logs)
+
+        return wait_until(ready, timeout, step=0.2)
+
     def kill(self, victim: str) -> None:
         """SIGKILL one component; it stays down until ``restart`` (the supervisor leaves it alone)."""
         with self._lock:
