@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
+from feature_store.bars.compute import is_ordered
 from lakehouse.adjust import PRICE_COLUMNS, bar_trade_date, with_factors
 from lakehouse.corporate_actions import TS_NS
 
@@ -64,7 +65,9 @@ def pit_features(
     bronze.corporate_actions rows (None or empty: no adjustment). Every segment's history is
     stacked as its own series (``symbol_id`` tagged with the segment) so ``compute`` runs once.
     """
-    bars = bars.with_columns(pl.col("ts").cast(TS_NS), pl.col("known_at").cast(TS_NS)).sort("symbol_id", "ts")
+    bars = bars.with_columns(pl.col("ts").cast(TS_NS), pl.col("known_at").cast(TS_NS))
+    if not is_ordered(bars):
+        bars = bars.sort("symbol_id", "ts")
     if actions is None or actions.height == 0:
         return compute(bars)
     acts = actions.select(*ACTION_COLUMNS).with_columns(pl.col("known_at").cast(TS_NS))

@@ -219,6 +219,13 @@ def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None =
     return [out[n].cast(pl.Float32 if fs[n].dtype == "float32" else pl.Float64) for n in names]
 
 
+def is_ordered(frame: pl.DataFrame) -> bool:
+    """Whether ``frame`` is already sorted by (symbol_id, ts) with no repeated key (a linear check, no sort)."""
+    sym, ts = pl.col(SERIES), pl.col("ts")
+    ordered = ((sym > sym.shift(1)) | ((sym == sym.shift(1)) & (ts > ts.shift(1)))).fill_null(True).all()
+    return bool(frame.select(ordered).item())
+
+
 def prepare(bars: pl.DataFrame) -> pl.DataFrame:
     """Check and order bars for ``bar_features``: one series per symbol, ``ts`` increasing."""
     missing = [c for c in REQUIRED if c not in bars.columns]
@@ -226,11 +233,10 @@ def prepare(bars: pl.DataFrame) -> pl.DataFrame:
         raise TableError(f"bar features need columns {missing}; got {bars.columns}")
     if "vwap" not in bars.columns:
         bars = bars.with_columns(pl.lit(None, pl.Float64).alias("vwap"))
-    sym, ts = pl.col(SERIES), pl.col("ts")
-    ordered = ((sym > sym.shift(1)) | ((sym == sym.shift(1)) & (ts > ts.shift(1)))).fill_null(True).all()
-    if bars.select(ordered).item():
+    if is_ordered(bars):
         return bars  # already one strictly increasing series per symbol (as the flow reads silver): no sort
     out = bars.sort(SERIES, "ts")
+    sym, ts = pl.col(SERIES), pl.col("ts")
     same = (sym == sym.shift(1)) & (ts == ts.shift(1))
     dup = out.select(same.any()).item()
     if dup:
