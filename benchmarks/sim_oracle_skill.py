@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--lookback", type=int, default=30)
     ap.add_argument("--transformer", action="store_true")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--out", default="/tmp/mps-sim-skill")
     args = ap.parse_args()
 
@@ -112,7 +112,8 @@ def main() -> None:
     if args.transformer:
         from training.models.transformer import PriceTransformer, TransformerConfig
 
-        models["transformer"] = lambda: PriceTransformer(buckets, TransformerConfig(max_epochs=args.epochs))
+        tcfg = TransformerConfig(max_epochs=args.epochs, ret_feature=0, ret_unit_bps=1.0)  # ret_1s is in bps here
+        models["transformer"] = lambda: PriceTransformer(buckets, tcfg)
     ewma = EwmaTConfig(ret_feature=0, ret_unit_bps=1.0)  # ret_1s is already in bps
     baselines = {"climatology": lambda: Climatology(buckets), "ewma_t": lambda: EwmaT(buckets, ewma)}
     cfg = EvalConfig(folds=WalkForwardConfig(n_folds=2, min_train_units=max(args.days // 2, 2)), n_boot=500)

@@ -92,6 +92,7 @@ def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
     cand = build_candidate(data["X"], data["y"], data["days"], model, base, meta, out_dir, split)
     method = (
         f"{spec.architecture} ({type(model).__name__}), {spec.kind} model, temperature-scaled"
+        + (", pooled with EWMA-t per horizon" if cand.blend_weights else "")
         + (", P(up) slope-calibrated" if cand.up_slopes else "")
         + ", split-conformal"
     )
@@ -114,6 +115,7 @@ def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
         "label_set": kw.get("label_set", ""),
         "temperatures": list(cand.meta.calibration_temperatures),
         "up_slopes": list(cand.up_slopes or ()),
+        "blend_weights": list(cand.blend_weights or ()),
     }
     run_id = tracker.log_run(
         spec.name,

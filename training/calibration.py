@@ -103,6 +103,9 @@ def up_fractions(buckets: Buckets) -> np.ndarray:
     return np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
 
 
+SNAP_SLOPE = 0.02  # a fitted P(up) slope below this is taken as zero
+
+
 def fit_up_slopes(
     p: np.ndarray, y: np.ndarray, buckets: Buckets, bounds: tuple[float, float] = (0.0, 2.0)
 ) -> np.ndarray:
@@ -123,7 +126,8 @@ def fit_up_slopes(
             return float(-(u * np.log(q) + (1 - u) * np.log(1 - q)).mean())
 
         out.append(float(optimize.minimize_scalar(loss, bounds=bounds, method="bounded", options={"xatol": 1e-4}).x))
-    return np.array(out)
+    slopes = np.array(out)
+    return np.where(slopes < SNAP_SLOPE, 0.0, slopes)  # no direction: P(up) exactly 1/2, not a whisper of noise
 
 
 def apply_up_slopes(p: np.ndarray, slopes: np.ndarray, buckets: Buckets) -> np.ndarray:

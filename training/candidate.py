@@ -24,6 +24,8 @@ from training.conformal import SplitConformal
 from training.gates import prob_up, realised_up, sample_log_score
 from training.metrics import ece
 from training.models.base import Buckets, Exportable
+from training.models.blend import Blend
+from training.models.ewma_t import EwmaT
 from training.onnx_export import export_model, run_onnx
 
 
@@ -48,6 +50,7 @@ class Candidate:
     probs: dict[str, np.ndarray]  # "model" and each baseline: (N_test, H, K)
     metrics: dict[str, float] = field(default_factory=dict)
     up_slopes: tuple[float, ...] | None = None  # in-graph P(up) slopes fitted on the calibration slice
+    blend_weights: tuple[float, ...] | None = None  # the model's weight per horizon in its pool with EWMA-t
 
     def save_evidence(self, path: Path) -> Path:
         """Write the evidence the promote flow judges (compressed npz)."""
@@ -102,11 +105,20 @@ def build_candidate(
     out_dir: Path,
     split: Split,
     r_bps: np.ndarray | None = None,
+    blend: bool = True,
 ) -> Candidate:
-    """Fit ``model`` and ``baselines`` on the train windows, calibrate on cal, export, judge on test."""
+    """Fit ``model`` and ``baselines`` on the train windows, calibrate on cal, export, judge on test.
+
+    With ``blend``, a torch model is pooled with the fitted EWMA-t baseline (``training.models.blend``,
+    weights per horizon from the cal windows) and the pool is the candidate.
+    """
     buckets = Buckets(np.asarray(meta.bucket_edges_bps))
     tr, ca, te = split.train, split.cal, split.test
     model.fit(X[tr], y[tr], X_val=X[ca], y_val=y[ca])
+    for base in baselines.values():
+        base.fit(X[tr], y[tr], X_val=X[ca], y_val=y[ca])
+    if blend and isinstance(model, Exportable) and isinstance(baselines.get("ewma_t"), EwmaT):
+        model = Blend(model, baselines["ewma_t"], X.shape[1]).fit(X[ca], y[ca])
     p_cal = model.predict_proba(X[ca])
     temps = fit_temperatures(p_cal, y[ca])
     p_cal = apply_temperature(p_cal, temps)
@@ -125,9 +137,11 @@ def build_candidate(
     path = export_any(model, meta, out_dir, golden, parity=X[te][:2000], up_slopes=slopes)
     probs = {"model": run_onnx(path, X[te])}
     for name, base in baselines.items():
-        base.fit(X[tr], y[tr], X_val=X[ca], y_val=y[ca])
         probs[name] = base.predict_proba(X[te])
-    cand = Candidate(path, meta, X[te], y[te], days[te], probs, up_slopes=slopes)
+    weights = (
+        tuple(float(w) for w in model.weights_) if isinstance(model, Blend) and model.weights_ is not None else None
+    )
+    cand = Candidate(path, meta, X[te], y[te], days[te], probs, up_slopes=slopes, blend_weights=weights)
     cand.metrics = summary_metrics(cand, buckets)
     return cand
 

@@ -15,6 +15,7 @@ from scipy import stats
 from training.models.base import Buckets
 
 ECE_BINS = 10
+P_UP_RESOLUTION = 1e-6  # forecasts closer than this are the same forecast (float32 carries ~7 digits)
 
 
 def log_score_per_sample(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -60,8 +61,13 @@ def brier_per_sample(pu: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 
 def reliability(pu: np.ndarray, up: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Reliability diagram data in equal-width bins of P(up): mean forecast, observed rate, count."""
-    idx = np.clip((pu * bins).astype(int), 0, bins - 1)
+    """Reliability diagram data in equal-width bins of P(up): mean forecast, observed rate, count.
+
+    A forecast is binned at ``P_UP_RESOLUTION``: 1/2 is a bin edge, and a symmetric float32 forecast
+    lands a rounding error either side of it, which would otherwise split one forecast into two bins.
+    """
+    steps = round(1.0 / P_UP_RESOLUTION)
+    idx = np.clip((np.rint(np.asarray(pu) * steps).astype(np.int64) * bins) // steps, 0, bins - 1)
     count = np.bincount(idx, minlength=bins).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.bincount(idx, weights=pu, minlength=bins) / count

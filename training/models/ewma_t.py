@@ -95,3 +95,51 @@ class EwmaT:
         scale = self._sigma(X)[:, None, None] * self.scale_[None, :, None]  # (N, H, 1)
         nu = self.nu_[None, :, None]
         return self.buckets.from_cdf(lambda e: stats.t.cdf(e / scale, nu))
+
+    def torch_graph(self, lookback: int, grid_step: float = 0.05, grid_max: float = 400.0):
+        """The forecast as a torch graph (B, lookback, F) -> (B, H, K), for blending in one exported model.
+
+        The EWMA is one matmul over the window; each horizon's Student-t CDF is a table on a grid of
+        standardised returns (step ``grid_step``, clamped at +-``grid_max``), linearly interpolated.
+        """
+        import torch
+        from torch import nn
+
+        if self.scale_ is None or self.nu_ is None:
+            raise RuntimeError("EwmaT.torch_graph before fit")
+        lam = 0.5 ** (1.0 / self.cfg.halflife)
+        w = (1.0 - lam) * lam ** np.arange(lookback - 1, -1, -1, dtype=np.float64)
+        grid = np.arange(-grid_max, grid_max + grid_step / 2, grid_step)
+        table = np.stack([stats.t.cdf(grid, nu) for nu in self.nu_])  # (H, G)
+        cfg, var0, scale, edges = self.cfg, self.var0_, self.scale_, self.buckets.inner_edges_bps
+
+        class EwmaTGraph(nn.Module):
+            w: torch.Tensor  # buffers, declared for the type checker
+            table: torch.Tensor
+            scale: torch.Tensor
+            edges: torch.Tensor
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.register_buffer("w", torch.tensor(w, dtype=torch.float32))
+                self.register_buffer("table", torch.tensor(table, dtype=torch.float32))
+                self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32)[None, :, None])
+                self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32))
+                self.tail = float(lam**lookback * var0)
+
+            def forward(self, features: torch.Tensor) -> torch.Tensor:
+                r = features[:, :, cfg.ret_feature] * cfg.ret_unit_bps
+                sigma = torch.sqrt(((r * r) @ self.w + self.tail).clamp_min(1e-12))  # (B,)
+                z = self.edges[None, None, :] / (sigma[:, None, None] * self.scale)  # (B, H, K-1)
+                pos = ((z + grid_max) / grid_step).clamp(0.0, self.table.shape[1] - 1.001)
+                i0 = torch.floor(pos)
+                frac = pos - i0
+                idx = i0.long()
+                tab = self.table[None].expand(z.shape[0], -1, -1)
+                lo, hi = torch.gather(tab, 2, idx), torch.gather(tab, 2, idx + 1)
+                cdf = lo + (hi - lo) * frac
+                cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], dim=-1)
+                p = (cdf[..., 1:] - cdf[..., :-1]).clamp_min(1e-12)
+                return p / p.sum(-1, keepdim=True)
+
+        return EwmaTGraph().eval()

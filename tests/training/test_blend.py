@@ -1,0 +1,43 @@
+"""Blend: EWMA-t as a torch graph equals the scipy baseline; the pool's weights follow the better member."""
+
+import numpy as np
+import torch
+from scipy import stats
+
+from training.models.base import Buckets, default_edges_bps
+from training.models.blend import fit_blend_weights
+from training.models.ewma_t import EwmaT, EwmaTConfig
+
+BUCKETS = Buckets(default_edges_bps(41, -20, 20))
+
+
+def _windows(n, seed, lookback=16):
+    rng = np.random.default_rng(seed)
+    vol = rng.uniform(1.0, 6.0, size=n)  # bps per step, a regime per window
+    r = rng.standard_t(4, size=(n, lookback + 4)) * vol[:, None] / np.sqrt(2.0)
+    X = (r[:, :lookback, None] / 1e4).astype(np.float32)  # one feature: the one-step log return
+    y = np.stack([BUCKETS.index(r[:, lookback]), BUCKETS.index(r[:, lookback:].sum(axis=1))], axis=1)
+    return X, y, vol
+
+
+def test_ewma_t_graph_equals_the_scipy_baseline():
+    X, y, _ = _windows(3000, 0)
+    model = EwmaT(BUCKETS, EwmaTConfig(halflife=4.0)).fit(X[:2000], y[:2000])
+    with torch.no_grad():
+        graph = model.torch_graph(X.shape[1])(torch.from_numpy(X[2000:])).numpy()
+    np.testing.assert_allclose(graph, model.predict_proba(X[2000:]), atol=5e-4)  # the t CDF is a table in the graph
+    np.testing.assert_allclose(graph.sum(-1), 1.0, atol=1e-5)
+
+
+def test_blend_weights_follow_the_better_member():
+    X, y, vol = _windows(4000, 1)
+    scale = np.stack([vol, vol * np.sqrt(4.0)], axis=1)[..., None]  # the truth's scale per horizon
+
+    def forecast(width):
+        return BUCKETS.from_cdf(lambda e: stats.t.cdf(e / (width * scale / np.sqrt(2.0)), 4))
+
+    truth, wide = forecast(1.0), forecast(3.0)
+    assert np.all(fit_blend_weights(truth, wide, y) > 0.9)
+    assert np.all(fit_blend_weights(wide, truth, y) < 0.1)
+    w = fit_blend_weights(forecast(0.6), forecast(1.6), y)  # too sharp and too wide: a pool beats both
+    assert np.all((w > 0.1) & (w < 0.9))
