@@ -16,7 +16,9 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -24,6 +26,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 if sys.path[0] != str(ROOT):  # benchmarks/training.py must not shadow the training package
     sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from training.models.base import DistributionModel
 
 warnings.filterwarnings("ignore")
 HORIZONS = (1, 5, 10, 30, 60, 120, 300, 600)
@@ -108,14 +113,17 @@ def main() -> None:
         X=X, y=y, times=ts, label_end=ts + max(HORIZONS) * 1_000_000_000, day=day, buckets=buckets,
         r_bps=r, horizons=HORIZONS, oracle=oracle,
     )  # fmt: skip
-    models = {"lightgbm": lambda: LightGBMBuckets(buckets)}
+    models: dict[str, Callable[[], DistributionModel]] = {"lightgbm": lambda: LightGBMBuckets(buckets)}
     if args.transformer:
         from training.models.transformer import PriceTransformer, TransformerConfig
 
         tcfg = TransformerConfig(max_epochs=args.epochs, ret_feature=0, ret_unit_bps=1.0)  # ret_1s is in bps here
         models["transformer"] = lambda: PriceTransformer(buckets, tcfg)
     ewma = EwmaTConfig(ret_feature=0, ret_unit_bps=1.0)  # ret_1s is already in bps
-    baselines = {"climatology": lambda: Climatology(buckets), "ewma_t": lambda: EwmaT(buckets, ewma)}
+    baselines: dict[str, Callable[[], DistributionModel]] = {
+        "climatology": lambda: Climatology(buckets),
+        "ewma_t": lambda: EwmaT(buckets, ewma),
+    }
     cfg = EvalConfig(folds=WalkForwardConfig(n_folds=2, min_train_units=max(args.days // 2, 2)), n_boot=500)
     res = evaluate(data, models, baselines, cfg)
     pl.Config.set_tbl_rows(100)
