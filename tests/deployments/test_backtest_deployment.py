@@ -17,14 +17,15 @@ from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS
 from tests.deployments.test_webhook_to_flow_run import _wait_run
 
-OPEN = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+OPENS = [datetime(2026, 1, d, 14, 30, tzinfo=UTC) for d in (5, 6, 7)]  # three sessions: a daily Sharpe ratio
 SECONDS = 600
 
 
 def _bars(symbol: str, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 2e-4, SECONDS)))
-    ts = [OPEN + timedelta(seconds=i + 1) for i in range(SECONDS)]
+    n = SECONDS * len(OPENS)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 2e-4, n)))
+    ts = [o + timedelta(seconds=i + 1) for o in OPENS for i in range(SECONDS)]
     quality = {"stale": False, "outlier_frac": 0.0, "n_src": 3, "lat_ms": 5.0, "sources": ["a"], "outliers": []}
     return pl.DataFrame(
         {
@@ -39,14 +40,14 @@ def _bars(symbol: str, seed: int) -> pl.DataFrame:
             "volume": 1000.0,
             "vwap": close,
             "n_trades": 5,
-            "quality": [quality] * SECONDS,
+            "quality": [quality] * n,
             "known_at": ts,
         }
     )
 
 
 def _signals(symbol: str, model: str) -> pl.DataFrame:
-    ts = [OPEN + timedelta(seconds=s) for s in range(30, SECONDS, 30)]
+    ts = [o + timedelta(seconds=s) for o in OPENS for s in range(30, SECONDS, 30)]
     n = len(ts)
     size = [0.01 if i % 2 else -0.01 for i in range(n)]
     return pl.DataFrame(
@@ -71,7 +72,7 @@ def _signals(symbol: str, model: str) -> pl.DataFrame:
             "seq": list(range(n)),
             "published_at": ts,
             "payload": "{}",
-            "date": "2026-01-05",
+            "date": [t.date().isoformat() for t in ts],
         },
         schema_overrides={"guard": pl.String},
     )
