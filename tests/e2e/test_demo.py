@@ -73,3 +73,4 @@ def test_demo_runs_end_to_end(tmp_path, scorer):
     assert by_sql["n"][0] == signals.height
     assert (tmp_path / "demo" / "backtest").is_dir() and facts["backtest_report"].endswith(".html")
     assert pl.Series(signals["size"]).is_finite().all()
+    assert (signals["size"] != 0).sum() > 0, "a promoted champion streamed signals that never size a position"

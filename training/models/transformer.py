@@ -1,15 +1,22 @@
-"""PriceTransformer (seed SPECS): a small encoder over the feature window, one softmax head per horizon.
+"""PriceTransformer (seed SPECS): a small encoder over the feature window, one distribution head per horizon.
 
     features (B, L, F) -> normalise with stored mean/std (inside the graph)
-      -> Linear(F, d) -> prepend [CLS] -> + learned positional embedding (L + 1, d)
+      -> patches of ``patch`` steps (B, L / patch, patch F) -> Linear(patch F, d)
+      -> prepend [CLS] -> + learned positional embedding (L / patch + 1, d)
       -> N pre-norm encoder layers (multi-head self-attention + GELU MLP)
-      -> LayerNorm([CLS]) -> H heads Linear(d, K) -> softmax -> probs (B, H, K)
+      -> LayerNorm([CLS]) -> head -> probs (B, H, K)
 
-Trained with Lightning: soft-label cross entropy (+ optional EMD, training.losses), AdamW with
-linear warmup then cosine decay, gradient clipping, early stopping on the validation log score,
-best-checkpoint restore, mixed precision on a GPU only. The attention is written out with matmul and
-softmax (no fused kernels) so the eval graph exports to ONNX as is. Defaults train on 2 CPU cores in
-minutes and score one window in well under a millisecond.
+Heads: ``vol_mixture`` (default, ``training.models.heads``): per horizon a mixture of logistics whose
+scale is the window's EWMA volatility (computed in the graph from the raw returns) times a learned
+factor, bucketed by its CDF, so an untrained net is already a volatility forecaster and the encoder
+learns location, shape and regime; ``softmax``: K free logits per horizon, which on a few days of
+ticks could not even match the EWMA-t baseline (it must learn the width of every regime bucket by
+bucket). Trained with Lightning on the log score (hard labels; Gaussian soft labels and EMD are
+options, training.losses), AdamW with linear warmup then cosine decay, gradient clipping, early
+stopping on the validation log score, best-checkpoint restore, mixed precision on a GPU only. The
+attention is written out with matmul and softmax (no fused kernels) so the eval graph exports to
+ONNX as is. Defaults train on 2 CPU cores in seconds to minutes and score one window well under a
+millisecond.
 """
 
 from __future__ import annotations
