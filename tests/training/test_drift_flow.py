@@ -34,7 +34,7 @@ def _gold_rows(values: np.ndarray, start: datetime) -> pl.DataFrame:
 @pytest.fixture
 def champion(tracker, tmp_path):
     """A registered champion (the exact vol model) whose evidence holds its reference windows and forecasts."""
-    from training.onnx_export import finish_export
+    from training.onnx_export import finish_export, run_onnx
     from training.tracking import CHAMPION
 
     rng = np.random.default_rng(4)
@@ -44,7 +44,7 @@ def champion(tracker, tmp_path):
     path = finish_export(vm.vol_graph(1.0), meta, tmp_path / "export", X[:8], vm.reference(1.0), None)
     evidence = tmp_path / "v1.evidence.npz"
     np.savez_compressed(evidence, X=X, y=np.zeros((len(X), 2), np.int64), days=np.zeros(len(X)), **{
-        "probs.model": vm.reference(1.0)(X)
+        "probs.model": run_onnx(path, X)  # the reference forecasts come from the exported file, as in training
     })  # fmt: skip
     run_id = tracker.log_run(
         "tests", "v1", params={}, metrics={"x": 1.0}, artifacts={"model": path.parent, "evidence": evidence}
@@ -69,7 +69,7 @@ def test_drift_check_emits_the_event_on_a_shifted_feature(prefect_harness, champ
     write_features(lake, _gold_rows(_features(rng, 1800, 0.0), T0))  # a calm half hour
     write_features(lake, _gold_rows(_features(rng, 1800, 1.0), T0 + timedelta(minutes=30)))  # spreads widen 5 sd
     calm = drift_check(NAME, as_of=T0 + timedelta(minutes=29), window_minutes=25, profile=str(profile))
-    assert calm["windows"] > 1000 and calm["drifted"] == [] and calm["event_id"] is None
+    assert calm["windows"] > 1000 and calm["drifted"] == [] and calm["event_id"] is None, calm
     shifted = drift_check(NAME, as_of=T0 + timedelta(hours=2), window_minutes=25, profile=str(profile))
     assert shifted["window"][1] == (T0 + timedelta(minutes=59, seconds=59)).isoformat()  # up to gold's newest row
     assert shifted["drifted"] == ["spread_bps"] and shifted["event_id"] is not None, shifted
