@@ -46,7 +46,10 @@ def _featurize(spec, lake, symbols: list[str], profile: str) -> dict:
         return {}
     start, end = window
     if spec.kind != "tick":
-        return featurize(start, end, tf=tf, feature_sets=[spec.feature_set], symbols=symbols, profile=profile)
+        sets, horizons = [spec.feature_set], list(spec.horizons)
+        return featurize(
+            start, end, tf=tf, feature_sets=sets, symbols=symbols, label_horizons=horizons, profile=profile
+        )
     first = start or low_water(lake, SILVER_BARS) or end
     step = timedelta(microseconds=(tf_ns(tf) or 1_000_000_000) // 1000)
     return featurize_ticks(first, end + step, symbols, profile=profile)  # featurize-ticks takes [start, end)
@@ -58,12 +61,16 @@ def pipeline(
     profile: str = "local",
     symbols: list[str] | None = None,
     source: str = "simulator",
+    source_params: dict | None = None,
     train: bool = True,
     fast: bool = False,
     test_days: int = 2,
     strategy_path: str | None = None,
 ) -> dict:
-    """Run ingest, reconcile, featurize, train, promote and backtest in order; return each step's result."""
+    """Run ingest, reconcile, featurize, train, promote and backtest in order; return each step's result.
+
+    ``source_params`` go to the source with the symbols (e.g. the simulator's ``session_minutes``).
+    """
     from flows.backtest import backtest
     from flows.ingest import ingest
     from flows.promote import promote
@@ -77,7 +84,7 @@ def pipeline(
     symbols = symbols or list(strategy.universe.symbols)
     lake = Lake.from_profile(load_profile(profile))
     out: dict = {"model": spec.name}
-    out["ingest"] = ingest(source, {"symbols": symbols}, profile=profile, catch_up=True)
+    out["ingest"] = ingest(source, {**(source_params or {}), "symbols": symbols}, profile=profile, catch_up=True)
     timeframes = TICK_TIMEFRAMES if spec.kind == "tick" else sorted({spec.timeframe, "1d"}, key=tf_rank)
     out["reconcile"] = reconcile(timeframes=timeframes, symbols=symbols, profile=profile, catch_up=True)
     out["featurize"] = _featurize(spec, lake, symbols, profile)

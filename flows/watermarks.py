@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
+from core.timetypes import DAY_NS, tf_ns
 from lakehouse.schema import TableSpec
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import BRONZE_BARS, BRONZE_QUOTES, BRONZE_TRADES, SILVER_BARS
@@ -93,19 +94,25 @@ def reconcile_window(
 ) -> tuple[datetime, datetime] | None:
     """(start, end] with bronze data silver has not reconciled yet; None when silver is up to date.
 
-    ``start`` is the earliest of the timeframes' last raw silver bars (every timeframe catches up;
-    re-reconciling the overlap is idempotent), or the day of bronze's first observation when silver
-    has none; ``end`` is bronze's last observation rounded up to the minute, at most ``max_days``
-    after ``start`` (a long backlog is taken a week per run).
+    A timeframe is behind when its last raw silver bar ends a bar (at least a minute) or more before
+    bronze's last observation. ``start`` is the earliest last bar of the timeframes behind
+    (re-reconciling the overlap is idempotent), or the day of bronze's first observation when one
+    has no silver yet; ``end`` is bronze's last observation rounded up to the minute, at most
+    ``max_days`` after ``start`` (a long backlog is taken a week per run).
     """
     last = bronze_high_water(lake, symbols)
     if last is None:
         return None
-    marks = [
-        high_water(lake, SILVER_BARS, {"symbol_id": symbols, "tf": [tf], "adjustment": ["raw"]}) for tf in timeframes
-    ]
-    if all(m is not None for m in marks):
-        start = min(m for m in marks if m is not None)
+    behind: list[datetime | None] = []
+    for tf in timeframes:
+        mark = high_water(lake, SILVER_BARS, {"symbol_id": symbols, "tf": [tf], "adjustment": ["raw"]})
+        bar = timedelta(microseconds=(tf_ns(tf) or DAY_NS) // 1000)
+        if mark is None or mark <= last - max(bar, timedelta(minutes=1)):
+            behind.append(mark)
+    if not behind:
+        return None
+    if all(m is not None for m in behind):
+        start = min(m for m in behind if m is not None)
     else:
         first = min((m for spec in BRONZE_OBSERVATIONS if (m := low_water(lake, spec)) is not None), default=last)
         start = datetime.combine(first.date(), datetime.min.time(), UTC)
@@ -121,7 +128,8 @@ def featurize_window(
     end = high_water(lake, SILVER_BARS, {"symbol_id": symbols, "tf": [tf], "adjustment": ["raw"]})
     if end is None:
         return None
-    start = high_water(lake, features, {"symbol_id": symbols, "tf": [tf], "feature_set": [feature_set]})
+    # gold's tf is not filtered on: bar_v1 rows carry tf "1d" whatever bars they were built from
+    start = high_water(lake, features, {"symbol_id": symbols, "feature_set": [feature_set]})
     return None if start is not None and start >= end else (start, end)
 
 
