@@ -59,7 +59,8 @@ def test_two_nats_kills_and_a_sink_restarted_during_the_outage(tmp_path, scorer_
         pipe.restart("nats")
         run(publish_js(pipe.url, wave(2)))
         expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
-        keys = wait_for_rows(pipe.lake_root, len(expected))
+        # A liveness bound, not a speed figure: the stalled pull stream waited out its 30 s expiry.
+        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=20)
         alive = {v: pipe.alive(v) for v in ("nats", "scorer", "sink")}
         dead = asyncio.run(dead_letters(pipe.url))
     finally:
