@@ -122,7 +122,7 @@ class EwmaT:
             def __init__(self) -> None:
                 super().__init__()
                 self.register_buffer("w", torch.tensor(w, dtype=torch.float32))
-                self.register_buffer("table", torch.tensor(table, dtype=torch.float32))
+                self.register_buffer("table", torch.tensor(table, dtype=torch.float64))
                 self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32)[None, :, None])
                 self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32))
                 self.tail = float(lam**lookback * var0)
@@ -131,13 +131,14 @@ class EwmaT:
                 r = features[:, :, cfg.ret_feature] * cfg.ret_unit_bps
                 sigma = torch.sqrt(((r * r) @ self.w + self.tail).clamp_min(1e-12))  # (B,)
                 z = self.edges[None, None, :] / (sigma[:, None, None] * self.scale)  # (B, H, K-1)
-                pos = ((z + grid_max) / grid_step).clamp(0.0, self.table.shape[1] - 1.001)
+                # float64 from here: a grid position near 8000 in float32 keeps only ~3 digits of its fraction
+                pos = ((z.double() + grid_max) / grid_step).clamp(0.0, self.table.shape[1] - 1.001)
                 i0 = torch.floor(pos)
                 frac = pos - i0
                 idx = i0.long()
                 tab = self.table[None].expand(z.shape[0], -1, -1)
                 lo, hi = torch.gather(tab, 2, idx), torch.gather(tab, 2, idx + 1)
-                cdf = lo + (hi - lo) * frac
+                cdf = (lo + (hi - lo) * frac).float()
                 cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], dim=-1)
                 p = (cdf[..., 1:] - cdf[..., :-1]).clamp_min(1e-12)
                 return p / p.sum(-1, keepdim=True)
