@@ -41,3 +41,19 @@ def test_blend_weights_follow_the_better_member():
     assert np.all(fit_blend_weights(wide, truth, y) < 0.1)
     w = fit_blend_weights(forecast(0.6), forecast(1.6), y)  # too sharp and too wide: a pool beats both
     assert np.all((w > 0.1) & (w < 0.9))
+
+
+def test_ewma_t_graph_exports_within_the_parity_tolerance():
+    """The interpolation runs in float64: float32 grid positions near 8000 broke the 1e-5 ONNX parity."""
+    import onnxruntime as ort
+
+    from training.onnx_export import GOLDEN_TOLERANCE, torch_to_onnx
+
+    X, y, _ = _windows(1500, 2)
+    graph = EwmaT(BUCKETS, EwmaTConfig(halflife=4.0)).fit(X[:1000], y[:1000]).torch_graph(X.shape[1])
+    proto = torch_to_onnx(graph, torch.from_numpy(X[:2]))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(["probs"], {"features": X[1000:]})[0]
+    with torch.no_grad():
+        want = graph(torch.from_numpy(X[1000:])).numpy()
+    assert np.abs(got - want).max() <= GOLDEN_TOLERANCE
