@@ -51,7 +51,7 @@ def prefect_harness():
         from prefect.testing.utilities import prefect_test_harness
 
         with temporary_settings({PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            with prefect_test_harness(server_startup_timeout=120):
+            with prefect_test_harness(server_startup_timeout=300):
                 yield
                 # The harness logs its shutdown after pytest has closed the captured streams.
                 logging.getLogger("prefect").setLevel(logging.WARNING)
