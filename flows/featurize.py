@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow.compute as pc
 from prefect import flow, task
 
+from core.errors import ConfigError
 from core.profile import load_profile
 from core.strategy import load_strategy
 from feature_store.curve import CURVE_V1, curve_features
@@ -29,6 +30,7 @@ from feature_store.discretize import Discretizer
 from feature_store.featurize import featurize_window, in_window, label_window
 from feature_store.gold import GOLD_FEATURES, write_features, write_labels
 from feature_store.labels import LabelSpec
+from feature_store.registry import get as registered_set
 from flows.watermarks import featurize_window as new_window
 from lakehouse.futures_continuous import one_delivery_per_key
 from lakehouse.storage import Lake, ts_value
@@ -93,6 +95,14 @@ def _curve_rows(
     return rows.filter(pl.col("symbol_id").is_in(symbols)) if symbols else rows
 
 
+def _check_timeframes(bar_sets: list[str], tf: str) -> None:
+    """Refuse a feature set declared for other bars: its rows would carry the declared tf, not ``tf``."""
+    wrong = {name: registered_set(name).tf for name in bar_sets if registered_set(name).tf != tf}
+    if wrong:
+        sets = ", ".join(f"{name} ({declared})" for name, declared in wrong.items())
+        raise ConfigError(f"featurize tf={tf!r}: feature sets declared for other timeframes: {sets}")
+
+
 @flow(name="featurize")
 def featurize(
     start: datetime | None = None,
@@ -111,6 +121,7 @@ def featurize(
 
     With ``catch_up`` and no bounds: the silver bars gold has not featurized yet (nothing: no rows).
     """
+    _check_timeframes([name for name in feature_sets if name != CURVE_V1.name], tf)
     lake = Lake.from_profile(load_profile(profile), root=lake_root)
     if catch_up and start is None and end is None:
         windows = [w for name in feature_sets if (w := new_window(lake, GOLD_FEATURES, name, tf, symbols))]

@@ -128,7 +128,7 @@ def featurize_window(
     end = high_water(lake, SILVER_BARS, {"symbol_id": symbols, "tf": [tf], "adjustment": ["raw"]})
     if end is None:
         return None
-    # gold's tf is not filtered on: bar_v1 rows carry tf "1d" whatever bars they were built from
+    # a feature set is declared for one tf (flows.featurize refuses others), so its name picks the rows
     start = high_water(lake, features, {"symbol_id": symbols, "feature_set": [feature_set]})
     return None if start is not None and start >= end else (start, end)
 

@@ -58,8 +58,8 @@ def test_windows_follow_what_the_lake_holds(prefect_harness, lake):
     assert reconcile(timeframes=["1m"], symbols=SYMBOLS, lake_root=lake.root, catch_up=True) == {}
 
     silver_end = lake.read(SILVER_BARS, ["ts"])["ts"].max()
-    assert featurize_window(lake, GOLD_FEATURES, "bar_v1", "1m", SYMBOLS) == (None, silver_end)  # all of it
-    kw = dict(tf="1m", feature_sets=["bar_v1"], symbols=SYMBOLS, label_set=None, lake_root=lake.root, catch_up=True)
-    assert featurize(**kw)["gold.features/bar_v1"] > 0
-    assert featurize_window(lake, GOLD_FEATURES, "bar_v1", "1m", SYMBOLS) is None  # gold caught up
+    assert featurize_window(lake, GOLD_FEATURES, "bar_1m_v1", "1m", SYMBOLS) == (None, silver_end)  # all of it
+    kw = dict(tf="1m", feature_sets=["bar_1m_v1"], symbols=SYMBOLS, label_set=None, lake_root=lake.root, catch_up=True)
+    assert featurize(**kw)["gold.features/bar_1m_v1"] > 0
+    assert featurize_window(lake, GOLD_FEATURES, "bar_1m_v1", "1m", SYMBOLS) is None  # gold caught up
     assert featurize(**kw) == {}

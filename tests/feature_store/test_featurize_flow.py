@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from feature_store.gold import GOLD_FEATURES, GOLD_LABEL_SETS, GOLD_LABELS, read_features
@@ -92,3 +93,12 @@ def test_featurize_writes_curve_rows_from_the_lakes_real_es_futures(prefect_harn
     expected = expected.filter(pl.col("ts").is_between(kw["start"], END)).with_columns(pl.lit("1d").alias("tf"))
     assert_frame_equal(gold, expected.select(gold.columns), check_dtypes=False)
     assert gold["curve_slope"].drop_nulls().len() > 0.8 * gold.height  # a few days have one contract only
+
+
+def test_featurize_refuses_a_set_declared_for_other_bars():
+    from core.errors import ConfigError
+    from flows.featurize import _check_timeframes
+
+    _check_timeframes(["bar_1m_v1"], "1m")
+    with pytest.raises(ConfigError, match=r"tf='1m'.*bar_v1 \(1d\)"):
+        _check_timeframes(["bar_v1", "bar_1m_v1"], "1m")
