@@ -71,6 +71,7 @@ def promote(
         if evidence is None:  # say why the gate was skipped
             gate = sharpe_gate(None, cfg.min_sharpe_lower, why)
             decision = replace(decision, gates=tuple(gate if g.name == "sharpe" else g for g in decision.gates))
+    _record_ece(Lake.from_profile(prof, root=lake_root), decision, model_name, version)
     outcome = apply_decision(
         tracker,
         model_name,
@@ -88,6 +89,27 @@ def promote(
         "reasons": list(outcome.reasons),
         "decision": json.loads(json.dumps(decision.to_dict(), default=float)),
     }
+
+
+def _record_ece(lake, decision, model_name: str, version: str) -> None:
+    """The judged version's worst-horizon ECE into gold.monitoring (exported as ``ece`` by the API)."""
+    from prefect.runtime import flow_run
+
+    from lakehouse.monitoring import record_metrics
+
+    gate = next((g for g in decision.gates if g.name == "ece" and g.value is not None), None)
+    if gate is None:
+        return
+    run_id = flow_run.id or f"{model_name}/{version}/{_ns()}"
+    record_metrics(
+        lake,
+        {"ece": gate.value},
+        ts=utc_clock(),
+        source="promote",
+        run_id=run_id,
+        model=model_name,
+        model_version=version,
+    )
 
 
 def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, work: Path, symbols=None):

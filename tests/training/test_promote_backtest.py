@@ -74,3 +74,19 @@ def test_promote_backtests_the_held_out_days(tracker, tmp_path):
     assert gate.status == "fail", gate  # a zero-mean model takes no positions: no edge, no pass
     none, why = backtest_evidence(lake, load_strategy(), tracker, NAME, "1", tmp_path / "w2", symbols=["NOPE:US"])
     assert none is None and "no gold windows" in why
+
+
+def test_promote_records_the_judged_ece_for_monitoring(tmp_path):
+    from flows.promote import _record_ece
+    from lakehouse.monitoring import GOLD_MONITORING
+    from training.gates import Decision, GateResult
+
+    lake = Lake(str(tmp_path / "lake"))
+    gates = (GateResult("ece", "fail", 0.07, 0.05, "worst 0.07"), GateResult("latency", "pass", 0.4, 5.0, ""))
+    _record_ece(lake, Decision(gates, score=0.0), NAME, "3")
+    rows = lake.read(GOLD_MONITORING)
+    assert rows.select("metric", "value", "model", "model_version", "source").rows() == [
+        ("ece", 0.07, NAME, "3", "promote")
+    ]
+    _record_ece(lake, Decision((GateResult("ece", "skipped", None, 0.05, ""),), score=0.0), NAME, "4")
+    assert lake.read(GOLD_MONITORING).height == 1  # nothing measured, nothing recorded
