@@ -188,3 +188,35 @@ def rollback_champion(model_name: str, profile: str = "local", nats_url: str | N
         promoted_at_ns=_ns(),
     )
     return {"model_name": model_name, "version": out.version, "previous": out.previous}
+
+
+@flow(name="shadow")
+def shadow_challenger(
+    model_name: str,
+    version: str | None = None,
+    clear: bool = False,
+    profile: str = "local",
+    nats_url: str | None = None,
+) -> dict:
+    """Shadow-score ``version`` (default: the ``challenger`` alias) in the running scorer, or stop with ``clear``."""
+    from training.promotion import PromotionError, clear_shadow, nats_publisher, shadow
+    from training.tracking import CHALLENGER, Tracker
+
+    prof = load_profile(profile)
+    url = nats_url or prof.nats.url
+    if clear:
+        clear_shadow(url, model_name)
+        return {"model_name": model_name, "shadow": None}
+    tracker = Tracker.from_profile(prof)
+    version = version or tracker.alias(model_name, CHALLENGER)
+    if version is None:
+        raise PromotionError(f"{model_name}: no version given and no challenger registered")
+    pointer = shadow(
+        tracker,
+        model_name,
+        version,
+        models_dir=Path(prof.state_dir) / "models",
+        publish=nats_publisher(url, role=CHALLENGER),
+        at_ns=_ns(),
+    )
+    return {"model_name": model_name, "shadow": version, "onnx_uri": pointer["onnx_uri"]}

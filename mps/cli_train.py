@@ -86,6 +86,27 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command()
+    def shadow(
+        model: str = typer.Argument(..., help="registered model name"),
+        version: str | None = typer.Option(None, help="version to shadow (default: the challenger)"),
+        clear: bool = typer.Option(False, "--clear", help="stop shadow scoring (delete the challenger pointer)"),
+        nats_url: str | None = typer.Option(None, help="NATS URL (default: the profile's)"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Score a version in shadow beside the champion (signals on the shadow subject, never acted on)."""
+        try:
+            _prefect_env(profile)
+            from flows.promote import shadow_challenger
+
+            out = shadow_challenger(model_name=model, version=version, clear=clear, profile=profile, nats_url=nats_url)
+        except MpsError as exc:
+            _fail(exc)
+        if out["shadow"] is None:
+            console.print(f"shadow scoring of {model} stopped")
+        else:
+            console.print(f"{model} v{out['shadow']} is scored in shadow ({out['onnx_uri']})")
+
+    @app.command()
     def rollback(
         model: str = typer.Argument(..., help="registered model name"),
         nats_url: str | None = typer.Option(None, help="NATS URL (default: the profile's)"),

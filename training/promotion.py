@@ -6,7 +6,9 @@ Pass: the version's artifacts are copied to the local models directory, the cham
 ``champion`` moves to the version (the pointer first: if NATS is down, the registry does not claim
 a champion that nothing serves). Fail: the version is tagged ``promotion.status=refused`` with
 the reasons; the alias and the pointer are untouched. Rollback: the previous champion in the
-registered model's history gets the alias and the pointer back.
+registered model's history gets the alias and the pointer back. Shadow: ``shadow`` writes a
+version's pointer under ``challenger.<model_name>`` instead; the scorer scores it beside the
+champion and publishes its signals on the shadow subject only (``clear_shadow`` stops it).
 
 ``publish`` is any callable taking the pointer dict; ``nats_publisher(url)`` is the real one.
 """
@@ -25,7 +27,7 @@ from core.errors import MpsError
 from feature_store.model_contract import read_metadata
 from training.gates import Decision, ece, prob_up, realised_up, sample_log_score
 from training.onnx_export import champion_pointer
-from training.tracking import CHAMPION, Tracker
+from training.tracking import CHALLENGER, CHAMPION, Tracker
 
 Publish = Callable[[dict], None]
 
@@ -46,24 +48,54 @@ class Outcome:
     pointer: dict | None
 
 
-def nats_publisher(url: str, timeout_s: float = 10.0) -> Publish:
-    """A ``publish`` that writes the champion pointer to the NATS KV bucket ``models``."""
+def nats_publisher(url: str, timeout_s: float = 10.0, role: str = CHAMPION) -> Publish:
+    """A ``publish`` that writes the ``role`` pointer (champion or challenger) to the NATS KV bucket ``models``.
+
+    ``publish(None)`` is only meaningful for the challenger: it deletes the pointer (shadow stops).
+    """
+    if role not in (CHAMPION, CHALLENGER):
+        raise PromotionError(f"pointer role {role!r}: expected {CHAMPION!r} or {CHALLENGER!r}")
 
     def publish(pointer: dict) -> None:
         import nats
 
-        from feature_store.messages import put_champion
+        from feature_store.messages import put_challenger, put_champion
 
         async def go() -> None:
             nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
             try:
-                await put_champion(nc.jetstream(), pointer)
+                await (put_champion if role == CHAMPION else put_challenger)(nc.jetstream(), pointer)
             finally:
                 await nc.close()
 
         asyncio.run(go())
 
     return publish
+
+
+def clear_shadow(url: str, model_name: str, timeout_s: float = 10.0) -> None:
+    """Delete ``model_name``'s challenger pointer in NATS KV: the running scorer stops shadow scoring."""
+    import nats
+
+    from feature_store.messages import clear_challenger
+
+    async def go() -> None:
+        nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
+        try:
+            await clear_challenger(nc.jetstream(), model_name)
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+
+
+def shadow(tracker: Tracker, model_name: str, version: str, *, models_dir: Path, publish: Publish, at_ns: int) -> dict:
+    """Point the running scorer's shadow slot at ``version`` (``publish`` writes the challenger pointer).
+
+    Nothing else changes: no alias moves, and the scorer publishes the challenger's signals on the
+    shadow subject only, so a canary can compare it with the champion on live windows first.
+    """
+    return _serve(tracker, model_name, version, models_dir, publish, at_ns, role=CHALLENGER)
 
 
 def apply_decision(
@@ -106,7 +138,9 @@ def rollback(tracker: Tracker, model_name: str, *, models_dir: Path, publish: Pu
     return Outcome(model_name, previous, True, current, (f"rolled back from v{current}",), pointer)
 
 
-def _serve(tracker: Tracker, name: str, version: str, models_dir: Path, publish: Publish, at_ns: int) -> dict:
+def _serve(
+    tracker: Tracker, name: str, version: str, models_dir: Path, publish: Publish, at_ns: int, role: str = CHAMPION
+) -> dict:
     onnx_path = tracker.materialise(name, version, models_dir)
     meta = read_metadata(onnx_path)
     if meta.model_name != name:
@@ -120,7 +154,7 @@ def _serve(tracker: Tracker, name: str, version: str, models_dir: Path, publish:
     try:
         publish(pointer)
     except Exception as exc:  # the pointer is the promotion: without it nothing else may change
-        raise PromotionError(f"{name} v{version}: champion pointer not written: {exc}") from exc
+        raise PromotionError(f"{name} v{version}: {role} pointer not written: {exc}") from exc
     return pointer
 
 
