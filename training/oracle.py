@@ -5,13 +5,22 @@ the true per-step volatility path, the sign and price of the last true trade, th
 and the jump rate. From them it builds the distribution of the h-step log return as a mixture of
 normals and discretises it into the buckets:
 
-- ``observation="mid"``: the true mid's return: drift from the persistent order flow (E[sign of the
-  j-th next trade] = p^j x last sign, counted over a Poisson number of trades), variance = the sum
-  of the latent sigma^2 over the horizon, plus Poisson jumps.
+- ``observation="mid"``: the true mid's return: drift from the order flow, variance = the sum of the
+  latent sigma^2 over the horizon, plus Poisson jumps. With u_k the mean impact of one +1 trade in
+  step k (``flow_unit``), lam_k the expected trades of step k, s the last sign, p the sign
+  persistence, b the informed-flow bias now and phi its per-step decay (E[b_k | b] ~ phi^k b), the
+  j-th next trade's sign has mean p^j s + (1 - p^j) b_j, so over the horizon's h steps
+
+      drift = u_0 s G + b (sum_{k<h} u_k lam_k phi^k - u_0 G),  G = E[sum_{j=1}^{N} p^j], N ~ Poisson(sum lam_k)
+
+  (the first term is the persistent last sign's drift; the second the informed flow's, less the part
+  of the first few trades that still copies the last sign; b_j ~ b on those few trades, and the clip
+  of b at +-0.95 is ignored in E[b_k]). Without informed flow (b = 0) only the first term remains.
 - ``observation="trade"`` (labels from trade prices, as silver bars are): no trade in the horizon
   leaves the last price unchanged (a point mass at 0); otherwise the mid's return, plus the spread
-  premium of the last trade in the horizon (its side persists from the current one with the
-  probability the sign persistence gives), minus the current premium, plus tick rounding noise.
+  premium of the last trade in the horizon (its side has mean (s (E[p^N] - P(N=0)) + b phi^h
+  (1 - E[p^N])) / P(N>0): the current side's memory, else the informed tilt at the horizon), minus the
+  current premium, plus tick rounding noise.
 
 It is an oracle for what is predictable from the latent state, not a perfect one (the variance of
 the trade's step is approximated); a model that beats it shows up as skill > 1, which is reported.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from scipy.signal import lfilter
 from scipy.special import ndtr
 from scipy.stats import poisson
 
@@ -37,6 +47,18 @@ def _window_sum(x: np.ndarray, day: np.ndarray, idx: np.ndarray, h: int) -> np.n
     day_end = np.searchsorted(day, day[idx], side="right")
     end = np.minimum(idx + h, day_end)
     return c[end] - c[idx]
+
+
+def _decayed_window_sum(x: np.ndarray, day: np.ndarray, idx: np.ndarray, h: int, phi: float) -> np.ndarray:
+    """Sum of ``x[idx + k] * phi**k`` for k < h, clipped to the end of each index's day."""
+    acc = np.empty_like(x)  # acc[i] = x[i] + phi * acc[i + 1] within a day, 0 past its end
+    cuts = np.flatnonzero(np.diff(day)) + 1
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(x)]]), strict=True):
+        acc[lo:hi] = lfilter([1.0], [1.0, -phi], x[lo:hi][::-1])[::-1]
+    day_end = np.searchsorted(day, day[idx], side="right")
+    end = idx + h
+    tail = np.where(end < day_end, acc[np.minimum(end, len(x) - 1)], 0.0)
+    return acc[idx] - phi**h * tail
 
 
 def _flow_gain(lam: np.ndarray, p: float, j_max: int = 40) -> np.ndarray:
@@ -84,7 +106,11 @@ def oracle_proba(
     lam = lat["trades_per_step"].to_numpy()
     jump = lat["jump_prob"].to_numpy()
     sign = lat["last_sign"].to_numpy()[idx].astype(np.float64)
-    unit = lat["flow_unit"].to_numpy()[idx]
+    unit_all = lat["flow_unit"].to_numpy()
+    unit = unit_all[idx]
+    bias = lat["flow_bias"].to_numpy()[idx]
+    phi = float(lat["flow_bias_decay"][0])
+    informed = bool(np.any(bias != 0))
     hs = lat["half_spread"].to_numpy()[idx]
     offset = lat["trade_offset"].to_numpy()[idx]
     mid = lat["mid"].to_numpy()[idx]
@@ -95,7 +121,10 @@ def oracle_proba(
     for hi, h in enumerate(horizons_steps):
         var = _window_sum(sig2, day, idx, h)
         n_trades = _window_sum(lam, day, idx, h)
-        mu = unit * sign * _flow_gain(n_trades, p) - 0.5 * var
+        gain = _flow_gain(n_trades, p)
+        mu = unit * sign * gain - 0.5 * var
+        if informed:  # the informed flow's drift (module docstring); skipped when there is none
+            mu = mu + bias * (_decayed_window_sum(unit_all * lam, day, idx, h, phi) - unit * gain)
         q_jump = _window_sum(jump, day, idx, h)
         comps = []
         if observation == "mid":
@@ -104,8 +133,10 @@ def oracle_proba(
         else:
             p_none = np.exp(-n_trades)
             keep = np.exp(-n_trades * (1 - p))  # E[p^N]: the last sign's memory at the horizon
-            same = np.clip(0.5 * (1 + (keep - p_none) / np.maximum(1 - p_none, 1e-12)), 0, 1)
-            same = np.where(sign == 0, 0.5, same)  # no trade yet: the next side is a coin flip
+            tilt = bias * phi**h  # E[b at the horizon]
+            mean_last = (keep - p_none + sign * tilt * (1 - keep)) / np.maximum(1 - p_none, 1e-12)  # x sign
+            same = np.clip(0.5 * (1 + mean_last), 0, 1)
+            same = np.where(sign == 0, 0.5 * (1 + tilt), same)  # no trade yet: a fresh side, tilted by b
             s_eff = np.where(sign == 0, 1.0, sign)
             sides = [(same, s_eff * hs - offset), (1 - same, -s_eff * hs - offset)]
             noise = np.full_like(mu, 2 * (tick_size / mid) ** 2 / 12)

@@ -79,7 +79,12 @@ DEFAULT_VENDORS = (
 
 
 class Dynamics(Strict):
-    """The true price process: regime-switching stochastic volatility, jumps and order-flow impact."""
+    """The true price process: regime-switching stochastic volatility, jumps and order-flow impact.
+
+    ``informed_bias`` > 0 adds informed flow: a latent unit OU factor x (half-life ``informed_half_life_s``)
+    per symbol tilts each fresh trade sign, P(+1) = (1 + b) / 2 with b = clip(informed_bias * x, -0.95, 0.95),
+    so signed flow carries a slowly decaying drift through the impact of the trades.
+    """
 
     annual_vol: float = Field(0.25, gt=0, description="long-run annualised volatility")
     regime_vol: tuple[float, ...] = Field((0.6, 1.0, 2.0), min_length=1, description="vol multiplier per regime")
@@ -90,6 +95,16 @@ class Dynamics(Strict):
     jump_bps: float = Field(25.0, ge=0, description="stdev of a jump")
     impact_share: float = Field(0.3, ge=0, lt=1, description="share of return variance from signed flow")
     sign_persistence: float = Field(0.6, ge=0, lt=1, description="P(next trade repeats the sign)")
+    informed_bias: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="stationary stdev of the informed order-flow bias: the latent tilt b of E[sign] of every "
+        "fresh trade sign (0 = no informed flow, the default)",
+    )
+    informed_half_life_s: float = Field(
+        120.0, gt=0, description="half-life of the informed bias (an OU process per symbol, reset each session)"
+    )
     half_spread_bps: float = Field(1.0, gt=0)
     seasonality: float = Field(1.8, ge=0, lt=3, description="U-shape depth of intensity over the session")
     mean_size: float = Field(100.0, gt=0)

@@ -4,12 +4,14 @@
 data) and returns, for every base step of one symbol's sessions, the true mid, regime, annualised
 vol, per-step sigma, half spread, the sign and log premium of the last true trade before the step
 starts, the mean impact of one trade (which, with the sign persistence, gives the flow drift ahead),
-the expected trades per step and the jump rate. Nothing here is
+the expected trades per step, the jump rate, and the informed-flow bias b of the step with its
+per-step decay phi = 0.5 ** (dt / informed_half_life_s) (E[b_{s+k} | b_s] ~ phi^k b_s; b = 0 when
+``Dynamics.informed_bias`` is 0). Nothing here is
 observable by a model; it exists so that ``training.oracle`` can say how much of the predictable
 part of the return a model has found.
 
 Timing: row ``s`` describes the decision time ``ts = grid[s]`` (the start of step ``s`` = the end of
-the 1 s bar stamped ``ts``); ``last_sign`` uses only trades before ``ts``.
+the 1 s bar stamped ``ts``); ``last_sign`` uses only trades before ``ts``; ``flow_bias`` is the latent bias in force from ``ts`` on.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def latent_day(params: SimParams, session_full_ns: int, truth: TruthDay) -> dict
         "flow_unit": sigma * flow_scale * _mean_sqrt_size(),  # mean return impact of one trade of sign +1
         "trades_per_step": lam,
         "jump_prob": np.full(n, dyn.jumps_per_day * base_ns / session_full_ns),
+        "flow_bias": truth.flow_bias,  # E[fresh sign] tilt of the informed flow during the step
+        "flow_bias_decay": np.full(n, 0.5 ** (dt / dyn.informed_half_life_s)),  # per-step AR(1) coefficient of b
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
 
 from lakehouse.schema import MINUTE_NS
 from lakehouse.sources.sim_config import Dynamics
@@ -41,6 +42,7 @@ class TruthDay:
     trade_price: np.ndarray  # (N,) mid of the step +- half spread by side (not tick-rounded)
     trade_size: np.ndarray  # (N,) float64
     trade_side: np.ndarray  # (N,) int8, +1 buyer-initiated, -1 seller-initiated
+    flow_bias: np.ndarray  # (S,) informed-flow tilt b of E[fresh sign] during the step (0 without informed flow)
 
 
 def _regimes_and_logv(rng: np.random.Generator, minutes: int, dyn: Dynamics, state: PathState):
@@ -61,8 +63,26 @@ def _regimes_and_logv(rng: np.random.Generator, minutes: int, dyn: Dynamics, sta
     return regime, logv
 
 
-def _signs(rng: np.random.Generator, n: int, persistence: float) -> np.ndarray:
-    fresh = rng.choice(np.array([-1, 1], np.int8), n)
+BIAS_CLIP = 0.95  # |b| cap: a fresh sign is never certain
+
+
+def informed_bias(rng: np.random.Generator, n_steps: int, dyn: Dynamics, dt: float) -> np.ndarray:
+    """Per-step informed-flow tilt b = clip(informed_bias * x): x a unit OU started from its stationary law."""
+    if dyn.informed_bias == 0:
+        return np.zeros(n_steps)
+    phi = 0.5 ** (dt / dyn.informed_half_life_s)
+    eps = rng.standard_normal(n_steps) * np.sqrt(1 - phi * phi)
+    eps[0] = rng.standard_normal()  # x_0 ~ N(0, 1): the session opens with a fresh, stationary bias
+    x = lfilter([1.0], [1.0, -phi], eps)  # x_k = phi x_{k-1} + eps_k
+    return np.clip(dyn.informed_bias * x, -BIAS_CLIP, BIAS_CLIP)
+
+
+def _signs(rng: np.random.Generator, n: int, persistence: float, bias: np.ndarray | None = None) -> np.ndarray:
+    """Persistent trade signs: each repeats the previous with ``persistence``, else is fresh (P(+1) = (1 + bias) / 2)."""
+    if bias is None:
+        fresh = rng.choice(np.array([-1, 1], np.int8), n)
+    else:
+        fresh = np.where(rng.random(n) < (1 + bias) / 2, 1, -1).astype(np.int8)
     keep = rng.random(n) < persistence
     if n:
         keep[0] = False
@@ -101,7 +121,8 @@ def simulate_truth(
     n = int(counts.sum())
     step = np.repeat(np.arange(n_steps), counts)
     ts = np.sort(grid[step] + rng.integers(0, base_ns, n))
-    side = _signs(rng, n, dyn.sign_persistence)
+    bias = informed_bias(rng, n_steps, dyn, dt)
+    side = _signs(rng, n, dyn.sign_persistence, bias[step] if dyn.informed_bias else None)
     size = np.maximum(1.0, np.round(dyn.mean_size * rng.lognormal(-0.32, 0.8, n)))
 
     # Return of each step: diffusion + signed flow impact + jumps.
@@ -118,6 +139,6 @@ def simulate_truth(
     half_spread = dyn.half_spread_bps * 1e-4 * np.sqrt(mult)
     trade_price = price[step] * (1 + side * half_spread[step])
 
-    truth = TruthDay(grid, price, regime, vol, half_spread, ts, step, trade_price, size, side)
+    truth = TruthDay(grid, price, regime, vol, half_spread, ts, step, trade_price, size, side, bias)
     end = PathState(float(logp[-1] + ret[-1]), int(regime_m[-1]), float(logv_m[-1]))
     return truth, end
