@@ -66,6 +66,22 @@ class DemoConfig:
     signal_timeout_s: float = 120.0
     prefect_startup_s: float = 180.0
     stale_after_s: float = 10.0  # open-market seconds without a new trade price before a tick feed is stale
+    # Informed order flow (lakehouse.sources.sim_config.Dynamics): the simulator's only other directional
+    # signal, sign persistence, decays within a few trades, leaving nothing to predict at the 60 s sizing
+    # horizon. The strength is set from first principles, not from test-day results: one trade of sign +1
+    # moves the mid by sigma_1s * sqrt(impact_share (1 - p) / (1 + p) / lam) * E[sqrt(size/mean)], so a
+    # bias b drifts it by r b per second with r = sigma_1s * 0.274 * 0.923 * sqrt(lam) (p = 0.6,
+    # impact_share = 0.3). Over the first 45 minutes of a session the U-shape scales sigma_1s^2 and lam by
+    # ~1.82, so with annual_vol 0.25 (sigma_1s = 1.03 bps at 1.0) and 56,000 trades a day (lam = 2.39/s at
+    # 1.0), r ~ 0.73 bps/s. A half-life of 120 s (tau = 173 s) carries b over the next 60 s as
+    # tau (1 - e^(-60/tau)) = 51 s of full drift: ~37 bps per unit of b. A one-stdev bias of 0.08 thus
+    # drifts the mid ~3 bps over 60 s (TINY's 40,000 trades: ~2.5 bps): about three half-spreads (1 bp)
+    # and twice the 1.5 bps fee + slippage of contracts/sizing.json, yet small beside the 60 s diffusive
+    # stdev (~11 bps), an oracle R^2 of ~7% at 60 s. The 120 s half-life sits inside the 10-120 s flow
+    # windows of tick_v2, so imbalance over them estimates b. Cost: the drift adds variance (~8% at 60 s,
+    # ~60% at horizons >> 173 s), so the demo market's long-run vol is ~1.25x annual_vol.
+    informed_bias: float = 0.08
+    informed_half_life_s: float = 120.0
 
     def sim_params(self) -> dict:
         return {
@@ -75,6 +91,7 @@ class DemoConfig:
             "session_minutes": self.session_minutes,
             "trades_per_day": self.trades_per_day,
             "seed": self.seed,
+            "dynamics": {"informed_bias": self.informed_bias, "informed_half_life_s": self.informed_half_life_s},
         }
 
     @property
