@@ -1,4 +1,4 @@
-"""The train deployment retrains on the drift event; prefect.yaml declares the same train/promote deployments."""
+"""The train deployment retrains on the drift event; prefect.yaml declares the same training-side deployments."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_train_deployment_is_triggered_by_drift_and_matches_prefect_yaml():
     strategy = load_strategy()
     built = {d.entrypoint: d for d in training_deployments(strategy)}
-    assert set(built) == {"flows/train.py:train", "flows/promote.py:promote"}
+    assert set(built) == {
+        "flows/train.py:train",
+        "flows/promote.py:promote",
+        "flows/drift.py:drift_check",
+        "flows/pipeline.py:pipeline",
+    }
     train = built["flows/train.py:train"]
     (trigger,) = train.triggers
     assert trigger.expect == {DRIFT_EVENT}
