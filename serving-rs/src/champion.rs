@@ -187,33 +187,42 @@ pub fn persist_in_background(policy: &LoadPolicy, model: &Model) {
     });
 }
 
-/// Watch the champion key; load and verify each new pointer and send the model to the loop.
+/// Watch a pointer key (`role`: "champion" or "challenger"): each new pointer is loaded and
+/// verified off the scoring thread and sent as `Some(model)`; a delete or purge of a key that held a
+/// model sends `None`. `serving_sha` is the model already served (its pointer is not reloaded).
 pub async fn watch(
     store: kv::Store,
     key: String,
+    role: &'static str,
     serving_sha: String,
     policy: LoadPolicy,
     metrics: Arc<Metrics>,
-    tx: mpsc::Sender<Model>,
+    tx: mpsc::Sender<Option<Model>>,
 ) {
     let mut last_sha = serving_sha;
     let mut watch = match store.watch_with_history(&key).await {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!(error = %e, key, "cannot watch champion pointer; hot swap disabled");
+            tracing::error!(error = %e, key, role, "cannot watch the pointer; swaps of this model disabled");
             return;
         }
     };
     while let Some(entry) = watch.next().await {
         let Ok(entry) = entry else { continue };
         if entry.operation != kv::Operation::Put {
+            if !last_sha.is_empty() {
+                last_sha.clear();
+                if tx.send(None).await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
         let pointer = match ChampionPointer::parse(&entry.value) {
             Ok(p) => p,
             Err(e) => {
                 metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, key, "champion pointer refused; keeping the current model");
+                tracing::error!(error = %e, key, role, "pointer refused; keeping the current model");
                 continue;
             }
         };
@@ -223,13 +232,13 @@ pub async fn watch(
         match load_pointer(&pointer, &policy).await {
             Ok(model) => {
                 last_sha = model.sha256.clone();
-                if tx.send(model).await.is_err() {
+                if tx.send(Some(model)).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
                 metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, version = pointer.model_version, "candidate model refused; keeping the current model");
+                tracing::error!(error = %e, role, version = pointer.model_version, "model refused; keeping the current one");
             }
         }
     }

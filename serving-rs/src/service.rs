@@ -235,12 +235,14 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         .await
         .map_err(|e| nats_err("subscribe score requests")(format!("{score_subject}: {e}")))?;
 
-    let (swap_tx, mut swap_rx) = mpsc::channel::<Model>(2);
+    let (swap_tx, mut swap_rx) = mpsc::channel::<Option<Model>>(2);
     let (challenger_tx, mut challenger_rx) = mpsc::channel::<Option<Model>>(2);
     let challenger_key = STREAMING.challenger_key(&cfg.model_name);
+    let (p, m) = (policy.clone(), metrics.clone());
     let challenger_watcher =
-        tokio::spawn(shadow::watch(store.clone(), challenger_key, policy.clone(), metrics.clone(), challenger_tx));
-    let watcher = tokio::spawn(champion::watch(store, key, serving_sha, policy.clone(), metrics.clone(), swap_tx));
+        tokio::spawn(champion::watch(store.clone(), challenger_key, "challenger", String::new(), p, m, challenger_tx));
+    let (p, m) = (policy.clone(), metrics.clone());
+    let watcher = tokio::spawn(champion::watch(store, key, "champion", serving_sha, p, m, swap_tx));
     let mut shadow: Option<Scorer> = None;
     let mut shadow_buf = Vec::with_capacity(4096);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -268,7 +270,8 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(candidate) = swap_rx.recv() => {
+            // a deleted champion pointer (None) changes nothing: the scorer keeps serving its model
+            Some(Some(candidate)) = swap_rx.recv() => {
                 let (name, version, sha) = (candidate.meta.model_name.clone(), candidate.meta.model_version.clone(), candidate.sha256.clone());
                 if scorer.check_compatible(&candidate).is_ok() {
                     champion::persist_in_background(&policy, &candidate);

@@ -9,14 +9,9 @@
 //! so a shadow fault cannot stall or change the live path. Deleting the key stops the shadow.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
-use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
-use crate::champion::{load_pointer, ChampionPointer, LoadPolicy};
 use crate::config::SizingConfig;
 use crate::engine::{Limits, Scorer};
 use crate::error::{Result, ScorerError};
@@ -91,58 +86,4 @@ pub async fn publish(client: &async_nats::Client, shadow: &mut Scorer, metrics: 
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
-/// Watch the challenger key: each new pointer is loaded and verified off the scoring thread and
-/// sent as `Some(model)`; a delete or purge of the key sends `None` (stop shadow scoring).
-pub async fn watch(
-    store: kv::Store,
-    key: String,
-    policy: LoadPolicy,
-    metrics: Arc<Metrics>,
-    tx: mpsc::Sender<Option<Model>>,
-) {
-    let mut last_sha = String::new();
-    let mut watch = match store.watch_with_history(&key).await {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, key, "cannot watch the challenger pointer; shadow scoring disabled");
-            return;
-        }
-    };
-    while let Some(entry) = watch.next().await {
-        let Ok(entry) = entry else { continue };
-        if entry.operation != kv::Operation::Put {
-            if !last_sha.is_empty() {
-                last_sha.clear();
-                if tx.send(None).await.is_err() {
-                    return;
-                }
-            }
-            continue;
-        }
-        let pointer = match ChampionPointer::parse(&entry.value) {
-            Ok(p) => p,
-            Err(e) => {
-                metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, key, "challenger pointer refused");
-                continue;
-            }
-        };
-        if pointer.sha256.eq_ignore_ascii_case(&last_sha) {
-            continue;
-        }
-        match load_pointer(&pointer, &policy).await {
-            Ok(model) => {
-                last_sha = model.sha256.clone();
-                if tx.send(Some(model)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                metrics.model_rejects.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, version = pointer.model_version, "challenger refused");
-            }
-        }
-    }
 }
