@@ -97,7 +97,8 @@ def _curve_rows(
 
 def _check_timeframes(bar_sets: list[str], tf: str) -> None:
     """Refuse a feature set declared for other bars: its rows would carry the declared tf, not ``tf``."""
-    wrong = {name: registered_set(name).tf for name in bar_sets if registered_set(name).tf != tf}
+    declared = {name: registered_set(name).tf for name in bar_sets}
+    wrong = {name: set_tf for name, set_tf in declared.items() if set_tf != tf}
     if wrong:
         sets = ", ".join(f"{name} ({declared})" for name, declared in wrong.items())
         raise ConfigError(f"featurize tf={tf!r}: feature sets declared for other timeframes: {sets}")

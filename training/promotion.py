@@ -48,45 +48,39 @@ class Outcome:
     pointer: dict | None
 
 
-def nats_publisher(url: str, timeout_s: float = 10.0, role: str = CHAMPION) -> Publish:
-    """A ``publish`` that writes the ``role`` pointer (champion or challenger) to the NATS KV bucket ``models``.
+def _on_nats(url: str, timeout_s: float, action: Callable) -> None:
+    """Connect to NATS, await ``action(jetstream)`` and close: one short-lived client per pointer change."""
+    import nats
 
-    ``publish(None)`` is only meaningful for the challenger: it deletes the pointer (shadow stops).
-    """
+    async def go() -> None:
+        nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
+        try:
+            await action(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+
+
+def nats_publisher(url: str, timeout_s: float = 10.0, role: str = CHAMPION) -> Publish:
+    """A ``publish`` that writes the ``role`` pointer (champion or challenger) to the NATS KV bucket ``models``."""
     if role not in (CHAMPION, CHALLENGER):
         raise PromotionError(f"pointer role {role!r}: expected {CHAMPION!r} or {CHALLENGER!r}")
 
     def publish(pointer: dict) -> None:
-        import nats
-
         from feature_store.messages import put_challenger, put_champion
 
-        async def go() -> None:
-            nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
-            try:
-                await (put_champion if role == CHAMPION else put_challenger)(nc.jetstream(), pointer)
-            finally:
-                await nc.close()
-
-        asyncio.run(go())
+        put = put_champion if role == CHAMPION else put_challenger
+        _on_nats(url, timeout_s, lambda js: put(js, pointer))
 
     return publish
 
 
 def clear_shadow(url: str, model_name: str, timeout_s: float = 10.0) -> None:
     """Delete ``model_name``'s challenger pointer in NATS KV: the running scorer stops shadow scoring."""
-    import nats
-
     from feature_store.messages import clear_challenger
 
-    async def go() -> None:
-        nc = await nats.connect(url, connect_timeout=timeout_s, max_reconnect_attempts=1)
-        try:
-            await clear_challenger(nc.jetstream(), model_name)
-        finally:
-            await nc.close()
-
-    asyncio.run(go())
+    _on_nats(url, timeout_s, lambda js: clear_challenger(js, model_name))
 
 
 def shadow(tracker: Tracker, model_name: str, version: str, *, models_dir: Path, publish: Publish, at_ns: int) -> dict:
