@@ -7,7 +7,9 @@ for what silver gained. The model is the strategy's (the first one by default): 
 reconciles 1 s and 1 m bars and builds ``tick_v2`` (``featurize-ticks``), a bar model its own
 timeframe with its feature set (``featurize``). Training registers a challenger, promotion judges
 it, and the backtest trades the model's signals in gold (written by the streaming scorer; a run
-with none skips the backtest and says so). ``train=False`` stops after the features.
+with none skips the backtest and says so). ``train=False`` stops after the features; while gold
+holds too few days to fit, calibrate and judge a model, the run stops there too and says how many
+it has and needs (a fresh lake gains one session per scheduled run).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from core.errors import ConfigError
 from core.profile import load_profile
 from core.strategy import load_strategy
 from core.timetypes import tf_ns, tf_rank
-from flows.watermarks import featurize_window, low_water
+from flows.watermarks import feature_days, featurize_window, low_water
 
 TICK_TIMEFRAMES = ["1s", "1m"]
+CAL_DAYS = 1  # the days before the test window that calibrate (the train flow's default)
 
 
 def _model(strategy, model_name: str | None):
@@ -90,6 +93,14 @@ def pipeline(
     out["featurize"] = _featurize(spec, lake, symbols, profile)
     if not train:
         return out
+    held, needed = feature_days(lake, spec.feature_set, symbols), test_days + CAL_DAYS + 1
+    if held < needed:  # a young lake: each scheduled run adds a session until there is enough to judge
+        out["train"] = {
+            "waiting": f"gold holds {held} day(s) of {spec.feature_set}; training needs {needed} "
+            f"({test_days} test, {CAL_DAYS} calibration, at least 1 to fit)"
+        }
+        logger.info("training skipped: %s", out["train"]["waiting"])
+        return out
     trained = train_flow(
         model_name=spec.name,
         profile=profile,
@@ -97,6 +108,7 @@ def pipeline(
         symbols=symbols,
         fast=fast,
         test_days=test_days,
+        cal_days=CAL_DAYS,
     )
     out["train"] = {k: trained[k] for k in ("version", "run_id", "onnx")}
     decision = promote(spec.name, trained["version"], profile=profile, strategy_path=strategy_path)

@@ -136,3 +136,16 @@ def featurize_window(
 def _ceil_minute(t: datetime) -> datetime:
     floored = t.replace(second=0, microsecond=0)
     return floored if floored == t else floored + timedelta(minutes=1)
+
+
+def feature_days(lake: Lake, feature_set: str, symbols: list[str] | None = None) -> int:
+    """How many UTC dates gold holds rows of ``feature_set`` for (any of ``symbols``, or any symbol)."""
+    import pyarrow.compute as pc
+
+    from feature_store.gold import GOLD_FEATURES
+
+    keep = pc.field("feature_set") == feature_set
+    if symbols:
+        keep = keep & pc.field("symbol_id").isin(symbols)
+    ts = lake.read(GOLD_FEATURES, ["ts"], keep).get_column("ts")
+    return ts.dt.date().n_unique() if len(ts) else 0

@@ -1,5 +1,6 @@
 """The pipeline flow runs its steps in order on the lake's windows: a first run ingests, reconciles and
-featurizes the next session; a second run on the same date finds nothing new at any step."""
+featurizes the next session; a second run on the same date finds nothing new at any step; training waits (and says why) until gold
+holds enough days to fit, calibrate and judge a model."""
 
 from __future__ import annotations
 
@@ -37,3 +38,7 @@ def test_pipeline_steps_follow_the_lake(prefect_harness, tmp_path):
 
     again = pipeline(profile=str(profile), symbols=SYMBOLS, source_params=TINY, train=False)
     assert again["ingest"]["up_to_date"] and again["reconcile"] == {} and again["featurize"] == {}
+
+    young = pipeline(profile=str(profile), symbols=SYMBOLS, source_params=TINY, train=True)
+    assert young["train"]["waiting"].startswith("gold holds 1 day(s) of tick_v2; training needs 4")
+    assert "promote" not in young and "backtest" not in young
