@@ -67,20 +67,24 @@ def register(app: typer.Typer) -> None:
         heartbeat_lateness: float | None = typer.Option(
             None, help="live data: close seconds on the wall clock this many seconds after they end (off for replays)"
         ),
+        publish_jetstream: bool = typer.Option(
+            False, help="wait for FEATURES' ack of every update and re-send failures (nothing lost when NATS dies)"
+        ),
         nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
         profile: str = ProfileOpt,
     ) -> None:
         """Run the streaming featurizer: MARKET_DATA in, one FeatureUpdate per symbol per second to FEATURES."""
-        import nats
-
         from core.clock import utc_clock
-        from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer
+        from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer, connect
 
         async def run() -> dict:
-            nc = await nats.connect(_nats_url(profile, nats_url))
+            nc = await connect(_nats_url(profile, nats_url))
             try:
                 cfg = FeaturizerConfig(
-                    feature_set=feature_set, consume=consume, heartbeat_lateness_s=heartbeat_lateness
+                    feature_set=feature_set,
+                    consume=consume,
+                    heartbeat_lateness_s=heartbeat_lateness,
+                    publish_jetstream=publish_jetstream,
                 )
                 service = StreamingFeaturizer(nc, cfg, clock=utc_clock)
                 return await service.run(idle_exit_s=idle_exit)

@@ -1,7 +1,9 @@
 """``mps up`` / ``mps down`` / ``mps status``: the local stack as detached, supervised processes.
 
 Services: NATS (JetStream), the Prefect server, the serve process with every deployment, the MLflow
-UI, the Rust scorer, the signal sink and the API (the streaming featurizer joins when it exists).
+UI, the Rust scorer, the streaming featurizer, two signal sink replicas and the API. The sinks share one
+JetStream durable, so when one dies (or is still importing after a restart: a Python cold start takes
+seconds) the other keeps storing; their keyed writes never double a row.
 Each runs in its own process group, logs to ``<state_dir>/stack/logs/<name>.log``, and is
 recorded (pid, port, URL, health check) in ``<state_dir>/stack/stack.json``. ``down`` stops the
 groups in reverse order (SIGTERM, then SIGKILL) together with any descendant that left its group,
@@ -27,6 +29,7 @@ from mps.processes import free_port
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ALL = ("nats", "prefect", "mlflow", "serve", "featurizer", "scorer", "sink", "api")
+SINK_REPLICAS = 2
 
 
 @dataclass
@@ -38,6 +41,12 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     needs: tuple[str, ...] = ()
+    kind: str = ""  # the ALL entry it belongs to when it is one of several replicas ("sink" for "sink2")
+
+    @property
+    def role(self) -> str:
+        """The service kind ``--only`` selects (the name, or the replicated kind)."""
+        return self.kind or self.name
 
 
 def stack_dir(profile) -> Path:
@@ -152,15 +161,19 @@ def plan(profile, profile_name: str, only: set[str] | None = None, free_ports: b
         ),
         Service(
             "featurizer",
-            [str(BIN / "mps"), "featurizer", "--profile", profile_name, "--nats-url", nats_url],
+            [str(BIN / "mps"), "featurizer", "--profile", profile_name, "--nats-url", nats_url, "--publish-jetstream"],
             "pid",
             needs=("nats",),
         ),
-        Service(
-            "sink",
-            [sys.executable, "-m", "mps.sink_process", "--nats", nats_url, "--profile", profile_name],
-            "pid",
-            needs=("nats",),
+        *(
+            Service(
+                "sink" if i == 1 else f"sink{i}",
+                [sys.executable, "-m", "mps.sink_process", "--nats", nats_url, "--profile", profile_name],
+                "pid",
+                needs=("nats",),
+                kind="sink",
+            )
+            for i in range(1, SINK_REPLICAS + 1)
         ),
         Service(
             "api",
@@ -186,7 +199,7 @@ def plan(profile, profile_name: str, only: set[str] | None = None, free_ports: b
             },
         ),
     ]
-    return [s for s in services if not only or s.name in only]
+    return [s for s in services if not only or s.role in only]
 
 
 def _bootstrap_model() -> Path:

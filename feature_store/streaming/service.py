@@ -15,6 +15,14 @@ Live, a heartbeat closes them on the clock too (``FeaturizerConfig.heartbeat_lat
 symbol, so a quiet symbol's update does not wait for the next tick anywhere.
 Each update's ``seq`` is its ``ts`` in whole seconds: strictly increasing per symbol, and the same
 number when a restart recomputes a row.
+
+A NATS restart (``kill -9`` of the server) costs neither: the ordered consumer asks for idle
+heartbeats every ``idle_heartbeat_s``, and two missed ones make the client recreate it from the
+stream sequence after the last message it received (the in-memory state is intact, so nothing is
+replayed). With ``publish_jetstream`` the updates are pipelined and their acks collected
+(``Outbox``); a publish that fails is sent again, with every later one, in order and with the same
+``Nats-Msg-Id``, so FEATURES holds each row once and in order. Core publishing (the default) is
+faster but loses whatever was in flight when the server died.
 """
 
 from __future__ import annotations
@@ -50,6 +58,15 @@ class FeaturizerConfig:
     consume: str = "jetstream"  # "jetstream": replayable MARKET_DATA; "core": live subjects only, no recovery
     publish_jetstream: bool = False  # True: wait for FEATURES' ack of every update (slower, stored on return)
     heartbeat_lateness_s: float | None = None  # live: close seconds this long after they end on the clock
+    idle_heartbeat_s: float = 0.5  # MARKET_DATA consumer heartbeat: two missed recreate it (NATS restarts)
+    max_in_flight: int = 2000  # publish_jetstream: unacked updates before the featurizer waits for acks
+
+
+async def connect(url: str):
+    """A NATS connection that reconnects forever, 0.1 s apart (nats-py's default waits 2 s, 60 times)."""
+    import nats
+
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=1)
 
 
 async def ensure_stream(js, name: str) -> None:
@@ -88,6 +105,55 @@ def fast_encode(update: FeatureUpdate) -> bytes:
             "seq": update.seq,
         }
     )
+
+
+class Outbox:
+    """JetStream publishes in flight, in send order; ``settle`` collects acks and re-sends failures in order.
+
+    The server stores one connection's messages in the order they arrive, so when a publish fails
+    everything after it is sent again too (those already stored are dropped by ``Nats-Msg-Id``)
+    and a symbol's rows never land out of order.
+    """
+
+    RETRY_PAUSE_S = 0.05
+
+    def __init__(self, js, timeout_s: float = 1.0) -> None:
+        self.js, self.timeout_s = js, timeout_s
+        self.pending: list[tuple[tuple[str, bytes, dict], asyncio.Future]] = []
+        self.retries = 0
+        self._lock = asyncio.Lock()  # the poll loop and the message callback both settle
+
+    def send(self, subject: str, payload: bytes, headers: dict) -> None:
+        """Start one publish (its ack is collected by ``settle``)."""
+        item = (subject, payload, headers)
+        self.pending.append((item, self._publish(item)))
+
+    def _publish(self, item: tuple[str, bytes, dict]) -> asyncio.Future:
+        subject, payload, headers = item
+        return asyncio.ensure_future(self.js.publish(subject, payload, timeout=self.timeout_s, headers=headers))
+
+    async def settle(self, keep: int = 0) -> int:
+        """Wait for acks until at most ``keep`` publishes are in flight; return how many were acked."""
+        async with self._lock:
+            return await self._settle(keep)
+
+    async def _settle(self, keep: int) -> int:
+        acked = 0
+        while len(self.pending) > keep:
+            upto = len(self.pending) - keep
+            results = await asyncio.gather(*(f for _, f in self.pending[:upto]), return_exceptions=True)
+            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
+            if failed is None:
+                acked += upto
+                del self.pending[:upto]
+                continue
+            acked += failed
+            rest = [item for item, _ in self.pending[failed:]]
+            await asyncio.gather(*(f for _, f in self.pending[upto:]), return_exceptions=True)
+            self.retries += 1
+            await asyncio.sleep(self.RETRY_PAUSE_S)  # NATS down or JetStream not ready yet: same rows, same order
+            self.pending = [(item, self._publish(item)) for item in rest]
+        return acked
 
 
 class StreamingFeaturizer:
@@ -136,7 +202,7 @@ class StreamingFeaturizer:
             policy, cfg.opt_start_time = DeliverPolicy.BY_START_TIME, start.isoformat().replace("+00:00", "Z")
         sub = await js.subscribe(
             "", stream=md.MD_STREAM, ordered_consumer=True, deliver_policy=policy, config=cfg, cb=on_msg,
-            pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30,
+            pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30, idle_heartbeat=self.config.idle_heartbeat_s,
         )  # fmt: skip
         return js, sub
 
@@ -171,7 +237,7 @@ class StreamingFeaturizer:
             last_seen[0] = time.monotonic()
 
         js, sub = await self._start(on_msg)
-        self._js = js if self.config.publish_jetstream else None
+        self._outbox = Outbox(js) if self.config.publish_jetstream else None
         stop = stop or asyncio.Event()
         drained = False
         while not stop.is_set():
@@ -199,12 +265,19 @@ class StreamingFeaturizer:
             if idle and not sub.pending_msgs:  # nothing arrived lately and nothing waits in the client's queue
                 drained = True
                 break
+            await self._collect_acks(0)
         await sub.unsubscribe()
         if drained:  # the input is over: its last second is complete (a stop leaves it open, as a crash does)
             f.flush()
             await self._publish()
+        await self._collect_acks(0)
         await self.nc.flush()
         return {**self.counts, **self.featurizer.counts}
+
+    async def _collect_acks(self, keep: int) -> None:
+        if self._outbox is not None:
+            self.counts["published"] += await self._outbox.settle(keep)
+            self.counts["publish_retries"] = self._outbox.retries
 
     def _apply(self, subject: str, data: bytes) -> None:
         self.counts["events"] += 1
@@ -231,10 +304,12 @@ class StreamingFeaturizer:
             update = FeatureUpdate(symbol, fs.tf, ts, ts, fs.name, tuple(values), ts // NS_PER_S)
             payload = fast_encode(update)
             msg_id = {"Nats-Msg-Id": f"{fs.name}.{symbol}.{update.seq}"}  # JetStream drops a re-sent row
-            if self._js is not None:
-                await self._js.publish(update.subject, payload, headers=msg_id)
+            if self._outbox is not None:
+                self._outbox.send(update.subject, payload, msg_id)  # counted when acked
             else:
                 await self.nc.publish(update.subject, payload, headers=msg_id)
-            self.counts["published"] += 1
+                self.counts["published"] += 1
             if self.on_update is not None:
                 self.on_update(update)
+        if self._outbox is not None and len(self._outbox.pending) >= self.config.max_in_flight:
+            await self._collect_acks(self.config.max_in_flight // 2)

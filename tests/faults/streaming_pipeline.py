@@ -1,4 +1,4 @@
-"""NATS -> Rust scorer -> signal sink as killable child processes, with a supervisor and a clean close.
+"""NATS -> [featurizer ->] Rust scorer -> signal sink as killable child processes, with a supervisor and a clean close.
 
 The fault tests and the soak (benchmarks/faults.py) drive the streaming path through this one
 class, so the soak restarts processes exactly as the tests do. Kills and restarts happen under one
@@ -6,18 +6,25 @@ lock and a killed component is marked down until its restart, so the supervisor 
 process that exited on its own, as systemd or ``mps up`` would) never races a deliberate restart
 into two scorers or two sinks on one durable. Every process ever started is remembered, and
 ``close`` SIGKILLs whatever is still alive after the graceful stops, whatever else failed.
+
+With ``featurizer`` (a command line; ``{nats}`` is replaced by the server's URL) the streaming
+featurizer runs in the loop too, as the "featurizer" victim: market data on MARKET_DATA in,
+FeatureUpdates on FEATURES out. Any featurizer that takes its NATS URL on the command line fits
+(``mps featurizer`` today, a Rust one later).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from streaming_harness import MODEL_V1, Sink, kill_nats, kill_scorer, scorer
+from streaming_harness import MODEL_V1, REPO, Sink, kill_nats, kill_scorer, scorer
 
 from feature_store.messages import FeatureUpdate, encode
 from mps.nats_server import NatsServer
@@ -42,6 +49,34 @@ async def publish_acked(js, update: FeatureUpdate, timeout: float = 0.5) -> int:
             await asyncio.sleep(0.05)
 
 
+PYTHON_FEATURIZER = (
+    str(Path(sys.executable).parent / "mps"), "featurizer", "--nats-url", "{nats}", "--publish-jetstream",
+)  # fmt: skip
+
+
+class Featurizer:
+    """A streaming featurizer command as a child process (``{nats}`` in its arguments is the server URL)."""
+
+    def __init__(self, command: tuple[str, ...], url: str, log: Path) -> None:
+        self.args = [a.replace("{nats}", url) for a in command]
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Featurizer:
+        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)  # mps featurizer stops on ^C, leaving its open second to replay
+        return self.proc.wait(30)
+
+
 class Pipeline:
     """NATS (JetStream), the scorer and the sink under ``work``; ``kill``/``restart`` any of them.
 
@@ -50,15 +85,28 @@ class Pipeline:
     keep storing while it restarts (a Python sink's cold start is seconds of imports).
     """
 
-    def __init__(self, work: Path, *, model: Path = MODEL_V1, sink_args: tuple[str, ...] = (), sinks: int = 1) -> None:
+    def __init__(
+        self,
+        work: Path,
+        *,
+        model: Path = MODEL_V1,
+        sink_args: tuple[str, ...] = (),
+        sinks: int = 1,
+        scorer_kw: dict | None = None,
+        featurizer: tuple[str, ...] | None = None,
+    ) -> None:
         self.work = work
         self.lake_root = work / "lake"
         self.nats = NatsServer(store_dir=work / "nats")
         self.model = model
+        self.scorer_kw = scorer_kw or {}
         self.sink_args = sink_args
+        self.featurizer_cmd = featurizer
         self.scorer: ScorerProcess | None = None
+        self.featurizer: Featurizer | None = None
         self.sinks: list[Sink | None] = [None] * sinks
-        self.victims = ("nats", "scorer", "sink", *(f"sink{i}" for i in range(1, sinks)))
+        self.sink_names = ("sink", *(f"sink{i}" for i in range(1, sinks)))
+        self.victims = ("nats", "scorer", *self.sink_names, *(("featurizer",) if featurizer else ()))
         self.crashes: Counter = Counter()  # exited on their own, restarted by the supervisor
         self.restart_errors: Counter = Counter()
         self._lock = threading.RLock()
@@ -78,11 +126,16 @@ class Pipeline:
             assert self.nats._proc is not None
             self._spawned.append(self.nats._proc)
         elif victim == "scorer":
-            proc = scorer(self.nats.url, self.work, model=self.model)
+            proc = scorer(self.nats.url, self.work, model=self.model, **self.scorer_kw)
             self.scorer = proc
             proc.start(timeout=30)  # a failed start stops its own process
             assert proc.proc is not None
             self._spawned.append(proc.proc)
+        elif victim == "featurizer":
+            assert self.featurizer_cmd is not None
+            self.featurizer = Featurizer(self.featurizer_cmd, self.nats.url, self.work / "featurizer.log").start()
+            assert self.featurizer.proc is not None
+            self._spawned.append(self.featurizer.proc)
         else:
             i = int(victim[4:] or 0)
             sink = Sink(self.nats.url, self.lake_root, self.work / f"{victim}.log")
@@ -99,6 +152,8 @@ class Pipeline:
     def _proc(self, victim: str) -> subprocess.Popen | None:
         if victim == "nats":
             return self.nats._proc
+        if victim == "featurizer":
+            return self.featurizer.proc if self.featurizer is not None else None
         holder = self.scorer if victim == "scorer" else self.sinks[int(victim[4:] or 0)]
         return holder.proc if holder is not None else None
 
@@ -116,7 +171,7 @@ class Pipeline:
         """Wait until every sink replica has subscribed (printed ``ready`` in its log)."""
 
         def ready() -> bool:
-            logs = [self.work / f"{v}.log" for v in self.victims[2:]]
+            logs = [self.work / f"{v}.log" for v in self.sink_names]
             return all(p.exists() and "ready" in p.read_text(errors="replace") for p in logs)
 
         return wait_until(ready, timeout, step=0.2)
@@ -131,6 +186,9 @@ class Pipeline:
                 assert self.scorer is not None
                 kill_scorer(self.scorer)
                 self.scorer.proc = None
+            elif victim == "featurizer":
+                assert self.featurizer is not None
+                self.featurizer.kill()
             else:
                 sink = self.sinks[int(victim[4:] or 0)]
                 assert sink is not None
@@ -170,9 +228,10 @@ class Pipeline:
             self._supervisor.join(timeout=30)
         with self._lock:
             steps = [
+                lambda: self.featurizer.stop() if self.featurizer is not None and self.alive("featurizer") else None,
                 *(
                     (lambda s=s: s.stop())
-                    for v, s in zip(self.victims[2:], self.sinks, strict=True)
+                    for v, s in zip(self.sink_names, self.sinks, strict=True)
                     if s is not None and self.alive(v)
                 ),
                 lambda: self.scorer.stop() if self.scorer is not None else None,

@@ -28,7 +28,8 @@ def test_up_status_down_leaves_no_orphans(tmp_path):
         only.add("scorer")
     services = up(prof, "local", only=only, free_ports=True, timeout=600, echo=lambda *_: None)
     try:
-        assert {s.name for s in services} == only and all(healthy(s) for s in read_state(prof))
+        assert {s.role for s in services} == only and all(healthy(s) for s in read_state(prof))
+        assert [s.name for s in services if s.role == "sink"] == ["sink", "sink2"]  # two replicas, one durable
         api = next(s for s in services if s.name == "api")
         assert httpx.get(api.url.replace("/docs", "/health"), timeout=10).json()["status"] == "ok"
         procs = [p for s in services for p in _tree(s.pid)]
