@@ -29,6 +29,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from core.errors import TableError
 from lakehouse.schema import TableSpec
+from lakehouse.storage import writer_properties
 
 MAX_ATTEMPTS = 30
 CORRECTION = "correction of a stored row (same key, other values); stored by batch "
@@ -142,6 +143,7 @@ def _attempt(
                 mode="error",
                 partition_by=list(spec.partition_by) or None,
                 storage_options=lake._opts(),
+                writer_properties=writer_properties(spec),
                 commit_properties=props,
             )
         except (DeltaError, FileExistsError, OSError) as exc:
@@ -163,6 +165,7 @@ def _attempt(
             mode="append",
             partition_by=list(spec.partition_by) or None,
             storage_options=lake._opts(),
+            writer_properties=writer_properties(spec),
             commit_properties=_props(
                 metadata or {}, table.num_rows, dups, own, locks=_locks(spec, fresh, dt.version() + 1)
             ),

