@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -200,11 +201,16 @@ def main() -> None:
         nats_url = stack.enter_context(scorer_stack(Path(tmp)))
     keys = f"bench:{'s' * 40}"
     port = free_port()
+    # The per-client token bucket stays on, sized above this run's load (one client sends everything).
+    limit = max(10 * args.rate, 20_000)
+    print(f"rate limiting on: {limit:g} req/s per client, burst {int(limit)} (MPS_API_RATE_PER_S, MPS_API_BURST)")
     env = {
         **os.environ,
         "MPS_API_KEYS": keys,
         "MPS_LAKE_ROOT": tmp,
         "MPS_MODEL_PATH": str(MODEL),
+        "MPS_API_RATE_PER_S": f"{limit:g}",
+        "MPS_API_BURST": str(int(limit)),
         "PYTHONPATH": str(ROOT),
         **({"MPS_NATS_URL": nats_url} if nats_url else {}),
     }
@@ -252,22 +258,40 @@ def main() -> None:
             print(f"baseline  NATS request-reply to the scorer alone: p50 {rr[0]:.3f} ms p99 {rr[1]:.3f} ms")
         phases = [("GET /health", f"{base}/health", b"")]
         phases += [(f"POST /score {mode}", f"{base}/score", bodies[mode]) for mode in modes]
+        proc = psutil.Process(server.pid)
         for name, url, b in phases:
+            cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
             r = load(url, token, b, args.rate, args.seconds)
+            cpu = _cpu_s(proc) - cpu0
             print(
                 f"{name:22} at {args.rate:.0f} req/s: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:.1f} ms"
                 f"  achieved {r['req_s']:.0f} req/s  errors {r['errors']}"
+                f"  | API CPU {cpu:.2f} s = {_us_per(cpu, r):.0f} us/req, load {load0:.2f}"
             )
+            cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
             m = load(url, token, b, 0, args.seconds / 2)
+            cpu = _cpu_s(proc) - cpu0
             print(
                 f"{name:22} max throughput (32 concurrent): {m['req_s']:.0f} req/s  p50 {m['p50']:.2f} ms"
                 f"  p99 {m['p99']:.2f} ms  errors {m['errors']}"
+                f"  | API CPU {cpu:.2f} s = {_us_per(cpu, m):.0f} us/req, load {load0:.2f}"
             )
         print("targets: p99 <= 5 ms at 500 req/s; cores:", os.cpu_count())
         print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         terminate(server, 10)
         stack.close()
+
+
+def _cpu_s(proc) -> float:
+    """User + system CPU seconds of ``proc`` (the API server) so far."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def _us_per(cpu_s: float, r: dict) -> float:
+    """API CPU microseconds per answered request (errors included: they cost the server too)."""
+    return 1e6 * cpu_s / max(r["n"], 1)
 
 
 @contextlib.contextmanager

@@ -7,15 +7,23 @@ Secrets come only from the environment (never from the profile files in the repo
 - ``MPS_WEBHOOK_SECRET`` (one secret for every webhook name) or ``MPS_WEBHOOK_SECRETS``
   (``name1:secret1,name2:secret2``).
 
+Per deployment (not secret): ``MPS_API_RATE_PER_S`` (requests a second each client's token bucket
+refills, default 200) and ``MPS_API_BURST`` (requests a client may save up, default 400). Rate
+limiting is always on; size these above a client's expected load.
+
 Settings print with their secrets masked (``repr`` shows key ids and lengths only).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from core.errors import ConfigError
+
+T = TypeVar("T", int, float)
 
 
 def _pairs(raw: str, what: str) -> dict[str, str]:
@@ -52,6 +60,10 @@ class ApiSettings:
         short = [kid for kid, secret in self.keys.items() if len(secret) < 32]
         if short:
             raise ConfigError(f"API: JWT keys {short} are shorter than 32 bytes (HS256 needs at least 32)")
+        if not (math.isfinite(self.rate_per_s) and self.rate_per_s > 0):
+            raise ConfigError(f"API: rate_per_s must be a positive number of requests a second (got {self.rate_per_s})")
+        if self.burst < 1:
+            raise ConfigError(f"API: burst must be at least 1 request (got {self.burst})")
 
     @property
     def signing_kid(self) -> str:
@@ -59,7 +71,9 @@ class ApiSettings:
 
     def __repr__(self) -> str:  # never print a secret
         kids = ", ".join(self.keys)
-        return f"ApiSettings(keys=[{kids}], webhooks=[{', '.join(self.webhook_secrets)}], nats={self.nats_url})"
+        hooks = ", ".join(self.webhook_secrets)
+        limit = f"rate={self.rate_per_s:g}/s burst={self.burst}"
+        return f"ApiSettings(keys=[{kids}], webhooks=[{hooks}], nats={self.nats_url}, {limit})"
 
 
 def settings_from_env(profile, env: dict[str, str] | None = None) -> ApiSettings:
@@ -75,4 +89,21 @@ def settings_from_env(profile, env: dict[str, str] | None = None) -> ApiSettings
         nats_url=env.get("MPS_NATS_URL") or profile.nats.url,
         prefect_api_url=env.get("PREFECT_API_URL") or profile.prefect.api_url,
         model_path=env.get("MPS_MODEL_PATH"),
+        rate_per_s=_positive(env, "MPS_API_RATE_PER_S", float, ApiSettings.rate_per_s),
+        burst=_positive(env, "MPS_API_BURST", int, ApiSettings.burst),
     )
+
+
+def _positive(env: dict[str, str], name: str, kind: type[T], default: T) -> T:
+    """``env[name]`` as a positive finite ``kind`` (``default`` when unset); ConfigError naming it otherwise."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    what = "a positive whole number" if kind is int else "a positive number of requests a second"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected {what}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={raw!r}: expected {what}")
+    return value

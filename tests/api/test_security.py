@@ -10,6 +10,7 @@ import time
 
 import jwt
 import pytest
+from fastapi.testclient import TestClient
 
 from lakehouse.webhooks import signed_headers
 from mps.api.auth import issue_token
@@ -111,6 +112,34 @@ def test_rate_limit_per_client_is_429_with_retry_after(client, app, token):
     r = _get(client, a)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert _get(client, b).status_code == 200  # another client keeps its own bucket
+
+
+def test_rate_limit_is_configured_per_deployment_from_the_environment(api_lake, token):
+    from core.errors import ConfigError
+    from core.profile import load_profile
+    from mps.api.app import create_app
+    from mps.api.services import Services
+    from mps.api.settings import settings_from_env
+
+    prof = load_profile("local")
+    env = {"MPS_API_KEYS": ",".join(f"{k}:{v}" for k, v in KEYS.items())}
+    default = settings_from_env(prof, env)
+    assert (default.rate_per_s, default.burst) == (200.0, 400)
+    tight = settings_from_env(prof, {**env, "MPS_API_RATE_PER_S": "0.5", "MPS_API_BURST": "3"})
+    assert (tight.rate_per_s, tight.burst) == (0.5, 3)
+    with TestClient(create_app(Services(tight, api_lake))) as c:
+        codes = [_get(c, token("read:bars")).status_code for _ in range(4)]  # refilling one token takes 2 s
+        assert codes == [200, 200, 200, 429]
+        assert "0.5/s" in _get(c, token("read:bars")).json()["error"]["message"]
+    for name, raw in [
+        ("MPS_API_RATE_PER_S", "fast"),
+        ("MPS_API_RATE_PER_S", "0"),
+        ("MPS_API_RATE_PER_S", "nan"),
+        ("MPS_API_BURST", "2.5"),
+        ("MPS_API_BURST", "-1"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            settings_from_env(prof, {**env, name: raw})
 
 
 def test_oversized_body_is_413(client, token):
