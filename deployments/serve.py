@@ -45,6 +45,7 @@ BACKTEST_CRON = "30 23 * * 1-5"  # after the pipeline: the day's signals are in 
 TIMEZONE = "UTC"
 LANDING_CRON = "*/10 * * * *"  # a sweep of the landing zone in case a webhook was lost
 DRIFT_CRON = "45 * * * *"  # hourly: the last hour of gold against the champion's reference
+CANARY_CRON = "50 * * * *"  # hourly: the champion against its predecessor on the windows since promotion
 VENDOR_FILE_EVENT = "mps.webhook.vendor-file"
 LANDING_PARAMS = {"tabular": {"mapping": "yahoo_daily"}}
 
@@ -122,11 +123,13 @@ def landing_trigger():
 def training_deployments(strategy: Strategy, profile: str = "local") -> list:
     """``train/nightly`` (strategy's train cron, and a trigger: ``mps.drift.detected`` retrains the drifted
     model), ``promote/default`` (run on demand: the API's /governance/promote, the UI, ``mps promote``),
-    ``drift-check/hourly`` (emits ``mps.drift.detected`` when gold drifts from the champion's reference)
+    ``drift-check/hourly`` (emits ``mps.drift.detected`` when gold drifts from the champion's reference),
+    ``canary/hourly`` (rolls back a champion worse than its predecessor on live windows)
     and ``pipeline/daily`` (every step in order for the strategy's first model, after the close)."""
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
+    from flows.canary import canary
     from flows.drift import drift_check
     from flows.pipeline import pipeline
     from flows.promote import promote
@@ -156,6 +159,13 @@ def training_deployments(strategy: Strategy, profile: str = "local") -> list:
             schedules=[Cron(DRIFT_CRON, timezone=TIMEZONE)],
             parameters={"model_name": first, "profile": profile},
             description=(drift_check.description or "").split("\n")[0],
+            tags=["mps", f"strategy:{strategy.name}"],
+        ),
+        canary.to_deployment(
+            name="hourly",
+            schedules=[Cron(CANARY_CRON, timezone=TIMEZONE)],
+            parameters={"model_name": first, "profile": profile},
+            description=(canary.description or "").split("\n")[0],
             tags=["mps", f"strategy:{strategy.name}"],
         ),
         pipeline.to_deployment(

@@ -121,3 +121,31 @@ def register(app: typer.Typer) -> None:
         except MpsError as exc:
             _fail(exc)
         console.print(f"champion of {model} is v{out['version']} again (was v{out['previous']})")
+
+    @app.command()
+    def canary(
+        model: str = typer.Argument(..., help="registered model name"),
+        label_set: str | None = typer.Option(None, help="gold label set (default: ret_tick_v1 / ret_bars_v1)"),
+        nats_url: str | None = typer.Option(None, help="NATS URL (default: the profile's)"),
+        profile: str = ProfileOpt,
+    ) -> None:
+        """Judge the champion against its predecessor on the live windows since promotion; roll back if worse."""
+        from datetime import UTC, datetime
+
+        try:
+            _prefect_env(profile)
+            from flows.canary import canary as canary_flow
+
+            out = canary_flow(
+                model_name=model, as_of=datetime.now(UTC), label_set=label_set, profile=profile, nats_url=nats_url
+            )
+        except MpsError as exc:
+            _fail(exc)
+        if "skipped" in out or "waiting" in out:
+            console.print(f"{model} v{out['version']}: nothing decided ({out.get('skipped') or out['waiting']})")
+        elif out["rollback"]:
+            console.print(f"{model} v{out['version']} rolled back to v{out['previous']}: {'; '.join(out['reasons'])}")
+        else:
+            console.print(
+                f"{model} v{out['version']} holds against v{out['previous']} on {out['windows']} live windows"
+            )

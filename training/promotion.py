@@ -114,7 +114,9 @@ def apply_decision(
         return Outcome(model_name, version, False, previous, tuple(decision.reasons), None)
     pointer = _serve(tracker, model_name, version, models_dir, publish, promoted_at_ns)
     tracker.set_champion(model_name, version)
-    tracker.tag_version(model_name, version, {**record, "promotion.status": "champion"})
+    tracker.tag_version(
+        model_name, version, {**record, "promotion.status": "champion", "promotion.at_ns": str(promoted_at_ns)}
+    )
     return Outcome(model_name, version, True, previous, (), pointer)
 
 
@@ -127,6 +129,7 @@ def rollback(tracker: Tracker, model_name: str, *, models_dir: Path, publish: Pu
     previous = history[-2]
     pointer = _serve(tracker, model_name, previous, models_dir, publish, promoted_at_ns)
     tracker.set_champion(model_name, previous, history=history[:-1])
+    tracker.tag_version(model_name, previous, {"promotion.at_ns": str(promoted_at_ns)})  # its live windows restart
     if current is not None:
         tracker.tag_version(model_name, current, {"promotion.status": "rolled_back"})
     return Outcome(model_name, previous, True, current, (f"rolled back from v{current}",), pointer)

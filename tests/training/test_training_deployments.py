@@ -20,6 +20,7 @@ def test_train_deployment_is_triggered_by_drift_and_matches_prefect_yaml():
         "flows/train.py:train",
         "flows/promote.py:promote",
         "flows/drift.py:drift_check",
+        "flows/canary.py:canary",
         "flows/pipeline.py:pipeline",
     }
     train = built["flows/train.py:train"]
