@@ -28,6 +28,7 @@ faster but loses whatever was in flight when the server died.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from feature_store.registry import FeatureSet, get
 from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
 
+log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_MESSAGE_WAIT_S = 10.0  # an idle exit waits at least this long for the first message (a replay starting up)
 
@@ -66,7 +68,12 @@ async def connect(url: str):
     """A NATS connection that reconnects forever, 0.1 s apart (nats-py's default waits 2 s, 60 times)."""
     import nats
 
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=1)
+    async def one_line(exc: Exception) -> None:  # instead of nats-py's traceback per failed reconnect
+        log.warning("nats: %s", exc or type(exc).__name__)
+
+    return await nats.connect(
+        url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=1, error_cb=one_line
+    )
 
 
 async def ensure_stream(js, name: str) -> None:
