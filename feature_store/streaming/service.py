@@ -283,7 +283,8 @@ class StreamingFeaturizer:
 
     async def _collect_acks(self, keep: int) -> None:
         if self._outbox is not None:
-            self.counts["published"] += await self._outbox.settle(keep)
+            acked = await self._outbox.settle(keep)  # (not `+= await`: the other caller's count would be lost)
+            self.counts["published"] += acked
             self.counts["publish_retries"] = self._outbox.retries
 
     def _apply(self, subject: str, data: bytes) -> None:
