@@ -40,8 +40,9 @@ class Rows(BaseModel):
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
-def health(request: Request) -> Health:
+async def health(request: Request) -> Health:
     """Liveness: the API answers and knows its lake (no token needed)."""
+    # async: it does no I/O, so it runs on the event loop instead of hopping to the thread pool
     services = request.app.state.services
     return Health(status="ok", lake=services.lake.root, tables=len(TABLES), time=services.clock())
 

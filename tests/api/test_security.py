@@ -45,6 +45,44 @@ def test_expired_token_is_401(client, settings):
     assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
 
 
+def test_a_verified_token_is_answered_from_the_cache_until_it_expires(client, app, settings, monkeypatch):
+    t = time.time()
+    short = issue_token(settings, "c", ["read:bars"], ttl_s=1, now=t - 3)  # valid until t + 3 (5 s leeway)
+    headers = {"Authorization": f"Bearer {short}"}
+    assert _get(client, headers).status_code == 200 and len(app.state.token_cache) == 1
+
+    def no_decode(*a, **kw):
+        raise AssertionError("a cached token was verified again")
+
+    with monkeypatch.context() as m:
+        m.setattr(jwt, "decode", no_decode)
+        assert _get(client, headers).status_code == 200
+    time.sleep(max(0.0, t + 3.2 - time.time()))
+    r = _get(client, headers)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired"
+    assert len(app.state.token_cache) == 0
+    forged = _tamper(issue_token(settings, "c", ["read:signals"]))
+    assert _get(client, {"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert len(app.state.token_cache) == 0  # only tokens that verified are kept
+
+
+def test_token_cache_is_bounded_least_recently_used_out():
+    from mps.api.auth import Client, TokenCache
+
+    now = [1000.0]
+    cache = TokenCache(max_entries=2, clock=lambda: now[0])
+    clients = {t: Client(t, frozenset({"read:bars"}), False) for t in ("a", "b", "c")}
+    cache.put("a", clients["a"], exp=2000)
+    cache.put("b", clients["b"], exp=2000)
+    assert cache.get("a") == clients["a"]  # a is now the most recent
+    cache.put("c", clients["c"], exp=2000)
+    assert len(cache) == 2 and cache.get("b") is None and cache.get("a") == clients["a"]
+    now[0] = 2004.9  # exp + 5 s leeway not yet reached
+    assert cache.get("c") == clients["c"]
+    now[0] = 2005.0
+    assert cache.get("c") is None and len(cache) == 1
+
+
 def _tamper(token: str) -> str:
     head, payload, sig = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
