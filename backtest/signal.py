@@ -2,8 +2,10 @@
 
 The Rust scorer (serving-rs/src/signal.rs) computes the same fields with the same formulas; the
 golden vectors in contracts/golden/ hold both to 1e-6. Returns are log-returns as fractions
-(1 bp = 1e-4). Inside a bucket the density is taken as uniform, so the CDF is piecewise linear:
-quantiles interpolate within a bucket and P(r > 0) splits the bucket that straddles zero.
+(1 bp = 1e-4). Quantiles read the density as uniform inside a bucket (the CDF is piecewise
+linear); the direction figures read each bucket as the point mass at its mid r_k, as Kelly sizing
+does: P(up) is the mass of buckets with r_k > 0, G and L the conditional means of those above and
+below zero, and the bucket around zero is flat (training.metrics.up_mask counts "up" the same way).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from core.errors import ContractError
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_NAMES: tuple[str, ...] = ("q05", "q25", "q50", "q75", "q95")
 SIGNAL_SCHEMA = "signal.v1"
+FLAT_TOLERANCE = 1e-6  # as training.metrics.FLAT_TOLERANCE (backtest does not import training)
 
 
 def quantile(p: np.ndarray, edges: np.ndarray, q: float) -> float:
@@ -50,15 +53,13 @@ def summarize_all(probs: np.ndarray, edges_bps: Sequence[float]) -> dict[str, np
     mid = 0.5 * (lo + hi)
     mean = p @ mid
     var = p @ (mid * mid) - mean * mean
-    up_lo = np.maximum(lo, 0.0)
-    dn_hi = np.minimum(hi, 0.0)
-    up_mass = p * np.clip((hi - up_lo) / width, 0.0, 1.0)
-    dn_mass = p * np.clip((dn_hi - lo) / width, 0.0, 1.0)
+    up_mass = p * (mid > FLAT_TOLERANCE * width)  # a mid within 1e-6 widths of 0 is the flat bucket
+    dn_mass = p * (mid < -FLAT_TOLERANCE * width)
     p_up = up_mass.sum(axis=1)
     p_dn = dn_mass.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        gain = np.where(p_up > 0.0, (up_mass @ (0.5 * (up_lo + hi))) / p_up, 0.0)
-        loss = np.where(p_dn > 0.0, -(dn_mass @ (0.5 * (lo + dn_hi))) / p_dn, 0.0)
+        gain = np.where(p_up > 0.0, (up_mass @ mid) / p_up, 0.0)
+        loss = np.where(p_dn > 0.0, -(dn_mass @ mid) / p_dn, 0.0)
         plogp = np.where(p > 0.0, p * np.log(p), 0.0)
     cdf = np.cumsum(p, axis=1)
     out = {

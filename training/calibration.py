@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from scipy import optimize
 
-from training.metrics import prob_up
+from training.metrics import prob_up, up_mask
 from training.models.base import Buckets, normalise
 
 
@@ -78,12 +78,10 @@ class ProbUpCalibrator:
     def apply_to_probs(self, p: np.ndarray, buckets: Buckets) -> np.ndarray:
         """Rescale each (n, h) distribution's up and down masses so its P(up) is the calibrated one.
 
-        Buckets wholly above zero are scaled by u, those below by 1, the one straddling zero by the
-        mix of the two in proportion to its part above zero; u solves P(up) = target exactly unless
-        the target is so extreme that the straddling bucket's mass on the other side prevents it.
+        Buckets whose mid is above zero (the "up" event, ``training.metrics.up_mask``) are scaled
+        by u, the rest (down and the flat zero bucket) by 1; u solves P(up) = target exactly.
         """
-        e = buckets.edges_bps
-        f = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)  # (K,) share above zero
+        f = up_fractions(buckets)
         pu = np.stack([prob_up(p[:, h], buckets) for h in range(p.shape[1])], axis=1)
         target = self.transform(pu)[..., None]
         a, b = (p * f * f).sum(-1, keepdims=True), (p * f * (1 - f)).sum(-1, keepdims=True)
@@ -98,9 +96,8 @@ def _logit(x: np.ndarray) -> np.ndarray:
 
 
 def up_fractions(buckets: Buckets) -> np.ndarray:
-    """Each bucket's share above zero (K,): 1 above, 0 below, the straddling bucket its fraction."""
-    e = buckets.edges_bps
-    return np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
+    """Each bucket's share of the "up" event (K,): 1 where its mid is above zero, else 0 (the zero bucket is flat)."""
+    return up_mask(buckets)
 
 
 SNAP_SLOPE = 0.02  # a fitted P(up) slope below this is taken as zero
@@ -116,7 +113,7 @@ def fit_up_slopes(
     signal that was over-confident, or sharpens (a > 1) a timid one, around 1/2.
     """
     f = up_fractions(buckets)
-    up = f[y]  # (N, H) realised share above zero, as the gates count it
+    up = f[y]  # (N, H) realised up (bucket mid above zero), as the gates count it
     out = []
     for h in range(p.shape[1]):
         lg, u = _logit(p[:, h] @ f), up[:, h]

@@ -86,7 +86,7 @@ def window_columns(X: np.ndarray, feature_names: tuple[str, ...], probs: np.ndar
     if probs is not None:
         e = np.asarray(edges_bps, dtype=np.float64)
         mids = 0.5 * (e[:-1] + e[1:])
-        frac = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
+        frac = (mids > 0.0).astype(np.float64)  # P(up) = mass of buckets with mid > 0 (training.metrics.up_mask)
         for h in range(probs.shape[1]):
             cols[f"pred.prob_up.h{h}"] = probs[:, h, :] @ frac
             cols[f"pred.mean_bps.h{h}"] = probs[:, h, :] @ mids

@@ -78,20 +78,16 @@ class Decision:
 
 
 def prob_up(probs: np.ndarray, edges_bps: np.ndarray) -> np.ndarray:
-    """P(r > 0) per (sample, horizon), the straddling bucket split (``training.metrics.prob_up``)."""
-    buckets = Buckets(np.asarray(edges_bps, dtype=np.float64))
-    return np.stack([metrics.prob_up(probs[:, h, :], buckets) for h in range(probs.shape[1])], axis=1)
+    """P(up) per (sample, horizon): the mass of buckets whose mid is above zero (``training.metrics.prob_up``)."""
+    return probs @ metrics.up_mask(Buckets(np.asarray(edges_bps, dtype=np.float64)))
 
 
 def realised_up(y: np.ndarray, edges_bps: np.ndarray) -> np.ndarray:
-    """The realised bucket's share above zero (1 above, 0 below, the straddling bucket its fraction).
+    """1.0 where the realised bucket's mid is above zero, else 0.0 (``training.metrics.realised_up``).
 
-    Only the bucket is known, and the contract takes the density as uniform within a bucket, so
-    the straddling bucket counts as up with the same share ``prob_up`` gives it.
+    The bucket holding zero is flat: neither its forecast mass nor its outcomes count as up.
     """
-    e = np.asarray(edges_bps, dtype=np.float64)
-    frac = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
-    return frac[y]
+    return metrics.realised_up(y, Buckets(np.asarray(edges_bps, dtype=np.float64)))
 
 
 def sample_log_score(probs: np.ndarray, y: np.ndarray) -> np.ndarray:

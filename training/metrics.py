@@ -3,7 +3,11 @@
 Inputs per horizon: ``p`` (N, K) bucket probabilities, ``y`` (N,) realised bucket, optionally
 ``r`` (N,) realised return in bps (defaults to the bucket mid). The predictive distribution is read
 as point masses at the bucket mids for CRPS (exactly what properscoring's weighted
-``crps_ensemble`` computes) and as uniform within each bucket for P(up), as backtest/signal.py does.
+``crps_ensemble`` computes) and for the direction event: "up" is a realised bucket whose mid return
+is above zero, and P(up) is the mass of those buckets (DESIGN section 8: sizing reads each bucket as
+the point mass r_k). The bucket around zero is "flat", neither up nor down, in the forecast and in
+the outcome alike: on a 1-cent price lattice most short-horizon returns are exactly zero, and a P(up)
+that split that bucket could never match a realised rate that counts zero as "not up".
 Per-sample score arrays (``*_per_sample``) feed the block bootstrap of score differences by day.
 """
 
@@ -16,6 +20,7 @@ from training.models.base import Buckets
 
 ECE_BINS = 10
 P_UP_RESOLUTION = 1e-6  # forecasts closer than this are the same forecast (float32 carries ~7 digits)
+FLAT_TOLERANCE = 1e-6  # a bucket mid within this share of its width from zero is the flat bucket
 
 
 def log_score_per_sample(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -48,11 +53,28 @@ def crps_per_sample(p: np.ndarray, r_bps: np.ndarray, mids_bps: np.ndarray) -> n
     return np.where(r < m[0], below, np.where(r >= m[-1], above, inside))
 
 
-def prob_up(p: np.ndarray, buckets: Buckets) -> np.ndarray:
-    """P(return > 0), mass uniform within each bucket (the straddling bucket is split), (N,)."""
+def up_mask(buckets: Buckets) -> np.ndarray:
+    """1.0 for each bucket whose mid return is above zero, else 0.0, (K,): the "up" event.
+
+    A mid within ``FLAT_TOLERANCE`` of its bucket's width from zero is zero (edges computed in
+    floating point may leave the zero bucket's mid at 1e-16, which must not make it "up").
+    """
     e = buckets.edges_bps
-    frac = np.clip((e[1:] - np.maximum(e[:-1], 0.0)) / (e[1:] - e[:-1]), 0.0, 1.0)
-    return p @ frac
+    return (buckets.mids_bps > FLAT_TOLERANCE * (e[1:] - e[:-1])).astype(np.float64)
+
+
+def prob_up(p: np.ndarray, buckets: Buckets) -> np.ndarray:
+    """P(up): the mass of the buckets whose mid return is above zero (the zero bucket is flat), (N,)."""
+    return p @ up_mask(buckets)
+
+
+def realised_up(y: np.ndarray, buckets: Buckets) -> np.ndarray:
+    """1.0 where the realised bucket's mid return is above zero, else 0.0 (same shape as ``y``).
+
+    Equivalently the realised return lies above the upper edge of the bucket holding zero; a return
+    inside that bucket is flat, as ``prob_up`` counts it.
+    """
+    return up_mask(buckets)[np.asarray(y)]
 
 
 def brier_per_sample(pu: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -113,7 +135,7 @@ def horizon_scores(
     """All section-11 scores of one horizon's forecasts (N, K) against outcomes (N,)."""
     mids = buckets.mids_bps
     r = mids[y] if r_bps is None else np.asarray(r_bps, dtype=np.float64)
-    pu, up = prob_up(p, buckets), (r > 0).astype(np.float64)
+    pu, up = prob_up(p, buckets), realised_up(y, buckets)
     mean, std = moments(p, mids)
     moved = r != 0
     pit_hist = np.histogram(pit(p, y, np.random.default_rng(seed)), bins=10, range=(0, 1))[0] / len(y)

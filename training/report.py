@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from training.evaluate import EvalResult
-from training.metrics import pit, prob_up, reliability
+from training.metrics import pit, prob_up, realised_up, reliability
 from training.models.base import Buckets
 
 TABLE_METRICS = ("log_score", "rps", "crps_bps", "brier", "ece", "sharpness_bps", "dir_acc", "ic")
@@ -35,7 +35,7 @@ def _figures(res: EvalResult, y: np.ndarray, buckets: Buckets, horizons: list, o
 
     paths = []
     H = len(horizons)
-    r_up = (buckets.mids_bps[y] > 0).astype(float)
+    r_up = realised_up(y, buckets)
     fig, axes = plt.subplots(1, H, figsize=(3.2 * H, 3.2), squeeze=False)
     for h, ax in enumerate(axes[0]):
         ax.plot([0, 1], [0, 1], "k:", lw=1)

@@ -1,8 +1,9 @@
 //! Signal from bucket probabilities: the mirror of `backtest/signal.py` (DESIGN section 8).
 //!
-//! Returns are log-returns as fractions. Within a bucket the density is uniform, so the CDF is
-//! piecewise linear: quantiles interpolate inside a bucket and P(r > 0) splits the bucket that
-//! straddles zero.
+//! Returns are log-returns as fractions. Quantiles read the density as uniform inside a bucket
+//! (the CDF is piecewise linear); the direction figures read each bucket as the point mass at its
+//! mid r_k, as Kelly sizing does: P(up) is the mass of buckets with r_k > 0, G and L the
+//! conditional means above and below zero, and the bucket around zero is flat.
 
 use serde::Serialize;
 
@@ -12,6 +13,8 @@ use crate::sizing::{guard_for, position_size, RiskState};
 
 pub const QUANTILE_LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 pub const SIGNAL_SCHEMA: &str = "signal.v1";
+/// A bucket mid within this share of its width from zero is the flat bucket (as in Python).
+pub const FLAT_TOLERANCE: f64 = 1e-6;
 
 /// Bucket geometry precomputed once per model (returns, not bps).
 #[derive(Debug, Clone)]
@@ -21,10 +24,10 @@ pub struct Buckets {
     /// expm1(mid): the simple return Kelly's 1 + f r needs.
     simple_mid: Vec<f64>,
     width: Vec<f64>,
-    up_frac: Vec<f64>,
-    up_mid: Vec<f64>,
-    dn_frac: Vec<f64>,
-    dn_mid: Vec<f64>,
+    /// 1 where the bucket's mid is above zero (the "up" event), else 0.
+    up: Vec<f64>,
+    /// 1 where the bucket's mid is below zero, else 0.
+    dn: Vec<f64>,
     ln_k: f64,
 }
 
@@ -33,22 +36,17 @@ impl Buckets {
         let edges: Vec<f64> = edges_bps.iter().map(|e| e * 1e-4).collect();
         let k = edges.len() - 1;
         let (mut mid, mut width) = (Vec::with_capacity(k), Vec::with_capacity(k));
-        let (mut up_frac, mut up_mid, mut dn_frac, mut dn_mid) =
-            (vec![0.0; k], vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+        let (mut up, mut dn) = (vec![0.0; k], vec![0.0; k]);
         for i in 0..k {
             let (lo, hi) = (edges[i], edges[i + 1]);
-            let w = hi - lo;
-            mid.push(0.5 * (lo + hi));
+            let (m, w) = (0.5 * (lo + hi), hi - lo);
+            mid.push(m);
             width.push(w);
-            let up_lo = lo.max(0.0);
-            up_frac[i] = ((hi - up_lo) / w).clamp(0.0, 1.0);
-            up_mid[i] = 0.5 * (up_lo + hi);
-            let dn_hi = hi.min(0.0);
-            dn_frac[i] = ((dn_hi - lo) / w).clamp(0.0, 1.0);
-            dn_mid[i] = 0.5 * (lo + dn_hi);
+            up[i] = if m > FLAT_TOLERANCE * w { 1.0 } else { 0.0 };
+            dn[i] = if m < -FLAT_TOLERANCE * w { 1.0 } else { 0.0 };
         }
         let simple_mid = mid.iter().map(|m: &f64| m.exp_m1()).collect();
-        Buckets { edges, mid, simple_mid, width, up_frac, up_mid, dn_frac, dn_mid, ln_k: (k as f64).ln() }
+        Buckets { edges, mid, simple_mid, width, up, dn, ln_k: (k as f64).ln() }
     }
 
     pub fn k(&self) -> usize {
@@ -115,12 +113,12 @@ pub fn summarize(probs: &[f32], b: &Buckets, p: &mut [f64], cdf: &mut [f64]) -> 
         cdf[i] = run;
         mean += pi * b.mid[i];
         m2 += pi * b.mid[i] * b.mid[i];
-        let up = pi * b.up_frac[i];
-        let dn = pi * b.dn_frac[i];
+        let up = pi * b.up[i];
+        let dn = pi * b.dn[i];
         p_up += up;
         p_dn += dn;
-        g += up * b.up_mid[i];
-        l += dn * b.dn_mid[i];
+        g += up * b.mid[i];
+        l += dn * b.mid[i];
         if pi > 0.0 {
             ent -= pi * pi.ln();
         }
@@ -336,6 +334,12 @@ mod tests {
             assert_eq!(s.q[i], quantile(&p, &cdf, &b, *level));
         }
         assert!((s.prob_up - 0.7).abs() < 1e-6, "{}", s.prob_up);
+        // the bucket around zero is flat: its mass is neither up nor down
+        let zb = Buckets::from_bps(&[-1.5, -0.5, 0.5, 1.5]);
+        let (mut p3, mut c3) = (vec![0.0; 3], vec![0.0; 3]);
+        let z = summarize(&[0.2f32, 0.5, 0.3], &zb, &mut p3, &mut c3).unwrap();
+        assert!((z.prob_up - 0.3).abs() < 1e-7, "{}", z.prob_up);
+        assert!((z.avg_gain - 1e-4).abs() < 1e-12 && (z.avg_loss - 1e-4).abs() < 1e-12);
         assert!(summarize(&[0.0; 5], &b, &mut p, &mut cdf).is_none());
         assert!(summarize(&[f32::NAN, 1.0, 0.0, 0.0, 0.0], &b, &mut p, &mut cdf).is_none());
     }

@@ -16,6 +16,7 @@ from training.metrics import (
     pit,
     prob_up,
     quintile_ranks,
+    realised_up,
     rps_per_sample,
 )
 from training.models.base import Buckets, default_edges_bps
@@ -68,14 +69,14 @@ def test_calibrated_forecaster_has_small_ece_and_uniform_pit():
     r = rng.normal(size=n) * scale
     y = BUCKETS.index(r)
     pu = prob_up(p, BUCKETS)
-    assert ece(pu, (r > 0).astype(float)) < 0.02
+    assert ece(pu, realised_up(y, BUCKETS)) < 0.02
     h = np.histogram(pit(p, y, rng), bins=10, range=(0, 1))[0] / n
     assert np.abs(h - 0.1).max() < 0.01
     s = horizon_scores(p, y, BUCKETS, r)
     assert s["pit_chi2"] < 30 and 0.45 < s["dir_acc"] < 0.55
     wrong = BUCKETS.from_cdf(lambda e: stats.norm.cdf(e / scale[:, None] - 0.5))  # biased
     assert horizon_scores(wrong, y, BUCKETS, r)["log_score"] > s["log_score"]
-    assert ece(prob_up(wrong, BUCKETS), (r > 0).astype(float)) > 0.1
+    assert ece(prob_up(wrong, BUCKETS), realised_up(y, BUCKETS)) > 0.1
 
 
 def test_block_bootstrap_ci_covers_zero_for_noise_and_not_for_a_shift():
