@@ -16,7 +16,7 @@ The out-of-sample forecasts are kept in ``predictions`` for reports and ensemble
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,9 +26,13 @@ from core.errors import ContractError
 from training.conformal import SplitConformal, coverage
 from training.metrics import block_bootstrap_ci, horizon_scores, log_score_per_sample, rps_per_sample, skill_share
 from training.models.base import Buckets, DistributionModel, check_proba, check_xy
-from training.splits import WalkForwardConfig, walk_forward
+from training.splits import Fold, WalkForwardConfig, walk_forward
 
 Factory = Callable[[], DistributionModel]
+FoldForecasts = dict[str, np.ndarray]  # model name -> (n_test, H, K) on one fold's test samples
+# Fits every fold and returns their forecasts in fold order; the default runs them here, in order.
+# ``flows.walk_forward`` passes one that submits each fold to its Prefect task runner (Dask).
+FoldRunner = Callable[[np.ndarray, np.ndarray, Sequence[Fold], Mapping[str, Factory]], list[FoldForecasts]]
 DIFF_METRICS = {"log_score": log_score_per_sample, "rps": rps_per_sample}
 
 
@@ -70,10 +74,30 @@ class EvalResult:
     fold_of: np.ndarray  # fold number of each test row
 
 
+def fit_split(
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, factories: Mapping[str, Factory]
+) -> FoldForecasts:
+    """Fit each factory's model on one fold's training samples; forecast its test samples."""
+    return {name: make().fit(X_train, y_train).predict_proba(X_test) for name, make in factories.items()}
+
+
+def fit_in_order(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], factories: Mapping[str, Factory]):
+    """The default ``FoldRunner``: one fold after the other, in this process."""
+    return [fit_split(X[f.train], y[f.train], X[f.test], factories) for f in folds]
+
+
 def evaluate(
-    data: EvalData, models: Mapping[str, Factory], baselines: Mapping[str, Factory], cfg: EvalConfig
+    data: EvalData,
+    models: Mapping[str, Factory],
+    baselines: Mapping[str, Factory],
+    cfg: EvalConfig,
+    fold_runner: FoldRunner = fit_in_order,
 ) -> EvalResult:
-    """Fit every model and baseline walk-forward on the same folds; return tidy scores, diffs and CIs."""
+    """Fit every model and baseline walk-forward on the same folds; return tidy scores, diffs and CIs.
+
+    Folds are independent fits, so ``fold_runner`` may run them anywhere (a Dask cluster through
+    ``flows.walk_forward``); scoring happens here, on their forecasts, identically either way.
+    """
     X, y = check_xy(data.X, data.y, data.buckets.k)
     H = y.shape[1]
     horizons = data.horizons or tuple(range(1, H + 1))
@@ -84,11 +108,9 @@ def evaluate(
     everyone = {**baselines, **models}
     preds: dict[str, list[np.ndarray]] = {name: [] for name in everyone}
     rows, cov_rows = [], []
-    for fold in folds:
-        for name, make in everyone.items():
-            p = check_proba(
-                make().fit(X[fold.train], y[fold.train]).predict_proba(X[fold.test]), len(fold.test), H, data.buckets.k
-            )
+    for fold, forecasts in zip(folds, fold_runner(X, y, folds, everyone), strict=True):
+        for name in everyone:
+            p = check_proba(forecasts[name], len(fold.test), H, data.buckets.k)
             preds[name].append(p)
             for h in range(H):
                 s = horizon_scores(p[:, h], y[fold.test, h], data.buckets, r[fold.test, h], seed=cfg.seed)
