@@ -1,7 +1,7 @@
 """Real-data evaluation: BAC ticks (1..600 s) and daily equities + indices (1, 5, 20 sessions) against baselines.
 
 Ticks: LEAN BAC trade + quote ticks of 2013-10-07..11 ingested into a temporary lake, tick_v2
-features and ret_tick_v1 labels built into gold, walk-forward by day (each later day is a test fold).
+features and ret_tick_v1 labels (mid-quote returns; ``--price trade`` for last-trade returns) built into gold, walk-forward by day (each later day is a test fold).
 Bars: the 21 LEAN daily equities and the arch S&P 500 / NASDAQ indices, bar_v1 features, forward
 returns at 1, 5, 20 sessions, walk-forward by day; plus the M6 measure on 20-session quintile ranks.
 Prints Markdown tables (scores, gains with 95 % day-block bootstrap CIs, targets) and writes them
@@ -14,12 +14,15 @@ to ``--out``/{ticks,bars}.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import warnings
 from datetime import date
 from pathlib import Path
+
+import numpy as np
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +40,20 @@ def ticks(args) -> str:
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        w = tick_windows(Lake(tmp), Path(args.data), BAC_DAYS[: args.days], horizons, args.lookback, args.stride)
+        w = tick_windows(
+            Lake(tmp), Path(args.data), BAC_DAYS[: args.days], horizons, args.lookback, args.stride, price=args.price
+        )
     buckets = Buckets(default_edges_bps(101, -50, 50))
     models, base = model_factories("tick", buckets, w.names, horizons, args.epochs, args.models.split(","), args.trees)
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     res = run_eval(w, buckets, models, base, n_folds=args.days - args.min_train, min_train_days=args.min_train)
+    zero = float((w.y == buckets.index(np.zeros(1))[0]).mean(axis=0)[0])
     head = (
         f"# BAC ticks, walk-forward by day ({args.days} days, {args.min_train} to train first, then one test day per "
-        f"fold)\n\n{len(w.y)} windows (lookback {args.lookback} s, one every {args.stride} s), tick_v2, 101 buckets "
-        f"of 1 bps; fitting and scoring took {time.process_time() - t0:.0f} s CPU.\n"
+        f"fold)\n\n{len(w.y)} windows (lookback {args.lookback} s, one every {args.stride} s), tick_v2, labels of "
+        f"the {args.price} price ({zero:.0%} of {horizons[0]} s labels in the zero bucket), 101 buckets of 1 bps; "
+        f"fitting and scoring took {time.process_time() - t0:.0f} s CPU ({time.perf_counter() - w0:.0f} s wall, load "
+        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores).\n"
     )
     return _report(head, res, scores_table, gains_table, targets_table)
 
@@ -109,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stride", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--since", default="2005-01-01")
+    ap.add_argument(
+        "--price", choices=["mid", "trade"], default="mid", help="tick labels of the quote mid or last trade"
+    )
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--trees", type=int, default=300, help="LightGBM boosting rounds (early stopping may stop sooner)")
     args = ap.parse_args(argv)

@@ -113,6 +113,10 @@ def label_window(
     start: datetime | None,
     end: datetime | None,
     tz: str = "America/New_York",
+    quotes: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Label rows with ts in [start, end] (their outcomes may lie after ``end``: labels look forward)."""
-    return in_window(make_labels(bars, spec, actions, tz), start, end)
+    """Label rows with ts in [start, end] (their outcomes may lie after ``end``: labels look forward).
+
+    ``quotes`` feed a mid-quote label set (``LabelSpec.price == "mid"``).
+    """
+    return in_window(make_labels(bars, spec, actions, tz, quotes=quotes), start, end)

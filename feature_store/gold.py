@@ -89,6 +89,7 @@ GOLD_LABEL_SETS = register(
             col("tf", STR),
             col("horizons", pa.list_(pa.int64())),
             col("discretizer", STR, doc="Discretizer JSON: edges, unit, scale, vol scaling"),
+            col("price", STR, nullable=True, doc="what the returns are of: trade (bar close) or mid (quote mid)"),
         ),
         keys=("label_set",),
         lineage=False,

@@ -1,8 +1,9 @@
 """Real vendor data as evaluation arrays: BAC ticks and daily equity/index bars, through the platform's own path.
 
 Ticks: the LEAN adapter ingests trade and quote ticks into a (temporary) lake (``run_source``), the
-reconcile core builds silver 1s consensus bars, ``ret_tick_v1`` labels come from them and ``tick_v2``
-features from bronze (``build_tick_features``), both written to gold; the windows are read back from
+reconcile core builds silver 1s consensus bars, ``ret_tick_v1`` labels come from the quote mids over
+their span (trade closes with ``price="trade"``) and ``tick_v2`` features from bronze
+(``build_tick_features``), both written to gold; the windows are read back from
 gold as of each label's decision time (``training_set``), as training does.
 
 Bars: LEAN daily equities (raw, with the splits and dividends of LEAN's factor files applied point
@@ -62,9 +63,13 @@ def ingest_bac_ticks(lake: Lake, data_root: Path, days: Sequence[str] = BAC_DAYS
 
 
 def build_tick_gold(
-    lake: Lake, start: datetime, end: datetime, symbols: list[str], tz: str = "America/New_York"
+    lake: Lake, start: datetime, end: datetime, symbols: list[str], tz: str = "America/New_York", price: str = "mid"
 ) -> tuple[int, int]:
-    """tick_v2 features and ret_tick_v1 labels of ``[start, end)`` into gold, per UTC day; return (features, labels)."""
+    """tick_v2 features and ret_tick_v1 labels of ``[start, end)`` into gold, per UTC day; return (features, labels).
+
+    Labels are mid-quote returns (``price="mid"``) from the main source's quotes, or trade-price
+    returns where that source sends no quotes that day (or with ``price="trade"``).
+    """
     from feature_store.gold import write_labels
     from feature_store.streaming.session import main_source
     from feature_store.tick.gold import build_tick_features
@@ -73,7 +78,6 @@ def build_tick_gold(
     from lakehouse.tables import BRONZE_QUOTES, BRONZE_TRADES
 
     calendars = {i.symbol_id: i.calendar for i in load_instruments()}
-    spec = tick_label_spec()
     n_feat = n_lab = 0
     lo = start
     while lo < end:
@@ -81,13 +85,16 @@ def build_tick_gold(
         window = pl.col("ts").is_between(lo, hi, closed="left") & pl.col("symbol_id").is_in(symbols)
         trades = lake.read(BRONZE_TRADES, ["source", "symbol_id", "ts", "price", "size"]).filter(window)
         if trades.height:
-            quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "ask"]).filter(window)
-            n_feat += build_tick_features(lake, main_source(lake, lo, hi, symbols), lo, hi, symbols, calendars)
+            quotes = lake.read(BRONZE_QUOTES, ["source", "symbol_id", "ts", "bid", "ask", "seq"]).filter(window)
+            source = main_source(lake, lo, hi, symbols)
+            n_feat += build_tick_features(lake, source, lo, hi, symbols, calendars)
             cfg = ReconcileConfig(timeframes=("1s",), detect_offsets=False)
             bars = reconcile_window(ticks_with_mid_fallback(trades, quotes), _no_bars(), calendars, lo, hi, None, cfg)
             b = bars.bars.filter(pl.col("tf") == "1s").sort("symbol_id", "ts")
             b = b.with_columns(pl.col("ts").dt.convert_time_zone(tz).dt.date().alias("day"))
-            n_lab += write_labels(lake, make_labels(b, spec), spec.row())
+            book = quotes.filter(pl.col("source") == source)  # one vendor's top of book (its updates are one stream)
+            spec = tick_label_spec(price=price if book.height else "trade")
+            n_lab += write_labels(lake, make_labels(b, spec, tz=tz, quotes=book), spec.row())
         lo = hi
     return n_feat, n_lab
 
@@ -163,12 +170,12 @@ def frame_windows(
 
 def tick_windows(
     lake: Lake, data_root: Path, days: Sequence[str], horizons: Sequence[int], lookback: int, stride: int,
-    session: tuple[str, str] | None = None,
+    session: tuple[str, str] | None = None, price: str = "mid",
 ) -> Windows:  # fmt: skip
     """Ingest BAC ``days``, build gold, return windows; ``session`` ("HH:MM", "HH:MM" UTC) keeps part of each day."""
     ingest_bac_ticks(lake, data_root, days)
     first, last = (datetime.strptime(d, "%Y%m%d").replace(tzinfo=UTC) for d in (days[0], days[-1]))
-    build_tick_gold(lake, first, last + timedelta(days=1), ["BAC:US"])
+    build_tick_gold(lake, first, last + timedelta(days=1), ["BAC:US"], price=price)
     w = gold_windows(lake, "tick_v2", "ret_tick_v1", horizons, lookback, stride, ["BAC:US"])
     if session is None:
         return w

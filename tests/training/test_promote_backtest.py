@@ -45,7 +45,7 @@ def test_promote_backtests_the_held_out_days(tracker, tmp_path):
     from training.onnx_export import finish_export, run_onnx
 
     lake, rng = Lake(str(tmp_path / "lake")), np.random.default_rng(8)
-    spec = tick_label_spec()
+    spec = tick_label_spec(price="trade")  # the synthetic days carry bars only, no quotes
     for start in DAYS:
         feats, bars = _day(rng, start)
         write_features(lake, feats)
