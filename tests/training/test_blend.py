@@ -57,3 +57,19 @@ def test_ewma_t_graph_exports_within_the_parity_tolerance():
     with torch.no_grad():
         want = graph(torch.from_numpy(X[1000:])).numpy()
     assert np.abs(got - want).max() <= GOLDEN_TOLERANCE
+
+
+def test_ewma_t_graph_keeps_both_tails():
+    """Upper-tail buckets are as precise as lower-tail ones: in float32 a CDF within 6e-8 of 1 is 1.0,
+    which had the graph give every far up-move 1e-12 (an up-jump cost ~20 nats more than a down-jump)."""
+    X, y, _ = _windows(3000, 2)
+    model = EwmaT(BUCKETS, EwmaTConfig(halflife=4.0)).fit(X[:2000], y[:2000])
+    model.nu_ = np.array([50.0, 50.0])  # near-normal tails (as fitted at most horizons of the demo)
+    calm = X[2000:2200] * np.geomspace(0.01, 1.0, 200, dtype=np.float32)[:, None, None]  # calm to normal
+    calm = np.ascontiguousarray(calm)
+    with torch.no_grad():
+        graph = model.torch_graph(X.shape[1])(torch.from_numpy(calm)).numpy().astype(np.float64)
+    ref = model.predict_proba(calm)
+    far = ref > 1e-10  # the graph floors at 1e-12
+    assert (far & (ref < 1e-7))[..., BUCKETS.k // 2 :].any()  # upper-tail mass below float32's step near 1
+    np.testing.assert_allclose(np.log(graph[far]), np.log(ref[far]), atol=0.02)

@@ -138,9 +138,11 @@ class EwmaT:
                 idx = i0.long()
                 tab = self.table[None].expand(z.shape[0], -1, -1)
                 lo, hi = torch.gather(tab, 2, idx), torch.gather(tab, 2, idx + 1)
-                cdf = (lo + (hi - lo) * frac).float()
+                # the differences in float64 too: a CDF within 6e-8 of 1 is 1.0 in float32, which zeroed
+                # every upper-tail bucket (an up-jump scored 1e-12 where a down-jump kept its t tail)
+                cdf = lo + (hi - lo) * frac
                 cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], dim=-1)
                 p = (cdf[..., 1:] - cdf[..., :-1]).clamp_min(1e-12)
-                return p / p.sum(-1, keepdim=True)
+                return (p / p.sum(-1, keepdim=True)).float()
 
         return EwmaTGraph().eval()

@@ -84,8 +84,13 @@ class VolMixtureHead(nn.Module):
         base = self.sigma(features)[:, None, None] * torch.exp(self.log_c)[None, :, None]  # (B, H, 1)
         mu = base * raw[..., 1]
         s = base * torch.exp(raw[..., 2].clamp(-5.0, 5.0))
-        cdf = torch.sigmoid((self.edges[None, None, None, :] - mu[..., None]) / s[..., None])  # (B, H, M, K-1)
-        cdf = (cdf * torch.exp(log_pi)[..., None]).sum(dim=2)  # (B, H, K-1)
-        zeros, ones = torch.zeros_like(cdf[..., :1]), torch.ones_like(cdf[..., :1])
-        p = torch.cat([cdf, ones], dim=-1) - torch.cat([zeros, cdf], dim=-1)
+        z = (self.edges[None, None, None, :] - mu[..., None]) / s[..., None]  # (B, H, M, K-1)
+        zeros, ones = torch.zeros_like(z[..., :1]), torch.ones_like(z[..., :1])
+        cdf = torch.cat([zeros, torch.sigmoid(z), ones], dim=-1)  # (B, H, M, K+1) at every edge, -inf..inf
+        sf = torch.cat([ones, torch.sigmoid(-z), zeros], dim=-1)
+        # a bucket above the component's centre from the survival function: a CDF within 6e-8 of 1 is
+        # 1.0 in float32, which zeroed every upper-tail bucket (an up-jump scored 1e-12, a down-jump did not)
+        upper = torch.cat([zeros, z], dim=-1) > 0  # (B, H, M, K): the bucket's lower edge is above mu
+        p = torch.where(upper, sf[..., :-1] - sf[..., 1:], cdf[..., 1:] - cdf[..., :-1])
+        p = (p * torch.exp(log_pi)[..., None]).sum(dim=2)  # (B, H, K)
         return torch.log(p.clamp_min(LOG_FLOOR))
