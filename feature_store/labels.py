@@ -3,9 +3,9 @@
 A label at ``ts`` is log(P[t + h] / P[t]) within one series (a symbol's bars; for 1 s grids a
 symbol's session, so no label crosses the overnight gap). ``LabelSpec.price`` says what P is and is
 stored with the label set: ``"trade"`` the bars' close (last trade), or ``"mid"`` the quote mid as of
-each second's end on a dense 1 s grid (h is then exactly h seconds). Trade prices bounce between bid
-and ask, so a 1-5 s trade-price return is mostly the next print's side, predictable and untradable;
-the tick labels default to the mid wherever quotes exist. Prices are back-adjusted for the splits
+each second's end; 1 s series are labelled on every second of their span (h is exactly h seconds).
+Trade prices bounce between bid and ask, so a 1-5 s trade-price return is mostly the next print's
+side, predictable and untradable; the tick labels default to the mid wherever quotes exist. Prices are back-adjusted for the splits
 and dividends between t and t + h, so an ex-date inside the horizon is not a return. A label's
 ``known_at`` is when its outcome became known (the end bar's ``known_at``): training purges on it,
 and nothing but ``feature_store.training_set`` ever joins labels to features.
@@ -78,6 +78,31 @@ def tick_label_spec(name: str = "ret_tick_v1", discretizer: Discretizer | None =
     )
 
 
+def second_grid(bars: pl.DataFrame, series: tuple[str, ...]) -> pl.DataFrame:
+    """Every second (series..., ts) from each series' first to its last bar, sorted by ts."""
+    span = bars.group_by(list(series)).agg(
+        pl.col("ts").cast(TS_NS).min().alias("lo"), pl.col("ts").cast(TS_NS).max().alias("hi")
+    )
+    return (
+        span.with_columns(pl.datetime_ranges("lo", "hi", interval="1s", time_unit="ns", time_zone="UTC").alias("ts"))
+        .explode("ts")
+        .drop("lo", "hi")
+        .with_columns(pl.col("ts").cast(TS_NS))
+        .sort("ts")
+    )
+
+
+def dense_trade_closes(bars: pl.DataFrame, series: tuple[str, ...]) -> pl.DataFrame:
+    """1 s bars on every second of each series' span: a second without a trade keeps the last close.
+
+    Silver keeps only seconds with trades; labelled row by row, "h = 1" would be the next traded
+    second (BAC: 872 of 1,800 seconds traded), not one second. ``known_at`` is the second's end.
+    """
+    b = bars.select(*series, pl.col("ts").cast(TS_NS), "close").sort("ts")
+    out = second_grid(bars, series).join_asof(b, on="ts", by=list(series), strategy="backward", check_sortedness=False)
+    return out.with_columns(pl.col("ts").alias("known_at")).sort(*series, "ts")
+
+
 def mid_closes(
     bars: pl.DataFrame, quotes: pl.DataFrame, series: tuple[str, ...], tz: str = "America/New_York"
 ) -> pl.DataFrame:
@@ -101,17 +126,7 @@ def mid_closes(
         .filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
         .select(*by, "ts", ((pl.col("bid") + pl.col("ask")) / 2).alias("close"))
     )
-    span = bars.group_by(list(series)).agg(
-        pl.col("ts").cast(TS_NS).min().alias("lo"), pl.col("ts").cast(TS_NS).max().alias("hi")
-    )
-    grid = (
-        span.with_columns(pl.datetime_ranges("lo", "hi", interval="1s", time_unit="ns", time_zone="UTC").alias("ts"))
-        .explode("ts")
-        .drop("lo", "hi")
-        .with_columns(pl.col("ts").cast(TS_NS))
-        .sort("ts")
-    )
-    out = grid.join_asof(q, on="ts", by=by, strategy="backward", check_sortedness=False)
+    out = second_grid(bars, series).join_asof(q, on="ts", by=by, strategy="backward", check_sortedness=False)
     quoted = out.group_by(list(series)).agg(pl.col("close").is_not_null().any().alias("any"))
     bare = quoted.filter(~pl.col("any"))
     if bare.height:
@@ -163,6 +178,8 @@ def make_labels(
         if spec.vol_column or (actions is not None and actions.height):
             raise ConfigError(f"label set {spec.name}: mid-quote labels take no vol column or corporate actions")
         bars = mid_closes(bars, quotes, spec.series, tz)
+    elif spec.tf == "1s" and not spec.vol_column:
+        bars = dense_trade_closes(bars, spec.series)  # horizons are seconds, not traded seconds
     b = bars.with_columns(pl.col("ts").cast(TS_NS), pl.col("known_at").cast(TS_NS)).sort(*spec.series, "ts")
     if actions is not None and actions.height:
         if "volume" not in b.columns:

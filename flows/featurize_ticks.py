@@ -2,7 +2,9 @@
 
 Thin flow: for each UTC day of the window, compute ``tick_v2`` from the busiest vendor's bronze ticks
 (``feature_store.tick.gold``, the same code the streaming featurizer is held to), and label every
-second of the silver 1s consensus bars with its forward log returns at 1..600 s (SPECS buckets).
+second of the silver 1s consensus bars' span with its forward log returns at 1..600 s (SPECS buckets):
+of the main source's quote mids where it sends quotes for every symbol of the window, else of the
+bars' closes (trade prices); the label set's ``price`` records which.
 Both writes replace their window, so re-running a day leaves gold unchanged.
 """
 
@@ -18,12 +20,12 @@ from core.errors import TableError
 from core.profile import load_profile
 from feature_store.featurize import label_window
 from feature_store.gold import write_labels
-from feature_store.labels import tick_label_spec
+from feature_store.labels import TICK_HORIZONS_S, tick_label_spec
 from feature_store.streaming.session import main_source
 from feature_store.tick.gold import build_tick_features
 from lakehouse.security_master import load_instruments
 from lakehouse.storage import Lake, ts_value
-from lakehouse.tables import SILVER_BARS
+from lakehouse.tables import BRONZE_QUOTES, SILVER_BARS
 
 
 def days_of(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -61,8 +63,23 @@ def labels_for_window(
     bars = lake.read(SILVER_BARS, columns=cols, filter=flt).sort("symbol_id", "ts")
     # a label never reaches into the next session: series are (symbol, exchange-local day)
     bars = bars.with_columns(pl.col("ts").dt.convert_time_zone(tz).dt.date().alias("day"))
-    spec = tick_label_spec()
-    return write_labels(lake, label_window(bars, None, spec, start, end), spec.row())
+    book = main_quotes(lake, start, end, symbols)
+    quoted = book.height > 0 and set(bars["symbol_id"].unique()) <= set(book["symbol_id"].unique())
+    spec = tick_label_spec(price="mid" if quoted else "trade")  # mid-quote returns where every symbol has quotes
+    return write_labels(lake, label_window(bars, None, spec, start, end, tz, quotes=book), spec.row())
+
+
+def main_quotes(lake: Lake, start: datetime, end: datetime, symbols: list[str] | None) -> pl.DataFrame:
+    """The main trade source's bronze quotes over ``[start, end]`` plus the longest horizon (labels look forward)."""
+    stop = end + timedelta(seconds=max(TICK_HORIZONS_S) + 1)
+    try:
+        source = main_source(lake, start, stop, symbols)
+    except TableError:
+        return pl.DataFrame()
+    flt = (pc.field("source") == source) & (pc.field("ts") >= ts_value(start)) & (pc.field("ts") <= ts_value(stop))
+    if symbols:
+        flt &= pc.field("symbol_id").isin(symbols)
+    return lake.read(BRONZE_QUOTES, columns=["symbol_id", "ts", "bid", "ask", "seq"], filter=flt)
 
 
 @flow(name="featurize-ticks")

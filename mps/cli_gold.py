@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from core.errors import MpsError
+from core.errors import ConfigError, MpsError
 from core.timetypes import parse_utc
 
 _time = parse_utc
@@ -33,12 +33,25 @@ def register(app: typer.Typer) -> None:
         profile: str = ProfileOpt,
         lake_root: str | None = LakeOpt,
     ) -> None:
-        """Run the featurize flow: silver raw bars -> gold.features (point in time) and gold.labels."""
+        """Run the featurize flow: silver raw bars -> gold.features (point in time) and gold.labels.
+
+        ``--tf 1s`` runs the featurize-ticks flow instead: tick_v2 from bronze ticks and ret_tick_v1
+        labels (mid-quote returns where the main source sends quotes) for ``[start, end)``.
+        """
         try:
             _prefect_env(profile)
             from flows.featurize import featurize as featurize_flow
 
             lake = _lake(profile, lake_root)
+            if tf == "1s":
+                from flows.featurize_ticks import featurize_ticks
+
+                if start is None or end is None:
+                    raise ConfigError("--tf 1s needs --start and --end (the tick window, end exclusive)")
+                written = featurize_ticks(_time(start), _time(end), symbol or None, lake.root, profile)
+                for name, rows in written.items():
+                    console.print(f"{name}: {rows:,} rows")
+                return
             written = featurize_flow(
                 _time(start),
                 _time(end),

@@ -85,3 +85,16 @@ def test_mid_labels_need_quotes_and_a_1s_set(bac):
         LabelSpec("x", "1d", (1,), price="mid")
     with pytest.raises(ConfigError, match="price"):
         LabelSpec("x", "1s", (1,), price="last")
+
+
+def test_trade_labels_are_dense_seconds_too(bac):
+    """Silver keeps only traded seconds; a 1 s trade label is still one second, the close carried."""
+    _, _, bars = bac
+    one = make_labels(bars, tick_label_spec(price="trade")).filter(pl.col("horizon") == 1).sort("ts")
+    assert bars.height < 0.6 * one.height  # most seconds of the slice hold no trade
+    assert (np.diff(one["ts"].dt.epoch("ns").to_numpy()) == 1_000_000_000).all()
+    close = bars.sort("ts")
+    t, c = close["ts"].dt.epoch("ns").to_numpy(), close["close"].to_numpy()
+    ts = one["ts"].dt.epoch("ns").to_numpy()
+    last = lambda x: c[np.searchsorted(t, x, side="right") - 1]  # noqa: E731
+    np.testing.assert_allclose(one["log_return"].to_numpy(), np.log(last(ts + 1_000_000_000) / last(ts)), atol=1e-12)
