@@ -86,7 +86,9 @@ class LightGBMBuckets:
             cls, spread = coarse_bins(y[:, h], self.buckets.k, self.cfg.n_bins)
             c = cls[y[:, h]]
             model = lgb.LGBMClassifier(
-                objective="multiclass",
+                # two classes (mid-quote labels at 1 s: ~99 % in the zero bucket, so every quantile cut is
+                # that bucket) need the binary objective: the sklearn wrapper sets num_class only above 2
+                objective="multiclass" if len(np.unique(c)) > 2 else "binary",
                 n_estimators=self.cfg.n_estimators,
                 learning_rate=self.cfg.learning_rate,
                 num_leaves=self.cfg.num_leaves,
