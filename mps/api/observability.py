@@ -6,17 +6,24 @@ silver.vendor_stats; ``score_latency_ms`` is measured here. ``drift_psi``, ``oos
 and ``abort_dd_intraday`` come from gold.monitoring (``lakehouse.monitoring.record_metrics``: the
 backtest, promote and drift paths write them), labelled by model; absent rather than zero until
 written. Logs are one JSON object a line, with any token, signature or secret redacted. Traces: a
-FastAPI span per request and the NATS request as a child span; the exporter is off unless a tracer
-provider is given.
+FastAPI span per request and the NATS request as a child span, whose W3C context (``traceparent``)
+rides in the NATS request's headers to the Rust scorer (its ``score.request`` span continues the
+trace and sets itself as the parent in the reply's headers). The exporter is off unless a tracer
+provider is given or ``MPS_API_TRACES`` names one: ``jsonl:PATH`` (one JSON object per finished
+span, the fields of the scorer's ``--traces jsonl:PATH``) or ``otlp[:URL]`` (needs the
+``opentelemetry-exporter-otlp-proto-http`` package).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
 import time
 
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
@@ -121,15 +128,95 @@ class Metrics:
         self.registry.register(TableMetrics(lake))
 
 
+TRACES_ENV = "MPS_API_TRACES"
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Append one JSON object per finished span to ``path`` (the scorer's ``jsonl`` fields)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in shutdown()
+
+    def export(self, spans) -> SpanExportResult:
+        lines = [json.dumps(span_json(s)) + "\n" for s in spans]
+        with self._lock:
+            self._file.writelines(lines)
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def span_json(span) -> dict:
+    """The JSON line of a finished SDK span: ids as lower-case hex, times in Unix nanoseconds."""
+    ctx, parent = span.context, span.parent
+    return {
+        "name": span.name,
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else "",
+        "parent_is_remote": bool(parent is not None and parent.is_remote),
+        "kind": span.kind.name,
+        "start_unix_nano": span.start_time,
+        "end_unix_nano": span.end_time,
+        "attributes": {k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in span.attributes.items()},
+        "status": span.status.status_code.name,
+        "service": "mps-api",
+    }
+
+
+def provider_from_spec(spec: str):
+    """A tracer provider for ``off``, ``jsonl:PATH`` or ``otlp[:URL]`` (None for ``off``)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    kind, _, target = spec.partition(":")
+    if spec in ("", "off"):
+        return None
+    if kind == "jsonl" and target:
+        exporter = JsonLinesSpanExporter(target)
+    elif kind == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise ValueError(
+                f"{TRACES_ENV}={spec!r}: OTLP needs the opentelemetry-exporter-otlp-proto-http package"
+            ) from None
+        exporter = OTLPSpanExporter(endpoint=target or None)
+    else:
+        raise ValueError(f"{TRACES_ENV}={spec!r}: expected off, jsonl:PATH or otlp[:URL]")
+    provider = TracerProvider(resource=Resource.create({"service.name": "mps-api"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+_ENV_PROVIDER: dict[str, object] = {}
+
+
 def tracer_for(tracer_provider=None):
-    """The API's tracer: from ``tracer_provider`` when given, else OpenTelemetry's no-op default."""
+    """The API's tracer: from ``tracer_provider`` when given, else from ``MPS_API_TRACES`` (one
+    provider per spec in a process), else OpenTelemetry's global (no-op unless configured)."""
     from opentelemetry import trace
 
+    spec = os.environ.get(TRACES_ENV, "off")
+    if tracer_provider is None and spec not in ("", "off"):
+        if spec not in _ENV_PROVIDER:
+            _ENV_PROVIDER[spec] = provider_from_spec(spec)
+        tracer_provider = _ENV_PROVIDER[spec]
     return (tracer_provider or trace.get_tracer_provider()).get_tracer("mps.api")
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Add the current trace context (``traceparent``) to outgoing NATS or HTTP headers."""
+    """Add the current trace context (``traceparent``, ``tracestate``: the W3C propagator) to
+    outgoing NATS or HTTP headers; nothing when no span is recording."""
     from opentelemetry.propagate import inject
 
     inject(headers)

@@ -39,9 +39,14 @@ async def score_latest(services, symbol_id: str, tf: str | None, model_name: str
     subject = STREAMING.subject("score_request", model_name=model_name)
     body = json.dumps({"symbol_id": symbol_id, "tf": tf, "model_name": model_name}).encode()
     try:
-        with services.tracer.start_as_current_span("nats.request", attributes={"messaging.destination": subject}):
+        with services.tracer.start_as_current_span(
+            "nats.request", attributes={"messaging.destination": subject}
+        ) as span:
             headers = inject_headers({})
             msg = await nc.request(subject, body, timeout=services.settings.score_timeout_s, headers=headers or None)
+            scorer_parent = (msg.headers or {}).get("traceparent")
+            if scorer_parent:  # the scorer's score.request span, which continued this trace
+                span.set_attribute("mps.scorer.traceparent", scorer_parent)
     except nats.errors.NoRespondersError:
         raise ApiError(
             503, "scorer_unavailable", f"no scorer serves model {model_name!r} on {subject!r} (is `mps up` running?)"

@@ -35,6 +35,7 @@ pub mod signal;
 pub mod sizing;
 pub mod source;
 pub mod streaming;
+pub mod telemetry;
 
 pub use error::{Result, ScorerError};
 

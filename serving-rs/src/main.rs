@@ -6,9 +6,11 @@
 //!            [--ort-lib /path/libonnxruntime.so.1.x] [--no-streams] [--workers 1]
 //!            [--state-dir DIR] [--max-series 20000] [--max-future-ms 60000] [--max-seq-jump 1000000000]
 //!            [--resend-depth 4] [--max-model-mb 1024] [--model-load-timeout-ms 60000]
+//!            [--traces off|jsonl:PATH|otlp[:URL]]
 //!            | --print-contract | --check-sizing FILE
 //!
 //! The ONNX Runtime library comes from --ort-lib, else ORT_DYLIB_PATH, else the repo's .venv.
+//! Traces (OpenTelemetry, off by default) from --traces, else MPS_SCORER_TRACES; see telemetry.rs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use mps_scorer::model::{init_runtime, Device, RuntimeOptions};
 use mps_scorer::service::{run, Mode, ServiceConfig};
 
 use mps_scorer::streaming::STREAMING;
+use mps_scorer::telemetry::TraceExport;
 
 const FLAGS: &[&str] = &[
     "nats",
@@ -48,6 +51,7 @@ const FLAGS: &[&str] = &[
     "resend-depth",
     "max-model-mb",
     "model-load-timeout-ms",
+    "traces",
 ];
 
 fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
@@ -83,7 +87,7 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
                 include_str!("main.rs")
                     .lines()
                     .skip(2)
-                    .take(9)
+                    .take(11)
                     .map(|l| l.trim_start_matches("//! "))
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -173,6 +177,10 @@ fn main() -> anyhow::Result<()> {
         state_dir: args.get("state-dir").map(PathBuf::from),
         max_model_bytes: num::<u64>(&args, "max-model-mb")?.map(|mb| mb << 20).unwrap_or(DEFAULT_MAX_MODEL_BYTES),
         model_load_timeout: Duration::from_millis(num(&args, "model-load-timeout-ms")?.unwrap_or(60_000)),
+        traces: match args.get("traces").cloned().or_else(|| std::env::var("MPS_SCORER_TRACES").ok()) {
+            Some(spec) => TraceExport::parse(&spec)?,
+            None => TraceExport::Off,
+        },
     };
     // One scoring loop: a single-threaded runtime avoids cross-thread hand-offs on the hot path.
     let workers: usize = args.get("workers").map(|t| t.parse()).transpose().context("--workers")?.unwrap_or(1);

@@ -95,6 +95,11 @@ impl Outbox {
         }
     }
 
+    /// (subject, seq, headers) of each fresh Signal queued: where a traced update's context goes.
+    pub fn signal_headers(&mut self) -> impl Iterator<Item = (&str, i64, &mut HeaderMap)> {
+        self.pending.iter_mut().filter_map(|o| o.keep.map(|(_, seq, _, _)| (o.subject.as_str(), seq, &mut o.headers)))
+    }
+
     /// Queue the Signal already published for a redelivered update.
     pub fn queue_resend(&mut self, sent: &Sent) {
         let (_, _, subject, id, payload) = sent;

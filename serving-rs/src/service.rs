@@ -30,6 +30,7 @@ use crate::outbox::Outbox;
 use crate::sizing::decode_risk;
 use crate::source::{Incoming, Source};
 use crate::streaming::STREAMING;
+use crate::telemetry::{Telemetry, TraceExport, UpdateSpans};
 use crate::{request, shadow};
 
 /// How FeatureUpdates arrive.
@@ -59,6 +60,8 @@ pub struct ServiceConfig {
     pub state_dir: Option<PathBuf>,
     pub max_model_bytes: u64,
     pub model_load_timeout: Duration,
+    /// Where OpenTelemetry spans go (telemetry.rs); `Off` by default.
+    pub traces: TraceExport,
 }
 
 fn nats_err(what: &str) -> impl FnOnce(String) -> ScorerError + '_ {
@@ -124,19 +127,30 @@ async fn initial_model(cfg: &ServiceConfig, policy: &LoadPolicy, store: &kv::Sto
     }
 }
 
-/// Handle one input: ingest it, or re-send its Signal (a redelivery already scored), or dead-letter it.
-fn take(scorer: &mut Scorer, out: &mut Outbox, metrics: &Metrics, inc: &Incoming) {
+/// Handle one input: ingest it, or re-send its Signal (a redelivery already scored), or dead-letter
+/// it; a traced input (tracing on and a `traceparent` header) gets a `score.update` span.
+fn take(
+    scorer: &mut Scorer,
+    out: &mut Outbox,
+    metrics: &Metrics,
+    inc: &Incoming,
+    tel: Option<&Telemetry>,
+    spans: &mut UpdateSpans,
+) {
     metrics.updates.fetch_add(1, Relaxed);
-    match scorer.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now()) {
-        Ok(()) => {}
+    let span = tel.and_then(|t| spans.start(t, &inc.msg));
+    let refused = match scorer.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now()) {
+        Ok(()) => None,
         Err(Reject::Duplicate | Reject::Late) if inc.redelivered() => {
             match scorer.sent_for(&inc.msg.subject, &inc.msg.payload) {
                 Some(sent) => {
                     out.queue_resend(sent);
                     metrics.resent.fetch_add(1, Relaxed);
+                    Some("resent")
                 }
                 None => {
                     metrics.redelivered_skipped.fetch_add(1, Relaxed);
+                    Some("redelivered_skipped")
                 }
             }
         }
@@ -144,8 +158,32 @@ fn take(scorer: &mut Scorer, out: &mut Outbox, metrics: &Metrics, inc: &Incoming
             metrics.deadletter(reason);
             tracing::debug!(subject = %inc.msg.subject, reason = reason.as_str(), "dead letter");
             out.queue_dead_letter(&inc.msg, reason.as_str());
+            Some(reason.as_str())
         }
+    };
+    if let Some(span) = span {
+        spans.taken(span, &inc.msg.payload, refused);
     }
+}
+
+/// Score the open batch and publish its Signals, each traced update's span in its Signal's
+/// headers: false when `stop` resolved before JetStream acked them all (see `Outbox::deliver`).
+async fn publish_batch<F: Future<Output = ()>>(
+    scorer: &mut Scorer,
+    out: &mut Outbox,
+    tel: Option<&Telemetry>,
+    spans: &mut UpdateSpans,
+    stop: &mut std::pin::Pin<&mut F>,
+) -> bool {
+    out.queue_signals(scorer);
+    if let (Some(t), false) = (tel, spans.is_empty()) {
+        spans.attach(t, out.signal_headers());
+    }
+    let delivered = out.deliver(scorer, stop).await;
+    if !spans.is_empty() {
+        spans.end_queued(delivered);
+    }
+    delivered
 }
 
 /// Run the scorer until `shutdown` resolves.
@@ -157,6 +195,12 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         timeout: cfg.model_load_timeout,
         state_dir: cfg.state_dir.clone(),
     };
+    let tel = Telemetry::from_export(&cfg.traces)?;
+    if tel.is_some() {
+        tracing::info!(export = ?cfg.traces, "OpenTelemetry traces on");
+    }
+    let tel = tel.as_ref();
+    let mut spans = UpdateSpans::default();
     let events = metrics.clone();
     let client = async_nats::ConnectOptions::new()
         .name("mps-scorer")
@@ -334,11 +378,15 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
             Some(req) = requests.next() => {
                 metrics.score_requests.fetch_add(1, Relaxed);
                 let Some(reply) = req.reply else { continue };
-                let (body, signal) = request::answer(&mut scorer, &cfg.model_name, &req.payload, now_ns());
-                if !signal {
+                let (answer, headers) = request::answer_traced(&mut scorer, &cfg.model_name, tel, req.headers.as_ref(), &req.payload, now_ns());
+                if answer.refusal.is_some() {
                     metrics.score_refusals.fetch_add(1, Relaxed);
                 }
-                if let Err(e) = client.publish(reply, body.into()).await {
+                let sent = match headers {
+                    Some(h) => client.publish_with_headers(reply, h, answer.body.into()).await,
+                    None => client.publish(reply, answer.body.into()).await,
+                };
+                if let Err(e) = sent {
                     tracing::warn!(error = %e, "score reply not sent");
                 }
             }
@@ -353,13 +401,12 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                         if let Some(s) = shadow.as_mut() {
                             shadow::publish(&client, s, &metrics, &mut shadow_buf).await;
                         }
-                        out.queue_signals(&mut scorer);
-                        if !out.deliver(&mut scorer, &mut shutdown).await {
+                        if !publish_batch(&mut scorer, &mut out, tel, &mut spans, &mut shutdown).await {
                             break 'serve;
                         }
                         ack(&mut last_js).await;
                     }
-                    take(&mut scorer, &mut out, &metrics, &inc);
+                    take(&mut scorer, &mut out, &metrics, &inc, tel, &mut spans);
                     if let Some(s) = shadow.as_mut() {
                         // refusals are the champion path's to dead-letter; the shadow only skips them
                         let _ = s.ingest(&inc.msg.subject, &inc.msg.payload, Instant::now());
@@ -375,8 +422,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
                 if let Some(s) = shadow.as_mut() {
                     shadow::publish(&client, s, &metrics, &mut shadow_buf).await;
                 }
-                out.queue_signals(&mut scorer);
-                if !out.deliver(&mut scorer, &mut shutdown).await {
+                if !publish_batch(&mut scorer, &mut out, tel, &mut spans, &mut shutdown).await {
                     break 'serve;
                 }
                 ack(&mut last_js).await;
@@ -386,10 +432,9 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         }
     }
     tracing::info!("shutting down: flushing");
-    out.queue_signals(&mut scorer);
     let grace = tokio::time::sleep(Duration::from_secs(3));
     tokio::pin!(grace);
-    if out.deliver(&mut scorer, &mut grace).await {
+    if publish_batch(&mut scorer, &mut out, tel, &mut spans, &mut grace).await {
         ack(&mut last_js).await;
     } else {
         tracing::warn!(
@@ -404,5 +449,8 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
         let _ = h.await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    if let Some(t) = tel {
+        t.shutdown();
+    }
     Ok(())
 }
