@@ -266,21 +266,23 @@ def main() -> None:
         phases += [(f"POST /score {mode}", f"{base}/score", bodies[mode]) for mode in modes]
         proc = psutil.Process(server.pid)
         for name, url, b in [p for _ in range(args.repeat) for p in phases]:
-            cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
+            cpu0, load0, gc0 = _cpu_s(proc), os.getloadavg()[0], _gc_counts(base)
             r = load(url, token, b, args.rate, args.seconds)
-            cpu = _cpu_s(proc) - cpu0
+            cpu, gcs = _cpu_s(proc) - cpu0, _gc_counts(base) - gc0
             print(
                 f"{name:22} at {args.rate:.0f} req/s: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  max {r['max']:.1f} ms"
                 f"  achieved {r['req_s']:.0f} req/s  errors {r['errors']}"
                 f"  | CPU: API {cpu:.2f} s = {_us_per(cpu, r):.0f} us/req, generator {r['gen_cpu_s']:.2f} s; load {load0:.2f}"
+                f"; API GC collections gen0/1/2 {gcs[0]:.0f}/{gcs[1]:.0f}/{gcs[2]:.0f}"
             )
-            cpu0, load0 = _cpu_s(proc), os.getloadavg()[0]
+            cpu0, load0, gc0 = _cpu_s(proc), os.getloadavg()[0], _gc_counts(base)
             m = load(url, token, b, 0, args.seconds / 2)
-            cpu = _cpu_s(proc) - cpu0
+            cpu, gcs = _cpu_s(proc) - cpu0, _gc_counts(base) - gc0
             print(
                 f"{name:22} max throughput (32 concurrent): {m['req_s']:.0f} req/s  p50 {m['p50']:.2f} ms"
                 f"  p99 {m['p99']:.2f} ms  errors {m['errors']}"
                 f"  | CPU: API {cpu:.2f} s = {_us_per(cpu, m):.0f} us/req, generator {m['gen_cpu_s']:.2f} s; load {load0:.2f}"
+                f"; API GC collections gen0/1/2 {gcs[0]:.0f}/{gcs[1]:.0f}/{gcs[2]:.0f}"
             )
         print("targets: p99 <= 5 ms at 500 req/s; cores:", os.cpu_count())
         print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
@@ -296,6 +298,19 @@ def _resolved_http(choice: str) -> str:
     if choice != "auto":
         return choice
     return "auto = " + ("httptools" if importlib.util.find_spec("httptools") else "h11")
+
+
+def _gc_counts(base: str) -> np.ndarray:
+    """The API's garbage collections so far by generation (``python_gc_collections_total`` in /metrics; NaN if absent)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts = np.full(3, np.nan)
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=30).text):
+        for sample in family.samples:
+            if sample.name == "python_gc_collections_total":
+                counts[int(sample.labels["generation"])] = sample.value
+    return counts
 
 
 def _cpu_s(proc) -> float:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, ProcessCollector, generate_latest
 
 from mps.api import errors
 from mps.api.auth import TokenCache
@@ -64,6 +64,8 @@ def create_app(services: Services, tracer_provider=None, *, serving: bool = Fals
     app.state.token_cache = TokenCache()
     app.state.replay_guard = ReplayGuard(2 * settings.webhook_tolerance_s)
     app.state.metrics = Metrics(services.lake)
+    GCCollector(registry=app.state.metrics.registry)  # python_gc_collections_total: the GC behind a p99
+    ProcessCollector(registry=app.state.metrics.registry)  # process_cpu_seconds_total, memory, open fds
     errors.install(app)
     app.include_router(data)
     app.include_router(actions)

@@ -45,3 +45,8 @@ def test_an_app_built_for_tests_leaves_the_heap_alone(client):
     frozen = gc.get_freeze_count()
     assert client.get("/health").status_code == 200  # the fixture's TestClient ran the lifespan
     assert gc.get_freeze_count() == frozen
+
+
+def test_metrics_expose_the_garbage_collector_and_the_process(client):
+    text = client.get("/metrics").text
+    assert 'python_gc_collections_total{generation="2"}' in text and "process_cpu_seconds_total" in text
