@@ -19,9 +19,9 @@ number when a restart recomputes a row.
 A NATS restart (``kill -9`` of the server) costs neither: the ordered consumer asks for idle
 heartbeats every ``idle_heartbeat_s``, and two missed ones make the client recreate it from the
 stream sequence after the last message it received (the in-memory state is intact, so nothing is
-replayed). With ``publish_jetstream`` the updates are pipelined and their acks collected
-(``Outbox``); a publish that fails is sent again, with every later one, in order and with the same
-``Nats-Msg-Id``, so FEATURES holds each row once and in order. Core publishing (the default) is
+replayed). With ``publish_jetstream`` the updates are pipelined across symbols with their acks
+collected (``Outbox``): a symbol's next row goes out only once its last one is stored, and a publish
+that fails is sent again with the same ``Nats-Msg-Id``, so FEATURES holds each row once and in order. Core publishing (the default) is
 faster but loses whatever was in flight when the server died.
 """
 
@@ -31,6 +31,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -115,51 +116,63 @@ def fast_encode(update: FeatureUpdate) -> bytes:
 
 
 class Outbox:
-    """JetStream publishes in flight, in send order; ``settle`` collects acks and re-sends failures in order.
+    """JetStream publishes with their acks collected, pipelined across subjects, one in flight per subject.
 
-    The server stores one connection's messages in the order they arrive, so when a publish fails
-    everything after it is sent again too (those already stored are dropped by ``Nats-Msg-Id``)
-    and a symbol's rows never land out of order.
+    A row is sent only once the previous row of its subject is acked (stored), so no row can land
+    before an earlier one of its symbol whatever the connection does: a publish lost with a dying
+    server while later ones are flushed from nats-py's reconnect buffer once it is back (a re-send
+    of the whole tail in order is not enough: the soak then stored 656 rows behind later ones, and
+    the scorer refused them as late). A failed publish is sent again with the same ``Nats-Msg-Id``
+    until acked; a try that was stored before its ack was lost is dropped as a duplicate.
     """
 
     RETRY_PAUSE_S = 0.05
 
     def __init__(self, js, timeout_s: float = 1.0) -> None:
         self.js, self.timeout_s = js, timeout_s
-        self.pending: list[tuple[tuple[str, bytes, dict], asyncio.Future]] = []
+        self.queues: dict[str, deque[tuple[str, bytes, dict]]] = {}  # per subject: the head is in flight
+        self.outstanding = 0
+        self.acked = 0  # since the last settle
         self.retries = 0
-        self._lock = asyncio.Lock()  # the poll loop and the message callback both settle
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return self.outstanding
 
     def send(self, subject: str, payload: bytes, headers: dict) -> None:
-        """Start one publish (its ack is collected by ``settle``)."""
-        item = (subject, payload, headers)
-        self.pending.append((item, self._publish(item)))
+        """Queue one publish behind its subject's unacked ones (sent at once if there are none)."""
+        queue = self.queues.setdefault(subject, deque())
+        queue.append((subject, payload, headers))
+        self.outstanding += 1
+        if len(queue) == 1:
+            self._start(queue[0])
 
-    def _publish(self, item: tuple[str, bytes, dict]) -> asyncio.Future:
+    def _start(self, item: tuple[str, bytes, dict]) -> None:
         subject, payload, headers = item
-        return asyncio.ensure_future(self.js.publish(subject, payload, timeout=self.timeout_s, headers=headers))
+        future = asyncio.ensure_future(self.js.publish(subject, payload, timeout=self.timeout_s, headers=headers))
+        future.add_done_callback(lambda f: self._done(item, f))
+
+    def _done(self, item: tuple[str, bytes, dict], future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:  # NATS down or JetStream not ready: again
+            self.retries += 1
+            asyncio.get_running_loop().call_later(self.RETRY_PAUSE_S, self._start, item)
+            return
+        queue = self.queues[item[0]]
+        queue.popleft()
+        self.outstanding -= 1
+        self.acked += 1
+        if queue:
+            self._start(queue[0])
+        else:
+            del self.queues[item[0]]
+        self._changed.set()
 
     async def settle(self, keep: int = 0) -> int:
-        """Wait for acks until at most ``keep`` publishes are in flight; return how many were acked."""
-        async with self._lock:
-            return await self._settle(keep)
-
-    async def _settle(self, keep: int) -> int:
-        acked = 0
-        while len(self.pending) > keep:
-            upto = len(self.pending) - keep
-            results = await asyncio.gather(*(f for _, f in self.pending[:upto]), return_exceptions=True)
-            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
-            if failed is None:
-                acked += upto
-                del self.pending[:upto]
-                continue
-            acked += failed
-            rest = [item for item, _ in self.pending[failed:]]
-            await asyncio.gather(*(f for _, f in self.pending[upto:]), return_exceptions=True)
-            self.retries += 1
-            await asyncio.sleep(self.RETRY_PAUSE_S)  # NATS down or JetStream not ready yet: same rows, same order
-            self.pending = [(item, self._publish(item)) for item in rest]
+        """Wait until at most ``keep`` publishes are unacked; return how many were acked since the last call."""
+        while self.outstanding > keep:
+            self._changed.clear()
+            await self._changed.wait()
+        acked, self.acked = self.acked, 0
         return acked
 
 
@@ -272,7 +285,7 @@ class StreamingFeaturizer:
             if idle and not sub.pending_msgs:  # nothing arrived lately and nothing waits in the client's queue
                 drained = True
                 break
-            await self._collect_acks(0)
+            await self._collect_acks(self.config.max_in_flight)  # count what was acked (waits only when over)
         await sub.unsubscribe()
         if drained:  # the input is over: its last second is complete (a stop leaves it open, as a crash does)
             f.flush()
@@ -319,5 +332,5 @@ class StreamingFeaturizer:
                 self.counts["published"] += 1
             if self.on_update is not None:
                 self.on_update(update)
-        if self._outbox is not None and len(self._outbox.pending) >= self.config.max_in_flight:
+        if self._outbox is not None and len(self._outbox) >= self.config.max_in_flight:
             await self._collect_acks(self.config.max_in_flight // 2)

@@ -5,7 +5,9 @@ gold.signals row, and nothing is dead-lettered.
 The featurizer is ``mps featurizer --publish-jetstream`` as a child process (the harness takes any
 featurizer command). A NATS kill with updates in flight used to lose them twice over: published on
 core NATS they vanished with the server, and the featurizer's ordered consumer waited out its 5 s
-heartbeat check (and nats-py's 2 s reconnect wait, 60 times) before reading market data again.
+heartbeat check (and nats-py's 2 s reconnect wait, 60 times) before reading market data again. With
+a backlog in the featurizer when NATS dies, a re-send of the lost publishes landed behind rows sent
+after the restart, and the scorer refused them as late (dead letters): one in flight per symbol.
 The model is a tick_v2 contract model built as a small ONNX graph (``finish_export``), since the
 torch export alone takes longer than this test may.
 """
@@ -58,8 +60,8 @@ def test_featurizer_in_the_loop_survives_a_nats_kill_and_a_scorer_kill(tmp_path,
     scorer_kw = {"model_name": MODEL_NAME, "sizing": replay_sizing(tmp_path)}
     market, clean = Market(SYMBOLS, rate=1.5, seed=3), CleanFeaturizer()
 
-    def wave():
-        events = [e for _ in range(SECONDS_PER_WAVE) for e in market.next_second()]
+    def wave(seconds: int = SECONDS_PER_WAVE):
+        events = [e for _ in range(seconds) for e in market.next_second()]
         clean.feed(events)
         return events
 
@@ -68,7 +70,7 @@ def test_featurizer_in_the_loop_survives_a_nats_kill_and_a_scorer_kill(tmp_path,
         assert pipe.wait_sinks_ready(120)
         run(publish(pipe.url, wave()))
         assert wait_until(lambda: len(gold_keys(pipe.lake_root)) > 0, 90), "no signal through the featurizer"
-        run(publish(pipe.url, wave()))
+        run(publish(pipe.url, wave(50 * SECONDS_PER_WAVE)))  # a backlog: rows keep coming out after the restart
         pipe.kill("nats")  # wave 2 still on its way through the featurizer and the scorer
         pipe.restart("nats")
         run(publish(pipe.url, wave()))
