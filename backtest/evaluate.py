@@ -11,7 +11,7 @@ import polars as pl
 from backtest import metrics as m
 from backtest.bootstrap import bootstrap_metrics, deflated_sharpe
 from backtest.engine import BacktestResult, Prepared, run_prepared
-from backtest.whatif import what_if
+from backtest.whatif import Runs, what_if
 from core.strategy import BacktestSettings
 
 
@@ -29,9 +29,11 @@ def evaluate(
     *,
     trial_sharpes: np.ndarray | None = None,
     with_what_if: bool = True,
+    runs: Runs | None = None,
 ) -> Evaluation:
     """Run ``prep`` with ``settings``; add bootstrap CIs and, when several configurations were tried
-    (``trial_sharpes``: their per-period Sharpe ratios), the deflated Sharpe ratio."""
+    (``trial_sharpes``: their per-period Sharpe ratios), the deflated Sharpe ratio. ``runs`` runs the
+    what-if variants (``backtest.whatif``; default: in order, here)."""
     result = run_prepared(prep, settings)
     daily = m.daily_series(result.equity, settings.initial_cash)
     table = bootstrap_metrics(
@@ -61,5 +63,5 @@ def evaluate(
             ],
             how="vertical_relaxed",
         )
-    table_what_if = what_if(prep, settings) if with_what_if else None
+    table_what_if = what_if(prep, settings, runs=runs) if with_what_if else None
     return Evaluation(result=result, daily=daily, metrics=table, what_if=table_what_if)

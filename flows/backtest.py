@@ -5,12 +5,15 @@ Every parameter has a default, so the deployment runs from a schedule or the Pre
 ``created_at`` is the run's scheduled start (``flows.watermarks.scheduled_start``), the model is the
 strategy's first, its timeframe the model's. A run whose window holds no signals writes nothing and
 says so. The run's out-of-sample Sharpe and kill-switch count go to gold.monitoring (``oos_sharpe``,
-``abort_dd_intraday``) for the API's /metrics.
+``abort_dd_intraday``) for the API's /metrics. The what-if variants (fees and slippage scaled) are
+independent runs of the prepared events and go to the flow's task runner as tasks: with Prefect's
+``DaskTaskRunner`` they fan out over a ``dask.distributed`` cluster (DESIGN section 9).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -18,8 +21,9 @@ import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from backtest.engine import prepare
+from backtest.engine import BacktestResult, Prepared, prepare, run_prepared
 from backtest.evaluate import evaluate
 from backtest.report import write_report
 from backtest.results import write_result
@@ -27,11 +31,19 @@ from backtest.sizing import SizingConfig
 from backtest.targets import size_signals
 from core.errors import ConfigError
 from core.profile import load_profile
-from core.strategy import load_strategy
+from core.strategy import BacktestSettings, load_strategy
 from flows.watermarks import scheduled_start
 from lakehouse.monitoring import record_metrics
 from lakehouse.storage import Lake, ts_value
 from lakehouse.tables import GOLD_SIGNALS, SILVER_BARS
+
+run_variant = task(name="backtest-variant", cache_policy=NO_CACHE)(run_prepared)
+
+
+def on_task_runner(prep: Prepared, configs: Sequence[BacktestSettings]) -> list[BacktestResult]:
+    """Run the what-if variants as tasks on the flow's task runner (a Dask cluster scales them out)."""
+    futures = [run_variant.submit(prep, cfg) for cfg in configs]
+    return [future.result() for future in futures]
 
 
 @task
@@ -114,7 +126,8 @@ def backtest(
     prep = prepare(
         bars, signals, settings, data_versions=versions | signal_versions, model_version=model_version or model
     )
-    ev = evaluate(prep, settings, trial_sharpes=np.asarray(trial_sharpes) if trial_sharpes else None)
+    trials = np.asarray(trial_sharpes) if trial_sharpes else None
+    ev = evaluate(prep, settings, trial_sharpes=trials, runs=on_task_runner)
     written = write_result(lake, ev.result, ev.metrics, name=strategy.name, created_at=created_at)
     sharpe = ev.metrics.filter(pl.col("metric") == "sharpe")["value"]
     record_metrics(
@@ -129,6 +142,7 @@ def backtest(
     report_dir = Path(out_dir) / ev.result.run_id
     paths = write_report(ev.result, ev.daily, ev.metrics, ev.what_if, report_dir, title=f"{strategy.name} backtest")
     out = {"run_id": ev.result.run_id, "result_hash": ev.result.result_hash, "written": written, **paths}
+    out["what_if"] = ev.what_if.to_dicts() if ev.what_if is not None else []
     if mlflow_experiment and (model_version or model):
         from training.tracking import Tracker
 

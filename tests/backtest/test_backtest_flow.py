@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
+import pytest
 
 from backtest.results import BACKTEST_EQUITY, BACKTEST_METRICS, BACKTEST_RUNS, BACKTEST_TRADES
 from flows.backtest import backtest
@@ -71,3 +72,20 @@ def test_flow_writes_tables_and_report_reproducibly(prefect_harness, lake, goog_
         assert (tmp_path / "reports" / first["run_id"] / png).stat().st_size > 1000
         assert png in html
     assert "What if" in html and first["result_hash"] in html
+
+
+@pytest.mark.slow
+def test_what_if_variants_on_a_dask_cluster_equal_one_process(prefect_harness, lake, goog_bars, tmp_path):
+    from prefect_dask import DaskTaskRunner
+
+    lake.append(SILVER_BARS, silver_goog(goog_bars))
+    close = goog_bars["close"].to_numpy()
+    size = np.where(np.arange(len(close)) % 40 < 20, 0.05, -0.05)  # a run that pays fees and slippage
+    path = tmp_path / "predictions.parquet"
+    goog_bars.select("symbol_id", "ts", pl.Series("size", size)).write_parquet(path)
+    kwargs = dict(symbols=["GOOG:US"], tf="1d", signals_path=str(path), adjustment="raw", lake_root=lake.root)
+    here = backtest(CREATED, out_dir=str(tmp_path / "here"), **kwargs)
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    fanned = backtest.with_options(task_runner=runner)(CREATED, out_dir=str(tmp_path / "dask"), **kwargs)
+    assert len(here["what_if"]) == 12 and len({r["total_return"] for r in here["what_if"]}) > 1
+    assert fanned["what_if"] == here["what_if"] and fanned["result_hash"] == here["result_hash"]
