@@ -79,15 +79,25 @@ def calibrated(
     return Calibrated()
 
 
-def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Run ``features`` through the model with onnxruntime on one CPU thread."""
+RUN_BATCH = 1024  # windows per onnxruntime call: a transformer's activations grow with the batch
+
+
+def run_onnx(path: str | Path, x: np.ndarray, batch: int = RUN_BATCH) -> np.ndarray:
+    """Run ``features`` through the model with onnxruntime on one CPU thread, ``batch`` windows a call.
+
+    One call over a whole test day (23,400 one-second windows) held ~20 GB of activations and was
+    killed for memory in ``mps train`` on real BAC ticks.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return sess.run(["probs"], {"features": np.ascontiguousarray(x, dtype=np.float32)})[0]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) <= batch:
+        return sess.run(["probs"], {"features": x})[0]
+    return np.concatenate([sess.run(["probs"], {"features": x[i : i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def write_golden(path: Path, meta: ModelMetadata, x: np.ndarray, probs: np.ndarray) -> str:
