@@ -17,7 +17,7 @@ Each update's ``seq`` is its ``ts`` in whole seconds: strictly increasing per sy
 number when a restart recomputes a row.
 
 A NATS restart (``kill -9`` of the server) costs neither: the ordered consumer asks for idle
-heartbeats every ``idle_heartbeat_s``, and two missed ones make the client recreate it from the
+heartbeats every ``idle_heartbeat_s`` (0.25 s), and two missed ones make the client recreate it from the
 stream sequence after the last message it received (the in-memory state is intact, so nothing is
 replayed). With ``publish_jetstream`` the updates are pipelined across symbols with their acks
 collected (``Outbox``): a symbol's next row goes out only once its last one is stored, and a publish
@@ -61,7 +61,7 @@ class FeaturizerConfig:
     consume: str = "jetstream"  # "jetstream": replayable MARKET_DATA; "core": live subjects only, no recovery
     publish_jetstream: bool = False  # True: wait for FEATURES' ack of every update (slower, stored on return)
     heartbeat_lateness_s: float | None = None  # live: close seconds this long after they end on the clock
-    idle_heartbeat_s: float = 0.5  # MARKET_DATA consumer heartbeat: two missed recreate it (NATS restarts)
+    idle_heartbeat_s: float = 0.25  # MARKET_DATA consumer heartbeat: two missed recreate it (NATS restarts)
     max_in_flight: int = 2000  # publish_jetstream: unacked updates before the featurizer waits for acks
 
 
