@@ -21,8 +21,8 @@ ticks through an in-process ``TickFeaturizer``, a clean run with no NATS and no 
 ``--input updates``: FeatureUpdates published at ``--rate`` straight to the scorer (tick_tiny).
 
 A chaos loop SIGKILLs each of ``--victims`` once per round, in random order, at random moments
-(exponential gaps, mean ``--kill-every`` s) while the load runs, leaving ``--quiet-tail`` seconds of
-load after the last kill, and restarts it after ``--down-s``. Then it drains and prints: input in,
+(exponential gaps, mean ``--kill-every`` s) while the load runs (from ``--warmup`` s on), leaving
+``--quiet-tail`` seconds of load after the last kill, and restarts it after ``--down-s``. Then it drains and prints: input in,
 updates owed and published, signals stored, lost (owed updates with no stored signal), duplicated
 (extra rows per update), dead letters by reason, processes that exited on their own, and per kill
 the restart time and the recovery time (kill -> the first signal of an update created after the
@@ -99,6 +99,8 @@ class Soak:
     def chaos(self, rng: random.Random) -> None:
         last_kill_by = self.load_started + self.args.seconds - self.args.quiet_tail
         victims: list[str] = []
+        if self.stop.wait(self.args.warmup):  # first-use costs (calendars, imports) are not a fault
+            return
         while not self.stop.wait(rng.expovariate(1.0 / self.args.kill_every)):
             if time.monotonic() > last_kill_by:
                 return
@@ -385,6 +387,7 @@ def main() -> None:
     ap.add_argument("--sinks", type=int, default=2, help="sink replicas on one durable (the chaos kills the first)")
     ap.add_argument("--kill-every", type=float, default=30.0, help="mean seconds between kills")
     ap.add_argument("--down-s", type=float, default=0.5, help="seconds a killed process stays down")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds of load before the first kill")
     ap.add_argument("--quiet-tail", type=float, default=5.0, help="seconds of load after the last kill")
     ap.add_argument("--drain-s", type=float, default=180.0, help="max seconds to wait for the tail to be stored")
     ap.add_argument("--sink-batch", type=int, default=1000, help="signals per sink fetch and commit")
