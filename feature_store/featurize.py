@@ -52,6 +52,9 @@ def _regime(bars: pl.DataFrame, actions: pl.DataFrame | None, tz: str) -> pl.Dat
     return regime_features(first_known_closes(bars, actions, tz))
 
 
+# Sets whose rows depend on other symbols (ranks within the universe): never computed per symbol.
+CROSS_SECTIONAL = frozenset({"xs_v1"})
+
 COMPUTE: dict[str, SetCompute] = {
     "bar_v1": _bars_set("bar_v1"),
     "bar_1m_v1": _bars_set("bar_1m_v1"),

@@ -12,22 +12,30 @@ does). A lake with no futures contracts writes no curve rows; that is not an err
 With ``catch_up`` (what the scheduled deployment runs) and no bounds, the window runs from the
 earliest last gold row of the feature sets to silver's last bar (``flows.watermarks``); a run with
 nothing new writes nothing.
+
+Scale-out (DESIGN section 9): per-symbol feature sets depend only on each symbol's own bars,
+actions and chain, so ``chunks`` > 1 computes them in that many tasks of whole symbols on the flow's
+task runner; with Prefect's ``DaskTaskRunner`` (a LocalCluster of processes, or a scheduler address
+in production) they fan out over the cluster with the single-process result. Cross-sectional sets
+(``xs_v1``: ranks within the universe) need every symbol and run once in the flow.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from core.errors import ConfigError
 from core.profile import load_profile
 from core.strategy import load_strategy
 from feature_store.curve import CURVE_V1, curve_features
 from feature_store.discretize import Discretizer
-from feature_store.featurize import featurize_window, in_window, label_window
+from feature_store.featurize import CROSS_SECTIONAL, featurize_window, in_window, label_window
 from feature_store.gold import GOLD_FEATURES, write_features, write_labels
 from feature_store.labels import LabelSpec
 from feature_store.registry import get as registered_set
@@ -95,6 +103,62 @@ def _curve_rows(
     return rows.filter(pl.col("symbol_id").is_in(symbols)) if symbols else rows
 
 
+@task(name="featurize-symbols", cache_policy=NO_CACHE)
+def featurize_symbols(
+    bars: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    feature_sets: list[str],
+    start: datetime | None,
+    end: datetime | None,
+    tz: str,
+    chain: pl.DataFrame | None,
+) -> dict[str, pl.DataFrame]:
+    """``featurize_window`` on one group of symbols (its bars, actions and option chain only)."""
+    return featurize_window(bars, actions, feature_sets, start, end, tz, chain)
+
+
+def featurize_by_symbol(
+    bars: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    feature_sets: list[str],
+    start: datetime | None,
+    end: datetime | None,
+    tz: str,
+    chain: pl.DataFrame | None,
+    chunks: int,
+) -> dict[str, pl.DataFrame]:
+    """Per-symbol feature sets for every symbol of ``bars``, in ``chunks`` tasks of whole symbols.
+
+    A per-symbol feature reads only its symbol's bars, actions and chain, so the union of the
+    groups' rows equals one call over all symbols (tests/flows/test_featurize_parallel.py).
+    """
+    symbols = sorted(bars["symbol_id"].unique().to_list())
+    if chunks <= 1 or len(symbols) < 2 or not feature_sets:
+        return featurize_window(bars, actions, feature_sets, start, end, tz, chain)
+    groups = [g.tolist() for g in np.array_split(np.array(symbols, dtype=object), min(chunks, len(symbols)))]
+
+    def only(frame: pl.DataFrame | None, column: str, group: list[str]) -> pl.DataFrame | None:
+        return None if frame is None else frame.filter(pl.col(column).is_in(group))
+
+    futures = [
+        featurize_symbols.submit(
+            bars.filter(pl.col("symbol_id").is_in(g)),
+            only(actions, "symbol_id", g),
+            feature_sets,
+            start,
+            end,
+            tz,
+            only(chain, "underlying", g),
+        )  # fmt: skip
+        for g in groups
+    ]
+    parts = [f.result() for f in futures]
+    return {
+        name: pl.concat([p[name] for p in parts], how="vertical_relaxed").sort("symbol_id", "ts")
+        for name in feature_sets
+    }
+
+
 def _check_timeframes(bar_sets: list[str], tf: str) -> None:
     """Refuse a feature set declared for other bars: its rows would carry the declared tf, not ``tf``."""
     declared = {name: registered_set(name).tf for name in bar_sets}
@@ -117,8 +181,12 @@ def featurize(
     lake_root: str | None = None,
     profile: str = "local",
     catch_up: bool = False,
+    chunks: int = 1,
 ) -> dict[str, int]:
     """Write the window [start, end] of each feature set (and of the label set) to gold; rows written per table.
+
+    ``chunks`` > 1 splits the symbols into that many tasks on the flow's task runner (see the module
+    docstring); cross-sectional sets are computed over every symbol at once either way.
 
     With ``catch_up`` and no bounds: the silver bars gold has not featurized yet (nothing: no rows).
     """
@@ -140,8 +208,11 @@ def featurize(
         return {k: v for k, v in written.items() if v}
     actions = read_actions(lake, bars["symbol_id"].unique().to_list())
     chain = read_chain(lake, bars["symbol_id"].unique().to_list()) if "options_v1" in bar_sets else None
-    for name, rows in featurize_window(bars, actions, bar_sets, start, end, tz, chain).items():
-        written[f"gold.features/{name}"] = write_features(lake, rows)
+    per_symbol = [name for name in bar_sets if name not in CROSS_SECTIONAL]
+    frames = featurize_by_symbol(bars, actions, per_symbol, start, end, tz, chain, chunks)
+    frames |= featurize_window(bars, actions, [n for n in bar_sets if n in CROSS_SECTIONAL], start, end, tz)
+    for name in bar_sets:
+        written[f"gold.features/{name}"] = write_features(lake, frames[name])
     if label_set:
         spec = LabelSpec(label_set, tf, tuple(label_horizons), Discretizer.returns())
         written[f"gold.labels/{label_set}"] = write_labels(
