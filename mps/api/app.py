@@ -86,14 +86,22 @@ def create_app(services: Services, tracer_provider=None, *, serving: bool = Fals
 LAZY_IMPORTS = ("nats", "nats.errors", "anyio", "backtest.reference_scorer", "feature_store.messages")
 
 
+GC_THRESHOLDS = (10_000, 20, 20)  # CPython's default is (700, 10, 10)
+
+
 def settle_heap() -> None:
-    """Import what requests would import lazily, collect once, then freeze the heap for the GC.
+    """Import what requests would import lazily, collect once, freeze the heap, space collections.
 
     A full (generation 2) collection walks every live object: ~150k after start-up (FastAPI,
     pydantic, polars, pyarrow, onnxruntime), 50-500 ms on this machine, and it runs whenever enough
     objects survive younger collections, stalling every request in flight (the p99 of a Python
     server is mostly this). ``gc.freeze`` moves what start-up built into a permanent generation the
-    collector skips; objects created afterwards are still collected as before.
+    collector skips. The requests themselves leave no reference cycles (measured on /health and
+    /score latest and asof), but with many requests in flight CPython's default thresholds still
+    collected ~55 times a second, each walk over every live young object: /score latest at 500 req/s
+    on the loaded machine paused 0.96 s in 10 s for 611 collections (4 full ones, 72-132 ms each).
+    With ``GC_THRESHOLDS`` the same load made 6-21 young collections (17-281 ms in all, 2-8 ms
+    median) and no older one: fewer, larger young pauses and none of the full ones.
     """
     import gc
     import importlib
@@ -102,6 +110,7 @@ def settle_heap() -> None:
         importlib.import_module(name)
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Observe:
