@@ -395,7 +395,7 @@ impl TickFeaturizer {
 
     /// Apply one trade print (a non-positive or non-finite price, or a negative size, is dropped).
     pub fn on_trade(&mut self, sym: u32, t: i64, price: f64, size: f64) {
-        if !(0.0 < price && price < f64::INFINITY && 0.0 <= size && size < f64::INFINITY) {
+        if !(0.0 < price && price < f64::INFINITY && (0.0..f64::INFINITY).contains(&size)) {
             self.counts.rejected += 1;
             return;
         }
