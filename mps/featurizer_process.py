@@ -90,6 +90,7 @@ class FeaturizerProcess:
         heartbeat_lateness: float | None = None,
         publish_jetstream: bool = False,
         stats: Path | None = None,
+        latencies: bool = False,
         log_path: Path | None = None,
     ) -> None:
         self.args = [str(featurizer_binary()), "--nats", nats_url, "--sessions", str(sessions), "--consume", consume]
@@ -100,7 +101,7 @@ class FeaturizerProcess:
         if publish_jetstream:
             self.args.append("--publish-jetstream")
         if stats is not None:
-            self.args += ["--stats", str(stats)]
+            self.args += ["--stats", str(stats), *(["--latencies"] if latencies else [])]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.stdout_lines: list[str] = []

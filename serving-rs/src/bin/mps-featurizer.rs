@@ -2,13 +2,14 @@
 //!
 //! mps-featurizer --nats nats://127.0.0.1:4222 --sessions sessions.json [--consume jetstream|core]
 //!                [--idle-exit SECONDS] [--heartbeat-lateness SECONDS] [--publish-jetstream]
-//!                [--poll-ms 50] [--stats report.json] [--feature-set tick_v2]
+//!                [--poll-ms 50] [--stats report.json [--latencies]] [--feature-set tick_v2]
 //!                | --print-feature-set
 //!
 //! The sessions file (exchange sessions of the feature set's calendar) is written by Python:
 //! `mps featurizer` does it; `mps.featurizer_process.write_sessions` for tests and benchmarks.
 //! Prints `ready` once consuming, and one `counts {...}` JSON line when it ends (an idle exit or
-//! SIGTERM/SIGINT); `--stats` also writes per-event processing times.
+//! SIGTERM/SIGINT); `--stats` also writes the wall and CPU span of the input (and with
+//! `--latencies` every event's processing time, wall and thread CPU).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,14 +24,19 @@ use mps_scorer::featurizer::state::SessionBook;
 const FLAGS: &[&str] =
     &["nats", "sessions", "consume", "idle-exit", "heartbeat-lateness", "poll-ms", "stats", "feature-set"];
 
-fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
+fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool, bool)> {
     let mut out = HashMap::new();
     let mut publish_js = false;
+    let mut latencies = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--publish-jetstream" => {
                 publish_js = true;
+                continue;
+            }
+            "--latencies" => {
+                latencies = true;
                 continue;
             }
             "--print-feature-set" => {
@@ -58,7 +64,7 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
         let value = args.next().with_context(|| format!("--{name} needs a value"))?;
         out.insert(name.to_string(), value);
     }
-    Ok((out, publish_js))
+    Ok((out, publish_js, latencies))
 }
 
 fn seconds(args: &HashMap<String, String>, name: &str) -> anyhow::Result<Option<Duration>> {
@@ -80,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let (args, publish_jetstream) = parse_args()?;
+    let (args, publish_jetstream, latencies) = parse_args()?;
     let fs = &*TICK_V2;
     if let Some(name) = args.get("feature-set").filter(|n| *n != &fs.name) {
         bail!("--feature-set {name}: this build embeds only {} (contracts/feature_sets/{}.json)", fs.name, fs.name);
@@ -94,6 +100,9 @@ fn main() -> anyhow::Result<()> {
     };
     let poll_ms: u64 = args.get("poll-ms").map(|v| v.parse()).transpose().context("--poll-ms")?.unwrap_or(50);
     let stats = args.get("stats").map(PathBuf::from);
+    if latencies && stats.is_none() {
+        bail!("--latencies needs --stats FILE (where the times are written)");
+    }
     let cfg = Config {
         nats_url: args.get("nats").cloned().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         consume,
@@ -101,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         idle_exit: seconds(&args, "idle-exit")?,
         heartbeat_lateness: seconds(&args, "heartbeat-lateness")?,
         poll: Duration::from_millis(poll_ms.max(1)),
-        record_latencies: stats.is_some(),
+        record_latencies: latencies && stats.is_some(),
     };
     tracing::info!(sessions = sessions.len(), path = %sessions_path.display(), "sessions loaded");
     // One thread: the benchmark's "one core", and the NATS client's I/O runs beside the featurizer.
