@@ -11,7 +11,13 @@
 //! - seconds close on event time; a heartbeat (`heartbeat_lateness`) closes them on the wall clock
 //!   for quiet symbols; when the input pauses for a poll, every due second is published;
 //! - an idle exit (`idle_exit`) closes the last second (the input is over); a stop (SIGTERM) leaves
-//!   it open for the next run to replay, as a crash would.
+//!   it open for the next run to replay, as a crash would;
+//! - a NATS restart costs nothing: the client reconnects forever 0.1 s apart, the ordered consumer
+//!   asks for idle heartbeats every 0.5 s (two missed recreate it after the last stream sequence it
+//!   received), and with `publish_jetstream` updates are pipelined and their acks collected in send
+//!   order; a publish that fails is sent again with every later one, in order and with the same
+//!   `Nats-Msg-Id` (as Python's `Outbox`), so FEATURES holds each row once and in order. Core
+//!   publishing (the default) is faster but loses what was in flight when the server died.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,8 +38,14 @@ use crate::streaming::STREAMING;
 
 /// An idle exit waits at least this long for the first message (a replay starting up).
 pub const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(10);
-/// JetStream publish acks awaited together once this many are outstanding.
-const ACK_BATCH: usize = 512;
+/// `publish_jetstream`: unacked updates before the featurizer waits for acks (down to half).
+const MAX_IN_FLIGHT: usize = 2000;
+/// How long a JetStream publish waits for its ack before it is sent again.
+const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause before re-sending failed publishes (NATS down or JetStream not ready yet).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The ordered consumer's pull expiry; its idle heartbeat is half of it.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// How the service reads MARKET_DATA and publishes FEATURES.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +94,8 @@ pub struct ServiceCounts {
     pub bad: u64,
     pub non_finite: u64,
     pub resumed_symbols: u64,
+    /// `publish_jetstream`: times a failed publish (and every later one) was sent again.
+    pub publish_retries: u64,
 }
 
 /// What a run did: counts, the wall and CPU span of the input, and (with `record_latencies`)
@@ -178,6 +192,14 @@ impl Input {
     }
 }
 
+/// One JetStream publish in flight: what to send again, and its ack (None: the send itself failed).
+struct Pending {
+    subject: Subject,
+    msg_id: String,
+    payload: Bytes,
+    ack: Option<PublishAckFuture>,
+}
+
 /// Publishing side: subjects per symbol, the restart checkpoint, the counts.
 struct Output {
     client: async_nats::Client,
@@ -186,7 +208,7 @@ struct Output {
     tf: String,
     subjects: Vec<Option<Subject>>,
     resume: Vec<i64>,
-    acks: Vec<PublishAckFuture>,
+    pending: std::collections::VecDeque<Pending>,
     buf: Vec<u8>,
     counts: ServiceCounts,
 }
@@ -219,36 +241,63 @@ impl Output {
             }
             let mut headers = HeaderMap::new();
             let msg_id = format!("{}.{}.{}", self.feature_set, name, ts.div_euclid(NS_PER_S));
-            headers.insert("Nats-Msg-Id", msg_id.as_str());
+            headers.insert("Nats-Msg-Id", msg_id.as_str()); // JetStream drops a re-sent row
             let payload = Bytes::copy_from_slice(&self.buf);
             match &self.js {
                 Some(js) => {
-                    let ack = js
+                    let ack = js.publish_with_headers(subject.clone(), headers, payload.clone()).await.ok();
+                    self.pending.push_back(Pending { subject, msg_id, payload, ack });
+                    // counted when acked
+                }
+                None => {
+                    self.client
                         .publish_with_headers(subject, headers, payload)
                         .await
                         .map_err(|e| nats_err("publish")(e.to_string()))?;
-                    self.acks.push(ack);
+                    self.counts.published += 1;
                 }
-                None => self
-                    .client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| nats_err("publish")(e.to_string()))?,
             }
-            self.counts.published += 1;
         }
         f.clear_rows();
-        if self.acks.len() >= ACK_BATCH {
-            self.await_acks().await?;
+        if self.pending.len() >= MAX_IN_FLIGHT {
+            self.settle(MAX_IN_FLIGHT / 2).await;
         }
         Ok(())
     }
 
-    async fn await_acks(&mut self) -> Result<()> {
-        for ack in self.acks.drain(..) {
-            ack.await.map_err(|e| nats_err("publish ack")(e.to_string()))?;
+    /// Collect acks in send order until at most `keep` publishes are in flight; at the first
+    /// failure, send it and every later one again (same order, same `Nats-Msg-Id`) and go on.
+    async fn settle(&mut self, keep: usize) {
+        let Some(js) = self.js.clone() else { return };
+        while self.pending.len() > keep {
+            let upto = self.pending.len() - keep;
+            let mut failed = None;
+            for (i, p) in self.pending.iter_mut().take(upto).enumerate() {
+                let ok = match p.ack.take() {
+                    Some(ack) => ack.await.is_ok(),
+                    None => false,
+                };
+                if !ok {
+                    failed = Some(i); // the later acks are not awaited: those rows are sent again anyway
+                    break;
+                }
+            }
+            let Some(first) = failed else {
+                self.pending.drain(..upto);
+                self.counts.published += upto as u64;
+                continue;
+            };
+            self.pending.drain(..first);
+            self.counts.published += first as u64;
+            self.counts.publish_retries += 1;
+            tracing::warn!(resend = self.pending.len(), "FEATURES publish failed; sending it and the later ones again");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            for p in self.pending.iter_mut() {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", p.msg_id.as_str());
+                p.ack = js.publish_with_headers(p.subject.clone(), headers, p.payload.clone()).await.ok();
+            }
         }
-        Ok(())
     }
 }
 
@@ -262,10 +311,11 @@ pub async fn run(
     let client = async_nats::ConnectOptions::new()
         .name("mps-featurizer")
         .max_reconnects(None)
+        .reconnect_delay_callback(|_| Duration::from_millis(100))
         .connect(&cfg.nats_url)
         .await
         .map_err(|e| nats_err("connect")(format!("{}: {e}", cfg.nats_url)))?;
-    let js = jetstream::new(client.clone());
+    let js = jetstream::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
     let (md_name, features_name) = (stream_name("trades")?, stream_name("features")?);
     let md_stream = ensure_stream(&js, &md_name).await?;
     let features = ensure_stream(&js, &features_name).await?;
@@ -300,6 +350,7 @@ pub async fn run(
                 .create_consumer(consumer::pull::OrderedConfig {
                     filter_subjects: subjects.patterns(),
                     deliver_policy,
+                    max_expires: PULL_EXPIRES,
                     ..Default::default()
                 })
                 .await
@@ -324,7 +375,7 @@ pub async fn run(
         tf: feature_set.tf.clone(),
         subjects: Vec::new(),
         resume,
-        acks: Vec::new(),
+        pending: std::collections::VecDeque::new(),
         buf: Vec::with_capacity(1024),
         counts: ServiceCounts { resumed_symbols: last.len() as u64, ..Default::default() },
     };
@@ -349,7 +400,7 @@ pub async fn run(
                     f.drain(); // the input paused: publish every due second now rather than at the next tick
                     out.publish(&mut f).await?;
                 }
-                out.await_acks().await?;
+                out.settle(0).await;
                 if let Some(idle) = cfg.idle_exit {
                     let patience = if out.counts.events > 0 { idle } else { idle.max(FIRST_MESSAGE_WAIT) };
                     if last_seen.elapsed() >= patience {
@@ -403,7 +454,7 @@ pub async fn run(
         f.flush(); // the input is over: its last second is complete (a stop leaves it open, as a crash does)
         out.publish(&mut f).await?;
     }
-    out.await_acks().await?;
+    out.settle(0).await;
     client.flush().await.map_err(|e| nats_err("flush")(e.to_string()))?;
     if let Some((t0, c0)) = first {
         report.span_wall_ns = last_seen.saturating_duration_since(t0).as_nanos() as u64;

@@ -4,7 +4,8 @@ The same 45 minutes of 2013-10-07 as ``test_parity_nats`` are replayed onto md.t
 Rust binary consumes MARKET_DATA and publishes to FEATURES; every stored value is compared with the
 batch gold rows (``tick_features``) within each feature's registered tolerance, the worst feature
 reported, and with the Python featurizer fed the same events (a port with the same floating-point
-operations). A second run kills the binary (SIGKILL) half-way through the day and restarts it; a
+operations). A second run kills the binary (SIGKILL) half-way through the day and restarts it (the
+restarted one publishing through JetStream acks); a
 third checks the heartbeat closes a quiet symbol's seconds on the wall clock.
 """
 
@@ -105,7 +106,10 @@ def test_rust_featurizer_killed_half_way_resumes_without_gaps_or_duplicates(
         first.proc.wait(timeout=10)
         before = await stored_count(js)
         await replay(nc, events.slice(half))
-        with FeaturizerProcess(nats_server.url, sessions_2013, idle_exit=1.0, log_path=tmp_path / "second.log") as p:
+        second = FeaturizerProcess(
+            nats_server.url, sessions_2013, idle_exit=1.0, publish_jetstream=True, log_path=tmp_path / "second.log"
+        )
+        with second as p:  # this one waits for FEATURES' acks
             counts = p.wait(timeout=180)
         stored = await read_features(nc)
         await nc.close()
@@ -113,7 +117,8 @@ def test_rust_featurizer_killed_half_way_resumes_without_gaps_or_duplicates(
 
     before, counts, stored = asyncio.run(scenario())
     assert 0 < before < batch.height
-    assert counts["resumed_symbols"] == 1 and counts["suppressed"] >= before
+    assert counts["resumed_symbols"] == 1 and counts["suppressed"] >= before and counts["publish_retries"] == 0
+    assert counts["published"] == batch.height - before
     ts = [u.ts for u in stored]
     assert len(ts) == len(set(ts)) == batch.height and ts == sorted(ts)
     ratio, name, errors = worst(frame(stored), batch)
