@@ -1,6 +1,6 @@
 """Streaming featurizer benchmark: 500 symbols, ticks in -> FeatureUpdates out through NATS, one core.
 
-    nice .venv/bin/python benchmarks/streaming_features.py [--symbols 500] [--seconds 10] [--rate 20]
+    nice .venv/bin/python benchmarks/streaming_features.py [--symbols 500] [--seconds 10] [--rate 20] [--no-python]
 
 A simulated market (``--rate`` events per symbol per second, 30% trades, 70% one-sided NBBO
 updates, ms stamps) is published to MARKET_DATA first; then the featurizer (this process, one
@@ -11,6 +11,9 @@ Figures:
 - sustained events/s = events / (last - first message) while the stream is never empty (wall clock),
   and events per CPU-second of this process (the nats-server runs in its own process);
 - both consumers: the JetStream ordered consumer (replayable, the default) and a core subscription;
+- both featurizers on the same events in the same run: the Python one (this process, nats-py) and the
+  Rust one (``serving-rs`` ``mps-featurizer``, a child process on one thread; its per-event times and
+  the process CPU between its first and last event come from its ``--stats`` file);
 - baselines in the same run: the in-process featurizer without NATS (the compute alone), and the
   batch path recomputed per event (``tick_features`` over the symbol's trailing 600 s, as a system
   without incremental state would) on a sample of events.
@@ -21,9 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -153,6 +160,56 @@ async def null_consumer(url: str, events: pl.DataFrame) -> float:
     return events.height / cpu
 
 
+async def rust_through_nats(url: str, events: pl.DataFrame, consume: str, stats: Path, latencies: bool = True) -> dict:
+    """The Rust featurizer on the same market: JetStream pre-filled (max rate) or a live core feed.
+
+    ``latencies`` times every event (two thread-clock reads each, ~1 us of CPU); without it only the
+    process CPU from the first event to the end of the input is read (the throughput figure).
+    """
+    import nats
+
+    from feature_store.streaming.replay import replay
+    from mps.featurizer_process import FeaturizerProcess, write_sessions
+
+    year = OPEN.year
+    nc = await nats.connect(url, pending_size=1 << 26)
+    sessions = write_sessions(year, year)
+    proc = FeaturizerProcess(url, sessions, consume=consume, idle_exit=2.0, stats=stats, latencies=latencies)
+    if consume == "jetstream":
+        wall = time.perf_counter()
+        sent = await replay(nc, events)
+        pub_rate = sent / (time.perf_counter() - wall)
+        proc.start()
+    else:
+        proc.start()
+        wall = time.perf_counter()
+        sent = await replay(nc, events)
+        pub_rate = sent / (time.perf_counter() - wall)
+    counts = await asyncio.to_thread(proc.wait, 300.0)
+    await nc.close()
+    report = json.loads(stats.read_text())
+    n = counts["events"]
+    return {
+        "counts": counts,
+        "lat": report["latencies_ns"],
+        "cpu": report["cpu_ns"],
+        "events_per_s": n / max(report["span_wall_ns"] / 1e9, 1e-9),
+        "events_per_cpu_s": n / max(report["span_cpu_ns"] / 1e9, 1e-9),
+        "publish_rate": pub_rate,
+    }
+
+
+def report_line(label: str, r: dict, who: str) -> str:
+    c = r["counts"]
+    return (
+        f"{label} {r['events_per_s']:10,.0f} events/s   {pct(r['lat'])}\n"
+        f"    per-event CPU time (thread clock, no preemption): {pct(r['cpu'])}\n"
+        f"    {r['events_per_cpu_s']:,.0f} events per CPU-second of the {who} process; "
+        f"{c['published']:,} FeatureUpdates, {c['bad']} bad, {c['late']} late; "
+        f"replay published {r['publish_rate']:,.0f} msg/s"
+    )
+
+
 def in_process(events: pl.DataFrame) -> tuple[float, list[int]]:
     from feature_store.streaming.state import TickFeaturizer
 
@@ -203,6 +260,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rate", type=float, default=20.0, help="events per symbol per market second")
     ap.add_argument("--baseline-sample", type=int, default=100)
+    ap.add_argument("--no-python", action="store_true", help="skip the Python featurizer through NATS")
     args = ap.parse_args()
 
     from mps.nats_server import NatsServer
@@ -211,23 +269,31 @@ def main() -> None:
     print(f"{events.height:,} events ({args.symbols} symbols x {args.seconds} s x ~{args.rate:g}/s), tick_v2")
     rate, lat = in_process(events)
     print(f"in-process featurizer (no NATS)   {rate:10,.0f} events/s   {pct(lat)}")
+    from mps.featurizer_process import featurizer_binary
+
+    featurizer_binary(build=True)
     for consume in ("jetstream", "core"):
-        with NatsServer() as server:
-            r = asyncio.run(through_nats(server.url, events, consume))
-        c = r["counts"]
-        print(
-            f"through NATS ({consume:9s})        {r['events_per_s']:10,.0f} events/s   {pct(r['lat'])}\n"
-            f"    per-event CPU time (thread clock, no preemption): {pct(r['cpu'])}\n"
-            f"    {r['events_per_cpu_s']:,.0f} events per CPU-second of the featurizer process; "
-            f"{c['published']:,} FeatureUpdates, {c['bad']} bad, {c['late']} late; "
-            f"replay published {r['publish_rate']:,.0f} msg/s"
-        )
+        if not args.no_python:
+            with NatsServer() as server:
+                r = asyncio.run(through_nats(server.url, events, consume))
+            print(report_line(f"Python through NATS ({consume:9s})", r, "featurizer"))
+        with NatsServer() as server, tempfile.TemporaryDirectory() as tmp:
+            r = asyncio.run(rust_through_nats(server.url, events, consume, Path(tmp) / "stats.json"))
+        print(report_line(f"Rust through NATS   ({consume:9s})", r, "mps-featurizer"))
+        if consume == "jetstream":  # again without per-event timing: the throughput alone
+            with NatsServer() as server, tempfile.TemporaryDirectory() as tmp:
+                r = asyncio.run(rust_through_nats(server.url, events, consume, Path(tmp) / "stats.json", False))
+            print(
+                f"Rust through NATS   (jetstream, untimed) {r['events_per_s']:10,.0f} events/s wall, "
+                f"{r['events_per_cpu_s']:,.0f} events per CPU-second of the mps-featurizer process"
+            )
     with NatsServer() as server:
         null = asyncio.run(null_consumer(server.url, events))
     print(f"nats-py JetStream consumer that only counts: {null:,.0f} events per CPU-second (client ceiling)")
     base = batch_per_event(events, args.baseline_sample)
     print(f"baseline: batch recompute per event  {1e9 / np.mean(base):8,.0f} events/s   {pct(base)}")
     print("targets: p99 < 250 us per event, >= 50,000 events/s")
+    print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f} (1/5/15 min)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Registered on the main app by ``mps.cli`` (``register(app)``); heavy imports sta
 
     mps replay --source lean --symbol BAC:US --start 2013-10-07T13:25 --end 2013-10-07T14:10 --speed 60
     mps featurizer --idle-exit 5          # consume MARKET_DATA, publish FeatureUpdates to FEATURES
+    mps featurizer --engine python        # the Python featurizer (default: the Rust one when it is built)
 """
 
 from __future__ import annotations
@@ -71,9 +72,15 @@ def register(app: typer.Typer) -> None:
             False, help="wait for FEATURES' ack of every update and re-send failures (nothing lost when NATS dies)"
         ),
         nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
+        engine: str = typer.Option(
+            "auto", help="rust (serving-rs mps-featurizer), python, or auto: rust when its release binary is built"
+        ),
         profile: str = ProfileOpt,
     ) -> None:
         """Run the streaming featurizer: MARKET_DATA in, one FeatureUpdate per symbol per second to FEATURES."""
+        if _use_rust(engine, feature_set):
+            _exec_rust(_nats_url(profile, nats_url), consume, idle_exit, heartbeat_lateness, publish_jetstream)
+
         from core.clock import utc_clock
         from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer, connect
 
@@ -100,3 +107,37 @@ def register(app: typer.Typer) -> None:
             console.print("featurizer stopped (its open second is replayed at the next start)")
             return
         console.print_json(data=counts)
+
+
+def _use_rust(engine: str, feature_set: str) -> bool:
+    """Whether ``mps featurizer`` runs the Rust binary (it embeds tick_v2 only)."""
+    from mps.featurizer_process import featurizer_binary
+
+    if engine not in ("auto", "rust", "python"):
+        raise typer.BadParameter(f"--engine must be auto, rust or python, not {engine!r}")
+    if engine == "python":
+        return False
+    if feature_set != "tick_v2":
+        if engine == "rust":
+            raise typer.BadParameter(f"the Rust featurizer computes tick_v2 only, not {feature_set!r}")
+        return False
+    return engine == "rust" or featurizer_binary(build=False).is_file()
+
+
+def _exec_rust(
+    url: str, consume: str, idle_exit: float | None, heartbeat_lateness: float | None, publish_jetstream: bool
+) -> None:
+    """Replace this process with ``mps-featurizer`` (signals from ``mps up`` then reach it directly)."""
+    import os
+
+    from mps.featurizer_process import default_sessions, featurizer_binary
+
+    binary = str(featurizer_binary(build=True))
+    args = [binary, "--nats", url, "--sessions", str(default_sessions()), "--consume", consume]
+    if idle_exit is not None:
+        args += ["--idle-exit", str(idle_exit)]
+    if heartbeat_lateness is not None:
+        args += ["--heartbeat-lateness", str(heartbeat_lateness)]
+    if publish_jetstream:
+        args.append("--publish-jetstream")
+    os.execv(binary, args)

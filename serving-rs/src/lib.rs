@@ -15,13 +15,16 @@
 //! - [`shadow`]: the challenger scored in shadow on `signals_shadow`;
 //! - [`source`]: the input stream (JetStream pull consumer kept alive across NATS restarts);
 //! - [`service`]: NATS wiring (JetStream durable or core subscription, KV champion watch,
-//!   dead letters) and [`http`] + [`metrics`] for `/health` and `/metrics`.
+//!   dead letters) and [`http`] + [`metrics`] for `/health` and `/metrics`;
+//! - [`featurizer`]: the streaming featurizer (`mps-featurizer`): ticks from MARKET_DATA in,
+//!   `tick_v2` FeatureUpdates out, a port of `feature_store/streaming/state.py`.
 
 pub mod champion;
 pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod error;
+pub mod featurizer;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -1,12 +1,16 @@
-"""Helpers of the parity tests: feed a featurizer in process, compare its rows with batch rows."""
+"""Helpers of the parity tests: feed a featurizer in process, read FEATURES back, compare rows with batch rows."""
 
 from __future__ import annotations
 
+import asyncio
+
 import polars as pl
 
+from feature_store.messages import FeatureUpdate, decode
 from feature_store.registry import get
+from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
-from feature_store.tick.definitions import FEATURE_SET, parity_error
+from feature_store.tick.definitions import FEATURE_NAMES, FEATURE_SET, parity_error
 from feature_store.tick.events import ordered_events
 
 
@@ -48,3 +52,32 @@ def worst(streamed: pl.DataFrame, batch: pl.DataFrame) -> tuple[float, str, dict
         if err / f.stream_tolerance >= ratio:
             ratio, name = err / f.stream_tolerance, f.name
     return ratio, name, errors
+
+
+async def read_features(nc) -> list[FeatureUpdate]:
+    """Every FeatureUpdate the FEATURES stream holds, in stream order."""
+    js = nc.jetstream()
+    total = (await js.stream_info(md.FEATURES_STREAM)).state.messages
+    got: list[FeatureUpdate] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg) -> None:
+        got.append(decode(msg.data))
+        if len(got) >= total:
+            done.set()
+
+    sub = await js.subscribe("", stream=md.FEATURES_STREAM, ordered_consumer=True, cb=on_msg)
+    if total:
+        await asyncio.wait_for(done.wait(), timeout=60)
+    await sub.unsubscribe()
+    return got
+
+
+def frame(updates: list[FeatureUpdate]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "symbol_id": [u.symbol_id for u in updates],
+            "ts": [u.ts for u in updates],
+            **{n: [u.values[i] for u in updates] for i, n in enumerate(FEATURE_NAMES)},
+        }
+    )

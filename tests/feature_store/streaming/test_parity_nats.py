@@ -13,48 +13,17 @@ import asyncio
 import nats
 import polars as pl
 import pytest
-from parity_helpers import worst
+from parity_helpers import frame, read_features, worst
 
-from feature_store.messages import FeatureUpdate, decode
-from feature_store.streaming import market_data as md
 from feature_store.streaming.online import OnlineView
 from feature_store.streaming.replay import replay
 from feature_store.streaming.service import StreamingFeaturizer
 from feature_store.streaming.session import publish_session_features
 from feature_store.tick.batch import tick_features
-from feature_store.tick.definitions import FEATURE_NAMES, FEATURE_SET
+from feature_store.tick.definitions import FEATURE_SET
 from feature_store.tick.events import ordered_events
 
 pytestmark = pytest.mark.slow
-
-
-async def read_features(nc) -> list[FeatureUpdate]:
-    """Every FeatureUpdate the FEATURES stream holds, in stream order."""
-    js = nc.jetstream()
-    total = (await js.stream_info(md.FEATURES_STREAM)).state.messages
-    got: list[FeatureUpdate] = []
-    done = asyncio.Event()
-
-    async def on_msg(msg) -> None:
-        got.append(decode(msg.data))
-        if len(got) >= total:
-            done.set()
-
-    sub = await js.subscribe("", stream=md.FEATURES_STREAM, ordered_consumer=True, cb=on_msg)
-    if total:
-        await asyncio.wait_for(done.wait(), timeout=60)
-    await sub.unsubscribe()
-    return got
-
-
-def frame(updates: list[FeatureUpdate]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "symbol_id": [u.symbol_id for u in updates],
-            "ts": [u.ts for u in updates],
-            **{n: [u.values[i] for u in updates] for i, n in enumerate(FEATURE_NAMES)},
-        }
-    )
 
 
 @pytest.fixture(scope="module")

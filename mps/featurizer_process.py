@@ -1,0 +1,170 @@
+"""Locate, build and run the Rust streaming featurizer (``serving-rs``'s ``mps-featurizer``) as a child process.
+
+Exchange calendars live in Python, so the sessions the featurizer needs (seconds since the open and
+to the close, which ticks are in a session) are written here as a JSON file it reads at start:
+``{"calendar": "XNYS", "start": ns, "end": ns, "sessions": [[open_ns, close_ns], ...]}``.
+Used by ``mps featurizer --engine rust``, the parity tests and ``benchmarks/streaming_features.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.errors import ServiceError
+from mps.processes import terminate
+from mps.scorer_process import CRATE_DIR, target_dir
+
+SESSIONS_CACHE = Path.home() / ".cache" / "mps" / "sessions"
+
+
+def featurizer_binary(build: bool = True) -> Path:
+    """Return the release binary (``MPS_FEATURIZER_BIN`` overrides), building it with cargo if missing."""
+    override = os.environ.get("MPS_FEATURIZER_BIN")
+    if override:
+        return Path(override)
+    binary = target_dir() / "release" / "mps-featurizer"
+    if binary.is_file() or not build:
+        return binary
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir())}
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "--bin", "mps-featurizer"],
+        cwd=CRATE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 or not binary.is_file():
+        raise ServiceError(f"cargo build of mps-featurizer failed:\n{proc.stderr[-4000:]}")
+    return binary
+
+
+def write_sessions(first_year: int, last_year: int, calendar: str | None = None, path: Path | None = None) -> Path:
+    """Write the sessions of ``calendar`` (default: the tick features') in [first_year, last_year]; cached."""
+    from feature_store.tick.events import DEFAULT_CALENDAR
+    from lakehouse import calendars
+
+    calendar = calendars.canonical(calendar or DEFAULT_CALENDAR)
+    if last_year < first_year:
+        raise ServiceError(f"sessions: last year {last_year} before first year {first_year}")
+    target = path or SESSIONS_CACHE / f"{calendar.replace('/', '_')}_{first_year}_{last_year}.json"
+    if path is None and target.is_file():
+        return target
+    start, end = datetime(first_year, 1, 1, tzinfo=UTC), datetime(last_year + 1, 1, 1, tzinfo=UTC)
+    frame = calendars.sessions(calendar, start, end)
+    opens = frame["open"].dt.epoch("ns").to_list()
+    closes = frame["close"].dt.epoch("ns").to_list()
+    body = {
+        "calendar": calendar,
+        "start": int(start.timestamp()) * 10**9,
+        "end": int(end.timestamp()) * 10**9,
+        "sessions": [[o, c] for o, c in zip(opens, closes, strict=True)],
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(target)
+    return target
+
+
+def default_sessions() -> Path:
+    """Sessions from 2000 to next year: what ``mps featurizer --engine rust`` passes."""
+    return write_sessions(2000, datetime.now(UTC).year + 1)
+
+
+class FeaturizerProcess:
+    """``mps-featurizer`` against a NATS URL; a context manager that stops it with SIGTERM."""
+
+    def __init__(
+        self,
+        nats_url: str,
+        sessions: Path,
+        *,
+        consume: str = "jetstream",
+        idle_exit: float | None = None,
+        heartbeat_lateness: float | None = None,
+        publish_jetstream: bool = False,
+        stats: Path | None = None,
+        latencies: bool = False,
+        log_path: Path | None = None,
+    ) -> None:
+        self.args = [str(featurizer_binary()), "--nats", nats_url, "--sessions", str(sessions), "--consume", consume]
+        if idle_exit is not None:
+            self.args += ["--idle-exit", str(idle_exit)]
+        if heartbeat_lateness is not None:
+            self.args += ["--heartbeat-lateness", str(heartbeat_lateness)]
+        if publish_jetstream:
+            self.args.append("--publish-jetstream")
+        if stats is not None:
+            self.args += ["--stats", str(stats), *(["--latencies"] if latencies else [])]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.stdout_lines: list[str] = []
+        self.returncode: int | None = None
+        self._done: threading.Thread | None = None
+
+    def start(self, timeout: float = 60.0) -> FeaturizerProcess:
+        """Start and wait for the ``ready`` line (streams ensured, checkpoint read, consuming)."""
+        stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.stdout_lines.append(line.strip())
+                if line.strip() == "ready":
+                    ready.set()
+
+        self._done = threading.Thread(target=pump, daemon=True)
+        self._done.start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.poll()
+                self.stop()
+                log = self.log_path.read_text()[-3000:] if self.log_path and self.log_path.exists() else ""
+                raise ServiceError(f"featurizer did not become ready (exit {code}); args {self.args}\n{log}")
+        return self
+
+    def wait(self, timeout: float = 120.0) -> dict:
+        """Wait for an exit on its own (``idle_exit``); return its counts."""
+        if self.proc is None:
+            raise ServiceError("featurizer is not running")
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise ServiceError(f"featurizer still running after {timeout} s") from exc
+        self.proc = None
+        return self.counts()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (the open second is left for the next start to replay), wait, return the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return self.returncode
+        self.returncode = terminate(proc, timeout)
+        return self.returncode
+
+    def counts(self) -> dict:
+        """The ``counts`` line the binary printed when it ended, flattened (service and featurizer counts)."""
+        if self._done is not None:
+            self._done.join(timeout=5)
+        for line in reversed(self.stdout_lines):
+            if line.startswith("counts "):
+                raw = json.loads(line[len("counts ") :])
+                return {**raw["service"], **raw["featurizer"], "ended": raw["ended"]}
+        raise ServiceError(f"featurizer printed no counts (exit {self.returncode}): {self.stdout_lines[-5:]}")
+
+    def __enter__(self) -> FeaturizerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
