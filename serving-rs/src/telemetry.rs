@@ -91,7 +91,10 @@ struct HeaderWriter<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderWriter<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value);
+        if !value.is_empty() {
+            // an empty `tracestate` says nothing: leave the header out
+            self.0.insert(key, value);
+        }
     }
 }
 

@@ -101,7 +101,9 @@ fn refusals_are_traced_with_their_code_and_a_request_without_context_starts_a_tr
     assert_eq!(attr(&spans[0], "outcome"), "unknown_symbol");
     assert_eq!(spans[0].parent_span_id, SpanId::INVALID, "no traceparent: a root span");
     assert!(spans[0].span_context.trace_id() != TraceId::from_hex(TRACE).unwrap());
-    assert!(reply.unwrap().get("traceparent").unwrap().as_str().contains(&spans[0].span_context.span_id().to_string()));
+    let reply = reply.unwrap();
+    assert!(reply.get("traceparent").unwrap().as_str().contains(&spans[0].span_context.span_id().to_string()));
+    assert!(reply.get("tracestate").is_none(), "no tracestate: no empty header");
     // tracing off: no span, no headers
     let (_, reply) = answer_traced(&mut s, "tick_tiny", None, Some(&traceparent()), br#"{"symbol_id":"MSFT:US"}"#, now);
     assert!(reply.is_none());
