@@ -205,6 +205,7 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     let client = async_nats::ConnectOptions::new()
         .name("mps-scorer")
         .max_reconnects(None)
+        .reconnect_delay_callback(crate::source::reconnect_delay)
         .event_callback(move |event| {
             let m = events.clone();
             async move {
