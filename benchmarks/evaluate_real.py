@@ -77,13 +77,14 @@ def bars(args) -> str:
     w = bar_windows(raw, actions, horizons, args.lookback, 1, buckets)
     models, base = model_factories("bar", buckets, w.names, horizons, 0, args.models.split(","), args.trees)
     n_days = len(set(w.day.tolist()))
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     res = run_eval(w, buckets, models, base, n_folds=args.folds, min_train_days=n_days // 2)
     head = (
         f"# Daily bars: {len(set(w.symbols.tolist()))} symbols (LEAN equities + arch S&P 500, NASDAQ) since "
         f"{args.since}\n\n{len(w.y)} windows (lookback {args.lookback} sessions), bar_v1, 101 buckets of 30 bps; "
         f"expanding walk-forward, {args.folds} folds over the second half of {n_days} sessions; fitting and scoring "
-        f"took {time.process_time() - t0:.0f} s CPU.\n"
+        f"took {time.process_time() - t0:.0f} s CPU ({time.perf_counter() - w0:.0f} s wall, load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores).\n"
     )
     text = _report(head, res, scores_table, gains_table, targets_table)
     return text + "\n## M6 measure (lower is better; uniform 0.16)\n\n" + m6_table(m6_scores(res, w, buckets)) + "\n"
