@@ -5,7 +5,8 @@ portfolio of cash and positions marked at the last close. Signals are target exp
 of NAV, the ``size`` the sizing formulas give) or target units; orders fill at the next tradable
 open with fees, half-spread and ADV-participation slippage, and pass the NAV, ADV and intraday
 drawdown guards. A run is identified by the hash of its inputs (data versions, settings, model
-version); the hash of its outputs pins the numbers (golden runs).
+version); the hash of its outputs tells two runs on one machine apart (the golden run pins its
+figures to 1e-9 relative: across machines, last-ulp differences in math libraries move the hash).
 """
 
 from __future__ import annotations
