@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -23,6 +24,8 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from core.errors import TableError
 from lakehouse.predicates import Predicate, keys_match
 from lakehouse.schema import TableSpec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def writer_properties(spec: TableSpec) -> WriterProperties:
@@ -329,6 +332,8 @@ def ts_value(value) -> int:
     """A timestamp (datetime, polars/pyarrow scalar or int ns) as stored: int64 UTC nanoseconds."""
     if isinstance(value, int):
         return value
+    if type(value) is datetime and value.tzinfo is not None:  # the common case, without building a Series
+        return (value - EPOCH) // timedelta(microseconds=1) * 1000
     return pl.Series([value]).cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").item()
 
 

@@ -9,9 +9,11 @@ the Python reference signal (backtest.signal), which golden vectors keep equal t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.compute as pc
 
@@ -84,19 +86,38 @@ async def champion_onnx(services, model_name: str) -> str:
 _CACHE_S = 1.0  # gold rows of a symbol are re-read at most once a second (point in time: old rows do not change)
 
 
-def _feature_rows(services, meta, symbol_id: str, asof: datetime) -> pl.DataFrame:
-    """The last L rows of the model's feature set known at ``asof``, oldest first."""
+@dataclass(frozen=True)
+class SymbolRows:
+    """One symbol's gold rows of a feature set as arrays, by ts: what ``asof`` slices per request."""
+
+    ts: np.ndarray  # (N,) int64 ns
+    known_at: np.ndarray  # (N,) int64 ns
+    values: np.ndarray  # (N, F) float64 in the model's feature order
+
+
+def _feature_rows(services, meta, symbol_id: str, asof: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ts, known_at, values) of the last L rows known at ``asof``, oldest first."""
     import time
 
     cut = ts_value(asof)
     key = (meta.feature_set, meta.tf, symbol_id)
     hit = services.feature_cache.get(key)
     if hit is None or time.monotonic() - hit[0] > _CACHE_S:
-        hit = (time.monotonic(), _read_symbol(services.lake, meta, symbol_id))
+        df = _read_symbol(services.lake, meta, symbol_id)
+        rows = SymbolRows(
+            df["ts"].to_numpy(), df["known_at"].to_numpy(), df.select(meta.feature_names).to_numpy().astype(np.float64)
+        )
+        hit = (time.monotonic(), rows)
         services.feature_cache[key] = hit
-    df = hit[1]
-    known = df.filter((pl.col("known_at") <= cut) & (pl.col("ts") <= cut))
-    return known.tail(meta.lookback)
+    r: SymbolRows = hit[1]
+    end = int(np.searchsorted(r.ts, cut, side="right"))  # rows with ts <= cut
+    # rows are usually known soon after their ts: look back a few windows first, then everything
+    for start in (max(0, end - 4 * meta.lookback), 0):
+        idx = start + np.flatnonzero(r.known_at[start:end] <= cut)
+        if len(idx) >= meta.lookback or start == 0:
+            break
+    idx = idx[-meta.lookback :]
+    return r.ts[idx], r.known_at[idx], r.values[idx]
 
 
 def _read_symbol(lake, meta, symbol_id: str) -> pl.DataFrame:
@@ -123,22 +144,14 @@ def score_asof(services, onnx_path: str, symbol_id: str, asof: datetime) -> dict
         raise ApiError(404, "model_missing", f"model file {onnx_path} not found")
     shared: ReferenceScorer = services.scorer(onnx_path)
     meta = shared.meta
-    rows = _feature_rows(services, meta, symbol_id, asof)
-    if rows.height == 0:
+    ts, known_at, values = _feature_rows(services, meta, symbol_id, asof)
+    if len(ts) == 0:
         raise ApiError(404, "no_data", f"no {meta.feature_set} rows for {symbol_id} known at {asof.isoformat()}")
     scorer = ReferenceScorer.__new__(ReferenceScorer)  # share the session, fresh rings per request
     scorer.__dict__.update(shared.__dict__, series={}, rejected=0)
     updates = [
-        FeatureUpdate(
-            symbol_id,
-            meta.tf,
-            r["ts"],
-            r["known_at"],
-            meta.feature_set,
-            tuple(float(r[n]) for n in meta.feature_names),
-            i,
-        )
-        for i, r in enumerate(rows.iter_rows(named=True))
+        FeatureUpdate(symbol_id, meta.tf, t, k, meta.feature_set, tuple(v), i)
+        for i, (t, k, v) in enumerate(zip(ts.tolist(), known_at.tolist(), values.tolist(), strict=True))
     ]
     for u in updates[:-1]:
         scorer.ingest(u)
