@@ -55,6 +55,8 @@ def _prefect_env(profile: str) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if prof.prefect.api_url:
         os.environ.setdefault("PREFECT_API_URL", prof.prefect.api_url)
+    else:  # an ephemeral server starts with the command: Prefect's 20 s start-up limit fails on a busy machine
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _parse_kv(pairs: list[str]) -> dict:
