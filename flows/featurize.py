@@ -103,18 +103,8 @@ def _curve_rows(
     return rows.filter(pl.col("symbol_id").is_in(symbols)) if symbols else rows
 
 
-@task(name="featurize-symbols", cache_policy=NO_CACHE)
-def featurize_symbols(
-    bars: pl.DataFrame,
-    actions: pl.DataFrame | None,
-    feature_sets: list[str],
-    start: datetime | None,
-    end: datetime | None,
-    tz: str,
-    chain: pl.DataFrame | None,
-) -> dict[str, pl.DataFrame]:
-    """``featurize_window`` on one group of symbols (its bars, actions and option chain only)."""
-    return featurize_window(bars, actions, feature_sets, start, end, tz, chain)
+# one group of symbols: its bars, actions and option chain only
+featurize_symbols = task(name="featurize-symbols", cache_policy=NO_CACHE)(featurize_window)
 
 
 def featurize_by_symbol(

@@ -18,30 +18,14 @@ from pathlib import Path
 
 from core.errors import ServiceError
 from mps.processes import terminate
-from mps.scorer_process import CRATE_DIR, target_dir
+from mps.scorer_process import release_binary
 
 SESSIONS_CACHE = Path.home() / ".cache" / "mps" / "sessions"
 
 
 def featurizer_binary(build: bool = True) -> Path:
-    """Return the release binary (``MPS_FEATURIZER_BIN`` overrides), building it with cargo if missing."""
-    override = os.environ.get("MPS_FEATURIZER_BIN")
-    if override:
-        return Path(override)
-    binary = target_dir() / "release" / "mps-featurizer"
-    if binary.is_file() or not build:
-        return binary
-    env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir())}
-    proc = subprocess.run(
-        ["cargo", "build", "--release", "--bin", "mps-featurizer"],
-        cwd=CRATE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0 or not binary.is_file():
-        raise ServiceError(f"cargo build of mps-featurizer failed:\n{proc.stderr[-4000:]}")
-    return binary
+    """Return the featurizer's release binary (``MPS_FEATURIZER_BIN`` overrides), building it if missing."""
+    return release_binary("mps-featurizer", "MPS_FEATURIZER_BIN", build)
 
 
 def write_sessions(first_year: int, last_year: int, calendar: str | None = None, path: Path | None = None) -> Path:

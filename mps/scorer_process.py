@@ -36,21 +36,27 @@ def target_dir() -> Path:
     return Path(os.environ.get("CARGO_TARGET_DIR", DEFAULT_TARGET_DIR))
 
 
-def scorer_binary(build: bool = True) -> Path:
-    """Return the release binary, building it with cargo (offline-capable) if it is missing."""
-    override = os.environ.get("MPS_SCORER_BIN")
+def release_binary(name: str, override_env: str, build: bool = True) -> Path:
+    """Return serving-rs's release binary ``name`` (``override_env`` names a path that wins), building it
+    with cargo (offline-capable) if it is missing."""
+    override = os.environ.get(override_env)
     if override:
         return Path(override)
-    binary = target_dir() / "release" / "mps-scorer"
+    binary = target_dir() / "release" / name
     if binary.is_file() or not build:
         return binary
     env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir())}
     proc = subprocess.run(
-        ["cargo", "build", "--release", "--bin", "mps-scorer"], cwd=CRATE_DIR, env=env, capture_output=True, text=True
+        ["cargo", "build", "--release", "--bin", name], cwd=CRATE_DIR, env=env, capture_output=True, text=True
     )
     if proc.returncode != 0 or not binary.is_file():
-        raise ServiceError(f"cargo build of serving-rs failed:\n{proc.stderr[-4000:]}")
+        raise ServiceError(f"cargo build of {name} failed:\n{proc.stderr[-4000:]}")
     return binary
+
+
+def scorer_binary(build: bool = True) -> Path:
+    """Return the scorer's release binary (``MPS_SCORER_BIN`` overrides), building it if missing."""
+    return release_binary("mps-scorer", "MPS_SCORER_BIN", build)
 
 
 class ScorerProcess:
