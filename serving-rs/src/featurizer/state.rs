@@ -105,44 +105,41 @@ struct SymbolState {
     queued: bool,
 }
 
+/// A symbol-session's window buffers: log prices, rings, and the sums with their compensations.
+type Buffers = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
 impl SymbolState {
     fn new(sym: u32, session: (i64, i64), plan: &Plan) -> SymbolState {
-        SymbolState {
-            sym,
-            open: session.0,
-            close: session.1,
-            started: false,
-            next_sec: 0,
-            idx: 0,
-            acc_sec: -1,
-            acc: [0.0; N_AGGS],
-            price: f64::NAN,
-            prev_price: None,
-            tick: 0.0,
-            bid: None,
-            bid_size: 0.0,
-            ask: None,
-            ask_size: 0.0,
-            prev_log_mid: None,
-            lp: vec![0.0; plan.lp_len],
-            rings: vec![0.0; plan.ring_len * plan.ring_aggs.len()],
-            s: vec![0.0; plan.sums.len()],
-            c: vec![0.0; plan.sums.len()],
-            v: vec![0.0; plan.sums.len()],
-            queued: false,
-        }
+        let n = plan.sums.len();
+        let buffers = (
+            vec![0.0; plan.lp_len],
+            vec![0.0; plan.ring_len * plan.ring_aggs.len()],
+            vec![0.0; n],
+            vec![0.0; n],
+            vec![0.0; n],
+        );
+        SymbolState::with_buffers(sym, session, buffers)
     }
 
-    /// Reset a freed slot for a new symbol-session (keeps the allocations).
+    /// Reset a freed slot for a new symbol-session (keeps the allocations, zeroed).
     fn reset(&mut self, sym: u32, session: (i64, i64)) {
-        let (lp, rings, s, c, v) = (
+        let mut buffers = (
             std::mem::take(&mut self.lp),
             std::mem::take(&mut self.rings),
             std::mem::take(&mut self.s),
             std::mem::take(&mut self.c),
             std::mem::take(&mut self.v),
         );
-        *self = SymbolState {
+        for buf in [&mut buffers.0, &mut buffers.1, &mut buffers.2, &mut buffers.3, &mut buffers.4] {
+            buf.fill(0.0);
+        }
+        *self = SymbolState::with_buffers(sym, session, buffers);
+    }
+
+    /// A symbol-session's state before its first event, over zeroed buffers (lp, rings, s, c, v).
+    fn with_buffers(sym: u32, session: (i64, i64), buffers: Buffers) -> SymbolState {
+        let (lp, rings, s, c, v) = buffers;
+        SymbolState {
             sym,
             open: session.0,
             close: session.1,
@@ -165,9 +162,6 @@ impl SymbolState {
             c,
             v,
             queued: false,
-        };
-        for buf in [&mut self.lp, &mut self.rings, &mut self.s, &mut self.c, &mut self.v] {
-            buf.fill(0.0);
         }
     }
 
