@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -60,7 +59,7 @@ def write_gold(lake: Lake, start: datetime, seconds: int, seed: int) -> None:
                 pl.lit(None, pl.Float64).alias("vol"),
             )
         )
-    row = {"label_set": LABEL_SET, "tf": "1s", "horizons": list(vm.HORIZONS), "discretizer": json.dumps({})}
+    row = {"label_set": LABEL_SET, "tf": "1s", "horizons": list(vm.HORIZONS), "discretizer": "{}", "price": "mid"}
     write_labels(lake, pl.concat(labels), row)
 
 
