@@ -12,12 +12,11 @@ import json
 import os
 import subprocess
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ServiceError
-from mps.processes import terminate
+from mps.processes import start_until_ready, terminate
 from mps.scorer_process import release_binary
 
 SESSIONS_CACHE = Path.home() / ".cache" / "mps" / "sessions"
@@ -94,27 +93,9 @@ class FeaturizerProcess:
 
     def start(self, timeout: float = 60.0) -> FeaturizerProcess:
         """Start and wait for the ``ready`` line (streams ensured, checkpoint read, consuming)."""
-        stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.stdout_lines.append(line.strip())
-                if line.strip() == "ready":
-                    ready.set()
-
-        self._done = threading.Thread(target=pump, daemon=True)
-        self._done.start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                code = self.proc.poll()
-                self.stop()
-                log = self.log_path.read_text()[-3000:] if self.log_path and self.log_path.exists() else ""
-                raise ServiceError(f"featurizer did not become ready (exit {code}); args {self.args}\n{log}")
+        self.proc, self._done = start_until_ready(
+            "featurizer", self.args, self.log_path, self.stdout_lines, timeout=timeout
+        )
         return self
 
     def wait(self, timeout: float = 120.0) -> dict:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from core.errors import ServiceError
-from mps.processes import terminate
+from mps.processes import start_until_ready, terminate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRATE_DIR = REPO_ROOT / "serving-rs"
@@ -109,29 +107,12 @@ class ScorerProcess:
 
     def start(self, timeout: float = 60.0) -> ScorerProcess:
         """Start and wait for the `ready` line (model loaded, subscriptions live)."""
-        stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        ready = threading.Event()
 
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                line = line.strip()
-                self.stdout_lines.append(line)
-                if line.startswith("http listening on "):
-                    self.http_addr = line.rsplit(" ", 1)[-1]
-                if line == "ready":
-                    ready.set()
+        def on_line(line: str) -> None:
+            if line.startswith("http listening on "):
+                self.http_addr = line.rsplit(" ", 1)[-1]
 
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                code = self.proc.poll()
-                self.stop()
-                log = self.log_path.read_text()[-3000:] if self.log_path and self.log_path.exists() else ""
-                raise ServiceError(f"scorer did not become ready (exit {code}); args {self.args}\n{log}")
+        self.proc, _ = start_until_ready("scorer", self.args, self.log_path, self.stdout_lines, on_line, timeout)
         return self
 
     def stop(self, timeout: float = 20.0) -> int | None:
