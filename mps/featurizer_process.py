@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ServiceError
-from mps.processes import start_until_ready, terminate
+from mps.processes import BinaryProcess, start_until_ready
 from mps.scorer_process import release_binary
 
 SESSIONS_CACHE = Path.home() / ".cache" / "mps" / "sessions"
@@ -60,7 +60,7 @@ def default_sessions() -> Path:
     return write_sessions(2000, datetime.now(UTC).year + 1)
 
 
-class FeaturizerProcess:
+class FeaturizerProcess(BinaryProcess):
     """``mps-featurizer`` against a NATS URL; a context manager that stops it with SIGTERM."""
 
     def __init__(
@@ -86,9 +86,7 @@ class FeaturizerProcess:
         if stats is not None:
             self.args += ["--stats", str(stats), *(["--latencies"] if latencies else [])]
         self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
         self.stdout_lines: list[str] = []
-        self.returncode: int | None = None
         self._done: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> FeaturizerProcess:
@@ -109,14 +107,6 @@ class FeaturizerProcess:
             raise ServiceError(f"featurizer still running after {timeout} s") from exc
         self.proc = None
         return self.counts()
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (the open second is left for the next start to replay), wait, return the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return self.returncode
-        self.returncode = terminate(proc, timeout)
-        return self.returncode
 
     def counts(self) -> dict:
         """The ``counts`` line the binary printed when it ended, flattened (service and featurizer counts)."""

@@ -70,3 +70,18 @@ def start_until_ready(
             log = log_path.read_text()[-3000:] if log_path and log_path.exists() else ""
             raise ServiceError(f"{what} did not become ready (exit {code}); args {args}\n{log}")
     return proc, reader
+
+
+class BinaryProcess:
+    """A serving-rs binary run by a launcher: holds the process and its exit code; ``stop`` ends it."""
+
+    proc: subprocess.Popen | None = None
+    returncode: int | None = None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, wait for the graceful exit, return its code (SIGKILL after ``timeout``)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return self.returncode
+        self.returncode = terminate(proc, timeout)
+        return self.returncode

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from core.errors import ServiceError
-from mps.processes import start_until_ready, terminate
+from mps.processes import BinaryProcess, start_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRATE_DIR = REPO_ROOT / "serving-rs"
@@ -57,7 +57,7 @@ def scorer_binary(build: bool = True) -> Path:
     return release_binary("mps-scorer", "MPS_SCORER_BIN", build)
 
 
-class ScorerProcess:
+class ScorerProcess(BinaryProcess):
     """The Rust scorer running against a NATS URL; a context manager that stops it with SIGTERM."""
 
     def __init__(
@@ -100,10 +100,8 @@ class ScorerProcess:
             self.args.append("--no-streams")
         self.args += extra or []
         self.log_path = Path(log_path) if log_path else None
-        self.proc: subprocess.Popen | None = None
         self.http_addr: str | None = None
         self.stdout_lines: list[str] = []
-        self.returncode: int | None = None
 
     def start(self, timeout: float = 60.0) -> ScorerProcess:
         """Start and wait for the `ready` line (model loaded, subscriptions live)."""
@@ -114,14 +112,6 @@ class ScorerProcess:
 
         self.proc, _ = start_until_ready("scorer", self.args, self.log_path, self.stdout_lines, on_line, timeout)
         return self
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM, wait for the graceful exit, return its code (SIGKILL after ``timeout``)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return self.returncode
-        self.returncode = terminate(proc, timeout)
-        return self.returncode
 
     @property
     def url(self) -> str:

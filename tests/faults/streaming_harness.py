@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import nats
 
@@ -67,16 +68,16 @@ def kill_nats(server: NatsServer) -> None:
     server._proc = None
 
 
-class Sink:
-    """The signal sink as a child process."""
+class Child:
+    """A command as a child process logging to ``log``; ``stop`` sends ``stop_signal`` and waits."""
 
-    def __init__(self, url: str, lake_root: Path, log: Path) -> None:
-        self.args = [sys.executable, "-m", "feature_store.signal_sink", "--nats", url, "--lake", str(lake_root)]
-        self.args += ["--batch-size", "200", "--wait-s", "0.2"]
-        self.log = log
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args, self.log = args, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> Sink:
+    def start(self) -> Self:
         self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
         return self
 
@@ -87,8 +88,16 @@ class Sink:
 
     def stop(self) -> int:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(self.stop_signal)
         return self.proc.wait(30)
+
+
+class Sink(Child):
+    """The signal sink as a child process."""
+
+    def __init__(self, url: str, lake_root: Path, log: Path) -> None:
+        args = [sys.executable, "-m", "feature_store.signal_sink", "--nats", url, "--lake", str(lake_root)]
+        super().__init__([*args, "--batch-size", "200", "--wait-s", "0.2"], log)
 
 
 def scorer(url: str, tmp: Path, **kw) -> ScorerProcess:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from streaming_harness import MODEL_V1, REPO, Sink, kill_nats, kill_scorer, scorer
+from streaming_harness import MODEL_V1, Child, Sink, kill_nats, kill_scorer, scorer
 
 from feature_store.messages import FeatureUpdate, encode
 from mps.nats_server import NatsServer
@@ -54,27 +54,13 @@ PYTHON_FEATURIZER = (
 )  # fmt: skip
 
 
-class Featurizer:
+class Featurizer(Child):
     """A streaming featurizer command as a child process (``{nats}`` in its arguments is the server URL)."""
 
+    stop_signal = signal.SIGINT  # mps featurizer stops on ^C, leaving its open second to replay
+
     def __init__(self, command: tuple[str, ...], url: str, log: Path) -> None:
-        self.args = [a.replace("{nats}", url) for a in command]
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Featurizer:
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)  # mps featurizer stops on ^C, leaving its open second to replay
-        return self.proc.wait(30)
+        super().__init__([a.replace("{nats}", url) for a in command], log)
 
 
 class Pipeline:
