@@ -21,6 +21,13 @@
 //! by stream sequence, every update between the consumer's ack floor and its last delivery and
 //! scores them in order before anything new.
 //!
+//! Dropping a pull stream drops the messages it had buffered, which the server counts as
+//! delivered: under load the missed-heartbeat error can fire with a batch already in the buffer
+//! (CI lost a whole wave after a NATS restart). With the ack-all policy the ack of the next update
+//! then covers them, so they were lost for good. So after every rebuild the source asks the server
+//! what it delivered, and re-reads by stream sequence every update above the highest it has seen
+//! before pulling again: the same catch-up as at start.
+//!
 //! Reconnecting: async-nats' default delay before the n-th reconnect attempt is 2^(n-1) ms (up to
 //! 4 s), so after an outage of a second or two the next attempt can come a second after the server
 //! listens again: the soak's NATS kills resumed 0.16-1.0 s after the server was back. Connect with
@@ -71,7 +78,11 @@ impl Incoming {
 /// The JetStream side: the durable consumer, its current message stream, the highest sequence seen.
 pub struct JsSource {
     consumer: consumer::PullConsumer,
+    /// The stream the consumer reads, for re-reading updates by sequence.
+    store: jetstream::stream::Stream,
     stream: Option<Box<consumer::pull::Stream>>,
+    /// Set when a pull stream was dropped: re-read what the server delivered into it before pulling again.
+    resync: bool,
     highest: u64,
     rebuilds: u64,
     /// Updates delivered to the previous process but never acked, re-read from the stream.
@@ -94,7 +105,50 @@ async fn open(consumer: &consumer::PullConsumer) -> std::result::Result<consumer
         .map_err(|e| e.to_string())
 }
 
+/// Updates `first..=last` read from `store` by sequence (no JetStream handle: a later ack covers them).
+async fn read_range(store: &jetstream::stream::Stream, first: u64, last: u64) -> VecDeque<Incoming> {
+    let mut out = VecDeque::new();
+    for seq in first..=last {
+        match store.get_raw_message(seq).await {
+            Ok(m) => out.push_back(Incoming {
+                msg: async_nats::Message {
+                    subject: m.subject,
+                    reply: None,
+                    payload: m.payload,
+                    headers: Some(m.headers),
+                    status: None,
+                    description: None,
+                    length: 0,
+                },
+                js: None,
+                redelivered: false,
+            }),
+            Err(e) => tracing::debug!(seq, error = %e, "delivered update not readable; skipped"),
+        }
+    }
+    out
+}
+
 impl JsSource {
+    /// Queue the updates the server delivered above the highest this process has seen (lost with
+    /// a dropped pull stream). Fails only when the server cannot be asked; the caller retries.
+    async fn resync(&mut self) -> std::result::Result<(), String> {
+        let delivered = self.consumer.info().await.map_err(|e| e.to_string())?.delivered.stream_sequence;
+        if delivered > self.highest {
+            let lost = read_range(&self.store, self.highest + 1, delivered).await;
+            tracing::warn!(
+                n = lost.len(),
+                from = self.highest + 1,
+                to = delivered,
+                "re-reading updates a dropped pull stream held"
+            );
+            self.catch_up.extend(lost);
+            self.highest = delivered;
+        }
+        self.resync = false;
+        Ok(())
+    }
+
     fn incoming(&mut self, m: jetstream::Message) -> Incoming {
         let (delivered, seq) = m.info().map(|i| (i.delivered, i.stream_sequence)).unwrap_or((1, u64::MAX));
         let redelivered = delivered > 1 || seq <= self.highest;
@@ -106,6 +160,7 @@ impl JsSource {
 
     fn drop_stream(&mut self, why: &str) {
         self.stream = None;
+        self.resync = true;
         self.rebuilds += 1;
         tracing::warn!(why, rebuilds = self.rebuilds, "jetstream consumer stream lost; pulling again");
     }
@@ -117,30 +172,14 @@ impl Source {
     pub async fn jetstream(consumer: consumer::PullConsumer, stream: &jetstream::stream::Stream) -> Result<Source> {
         let info = consumer.cached_info();
         let (floor, delivered) = (info.ack_floor.stream_sequence, info.delivered.stream_sequence);
-        let mut catch_up = VecDeque::new();
-        for seq in floor.saturating_add(1)..=delivered {
-            match stream.get_raw_message(seq).await {
-                Ok(m) => catch_up.push_back(Incoming {
-                    msg: async_nats::Message {
-                        subject: m.subject,
-                        reply: None,
-                        payload: m.payload,
-                        headers: Some(m.headers),
-                        status: None,
-                        description: None,
-                        length: 0,
-                    },
-                    js: None,
-                    redelivered: false,
-                }),
-                Err(e) => tracing::debug!(seq, error = %e, "unacked update not readable; skipped"),
-            }
-        }
+        let catch_up = read_range(stream, floor.saturating_add(1), delivered).await;
         if !catch_up.is_empty() {
             tracing::info!(n = catch_up.len(), floor, delivered, "scoring updates a previous process left unacked");
         }
         let messages = open(&consumer).await.map_err(|e| ScorerError::Nats(format!("consume: {e}")))?;
-        let js = JsSource { consumer, stream: Some(Box::new(messages)), highest: delivered, rebuilds: 0, catch_up };
+        let store = stream.clone();
+        let stream = Some(Box::new(messages));
+        let js = JsSource { consumer, store, stream, resync: false, highest: delivered, rebuilds: 0, catch_up };
         Ok(Source::Js(Box::new(js)))
     }
 
@@ -155,6 +194,16 @@ impl Source {
         }
         loop {
             let Some(stream) = js.stream.as_mut() else {
+                if js.resync {
+                    if let Err(e) = js.resync().await {
+                        tracing::debug!(error = %e, "consumer info not available yet");
+                        tokio::time::sleep(REBUILD_PAUSE).await;
+                    }
+                    continue;
+                }
+                if let Some(inc) = js.catch_up.pop_front() {
+                    return Some(inc);
+                }
                 match open(&js.consumer).await {
                     Ok(s) => js.stream = Some(Box::new(s)),
                     Err(e) => {

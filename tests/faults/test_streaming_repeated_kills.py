@@ -14,6 +14,8 @@ is off here, so a component that dies is not silently restarted.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import nats
@@ -107,6 +109,33 @@ def test_scorer_killed_with_unacked_updates_scores_them_first_after_restart(tmp_
         run(publish_js(pipe.url, wave(2)))
         expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
         keys = wait_for_rows(pipe.lake_root, len(expected), timeout=60)
+    finally:
+        pipe.close()
+    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
+
+
+def test_scorer_frozen_past_its_heartbeats_loses_nothing(tmp_path, scorer_bin):
+    """A scorer stalled past two idle heartbeats (a loaded machine, a long GC pause elsewhere on
+    the box) drops its pull stream on waking, with the batch the server delivered meanwhile in the
+    stream's buffer. That batch counts as delivered, and the ack of the next update covered it
+    (ack-all): CI lost a whole wave this way after a NATS restart. The rebuilt stream re-reads it.
+    """
+    pipe = Pipeline(tmp_path).start(supervise=False)
+    try:
+        run(publish_js(pipe.url, wave(0)))
+        assert wait_until(lambda: len(gold_keys(pipe.lake_root)) >= len(wave(0)), 90)
+        assert pipe.scorer is not None and pipe.scorer.proc is not None
+        pid = pipe.scorer.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            run(publish_js(pipe.url, wave(1)))  # delivered into the frozen scorer's open pull request
+            time.sleep(2.5)  # five missed heartbeats, inside the request's 5 s expiry
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(1.0)
+        run(publish_js(pipe.url, wave(2)))
+        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
+        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=20)
     finally:
         pipe.close()
     assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
