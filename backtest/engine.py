@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from backtest import loop
-from backtest.events import Events, align_targets, build_events
+from backtest.events import Events, align_targets, build_events, held_sizes
 from core.errors import ConfigError
 from core.strategy import BacktestSettings
 from core.timetypes import PL_TS
@@ -124,6 +124,7 @@ class Prepared:
     remark_on_roll: frozenset[str]
     data_versions: dict
     model_version: str | None
+    hold: int = 1  # signals each size is held for (``backtest.events.held_sizes``)
 
 
 def prepare(
@@ -136,6 +137,7 @@ def prepare(
     model_version: str | None = None,
     multipliers: dict[str, float] | None = None,
     futures_method: dict[str, str] | None = None,
+    hold: int = 1,
 ) -> Prepared:
     """Build the events and align the signals (see ``run_backtest`` for the arguments)."""
     if target not in ("size", "units"):
@@ -149,12 +151,13 @@ def prepare(
         raise ConfigError("no bars to backtest")
     return Prepared(
         events=events,
-        target=align_targets(events, signals, target),
+        target=align_targets(events, held_sizes(signals, hold, target), target),
         target_kind=target,
         multipliers=dict(multipliers or {}),
         remark_on_roll=frozenset(s for s, m in methods.items() if m == "none"),
         data_versions=dict(data_versions or {}),
         model_version=model_version,
+        hold=hold,
     )
 
 
@@ -180,7 +183,7 @@ def run_prepared(prep: Prepared, settings: BacktestSettings) -> BacktestResult:
         settings,
         prep.data_versions,
         prep.model_version,
-        prep.target_kind,
+        prep.target_kind if prep.hold == 1 else f"{prep.target_kind}/hold{prep.hold}",
     )
 
 
@@ -194,13 +197,15 @@ def run_backtest(
     model_version: str | None = None,
     multipliers: dict[str, float] | None = None,
     futures_method: dict[str, str] | None = None,
+    hold: int = 1,
 ) -> BacktestResult:
     """Backtest ``signals`` over ``bars`` with the strategy's costs and guards.
 
     ``target``: the signal column, ``size`` (signed fraction of NAV) or ``units`` (signed
     position). ``futures_method``: per continuous-futures symbol, its series method: ``panama``
     (marks continue on the back-adjusted prices) or ``none`` (the roll gap is removed in cash).
-    The ``ratio`` method scales P&L at each roll and is refused.
+    The ``ratio`` method scales P&L at each roll and is refused. ``hold`` > 1: each size is held
+    for that many signals of its symbol (``backtest.events.held_sizes``).
     """
     prep = prepare(
         bars,
@@ -211,6 +216,7 @@ def run_backtest(
         model_version=model_version,
         multipliers=multipliers,
         futures_method=futures_method,
+        hold=hold,
     )
     return run_prepared(prep, settings)
 

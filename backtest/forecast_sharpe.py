@@ -50,12 +50,14 @@ def forecast_sharpe(
     settings: BacktestSettings,
     *,
     model_version: str | None = None,
+    hold: int = 1,
 ) -> ForecastSharpe:
     """Trade ``probs`` (N, K) of one horizon, issued at ``ts`` for ``symbols``, over ``bars``; return the Sharpe.
 
     ``bars`` are the symbols' bars at the model's timeframe (symbol_id, ts, open, high, low, close,
     volume) covering the forecasts; each forecast becomes a target size at the first bar that can
-    see it (next-open fills), held until the next one.
+    see it (next-open fills). ``hold``: the forecasts a size is held for, the sizing horizon in
+    forecast steps (``backtest.events.held_sizes``); 1 trades every forecast's size as the whole book.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(edges_bps) - 1 or len(probs) != len(symbols):
@@ -69,7 +71,7 @@ def forecast_sharpe(
     )
     signals = pl.DataFrame({"symbol_id": np.asarray(symbols).astype(str), "ts": stamp, "probs": probs.tolist()})
     sized = size_signals(signals, np.asarray(edges_bps, dtype=np.float64), sizing, nav=settings.initial_cash)
-    prep = prepare(bars, sized.select("symbol_id", "ts", "size"), settings, model_version=model_version)
+    prep = prepare(bars, sized.select("symbol_id", "ts", "size"), settings, model_version=model_version, hold=hold)
     ev = evaluate(prep, settings, with_what_if=False)
     row = ev.metrics.filter(pl.col("metric") == "sharpe").row(0, named=True)
     lo, hi = float(row["lo"]), float(row["hi"])

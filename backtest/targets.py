@@ -17,6 +17,22 @@ from backtest.sizing import RiskState, SizingConfig, position_size
 from core.errors import ConfigError
 
 
+def hold_steps(horizons, horizon_unit: str, tf: str, sizing_horizon: int) -> int:
+    """Signals a size is held for: the sizing horizon in steps of the model's timeframe (1 when the
+    model does not forecast that horizon, so the scorer sizes another and nothing is held).
+
+    ``horizon_unit`` is "s" (tick models: horizons in seconds) or "bars" (horizons in bars of ``tf``).
+    """
+    from core.timetypes import tf_ns
+
+    if sizing_horizon not in horizons:
+        return 1
+    if horizon_unit == "s":
+        step = tf_ns(tf)
+        return max(1, round(sizing_horizon * 1_000_000_000 / step)) if step else 1
+    return max(1, int(sizing_horizon))
+
+
 def bucket_returns(edges_bps) -> np.ndarray:
     """Simple returns of the bucket mids (edges are log-return bps), as the scorer sizes them."""
     e = np.asarray(edges_bps, dtype=np.float64) * 1e-4

@@ -28,7 +28,7 @@ from backtest.evaluate import evaluate
 from backtest.report import write_report
 from backtest.results import write_result
 from backtest.sizing import SizingConfig
-from backtest.targets import size_signals
+from backtest.targets import hold_steps, size_signals
 from core.errors import ConfigError
 from core.profile import load_profile
 from core.strategy import BacktestSettings, load_strategy
@@ -95,6 +95,7 @@ def backtest(
     mlflow_experiment: str | None = None,
     profile: str = "local",
     lake_root: str | None = None,
+    hold: int | None = None,
 ) -> dict:
     """Backtest a model's signals over silver bars; write gold.backtest_* and the report; return paths and ids.
 
@@ -102,7 +103,9 @@ def backtest(
     start). Without a signals file, ``model`` defaults to the strategy's first model and ``tf`` to its
     timeframe (``tf`` "1d" for a signals file). ``trial_sharpes``: the
     per-period Sharpe ratios of every configuration tried, for the deflated Sharpe ratio. With
-    ``mlflow_experiment`` and a model version, the report is logged to MLflow.
+    ``mlflow_experiment`` and a model version, the report is logged to MLflow. ``hold``: the
+    signals each size is held for (``backtest.events.held_sizes``); default for a strategy model the
+    sizing horizon in its timeframe's steps, else 1 (each signal sets the whole position).
     """
     prof = load_profile(profile)
     strategy = load_strategy(Path(strategy_path)) if strategy_path else load_strategy()
@@ -123,8 +126,17 @@ def backtest(
         b = next((m.buckets for m in strategy.models if m.name == model), strategy.models[0].buckets)
         edges = np.linspace(b.lo_bps, b.hi_bps, b.count + 1)
         signals = size_signals(signals, edges, SizingConfig.load(strategy.sizing_path()), nav=settings.initial_cash)
+    if hold is None:
+        unit = "s" if spec is not None and spec.kind == "tick" else "bars"
+        horizon = SizingConfig.load(strategy.sizing_path()).horizon
+        hold = hold_steps(spec.horizons, unit, tf, horizon) if spec is not None and signals_path is None else 1
     prep = prepare(
-        bars, signals, settings, data_versions=versions | signal_versions, model_version=model_version or model
+        bars,
+        signals,
+        settings,
+        data_versions=versions | signal_versions,
+        model_version=model_version or model,
+        hold=hold,
     )
     trials = np.asarray(trial_sharpes) if trial_sharpes else None
     ev = evaluate(prep, settings, trial_sharpes=trials, runs=on_task_runner)

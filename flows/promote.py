@@ -120,6 +120,7 @@ def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, wo
 
     from backtest.forecast_sharpe import forecast_sharpe
     from backtest.sizing import SizingConfig
+    from backtest.targets import hold_steps
     from core.errors import MpsError
     from feature_store.model_contract import read_metadata
     from lakehouse.storage import ts_value
@@ -156,6 +157,7 @@ def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, wo
     fs = forecast_sharpe(
         probs, keys["symbol_id"].to_numpy(), keys["ts"], bars, np.asarray(meta.bucket_edges_bps), sizing,
         strategy.backtest, model_version=f"{model_name}:{version}",
+        hold=hold_steps(meta.horizons, meta.horizon_unit, meta.tf, sizing.horizon),
     )  # fmt: skip
     note = (
         f"{fs.signals} forecasts of horizon {meta.horizons[h]}{meta.horizon_unit} on {len(test_days)} held-out days, "

@@ -8,8 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from backtest.engine import run_backtest
+from backtest.events import held_sizes
 from backtest.forecast_sharpe import forecast_sharpe
 from backtest.sizing import SizingConfig
+from backtest.targets import hold_steps
+from core.errors import ConfigError
 from core.strategy import BacktestSettings, Promotion
 from training.gates import FAIL, PASS, SharpeEvidence, evaluate_gates, sharpe_gate
 
@@ -86,3 +90,35 @@ def test_an_undefined_ci_fails():
     gate = sharpe_gate(SharpeEvidence(1.0, float("nan"), float("nan"), float("nan"), 1), 0.0)
     assert gate.status == FAIL and "CI undefined" in gate.detail
     assert sharpe_gate(None, 0.0, "no silver 1s bars").detail == "no silver 1s bars"
+
+
+def test_held_sizes_average_each_symbols_last_signals():
+    t0 = datetime(2024, 1, 2, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "symbol_id": ["A", "B", "A", "B", "A", "A"],
+            "ts": [t0 + timedelta(seconds=s) for s in (0, 0, 1, 1, 2, 3)],
+            "size": [0.04, -0.02, 0.0, -0.02, 0.02, -0.04],
+        }
+    )
+    held = held_sizes(frame, 3).sort("symbol_id", "ts")
+    assert held["size"].to_list() == pytest.approx([0.04, 0.02, 0.02, -0.02 / 3, -0.02, -0.02])
+    assert held_sizes(frame, 1) is frame
+    with pytest.raises(ConfigError, match="at least 1"):
+        held_sizes(frame, 0)
+
+
+def test_holding_overlapping_forecasts_trades_less_for_the_same_views(settings):
+    """A 5-session view issued every session is one of five overlapping positions: held for 5, the
+    book moves by a fifth of each change of view instead of flipping with it."""
+    bars, _ = _market()
+    rng = np.random.default_rng(1)
+    views = pl.DataFrame(
+        {"symbol_id": bars["symbol_id"], "ts": bars["ts"], "size": rng.choice([-0.05, 0.05], size=bars.height)}
+    )
+    flip = run_backtest(bars, views, settings)
+    held = run_backtest(bars, views, settings, hold=5)
+    assert held.equity["traded"].sum() < 0.6 * flip.equity["traded"].sum()
+    assert held.run_id != flip.run_id  # the hold is part of what determines a run
+    assert hold_steps((1, 5, 20), "bars", "1d", 5) == 5 and hold_steps((1, 5), "bars", "1d", 60) == 1
+    assert hold_steps((1, 60, 300), "s", "1s", 60) == 60 and hold_steps((60,), "s", "1m", 60) == 1
