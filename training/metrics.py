@@ -104,6 +104,39 @@ def ece(pu: np.ndarray, up: np.ndarray, bins: int = ECE_BINS) -> float:
     return float((rel["count"][ok] * np.abs(rel["freq"][ok] - rel["mean_p"][ok])).sum() / rel["count"].sum())
 
 
+def ece_by_chance(pu: np.ndarray, level: float = 0.95, draws: int = 500, seed: int = 0) -> float:
+    """The ``level`` quantile of the ECE a calibrated forecast reaches by chance on these forecasts.
+
+    Consistency resampling (Broecker and Smith 2007): outcomes drawn as Bernoulli(``pu``), the ECE
+    of ``pu`` against each draw. Binned ECE is biased upwards and its noise grows as samples
+    shrink: on 90 independent 600 s windows the simulator's own oracle reads 0.12, and a
+    calibrated forecast reaches 0.16 one time in twenty. The outcomes must be independent given
+    the forecasts, so pass one window per horizon (``independent_rows``), not overlapping ones.
+    """
+    pu = np.asarray(pu, dtype=np.float64)
+    if len(pu) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    eces = [ece(pu, (rng.uniform(size=len(pu)) < pu).astype(np.float64)) for _ in range(draws)]
+    return float(np.quantile(eces, level))
+
+
+def independent_rows(days: np.ndarray, steps: int) -> np.ndarray:
+    """Indices of every ``steps``-th row within each day's run of rows: windows whose labels do not overlap.
+
+    Rows are one decision step apart within a series (sorted by day, then series, then time), so
+    rows ``steps`` apart have disjoint ``steps``-step labels; a series boundary inside a day only
+    widens the gap.
+    """
+    days = np.asarray(days)
+    if len(days) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    ends = np.r_[starts[1:], len(days)]
+    step = max(int(steps), 1)
+    return np.concatenate([np.arange(a, b, step) for a, b in zip(starts, ends, strict=True)])
+
+
 def pit(p: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Randomised PIT of a discrete forecast: uniform on [0, 1] when the forecast is calibrated, (N,)."""
     cdf = np.cumsum(p, axis=1)

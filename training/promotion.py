@@ -241,7 +241,18 @@ def judge(
         baselines=baselines,
         latency_p99_ms=latency,
         sharpe=sharpe,
+        horizon_steps=horizon_steps(meta),
     )
+
+
+def horizon_steps(meta) -> tuple[int, ...]:
+    """Each horizon of ``meta`` in decision steps of its timeframe (the evidence holds one window per step)."""
+    from core.timetypes import tf_ns
+
+    if meta.horizon_unit != "s":
+        return tuple(max(int(h), 1) for h in meta.horizons)
+    step = tf_ns(meta.tf) or 1_000_000_000
+    return tuple(max(round(h * 1_000_000_000 / step), 1) for h in meta.horizons)
 
 
 def canary_after_promotion(
