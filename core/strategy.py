@@ -44,6 +44,10 @@ class ModelSpec(Strict):
     feature_set: str
     buckets: Buckets = Buckets()
     architecture: Literal["baseline", "lightgbm", "transformer", "tiny"] = "transformer"
+    sizing: str | None = Field(
+        None,
+        description="this model's sizing contract (its features name the vol and ADV inputs); default the strategy's",
+    )
 
 
 class WalkForward(Strict):
@@ -146,9 +150,11 @@ class Strategy(Strict):
     schedules: Schedules = Schedules()
     backtest: BacktestSettings = BacktestSettings()
 
-    def sizing_path(self) -> Path:
-        """Return the sizing contract file: an existing path as given, else one of the packaged contracts."""
-        path = Path(self.sizing)
+    def sizing_path(self, model: str | None = None) -> Path:
+        """Return the sizing contract file of ``model`` (its own, else the strategy's): an existing path
+        as given, else one of the packaged contracts."""
+        spec = next((m for m in self.models if m.name == model), None)
+        path = Path(spec.sizing if spec is not None and spec.sizing else self.sizing)
         return path.resolve() if path.exists() else contracts_dir() / path.name
 
 

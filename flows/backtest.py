@@ -125,10 +125,12 @@ def backtest(
     if "size" not in signals.columns:
         b = next((m.buckets for m in strategy.models if m.name == model), strategy.models[0].buckets)
         edges = np.linspace(b.lo_bps, b.hi_bps, b.count + 1)
-        signals = size_signals(signals, edges, SizingConfig.load(strategy.sizing_path()), nav=settings.initial_cash)
+        signals = size_signals(
+            signals, edges, SizingConfig.load(strategy.sizing_path(model)), nav=settings.initial_cash
+        )
     if hold is None:
         unit = "s" if spec is not None and spec.kind == "tick" else "bars"
-        horizon = SizingConfig.load(strategy.sizing_path()).horizon
+        horizon = SizingConfig.load(strategy.sizing_path(model)).horizon
         hold = hold_steps(spec.horizons, unit, tf, horizon) if spec is not None and signals_path is None else 1
     prep = prepare(
         bars,

@@ -143,7 +143,7 @@ def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, wo
     if not test.any():
         return None, f"gold holds none of the test days {test_days.tolist()}"
     keys = data["keys"].filter(pl.Series(test))
-    sizing = SizingConfig.load(strategy.sizing_path())
+    sizing = SizingConfig.load(strategy.sizing_path(model_name))
     h = meta.horizons.index(sizing.horizon) if sizing.horizon in meta.horizons else 0
     probs = run_onnx(onnx, data["X"][test])[:, h, :]
     lo, hi = keys["ts"].min(), keys["ts"].max()

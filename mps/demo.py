@@ -40,14 +40,13 @@ import polars as pl
 from rich.console import Console
 
 from core.profile import load_profile
-from core.resources import contracts_dir
+from core.strategy import load_strategy
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_TRADES
 from mps import demo_report as dr
 from mps.prefect_server import PrefectServer
 
 UTC = UTC
-SIZING = contracts_dir() / "sizing.json"
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,16 @@ class DemoConfig:
     # impact_share = 0.3). Over the first 45 minutes of a session the U-shape scales sigma_1s^2 and lam by
     # ~1.82, so with annual_vol 0.25 (sigma_1s = 1.03 bps at 1.0) and 56,000 trades a day (lam = 2.39/s at
     # 1.0), r ~ 0.73 bps/s. A half-life of 120 s (tau = 173 s) carries b over the next 60 s as
-    # tau (1 - e^(-60/tau)) = 51 s of full drift: ~37 bps per unit of b. A one-stdev bias of 0.08 thus
-    # drifts the mid ~3 bps over 60 s (TINY's 40,000 trades: ~2.5 bps): about three half-spreads (1 bp)
-    # and twice the 1.5 bps fee + slippage of contracts/sizing.json, yet small beside the 60 s diffusive
-    # stdev (~11 bps), an oracle R^2 of ~7% at 60 s. The 120 s half-life sits inside the 10-120 s flow
-    # windows of tick_v2, so imbalance over them estimates b. Cost: the drift adds variance (~8% at 60 s,
-    # ~60% at horizons >> 173 s), so the demo market's long-run vol is ~1.25x annual_vol.
-    informed_bias: float = 0.08
+    # tau (1 - e^(-60/tau)) = 51 s of full drift: ~37 bps per unit of b. A one-stdev bias of 0.15 thus
+    # drifts the mid ~5.6 bps over 60 s (TINY's 40,000 trades: ~4.7 bps): about twice the 3 bps round
+    # trip the backtest charges (two fills of 0.5 bps fee and 1 bp half spread; contracts/sizing_tick_v2.json
+    # sizes net of it), yet small beside the 60 s diffusive stdev (~11 bps). At 0.08 (1.5 round trips at
+    # one stdev) the simulator's own oracle, held over 10 sessions, made Sharpe 5.6 with a CI through 0;
+    # at 0.15 it makes 12.7 [4.7, 26.6]: a market with an edge beyond costs that a model can earn, which
+    # real data (README) does not promise. The 120 s half-life sits inside the 10-120 s flow windows of
+    # tick_v2, so imbalance over them estimates b. Cost: the drift adds variance (~25 % at 60 s, more at
+    # horizons >> 173 s), so the demo market's long-run vol is above annual_vol.
+    informed_bias: float = 0.15
     informed_half_life_s: float = 120.0
 
     def sim_params(self) -> dict:
@@ -324,7 +326,7 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
         with step("10. report: flow runs from Prefect, signals from gold"):
             report.add("Prefect flow runs", dr.flow_runs(prefect.ui_url))
             if decision["promoted"]:
-                sizing = json.loads(SIZING.read_text())
+                sizing = json.loads(load_strategy().sizing_path(cfg.model_name).read_text())
                 dr.signals_summary(lake, report, cost_bps=sum(sizing[k] for k in ("fee_bps", "slippage_bps")))
         report.facts.update(
             prefect_ui=prefect.ui_url,

@@ -16,16 +16,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from core.resources import contracts_dir
+from core.strategy import load_strategy
 from lakehouse.storage import Lake
 from mps import demo_report as dr
 
-SIZING = contracts_dir() / "sizing.json"
 
-
-def replay_sizing(demo_dir: Path) -> Path:
-    """The contract's sizing config with the staleness guard off: replayed history is old by design."""
-    cfg = json.loads(SIZING.read_text())
+def replay_sizing(demo_dir: Path, model_name: str) -> Path:
+    """The model's sizing contract with the staleness guard off: replayed history is old by design."""
+    cfg = json.loads(load_strategy().sizing_path(model_name).read_text())
     cfg["max_staleness_ms"] = 0
     path = demo_dir / "sizing_replay.json"
     path.write_text(json.dumps(cfg, indent=2))
@@ -55,7 +53,10 @@ async def stream_session(
         nc = await nats.connect(nats_url)
         await ensure_streams(nc.jetstream())
         scorer = ScorerProcess(
-            nats_url, model_name=model_name, sizing=replay_sizing(demo_dir), log_path=demo_dir / "scorer.log"
+            nats_url,
+            model_name=model_name,
+            sizing=replay_sizing(demo_dir, model_name),
+            log_path=demo_dir / "scorer.log",
         ).start()
         console.print(f"  scorer {scorer.url} serving the champion of {model_name}")
         sink = asyncio.create_task(run_sink(nats_url, lake, stop))

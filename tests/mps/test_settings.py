@@ -41,6 +41,21 @@ def test_default_strategy_validates():
     assert tick.buckets.count == 101 and strategy.sizing_path().exists()
 
 
+def test_every_model_sizing_names_features_of_its_own_feature_set():
+    """The scorer refuses to bind a sizing whose vol or ADV feature the model does not read: the
+    strategy's default sizing names tick_v1's rv_300s_ann and adv_notional, which tick_v2 lacks."""
+    from backtest.sizing import SizingConfig
+    from feature_store.registry import get
+
+    strategy = load_strategy()
+    for model in strategy.models:
+        sizing = SizingConfig.load(strategy.sizing_path(model.name))
+        named = {sizing.realized_vol_feature, sizing.adv_feature} - {None}
+        assert named <= set(get(model.feature_set).names), (model.name, named)
+    assert strategy.sizing_path("specs-tick").name == "sizing_tick_v2.json"
+    assert strategy.sizing_path("no-such-model") == strategy.sizing_path()
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
