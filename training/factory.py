@@ -30,7 +30,11 @@ def make_model(architecture: str, buckets: Buckets, feature_names: Sequence[str]
     if architecture == "transformer":
         from training.models.transformer import PriceTransformer, TransformerConfig
 
-        tcfg = TransformerConfig(max_epochs=2, d_model=16, n_layers=1, batch_size=256) if fast else TransformerConfig()
+        tcfg = (
+            TransformerConfig(max_epochs=2, d_model=16, n_layers=1, batch_size=256, lr=3e-3)
+            if fast
+            else TransformerConfig()
+        )
         return PriceTransformer(buckets, replace(tcfg, ret_feature=return_feature(feature_names)))
     if architecture == "lightgbm":
         from training.models.lightgbm_buckets import LightGBMBuckets, LightGBMConfig

@@ -101,3 +101,24 @@ def test_vol_mixture_head_scales_with_the_window_volatility():
     mids = BUCKETS.mids_bps
     sd = np.sqrt(p[:, 0] @ mids**2 - (p[:, 0] @ mids) ** 2)
     assert 1.6 < sd[1] / sd[0] < 2.2  # x2 up to the clipping of the tails into the end buckets
+
+
+def test_linear_skip_reads_a_linear_signal_from_few_windows():
+    """The last step's features move each horizon's location through a linear map beside the encoder."""
+    rng = np.random.default_rng(5)
+    n, lookback = 3000, 8
+    ret = rng.standard_normal((n, lookback)) * 2.0  # one-step returns, bps
+    signal = rng.standard_normal(n)
+    X = np.stack([ret, np.repeat(signal[:, None], lookback, axis=1)], axis=2).astype(np.float32)
+    y = BUCKETS.index(4.0 * signal + rng.standard_normal(n) * 3.0)[:, None]
+    cfg = TransformerConfig(
+        d_model=8, n_heads=2, n_layers=1, d_ff=16, max_epochs=4, batch_size=128, warmup_steps=10, patience=2,
+        ret_feature=0, ret_unit_bps=1.0, lr=1e-2,
+    )  # fmt: skip
+    model = PriceTransformer(BUCKETS, cfg).fit(X[:2400], y[:2400])
+    assert model.net_ is not None and model.net_.skip is not None
+    assert float(model.net_.skip.weight.abs().max()) > 0  # the skip was trained (it starts at zero)
+    mean = model.predict_proba(X[2400:])[:, 0] @ BUCKETS.mids_bps
+    assert np.corrcoef(mean, signal[2400:])[0, 1] > 0.8
+    off = PriceTransformer(BUCKETS, TransformerConfig(linear_skip=False, ret_feature=0, max_epochs=1))
+    assert off.fit(X[:300], y[:300]).net_.skip is None  # type: ignore[union-attr]

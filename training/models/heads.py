@@ -78,11 +78,13 @@ class VolMixtureHead(nn.Module):
         r = features[:, :, self.ret_feature] * self.unit
         return torch.sqrt((r * r) @ self.ewma_w + self.tail_w * self.var0 + 1e-6)
 
-    def forward(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, features: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Log bucket probabilities; ``shift`` (B, H) moves every component's location (in units of c_h sigma_t)."""
         raw = self.out(z).view(-1, self.h, self.m, 3)
         log_pi = torch.log_softmax(raw[..., 0], dim=-1)  # (B, H, M)
         base = self.sigma(features)[:, None, None] * torch.exp(self.log_c)[None, :, None]  # (B, H, 1)
-        mu = base * raw[..., 1]
+        loc = raw[..., 1] if shift is None else raw[..., 1] + shift[:, :, None]
+        mu = base * loc
         s = base * torch.exp(raw[..., 2].clamp(-5.0, 5.0))
         z = (self.edges[None, None, None, :] - mu[..., None]) / s[..., None]  # (B, H, M, K-1)
         zeros, ones = torch.zeros_like(z[..., :1]), torch.ones_like(z[..., :1])

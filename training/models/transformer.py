@@ -46,12 +46,12 @@ class TransformerConfig:
     dropout: float = 0.1
     soft_label_sigma: float = 0.0  # buckets; 0 = hard labels (the log score the gates judge)
     emd_weight: float = 0.0
-    lr: float = 3e-3
+    lr: float = 1e-3  # at 3e-3 the encoder overfit the demo's 3 training days within two epochs
     weight_decay: float = 1e-2
     warmup_steps: int = 100
     batch_size: int = 256
     max_epochs: int = 30
-    patience: int = 4
+    patience: int = 10
     grad_clip: float = 1.0
     val_fraction: float = 0.15  # of the training windows (the latest) when no validation set is given
     val_gap: int = 32  # windows dropped between the two (their labels overlap the validation period)
@@ -64,6 +64,10 @@ class TransformerConfig:
     ret_feature: int = 0  # index of the one-step log return (vol_mixture's EWMA volatility)
     ret_unit_bps: float = 1e4  # the return feature times this is bps
     vol_halflife: float = 20.0  # steps
+    # A linear map from the last step's normalised features to each horizon's location (vol_mixture):
+    # on a few days of windows the encoder overfits within two epochs, while a linear read of the
+    # order flow holds out of sample (the demo market: ridge OOS correlation 0.27 with 60 s returns).
+    linear_skip: bool = True
 
 
 class EncoderLayer(nn.Module):
@@ -124,16 +128,22 @@ class PriceTransformerNet(nn.Module):
         else:
             raise ValueError(f"unknown head {cfg.head!r} (vol_mixture, softmax)")
         self.h, self.k = n_horizons, k
+        self.skip: nn.Linear | None = None
+        if cfg.linear_skip and cfg.head == "vol_mixture":
+            self.skip = nn.Linear(n_features, n_horizons)
+            nn.init.zeros_(self.skip.weight)  # starts as the encoder alone
+            nn.init.zeros_(self.skip.bias)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         x = ((features - self.mean) / self.std).clamp(-10.0, 10.0)  # (B, L, F)
+        shift = self.skip(x[:, -1]) if self.skip is not None else None  # (B, H) from the last step
         x = x[:, x.shape[1] - self.tokens * self.patch :].reshape(x.shape[0], self.tokens, -1)  # (B, T, patch F)
         x = self.proj(x)  # (B, T, d)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, T + 1, d)
         for layer in self.layers:
             x = layer(x)
         if isinstance(self.heads, VolMixtureHead):
-            return self.heads(self.norm(x[:, 0]), features)  # log probabilities (B, H, K)
+            return self.heads(self.norm(x[:, 0]), features, shift)  # log probabilities (B, H, K)
         return self.heads(self.norm(x[:, 0])).reshape(-1, self.h, self.k)  # (B, H, K)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
