@@ -146,6 +146,7 @@ def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, wo
     sizing = SizingConfig.load(strategy.sizing_path(model_name))
     h = meta.horizons.index(sizing.horizon) if sizing.horizon in meta.horizons else 0
     probs = run_onnx(onnx, data["X"][test])[:, h, :]
+    hold = hold_steps(meta.horizons, meta.horizon_unit, meta.tf, sizing.horizon)
     lo, hi = keys["ts"].min(), keys["ts"].max()
     flt = pc.field("symbol_id").isin(keys["symbol_id"].unique().to_list()) & (pc.field("tf") == meta.tf)
     flt &= (pc.field("adjustment") == "raw") & (pc.field("ts") >= ts_value(lo))
@@ -157,11 +158,12 @@ def backtest_evidence(lake, strategy, tracker, model_name: str, version: str, wo
     fs = forecast_sharpe(
         probs, keys["symbol_id"].to_numpy(), keys["ts"], bars, np.asarray(meta.bucket_edges_bps), sizing,
         strategy.backtest, model_version=f"{model_name}:{version}",
-        hold=hold_steps(meta.horizons, meta.horizon_unit, meta.tf, sizing.horizon),
+        hold=hold,
     )  # fmt: skip
     note = (
         f"{fs.signals} forecasts of horizon {meta.horizons[h]}{meta.horizon_unit} on {len(test_days)} held-out days, "
-        f"{fs.trades} trades, mean |size| {fs.mean_abs_size:.4f} NAV, backtest run {fs.run_id[:12]}"
+        f"{fs.trades} trades, mean |size| {fs.mean_abs_size:.4f} NAV, each size held {hold} forecasts; Sharpe of "
+        f"{fs.periods} per-minute NAV returns, block bootstrap of {fs.block}; backtest run {fs.run_id[:12]}"
     )
     return SharpeEvidence(fs.sharpe, fs.lower, fs.upper, fs.sigma, fs.sessions, note), ""
 

@@ -10,7 +10,7 @@ import pytest
 
 from backtest.engine import run_backtest
 from backtest.events import held_sizes
-from backtest.forecast_sharpe import forecast_sharpe
+from backtest.forecast_sharpe import MIN_PERIODS, block_bootstrap_sharpe, forecast_sharpe
 from backtest.sizing import SizingConfig
 from backtest.targets import hold_steps
 from core.errors import ConfigError
@@ -122,3 +122,28 @@ def test_holding_overlapping_forecasts_trades_less_for_the_same_views(settings):
     assert held.run_id != flip.run_id  # the hold is part of what determines a run
     assert hold_steps((1, 5, 20), "bars", "1d", 5) == 5 and hold_steps((1, 5), "bars", "1d", 60) == 1
     assert hold_steps((1, 60, 300), "s", "1s", 60) == 60 and hold_steps((60,), "s", "1m", 60) == 1
+
+
+def test_sharpe_ci_rests_on_period_returns_not_on_two_daily_ones():
+    """Two sessions of minute returns give a real interval; a handful of periods gives none."""
+    rng = np.random.default_rng(2)
+    ret = rng.normal(2e-5, 1e-4, 80)  # two 40-minute sessions of minute returns
+    sharpe, lo, hi, sd, block = block_bootstrap_sharpe(ret, 252 * 40, 1000, 0.95, 7)
+    assert lo < sharpe < hi and sd > 0 and block == 5
+    assert hi - lo > 0.5 * sharpe  # 80 noisy minutes: a wide interval, not a point
+    _, lo, hi, _, _ = block_bootstrap_sharpe(ret[: MIN_PERIODS - 1], 252 * 40, 1000, 0.95, 7)
+    assert np.isnan(lo) and np.isnan(hi)
+    _, lo, _, _, _ = block_bootstrap_sharpe(np.zeros(50), 252, 200, 0.95, 7)
+    assert np.isnan(lo)  # nothing varies: no Sharpe, no CI
+
+
+def test_runs_of_different_forecasts_never_share_an_id(settings, sizing):
+    """The run id hashed settings and the model version only: a refused v1 that traded nothing and
+    a promoted v1 of another demo run read the same id."""
+    bars, r = _market()
+    ahead = np.vstack([r[1:], np.zeros((1, len(SYMBOLS)))]) * 1e4
+    one = forecast_sharpe(
+        *_forecasts(bars, np.clip(ahead, -60, 60)), bars, EDGES, sizing, settings, model_version="m:1"
+    )
+    two = forecast_sharpe(*_forecasts(bars, np.zeros_like(ahead)), bars, EDGES, sizing, settings, model_version="m:1")
+    assert one.run_id != two.run_id and one.periods == N_DAYS - 1
