@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.strategy import Promotion
-from training.gates import FAIL, PASS, ece_gate, evaluate_gates
+from training.gates import FAIL, PASS, ece_gate, evaluate_gates, within_day_blocks
 from training.metrics import ece, ece_by_chance, independent_rows
 from training.models.base import default_edges_bps
 
@@ -80,3 +80,20 @@ def test_a_miscalibrated_forecast_with_evidence_fails_and_names_the_horizon():
     assert gate.status == FAIL and "horizon 1 exceeds" in gate.detail
     d = evaluate_gates(probs, y, days, EDGES, Promotion(max_ece=0.02), horizon_steps=(1, 1))
     assert not d.passed and any(r.startswith("ece:") for r in d.reasons)
+
+
+def test_two_test_days_give_a_real_interval_for_the_log_score_gain():
+    """Two days' means are not a 95 % interval: within-day blocks of the longest horizon widen it."""
+    rng = np.random.default_rng(6)
+    rows, horizon = 2_100, 300
+    days = np.repeat(np.arange(2), rows)
+    drift = np.repeat(rng.normal(0.0, 0.06, 2 * rows // horizon), horizon)  # slow, overlapping-window noise
+    y = np.full((len(days), 1), UP)
+    p_cand = 0.55 + 0.2 * np.tanh(drift)
+    cand, base = two_point(p_cand), two_point(np.full(len(days), 0.55))
+    by_day = evaluate_gates(cand, y, days, EDGES, Promotion(), baselines={"b": base})
+    both = evaluate_gates(cand, y, days, EDGES, Promotion(), baselines={"b": base}, horizon_steps=(horizon,))
+    day_ci, wide_ci = by_day.summary["gains"]["b"], both.summary["gains"]["b"]
+    assert wide_ci["lower"] <= day_ci["lower"] and wide_ci["upper"] >= day_ci["upper"]
+    assert wide_ci["upper"] - wide_ci["lower"] > 2 * (day_ci["upper"] - day_ci["lower"])
+    assert within_day_blocks(np.array([4, 4, 4, 9, 9]), 2).tolist() == [0, 0, 1, 6, 6]
