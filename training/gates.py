@@ -13,8 +13,9 @@ Pure functions over arrays, so the gates are tested on hand-made evidence and th
   (``training.metrics.block_bootstrap_ci``; fewer than 2 days give no CI, which fails);
 - ``sharpe``: the backtest Sharpe's lower CI bound above ``min_sharpe_lower``. Training does not
   import backtest: ``flows/promote.py`` backtests the candidate's out-of-sample forecasts
-  (``backtest.forecast_sharpe``) and passes the figures in; an undefined CI (fewer than two
-  sessions) fails; the gate is skipped only when no evidence could be built, and says why;
+  (``backtest.forecast_sharpe``: per-minute NAV returns, block bootstrap) and passes the figures in;
+  an undefined CI (too few period returns, or no trades) fails; the gate is skipped only when no
+  evidence could be built, and says why;
 - ``latency``: the exported model's onnxruntime p99 at batch 1 within ``latency_budget_ms``.
 
 A skipped gate never fails a candidate, and says so. The production score
@@ -264,7 +265,9 @@ def sharpe_gate(
     on = f" over {sharpe.sessions} sessions" if sharpe.sessions is not None else ""
     note = f" ({sharpe.note})" if sharpe.note else ""
     if not np.isfinite(sharpe.lower):
-        detail = f"Sharpe {sharpe.sharpe:.3f}{on}: CI undefined (needs >= 2 sessions with varying returns){note}"
+        detail = (
+            f"Sharpe {sharpe.sharpe:.3f}{on}: CI undefined (too few period returns, or none varies: no trades){note}"
+        )
         return GateResult("sharpe", FAIL, None, min_lower, detail)
     ok = sharpe.lower > min_lower
     detail = (
