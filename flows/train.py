@@ -62,7 +62,8 @@ def train(
 
 
 def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
-    """The flow body on arrays (X, y, days, names, data_versions): also what tests and benchmarks call."""
+    """The flow body on arrays (X, y, days, names, data_versions; ``keys`` when known): also what tests
+    and benchmarks call."""
     from feature_store.model_contract import ModelMetadata
     from training.candidate import build_candidate, day_split
     from training.factory import baselines, make_model
@@ -89,7 +90,9 @@ def train_on_arrays(spec, data: dict, tracker, export_root: Path, **kw) -> dict:
     model = make_model(spec.architecture, buckets, data["names"], fast=kw.get("fast", False))
     base = baselines(spec.kind, buckets, data["names"], spec.horizons)
     out_dir = Path(export_root) / spec.name / f"v{version}"
-    cand = build_candidate(data["X"], data["y"], data["days"], model, base, meta, out_dir, split)
+    keys = data.get("keys")  # windows interleave symbols in time: the gates thin and block per symbol
+    series = None if keys is None else np.unique(keys["symbol_id"].to_numpy(), return_inverse=True)[1]
+    cand = build_candidate(data["X"], data["y"], data["days"], model, base, meta, out_dir, split, series=series)
     method = (
         f"{spec.architecture} ({type(model).__name__}), {spec.kind} model, temperature-scaled"
         + (", pooled with EWMA-t per horizon" if cand.blend_weights else "")

@@ -63,17 +63,20 @@ class Candidate:
     metrics: dict[str, float] = field(default_factory=dict)
     up_slopes: tuple[float, ...] | None = None  # in-graph P(up) slopes fitted on the calibration slice
     blend_weights: tuple[float, ...] | None = None  # the model's weight per horizon in its pool with EWMA-t
+    series_test: np.ndarray | None = None  # the series (symbol) of each test window, for the gates' blocks
 
     def save_evidence(self, path: Path) -> Path:
         """Write the evidence the promote flow judges (compressed npz)."""
         arrays: dict[str, np.ndarray] = {"X": self.X_test, "y": self.y_test, "days": self.days_test}
+        if self.series_test is not None:
+            arrays["series"] = self.series_test
         arrays.update({f"probs.{k}": v.astype(np.float32) for k, v in self.probs.items()})
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         return path
 
 
 def load_evidence(path: Path) -> dict[str, np.ndarray]:
-    """Read an evidence file back: X, y, days and ``probs.<name>`` arrays."""
+    """Read an evidence file back: X, y, days, ``series`` (when saved) and ``probs.<name>`` arrays."""
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
@@ -119,6 +122,7 @@ def build_candidate(
     r_bps: np.ndarray | None = None,
     blend: bool = True,
     min_cal_days: int = MIN_CAL_DAYS,
+    series: np.ndarray | None = None,
 ) -> Candidate:
     """Fit ``model`` and ``baselines`` on the train windows, calibrate on cal, export, judge on test.
 
@@ -157,6 +161,7 @@ def build_candidate(
         tuple(float(w) for w in model.weights_) if isinstance(model, Blend) and model.weights_ is not None else None
     )
     cand = Candidate(path, meta, X[te], y[te], days[te], probs, up_slopes=slopes, blend_weights=weights)
+    cand.series_test = None if series is None else np.asarray(series)[te]
     cand.metrics = summary_metrics(cand, buckets)
     return cand
 

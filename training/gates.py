@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from training import metrics
-from training.metrics import ece, ece_by_chance, independent_rows
+from training.metrics import ece, ece_by_chance, independent_rows, series_runs
 from training.models.base import Buckets
 
 PROB_FLOOR = 1e-12
@@ -134,16 +134,18 @@ def evaluate_gates(
     sharpe: SharpeEvidence | None = None,
     sharpe_skipped: str = "no backtest evidence given",
     horizon_steps: tuple[int, ...] | None = None,
+    series: np.ndarray | None = None,
 ) -> Decision:
     """Judge ``candidate`` probabilities (N, H, K) on labels ``y`` (N, H) against the gates of ``cfg``.
 
     ``cfg`` is the strategy's ``Promotion`` section; ``champion`` and ``baselines`` are the other
     forecasts on the same samples. ``horizon_steps``: each horizon in rows of the evidence (one row
     per decision step), so the ECE gate can keep windows whose labels do not overlap; None keeps
-    every row. Returns every gate's result (none short-circuits).
+    every row. ``series``: each row's series (symbol), when rows of several interleave in time.
+    Returns every gate's result (none short-circuits).
     """
     gates: list[GateResult] = []
-    gates.append(ece_gate(candidate, y, days, edges_bps, cfg.max_ece, horizon_steps))
+    gates.append(ece_gate(candidate, y, days, edges_bps, cfg.max_ece, horizon_steps, series=series))
     up = realised_up(y, edges_bps)
     pu = prob_up(candidate, edges_bps)
     eces = [ece(pu[:, h], up[:, h]) for h in range(y.shape[1])]
@@ -157,7 +159,7 @@ def evaluate_gates(
             diff, days, n_boot=cfg.bootstrap_draws, level=cfg.ci_level, seed=cfg.bootstrap_seed
         )
         if horizon_steps:  # also over within-day blocks: the wider interval of the two is the one judged
-            chunks = within_day_blocks(days, max(horizon_steps))
+            chunks = within_day_blocks(days, max(horizon_steps), series)
             _, lo_b, hi_b = metrics.block_bootstrap_ci(
                 diff, chunks, n_boot=cfg.bootstrap_draws, level=cfg.ci_level, seed=cfg.bootstrap_seed
             )
@@ -203,18 +205,15 @@ def evaluate_gates(
     return Decision(tuple(gates), float(score), summary)
 
 
-def within_day_blocks(days: np.ndarray, rows: int) -> np.ndarray:
-    """A label per run of ``rows`` consecutive rows within each day (windows one step apart).
+def within_day_blocks(days: np.ndarray, rows: int, series: np.ndarray | None = None) -> np.ndarray:
+    """A label per run of ``rows`` consecutive rows of one series on one day (windows one step apart).
 
     With two test days a day-block bootstrap has three distinct draws and its "95 %" interval is
     the range of the two days' means (the demo read [0.0754, 0.0757]); blocks as long as the longest
     horizon keep overlapping labels together and give the bootstrap enough blocks to resample.
     """
-    days = np.asarray(days)
-    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-    pos = np.arange(len(days)) - np.repeat(starts, np.diff(np.r_[starts, len(days)]))
-    _, day_idx = np.unique(days, return_inverse=True)
-    return day_idx.astype(np.int64) * (len(days) + 1) + pos // max(int(rows), 1)
+    group, pos = series_runs(days, series)
+    return group.astype(np.int64) * (len(group) + 1) + pos // max(int(rows), 1)
 
 
 def ece_gate(
@@ -225,6 +224,7 @@ def ece_gate(
     max_ece: float,
     horizon_steps: tuple[int, ...] | None = None,
     level: float = 0.95,
+    series: np.ndarray | None = None,
 ) -> GateResult:
     """ECE of prob_up per horizon on non-overlapping windows, each against max(``max_ece``, chance).
 
@@ -238,7 +238,7 @@ def ece_gate(
     per_horizon = 1.0 - (1.0 - level) / y.shape[1]
     eces, bands = [], []
     for h in range(y.shape[1]):
-        rows = independent_rows(days, steps[h])
+        rows = independent_rows(days, steps[h], series)
         eces.append(ece(pu[rows, h], up[rows, h]))
         bands.append(ece_by_chance(pu[rows, h], per_horizon, draws=2000))
     allowed = np.maximum(max_ece, np.asarray(bands))

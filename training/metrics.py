@@ -121,20 +121,33 @@ def ece_by_chance(pu: np.ndarray, level: float = 0.95, draws: int = 500, seed: i
     return float(np.quantile(eces, level))
 
 
-def independent_rows(days: np.ndarray, steps: int) -> np.ndarray:
-    """Indices of every ``steps``-th row within each day's run of rows: windows whose labels do not overlap.
+def series_runs(days: np.ndarray, series: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(group label per row, position of the row within its group): a group is one series on one day.
 
-    Rows are one decision step apart within a series (sorted by day, then series, then time), so
-    rows ``steps`` apart have disjoint ``steps``-step labels; a series boundary inside a day only
-    widens the gap.
+    Rows are in time order within a series; series may interleave (one row per symbol per step).
+    Without ``series`` every day is one series.
     """
     days = np.asarray(days)
+    keys = days.astype(np.int64) if series is None else np.stack([days, np.asarray(series)], axis=1)
+    _, group = np.unique(keys, axis=0 if keys.ndim == 2 else None, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group)
+    pos = np.empty(len(group), dtype=np.int64)
+    pos[order] = np.arange(len(group)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return group, pos
+
+
+def independent_rows(days: np.ndarray, steps: int, series: np.ndarray | None = None) -> np.ndarray:
+    """Indices of every ``steps``-th row of each series on each day: windows whose labels do not overlap.
+
+    Rows of one series are one decision step apart, so rows ``steps`` apart have disjoint
+    ``steps``-step labels.
+    """
     if len(days) == 0:
         return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-    ends = np.r_[starts[1:], len(days)]
-    step = max(int(steps), 1)
-    return np.concatenate([np.arange(a, b, step) for a, b in zip(starts, ends, strict=True)])
+    _, pos = series_runs(days, series)
+    return np.flatnonzero(pos % max(int(steps), 1) == 0)
 
 
 def pit(p: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -242,6 +242,7 @@ def judge(
         latency_p99_ms=latency,
         sharpe=sharpe,
         horizon_steps=horizon_steps(meta),
+        series=ev.get("series"),
     )
 
 

@@ -97,3 +97,14 @@ def test_two_test_days_give_a_real_interval_for_the_log_score_gain():
     assert wide_ci["lower"] <= day_ci["lower"] and wide_ci["upper"] >= day_ci["upper"]
     assert wide_ci["upper"] - wide_ci["lower"] > 2 * (day_ci["upper"] - day_ci["lower"])
     assert within_day_blocks(np.array([4, 4, 4, 9, 9]), 2).tolist() == [0, 0, 1, 6, 6]
+
+
+def test_interleaved_symbols_are_thinned_and_blocked_per_symbol():
+    """Training windows are sorted by time, so symbols interleave row by row: "every h-th row" would
+    keep windows of one symbol h / n_symbols steps apart, overlapping."""
+    days = np.array([0] * 6 + [1] * 2)
+    series = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    assert independent_rows(days, 2, series).tolist() == [0, 1, 4, 5, 6, 7]
+    blocks = within_day_blocks(days, 2, series)
+    assert blocks[0] == blocks[2] != blocks[4] and blocks[1] == blocks[3] != blocks[0]
+    assert len(set(blocks[[0, 1, 6, 7]].tolist())) == 4
