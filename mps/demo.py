@@ -349,7 +349,9 @@ def run_demo(cfg: DemoConfig, state_dir: Path, console: Console, keep_ui: bool =
             prefect_startup_s=round(cast(float, prefect.startup_s), 1),  # set once the server came up
             elapsed_s=round(time.perf_counter() - t0, 1),
         )
-        dr.write(report, demo_dir, console, dr.hints(lake.root, str(report.facts["quality_docs"]), prefect.home))
+        dr.write(
+            report, demo_dir, console, dr.hints(lake.root, str(report.facts["quality_docs"]), prefect.home, demo_dir)
+        )
         if keep_ui:
             console.print(f"Prefect UI at {prefect.ui_url}; press Ctrl-C to stop it")
             prefect.wait()

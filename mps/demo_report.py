@@ -372,17 +372,28 @@ def render(report: DemoReport, console: Console, hints: list[str]) -> str:
     return "\n".join(md + [""])
 
 
-def hints(lake_root: str, quality_docs: str, prefect_home: Path) -> list[str]:
-    """What to try next: SQL on the signals, the quality site, the Prefect UI over the demo's runs."""
+def hints(lake_root: str, quality_docs: str, prefect_home: Path, demo_dir: Path | None = None) -> list[str]:
+    """What to try next: SQL on the signals, the quality site, the Prefect UI over the demo's runs, and
+    (given the demo directory) the MLflow UI over its registry and the HTTP API on its profile."""
     query = (
         "SELECT symbol_id, count(*) AS n, avg(prob_up) AS p_up, avg(abs(size)) AS size "
         "FROM gold.signals GROUP BY 1 ORDER BY 1"
     )
-    return [
+    out = [
         f'.venv/bin/mps sql --lake {lake_root} "{query}"',
         f"open {quality_docs}",
         f"PREFECT_HOME={prefect_home} .venv/bin/prefect server start  (then http://127.0.0.1:4200: the demo's runs)",
     ]
+    if demo_dir is not None:
+        from core.profile import load_profile
+
+        api = load_profile(str(demo_dir / "profile.yaml")).api
+        out += [
+            f".venv/bin/mlflow ui --backend-store-uri sqlite:///{demo_dir / 'mlflow.db'}  (runs, the registry, the champion alias)",
+            f"MPS_API_KEYS=demo:$(openssl rand -hex 32) .venv/bin/mps api --profile {demo_dir / 'profile.yaml'}"
+            f"  (docs at http://{api.host}:{api.port}/docs)",
+        ]
+    return out
 
 
 def write(report: DemoReport, demo_dir: Path, console: Console, next_steps: list[str]) -> None:
