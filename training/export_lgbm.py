@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from feature_store.model_contract import ModelMetadata
+from training.models.lightgbm_buckets import window_summary
 from training.onnx_export import finish_export
 
 ML_OPSET = 3
@@ -32,7 +33,7 @@ def tabular(X: np.ndarray, steps: tuple[int, ...], summary: bool = False) -> np.
     each feature's mean and (population) standard deviation over the window."""
     cols = [X[:, list(steps), :].reshape(len(X), -1)]
     if summary:
-        cols += [X.mean(axis=1), X.std(axis=1)]
+        cols += window_summary(X)
     return np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)
 
 
@@ -93,14 +94,17 @@ def lightgbm_graph(
         helper.make_node("Gather", ["features", "steps"], ["picked"], axis=1),
         helper.make_node("Reshape", ["picked", "row_shape"], ["rows" if not summary else "step_rows"]),
     ]
-    if summary:  # mean and population std over the window, as numpy's X.mean(1), X.std(1)
+    if summary:  # mean and population std over the window in float64, then float32 (``window_summary``)
         nodes += [
-            helper.make_node("ReduceMean", ["features", "axis1"], ["mean3"], keepdims=1),
-            helper.make_node("Sub", ["features", "mean3"], ["centred"]),
+            helper.make_node("Cast", ["features"], ["features64"], to=TensorProto.DOUBLE),
+            helper.make_node("ReduceMean", ["features64", "axis1"], ["mean3"], keepdims=1),
+            helper.make_node("Sub", ["features64", "mean3"], ["centred"]),
             helper.make_node("Mul", ["centred", "centred"], ["sq"]),
             helper.make_node("ReduceMean", ["sq", "axis1"], ["var"], keepdims=0),
-            helper.make_node("Sqrt", ["var"], ["std"]),
-            helper.make_node("Squeeze", ["mean3", "axis1"], ["mean"]),
+            helper.make_node("Sqrt", ["var"], ["std64"]),
+            helper.make_node("Squeeze", ["mean3", "axis1"], ["mean64"]),
+            helper.make_node("Cast", ["mean64"], ["mean"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["std64"], ["std"], to=TensorProto.FLOAT),
             helper.make_node("Concat", ["step_rows", "mean", "std"], ["rows"], axis=1),
         ]
     stacked = []

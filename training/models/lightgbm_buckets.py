@@ -43,8 +43,47 @@ def window_features(X: np.ndarray, lags: tuple[int, ...], summary: bool) -> np.n
     L = X.shape[1]
     cols = [X[:, L - 1 - lag, :] for lag in lags if lag < L]
     if summary:
-        cols += [X.mean(axis=1), X.std(axis=1)]
-    return np.concatenate(cols, axis=1)
+        cols += window_summary(X)
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+def float32_splits(model) -> None:
+    """Round every split threshold of a fitted ``LGBMClassifier`` down to the nearest float32, in place.
+
+    The exported graph's TreeEnsemble compares float32 inputs with float32 thresholds, LightGBM
+    compares with doubles: an input between a double threshold and its float32 rounding went the
+    other way in the graph. With the largest float32 at or below each threshold, ``x <= t`` reads
+    the same for every float32 input in both, and the model's own predictions do not change.
+    Categorical splits (none here: every feature is numeric) would keep their thresholds.
+    """
+    import lightgbm as lgb
+
+    def rounded(line: str) -> str:
+        if not line.startswith("threshold="):
+            return line
+        t64 = np.array(line.removeprefix("threshold=").split(), dtype=np.float64)
+        t32 = t64.astype(np.float32)
+        above = t32.astype(np.float64) > t64
+        t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+        return "threshold=" + " ".join(repr(float(v)) for v in t32)
+
+    lines = model.booster_.model_to_string().split("\n")
+    # tree_sizes holds each tree's length in bytes, which the new thresholds change; without it
+    # LightGBM parses the trees one after another
+    text = "\n".join(rounded(line) for line in lines if not line.startswith("tree_sizes="))
+    # the sklearn wrapper keeps its booster in _Booster (booster_ is a read-only view of it)
+    model._Booster = lgb.Booster(model_str=text)
+
+
+def window_summary(X: np.ndarray) -> list[np.ndarray]:
+    """Each feature's mean and population std over the window, summed in float64 and then rounded to
+    float32: the exported graph does the same (Cast, ReduceMean, Sqrt, Cast), so both sides hand the
+    trees the same float32 value. Reduced in float32, numpy's pairwise sum and onnxruntime's differ
+    in the last bits, and a value on a split threshold took the other branch: parity 0.034 on the
+    demo's windows (0.0065 on real BAC)."""
+    mean = X.mean(axis=1, dtype=np.float64)
+    std = X.std(axis=1, dtype=np.float64)
+    return [mean.astype(np.float32), std.astype(np.float32)]
 
 
 def coarse_bins(y: np.ndarray, k: int, n_bins: int, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +149,7 @@ class LightGBMBuckets:
                     "callbacks": [lgb.early_stopping(self.cfg.early_stopping_rounds, verbose=False)],
                 }
             model.fit(T, c, **fit_kw)
+            float32_splits(model)
             self.models_.append(model)
             self.maps_.append((cls, spread[np.unique(c)]))  # rows for the classes the model knows, in its order
         return self
