@@ -46,11 +46,27 @@ async def dead_letters(url: str) -> int:
     return info.state.messages
 
 
-def test_two_nats_kills_and_a_sink_restarted_during_the_outage(tmp_path, scorer_bin):
+def three_waves(tmp_path, fault, timeout: float, inspect=None) -> tuple[Pipeline, dict]:
+    """Wave 0 stored, then ``fault(pipe)`` (which publishes wave 1 its own way), then wave 2; assert
+    that gold.signals holds every update of the three waves exactly once. ``inspect(pipe)`` runs
+    before the pipeline closes; its dict is returned with the closed pipeline."""
     pipe = Pipeline(tmp_path).start(supervise=False)
     try:
         run(publish_js(pipe.url, wave(0)))
         assert wait_until(lambda: len(gold_keys(pipe.lake_root)) >= len(wave(0)), 90)
+        fault(pipe)
+        run(publish_js(pipe.url, wave(2)))
+        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
+        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=timeout)
+        seen = inspect(pipe) if inspect is not None else {}
+    finally:
+        pipe.close()
+    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
+    return pipe, seen
+
+
+def test_two_nats_kills_and_a_sink_restarted_during_the_outage(tmp_path, scorer_bin):
+    def fault(pipe: Pipeline) -> None:
         pipe.kill("nats")
         pipe.kill("sink")
         pipe.restart("sink")  # comes up while NATS is down: it must wait for NATS, not exit
@@ -59,17 +75,15 @@ def test_two_nats_kills_and_a_sink_restarted_during_the_outage(tmp_path, scorer_
         run(publish_js(pipe.url, wave(1)))
         pipe.kill("nats")  # the second kill, with wave 1 possibly still in flight
         pipe.restart("nats")
-        run(publish_js(pipe.url, wave(2)))
-        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
-        # A liveness bound, not a speed figure: the stalled pull stream waited out its 30 s expiry.
-        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=20)
+
+    def inspect(pipe: Pipeline) -> dict:
         alive = {v: pipe.alive(v) for v in ("nats", "scorer", "sink")}
-        dead = asyncio.run(dead_letters(pipe.url))
-    finally:
-        pipe.close()
-    assert alive == {"nats": True, "scorer": True, "sink": True}
-    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
-    assert dead == 0, "redeliveries after a NATS restart are not duplicates"
+        return {"alive": alive, "dead": asyncio.run(dead_letters(pipe.url))}
+
+    # A liveness bound, not a speed figure: the stalled pull stream waited out its 30 s expiry.
+    pipe, seen = three_waves(tmp_path, fault, timeout=20, inspect=inspect)
+    assert seen["alive"] == {"nats": True, "scorer": True, "sink": True}
+    assert seen["dead"] == 0, "redeliveries after a NATS restart are not duplicates"
     assert pipe.leftovers() == []
 
 
@@ -96,22 +110,16 @@ def test_scorer_killed_with_unacked_updates_scores_them_first_after_restart(tmp_
     published. Before, wave 1 came back only after the ack wait, behind wave 2 (late), or was
     covered by wave 2's ack-all: lost.
     """
-    pipe = Pipeline(tmp_path).start(supervise=False)
-    try:
-        run(publish_js(pipe.url, wave(0)))
-        assert wait_until(lambda: len(gold_keys(pipe.lake_root)) >= len(wave(0)), 90)
+
+    def fault(pipe: Pipeline) -> None:
         asyncio.run(limit_signals(pipe.url, None))  # full at what it holds: new Signals refused
         run(publish_js(pipe.url, wave(1)))
         time.sleep(2.0)  # the scorer takes wave 1 and retries its Signals
         pipe.kill("scorer")
         asyncio.run(limit_signals(pipe.url, -1))
         pipe.restart("scorer")
-        run(publish_js(pipe.url, wave(2)))
-        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
-        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=60)
-    finally:
-        pipe.close()
-    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
+
+    three_waves(tmp_path, fault, timeout=60)
 
 
 def test_scorer_frozen_past_its_heartbeats_loses_nothing(tmp_path, scorer_bin):
@@ -120,10 +128,8 @@ def test_scorer_frozen_past_its_heartbeats_loses_nothing(tmp_path, scorer_bin):
     stream's buffer. That batch counts as delivered, and the ack of the next update covered it
     (ack-all): CI lost a whole wave this way after a NATS restart. The rebuilt stream re-reads it.
     """
-    pipe = Pipeline(tmp_path).start(supervise=False)
-    try:
-        run(publish_js(pipe.url, wave(0)))
-        assert wait_until(lambda: len(gold_keys(pipe.lake_root)) >= len(wave(0)), 90)
+
+    def fault(pipe: Pipeline) -> None:
         assert pipe.scorer is not None and pipe.scorer.proc is not None
         pid = pipe.scorer.proc.pid
         os.kill(pid, signal.SIGSTOP)
@@ -133,9 +139,5 @@ def test_scorer_frozen_past_its_heartbeats_loses_nothing(tmp_path, scorer_bin):
         finally:
             os.kill(pid, signal.SIGCONT)
         time.sleep(1.0)
-        run(publish_js(pipe.url, wave(2)))
-        expected = sorted((u.symbol_id, u.seq) for i in range(3) for u in wave(i))
-        keys = wait_for_rows(pipe.lake_root, len(expected), timeout=20)
-    finally:
-        pipe.close()
-    assert sorted(keys) == expected, f"lost {len(set(expected) - set(keys))}, extra {len(keys) - len(set(keys))}"
+
+    three_waves(tmp_path, fault, timeout=20)
