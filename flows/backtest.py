@@ -122,16 +122,14 @@ def backtest(
         get_run_logger().info("no %s signals of %s for %s: nothing to backtest", tf, model or signals_path, symbols)
         return {"run_id": None, "skipped": f"no {tf} signals of {model or signals_path}"}
     bars, versions = read_bars(lake, symbols, tf, adjustment, start, end)
+    sizing = SizingConfig.load(strategy.sizing_path(model))
     if "size" not in signals.columns:
-        b = next((m.buckets for m in strategy.models if m.name == model), strategy.models[0].buckets)
+        b = spec.buckets if spec is not None else strategy.models[0].buckets
         edges = np.linspace(b.lo_bps, b.hi_bps, b.count + 1)
-        signals = size_signals(
-            signals, edges, SizingConfig.load(strategy.sizing_path(model)), nav=settings.initial_cash
-        )
-    if hold is None:
+        signals = size_signals(signals, edges, sizing, nav=settings.initial_cash)
+    if hold is None:  # a strategy model's signals: held for its sizing horizon; a signals file: as given
         unit = "s" if spec is not None and spec.kind == "tick" else "bars"
-        horizon = SizingConfig.load(strategy.sizing_path(model)).horizon
-        hold = hold_steps(spec.horizons, unit, tf, horizon) if spec is not None and signals_path is None else 1
+        hold = hold_steps(spec.horizons, unit, tf, sizing.horizon) if spec is not None and signals_path is None else 1
     prep = prepare(
         bars,
         signals,
