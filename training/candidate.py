@@ -160,8 +160,10 @@ def build_candidate(
     weights = (
         tuple(float(w) for w in model.weights_) if isinstance(model, Blend) and model.weights_ is not None else None
     )
-    cand = Candidate(path, meta, X[te], y[te], days[te], probs, up_slopes=slopes, blend_weights=weights)
-    cand.series_test = None if series is None else np.asarray(series)[te]
+    series_te = None if series is None else np.asarray(series)[te]
+    cand = Candidate(
+        path, meta, X[te], y[te], days[te], probs, up_slopes=slopes, blend_weights=weights, series_test=series_te
+    )
     cand.metrics = summary_metrics(cand, buckets)
     return cand
 
