@@ -6,6 +6,8 @@ golden vectors in contracts/golden/ hold both to 1e-6. Returns are log-returns a
 linear); the direction figures read each bucket as the point mass at its mid r_k, as Kelly sizing
 does: P(up) is the mass of buckets with r_k > 0, G and L the conditional means of those above and
 below zero, and the bucket around zero is flat (training.metrics.up_mask counts "up" the same way).
+The conformal band is the central interval widened by the model's qhat, snapped outward to bucket
+edges (``feature_store.discretize.snap_band``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from backtest.sizing import RiskState, SizingConfig, guard_for, position_size
 from core.errors import ContractError
+from feature_store.discretize import snap_band
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_NAMES: tuple[str, ...] = ("q05", "q25", "q50", "q75", "q95")
@@ -137,8 +140,9 @@ def compute_signal(
     p, cdf, e = s["_p"][hi : hi + 1], s["_cdf"][hi : hi + 1], s["_e"]
     alpha = meta.conformal_alpha
     qhat = meta.conformal_qhat_bps[hi] * 1e-4
-    band_lo = float(quantiles_at(p, cdf, e, alpha / 2)[0]) - qhat
-    band_hi = float(quantiles_at(p, cdf, e, 1.0 - alpha / 2)[0]) + qhat
+    lo_q, hi_q = quantiles_at(p, cdf, e, alpha / 2)[0], quantiles_at(p, cdf, e, 1.0 - alpha / 2)[0]
+    band = snap_band(lo_q, hi_q, qhat, e)  # whole buckets, as training.conformal calibrated qhat
+    band_lo, band_hi = float(band[0]), float(band[1])
     expected = net_of_costs(chosen["mean"], cfg.cost)
     rv = float(last_features[names.index(cfg.realized_vol_feature)]) if cfg.realized_vol_feature else None
     adv = float(last_features[names.index(cfg.adv_feature)]) if cfg.adv_feature else None

@@ -144,3 +144,22 @@ def vol_discretizer(max_vol: float = 2.0, count: int = 40, unit: str = "vol") ->
 def horizon_ref_vol(annual_vol: float, horizon_years: float) -> float:
     """The vol (bps) of a horizon under an annual vol: the reference for vol-scaled edges."""
     return annual_vol * math.sqrt(horizon_years) * BPS
+
+
+def snap_band(lo: np.ndarray, hi: np.ndarray, q: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band [lo - q, hi + q] snapped outward to the bucket ``edges`` (any one unit for all four).
+
+    A forecast is known to bucket resolution, so a band is a run of whole buckets (training.conformal
+    calibrates ``q`` for exactly this band). Ends beyond the grid stay as they are; where a negative
+    ``q`` crosses the ends, the band is the bucket holding the interval's centre, never empty.
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    a, b = np.asarray(lo - q, dtype=np.float64), np.asarray(hi + q, dtype=np.float64)
+    crossed = a > b
+    centre = 0.5 * (np.asarray(lo) + np.asarray(hi))
+    a, b = np.where(crossed, centre, a), np.where(crossed, centre, b)
+    k_lo = np.searchsorted(e, a, side="right") - 1  # last edge <= a
+    k_hi = np.searchsorted(e, b, side="left")  # first edge >= b
+    snapped_lo = np.where(k_lo < 0, a, e[np.clip(k_lo, 0, len(e) - 1)])
+    snapped_hi = np.where(k_hi >= len(e), b, e[np.clip(k_hi, 0, len(e) - 1)])
+    return snapped_lo, snapped_hi

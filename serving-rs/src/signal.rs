@@ -3,7 +3,8 @@
 //! Returns are log-returns as fractions. Quantiles read the density as uniform inside a bucket
 //! (the CDF is piecewise linear); the direction figures read each bucket as the point mass at its
 //! mid r_k, as Kelly sizing does: P(up) is the mass of buckets with r_k > 0, G and L the
-//! conditional means above and below zero, and the bucket around zero is flat.
+//! conditional means above and below zero, and the bucket around zero is flat. The conformal band
+//! is the central interval widened by the model's qhat and snapped outward to bucket edges.
 
 use serde::Serialize;
 
@@ -75,6 +76,23 @@ pub fn quantile(p: &[f64], cdf: &[f64], b: &Buckets, q: f64) -> f64 {
     }
     let t = ((q - c_lo) / p[k]).clamp(0.0, 1.0);
     b.edges[k] + t * b.width[k]
+}
+
+/// The conformal band [lo - q, hi + q] snapped outward to bucket edges, as
+/// `feature_store.discretize.snap_band`: a forecast is known to bucket resolution, and the model's
+/// qhat is calibrated for exactly this band. Ends beyond the grid stay; where a negative q crosses
+/// the ends, the band is the bucket holding the interval's centre (never empty).
+pub fn snap_band(lo: f64, hi: f64, q: f64, edges: &[f64]) -> (f64, f64) {
+    let (mut a, mut b) = (lo - q, hi + q);
+    if a > b {
+        let centre = 0.5 * (lo + hi);
+        (a, b) = (centre, centre);
+    }
+    let at_or_below = edges.partition_point(|&e| e <= a); // edges <= a
+    let below = edges.partition_point(|&e| e < b); // index of the first edge >= b
+    let snapped_lo = if at_or_below == 0 { a } else { edges[at_or_below - 1] };
+    let snapped_hi = if below == edges.len() { b } else { edges[below] };
+    (snapped_lo, snapped_hi)
 }
 
 /// Quantiles at ascending `levels` in one scan of the CDF; equal to calling [`quantile`] per level.
@@ -253,9 +271,11 @@ pub fn compute_signal(
         if i == inp.horizon_index {
             chosen = s;
             let qhat = inp.meta.conformal_qhat_bps[i] * 1e-4;
-            band = (
-                quantile(&scratch.p, &scratch.cdf, inp.buckets, alpha / 2.0) - qhat,
-                quantile(&scratch.p, &scratch.cdf, inp.buckets, 1.0 - alpha / 2.0) + qhat,
+            band = snap_band(
+                quantile(&scratch.p, &scratch.cdf, inp.buckets, alpha / 2.0),
+                quantile(&scratch.p, &scratch.cdf, inp.buckets, 1.0 - alpha / 2.0),
+                qhat,
+                &inp.buckets.edges,
             );
             sized = Some(position_size(
                 inp.cfg,
@@ -342,6 +362,16 @@ mod tests {
         assert!((z.avg_gain - 1e-4).abs() < 1e-12 && (z.avg_loss - 1e-4).abs() < 1e-12);
         assert!(summarize(&[0.0; 5], &b, &mut p, &mut cdf).is_none());
         assert!(summarize(&[f32::NAN, 1.0, 0.0, 0.0, 0.0], &b, &mut p, &mut cdf).is_none());
+    }
+
+    #[test]
+    fn bands_snap_outward_to_bucket_edges_and_are_never_empty() {
+        let edges = [-1.5, -0.5, 0.5, 1.5];
+        assert_eq!(snap_band(-0.2, 0.3, 0.1, &edges), (-0.5, 0.5));
+        assert_eq!(snap_band(-0.2, 0.3, 0.4, &edges), (-1.5, 1.5));
+        assert_eq!(snap_band(-0.2, 0.3, -2.0, &edges), (-0.5, 0.5)); // crossed: the centre's bucket
+        assert_eq!(snap_band(-0.5, 0.5, 0.0, &edges), (-0.5, 0.5)); // on an edge stays there
+        assert_eq!(snap_band(-1.0, 1.0, 1.0, &edges), (-2.0, 2.0)); // beyond the grid stays
     }
 
     #[test]

@@ -111,6 +111,10 @@ def test_aci_holds_coverage_under_drift_where_split_conformal_fails():
     alo, ahi, _ = aci(lo, hi, r, alpha=0.1, gamma=0.01, window=500)
     aci_cov = np.mean((r[live] >= alo[live]) & (r[live] <= ahi[live]))
     assert split_cov < 0.8 and abs(aci_cov - 0.9) < 0.02
+    whole = np.round(r)  # the same on a 1 bp price lattice, with lattice bands
+    llo, lhi, _ = aci(lo, hi, whole, alpha=0.1, gamma=0.01, window=500, edges_bps=BUCKETS.edges_bps)
+    assert np.isin(llo[live], BUCKETS.edges_bps).all() and np.all(llo <= lhi)
+    assert abs(np.mean((whole[live] >= llo[live]) & (whole[live] <= lhi[live])) - 0.9) < 0.02
 
 
 def test_up_slope_shrinks_a_noise_direction_and_runs_the_same_in_graph():
@@ -145,3 +149,32 @@ def test_up_slope_shrinks_a_noise_direction_and_runs_the_same_in_graph():
     with torch.no_grad():
         got = graph(torch.from_numpy(noise[:500].astype(np.float32))).numpy()
     np.testing.assert_allclose(got, apply_up_slopes(noise[:500], a_noise, BUCKETS), atol=2e-5)
+
+
+def test_bands_on_a_price_lattice_cover_and_are_never_empty():
+    """Outcomes on the bucket lattice, at 1 s mostly 0 (as BAC's mid returns): the plain CQR quantile is
+    negative there and emptied the bands of narrow forecasts; lattice bands snap to bucket edges."""
+    from training.conformal import cqr_scores, lattice_scores, snap_band
+
+    rng = np.random.default_rng(11)
+    n = 6000
+    scale = rng.uniform(0.1, 1.0, size=(n, 2)) * np.array([1.0, 4.0])
+    p = _forecast(scale, shift=rng.normal(0, 0.3, size=(n, 2)))
+    r = np.round(rng.normal(size=(n, 2)) * np.array([0.2, 4.0]))  # whole bps; 98 % zeros at the first horizon
+    cal, test = slice(0, n // 2), slice(n // 2, n)
+    lo, hi = quantile_bps(p[:, 0], BUCKETS, 0.05), quantile_bps(p[:, 0], BUCKETS, 0.95)
+    plain_q = split_quantile(cqr_scores(lo[cal], hi[cal], r[cal, 0]), 0.1)
+    assert plain_q < 0 and np.mean(lo[test] - plain_q > hi[test] + plain_q) > 0.02  # the failure: empty bands
+
+    sc = SplitConformal(BUCKETS, alpha=0.1).fit(p[cal], r[cal])
+    blo, bhi = sc.bands(p[test])
+    assert np.all(blo <= bhi)
+    assert np.isin(blo, BUCKETS.edges_bps).all() and np.isin(bhi, BUCKETS.edges_bps).all()
+    cov = coverage(blo, bhi, r[test])
+    assert cov[0] >= 0.9 and abs(cov[1] - 0.9) < 0.02, cov  # one bucket holds 98 %: a lattice over-covers there
+    s = lattice_scores(lo[test], hi[test], r[test, 0], BUCKETS.edges_bps)
+    inside = (r[test, 0] >= blo[:, 0]) & (r[test, 0] <= bhi[:, 0])
+    assert inside[s < sc.qhat_[0]].all()  # covered whenever q exceeds the lattice score (the guarantee)
+    # a negative q that crosses the ends leaves the bucket holding the interval's centre
+    one_lo, one_hi = snap_band(np.array([-0.2]), np.array([0.3]), np.array([-2.0]), BUCKETS.edges_bps)
+    assert (one_lo[0], one_hi[0]) == (-0.5, 0.5)
