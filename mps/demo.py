@@ -31,7 +31,7 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -363,10 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="2 symbols x 6 sessions of 40 minutes (tests)")
     ap.add_argument("--state-dir", type=Path, help="where demo/ goes (default: the local profile's state_dir)")
     ap.add_argument("--keep-ui", action="store_true", help="keep the Prefect server and UI up until Ctrl-C")
+    ap.add_argument("--seed", type=int, help="simulate another market (default: the demo's seed, 7)")
     args = ap.parse_args(argv)
     state_dir = args.state_dir or Path(load_profile("local").state_dir)
     console = Console() if sys.stdout.isatty() else Console(width=140)  # piped (make, CI): keep columns whole
-    report = run_demo(TINY if args.tiny else DemoConfig(), state_dir, console, keep_ui=args.keep_ui)
+    config = TINY if args.tiny else DemoConfig()
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
+    report = run_demo(config, state_dir, console, keep_ui=args.keep_ui)
     f = report.facts
     streamed = not f.get("promoted") or f.get("signals_stored") == f.get("updates_published")
     ok = streamed and f["accounts_balanced"] and not f["ingest_failures"]
