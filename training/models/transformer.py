@@ -68,6 +68,14 @@ class TransformerConfig:
     # on a few days of windows the encoder overfits within two epochs, while a linear read of the
     # order flow holds out of sample (the demo market: ridge OOS correlation 0.27 with 60 s returns).
     linear_skip: bool = True
+    # A log-offset per horizon and bucket fitted after training: log(training frequency / the trained net's
+    # mean forecast). Prices move on a tick lattice (BAC: 1 cent is ~6.7 bps, so mid returns land on a comb
+    # of buckets and skip the ones between), which a smooth head spreads mass over and climatology does
+    # not. Kept only where they improve the validation log score by ``lattice_min_gain`` nats/sample (mean
+    # over horizons). Offsets trained with the net from the start cost the demo's simulated market (a fine
+    # lattice) 0.02 nats and its calibration at 60 s.
+    lattice_offsets: bool = True
+    lattice_min_gain: float = 0.01
 
 
 class EncoderLayer(nn.Module):
@@ -133,6 +141,38 @@ class PriceTransformerNet(nn.Module):
             self.skip = nn.Linear(n_features, n_horizons)
             nn.init.zeros_(self.skip.weight)  # starts as the encoder alone
             nn.init.zeros_(self.skip.bias)
+        # (H, K) added to the head's log probabilities; zeros (no effect) unless fit_lattice keeps them
+        self.lattice = nn.Parameter(torch.zeros(n_horizons, k), requires_grad=False)
+
+    def fit_lattice(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, min_gain: float) -> float:
+        """Offsets = log(bucket frequency of ``y``) - log(the net's mean forecast over ``X``), in [-12, 6].
+
+        The product with the head then matches the training marginal, so buckets no label reaches (the
+        gaps of a price lattice) get little mass. They are kept only when they improve the log score on
+        the validation windows by ``min_gain`` nats; otherwise they stay zero. Returns that gain.
+        """
+        was_training = self.training
+        self.eval()
+
+        def sample(xs: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+            take = np.linspace(0, len(xs) - 1, min(len(xs), 8192)).astype(np.int64)
+            with torch.no_grad():
+                return torch.log_softmax(self.logits(torch.from_numpy(np.ascontiguousarray(xs[take]))), -1), take
+
+        def nll(logp: torch.Tensor, ys: np.ndarray) -> float:
+            return float(-logp.gather(-1, torch.from_numpy(ys)[..., None]).mean())
+
+        logp_fit, _ = sample(X)
+        mean_p = logp_fit.exp().mean(0).double().numpy()
+        counts = np.stack([np.bincount(y[:, h], minlength=self.k) for h in range(self.h)]).astype(np.float64)
+        freq = (counts + 0.5) / (len(y) + 0.5 * self.k)  # Jeffreys: a bucket never seen is not impossible
+        offsets = torch.tensor(np.clip(np.log(freq) - np.log(mean_p.clip(1e-12)), -12.0, 6.0), dtype=torch.float32)
+        logp_val, take = sample(X_val)
+        gain = nll(logp_val, y_val[take]) - nll(torch.log_softmax(logp_val + offsets, -1), y_val[take])
+        if gain >= min_gain:
+            self.lattice.data.copy_(offsets)
+        self.train(was_training)
+        return gain
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         x = ((features - self.mean) / self.std).clamp(-10.0, 10.0)  # (B, L, F)
@@ -143,8 +183,8 @@ class PriceTransformerNet(nn.Module):
         for layer in self.layers:
             x = layer(x)
         if isinstance(self.heads, VolMixtureHead):
-            return self.heads(self.norm(x[:, 0]), features, shift)  # log probabilities (B, H, K)
-        return self.heads(self.norm(x[:, 0])).reshape(-1, self.h, self.k)  # (B, H, K)
+            return self.heads(self.norm(x[:, 0]), features, shift) + self.lattice  # (B, H, K), unnormalised
+        return self.heads(self.norm(x[:, 0])).reshape(-1, self.h, self.k) + self.lattice  # (B, H, K)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(features), dim=-1)
@@ -195,6 +235,7 @@ class PriceTransformer:
         self.net_: PriceTransformerNet | None = None
         self.epochs_: int = 0
         self.best_val_nll_: float = float("nan")
+        self.lattice_gain_: float = float("nan")  # validation gain of the lattice offsets at the start (nats)
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> PriceTransformer:
         """Train on windows (N, L, F) and labels (N, H); early-stop on the validation log score."""
@@ -258,7 +299,10 @@ class PriceTransformer:
             lit.load_state_dict(best)
             self.best_val_nll_ = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
         self.epochs_ = trainer.current_epoch
-        self.net_ = net.cpu().eval()
+        net = net.cpu()
+        if self.cfg.lattice_offsets:
+            self.lattice_gain_ = net.fit_lattice(X, y, X_val, y_val, self.cfg.lattice_min_gain)
+        self.net_ = net.eval()
         return self
 
     def predict_proba(self, X) -> np.ndarray:
