@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 
 from core.errors import MpsError
 
@@ -78,11 +79,12 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
         for gate in out["decision"]["gates"]:
             colour = {"pass": "green", "fail": "red"}.get(gate["status"], "yellow")
-            console.print(f"  [{colour}]{gate['status']:>7}[/] {gate['name']}: {gate['detail']}")
+            console.print(f"  [{colour}]{gate['status']:>7}[/] {gate['name']}: {escape(gate['detail'])}")
         if out["promoted"]:
             console.print(f"[bold green]promoted[/] {model} v{out['version']} (was v{out['previous']})")
         else:
-            console.print(f"[bold red]refused[/] {model} v{out['version']}; champion unchanged (v{out['previous']})")
+            was = f"v{out['previous']}" if out["previous"] is not None else "none yet"
+            console.print(f"[bold red]refused[/] {model} v{out['version']}; champion unchanged ({was})")
             raise typer.Exit(1)
 
     @app.command()
@@ -144,7 +146,9 @@ def register(app: typer.Typer) -> None:
         if "skipped" in out or "waiting" in out:
             console.print(f"{model} v{out['version']}: nothing decided ({out.get('skipped') or out['waiting']})")
         elif out["rollback"]:
-            console.print(f"{model} v{out['version']} rolled back to v{out['previous']}: {'; '.join(out['reasons'])}")
+            console.print(
+                escape(f"{model} v{out['version']} rolled back to v{out['previous']}: {'; '.join(out['reasons'])}")
+            )
         else:
             console.print(
                 f"{model} v{out['version']} holds against v{out['previous']} on {out['windows']} live windows"

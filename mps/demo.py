@@ -38,6 +38,7 @@ from typing import cast
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 
 from core.profile import load_profile
 from core.strategy import load_strategy
@@ -254,7 +255,7 @@ def promoted(decision: dict, report: dr.DemoReport, console: Console) -> None:
     """Report the gate decision: promoted, or the reasons it was refused."""
     report.facts.update(promoted=decision["promoted"], promotion_reasons=decision["reasons"])
     verdict = "promoted to champion" if decision["promoted"] else "refused"
-    console.print(f"  v{decision['version']} {verdict}" + "".join(f"\n    - {r}" for r in decision["reasons"]))
+    console.print(f"  v{decision['version']} {verdict}" + "".join(f"\n    - {escape(r)}" for r in decision["reasons"]))
     gates = decision.get("decision", {}).get("gates", [])
     if gates:
         report.add("Promotion gates", pl.DataFrame(gates).select(pl.all().cast(pl.String)))

@@ -180,13 +180,7 @@ def evaluate_gates(
                 PASS if lo > 0 else FAIL,  # NaN (fewer than 2 days) fails
                 mean,
                 0.0,
-                f"log-score gain over {name} {mean:.4f} nats/sample, {cfg.ci_level:.0%} CI [{lo:.4f}, {hi:.4f}]"
-                + (
-                    " (the wider of day blocks and within-day blocks of the longest horizon)"
-                    if horizon_steps
-                    else " (day blocks)"
-                )
-                + ("" if lo > 0 else " does not lie above 0"),
+                _log_score_detail(name, mean, lo, hi, cfg.ci_level, bool(horizon_steps)),
             )
         )
     if not rivals:
@@ -211,6 +205,14 @@ def evaluate_gates(
         score += sharpe.sharpe - w.l1 * sharpe.sigma
     summary = {"ece_per_horizon": eces, "log_score": float(ls_cand.mean()), "gains": gains}  # all rows
     return Decision(tuple(gates), float(score), summary)
+
+
+def _log_score_detail(name: str, mean: float, lo: float, hi: float, level: float, within_day: bool) -> str:
+    head = f"log-score gain over {name} {mean:.4f} nats/sample"
+    if not np.isfinite(lo):
+        return f"{head}; no CI: day blocks need at least 2 test days"
+    how = "the wider of day blocks and within-day blocks of the longest horizon" if within_day else "day blocks"
+    return f"{head}, {level:.0%} CI [{lo:.4f}, {hi:.4f}] ({how})" + ("" if lo > 0 else " does not lie above 0")
 
 
 def within_day_blocks(days: np.ndarray, rows: int, series: np.ndarray | None = None) -> np.ndarray:
