@@ -22,6 +22,8 @@ from backtest.metrics import ANNUALIZATION, METRICS, Daily, compute
 from core.errors import ConfigError
 
 EULER_GAMMA = 0.5772156649015329
+PERIOD = "1m"  # NAV returns per minute (a daily bar is its own period)
+MIN_PERIODS = 20
 
 
 def cluster_ids(daily: Daily, cluster: str) -> np.ndarray:
@@ -166,3 +168,47 @@ def deflated_sharpe(returns: np.ndarray, trial_sharpes: np.ndarray) -> dict[str,
         "n_trials": float(len(trials)),
         "dsr": probabilistic_sharpe(sr, sr0, len(r), skew, kurt),
     }
+
+
+def period_returns(equity: pl.DataFrame) -> tuple[np.ndarray, float]:
+    """NAV returns per ``PERIOD`` (the last NAV of each period against the previous period's) and
+    the periods per session, for annualising."""
+    nav = (
+        equity.sort("ts")
+        .with_columns(pl.col("ts").dt.truncate(PERIOD).alias("_p"))
+        .group_by("_p", maintain_order=True)
+        .agg(pl.col("nav").last(), pl.col("day").last())
+    )
+    values = nav["nav"].to_numpy()
+    ret = values[1:] / values[:-1] - 1.0
+    sessions = max(nav["day"].n_unique(), 1)
+    return ret, len(values) / sessions
+
+
+def block_bootstrap_sharpe(
+    ret: np.ndarray, per_year: float, draws: int, level: float, seed: int
+) -> tuple[float, float, float, float, int]:
+    """(Sharpe, lower, upper, bootstrap sd, block) of period returns ``ret``, annualised by ``per_year``.
+
+    Circular block bootstrap (Politis and Romano 1992) with blocks of ceil(n^(1/3)) periods; NaN
+    bounds when there are fewer than ``MIN_PERIODS`` returns or none varies.
+    """
+    n = len(ret)
+    sd = float(np.std(ret, ddof=1)) if n > 1 else 0.0
+    sharpe = float(np.mean(ret) / sd * math.sqrt(per_year)) if sd > 0 else math.nan
+    block = max(1, math.ceil(n ** (1 / 3)))
+    if n < MIN_PERIODS or not math.isfinite(sharpe):
+        return sharpe, math.nan, math.nan, math.nan, block
+    rng = np.random.default_rng(seed)
+    k = math.ceil(n / block)
+    starts = rng.integers(0, n, (draws, k))
+    idx = ((starts[:, :, None] + np.arange(block)[None, None, :]) % n).reshape(draws, -1)[:, :n]
+    sample = ret[idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = sample.mean(axis=1) / sample.std(axis=1, ddof=1) * math.sqrt(per_year)
+    boot = boot[np.isfinite(boot)]
+    if len(boot) < draws // 2:
+        return sharpe, math.nan, math.nan, math.nan, block
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return sharpe, float(lo), float(hi), float(np.std(boot, ddof=1)), block

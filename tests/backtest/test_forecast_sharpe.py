@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from backtest.bootstrap import MIN_PERIODS, block_bootstrap_sharpe
 from backtest.engine import run_backtest
 from backtest.events import held_sizes
-from backtest.forecast_sharpe import MIN_PERIODS, block_bootstrap_sharpe, forecast_sharpe
+from backtest.forecast_sharpe import forecast_sharpe
 from backtest.sizing import SizingConfig
 from backtest.targets import hold_steps
 from core.errors import ConfigError
