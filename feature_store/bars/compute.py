@@ -1,10 +1,12 @@
-"""Batch compute of the bar feature sets: one polars expression builder per registered feature.
+"""Batch compute of the bar feature sets: one builder per registered feature.
 
-Windowed features are polars expressions evaluated once over the whole symbol-sorted frame, with the
-rows whose window would reach into the previous symbol nulled (cheaper than ``over`` per feature);
-recursive smoothers are one numba pass over every series. Every value looks only backwards (shift, rolling
-windows, recursions seeded at the start of the series), so a value at bar t never changes when a
-later bar changes. Warm-up rows a window cannot fill yet are null.
+Most features are array builders: one compiled pass over the symbol-sorted columns
+(``feature_store.bars.kernels``) that restarts at every symbol's first row, so a value at bar t is
+computed from that symbol's bars up to t and nothing else. The rest (VWAP distance, the
+Corwin-Schultz spread) are polars expressions evaluated once over the whole frame, with the rows
+whose window would reach into the previous symbol nulled (cheaper than ``over`` per feature). Every
+value looks only backwards, so a value at bar t never changes when a later bar changes. Warm-up rows
+a window cannot fill yet are null.
 
 RSI, ATR and EMA reproduce TA-Lib's definitions exactly: the recursion is seeded by the simple
 mean of the first window (TA-Lib's default, unstable period 0) and then smoothed with Wilder's
@@ -15,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from core.errors import ConfigError, TableError
+from feature_store.bars import kernels
 from feature_store.registry import FeatureDef, FeatureSet
 from feature_store.registry import get as get_set
 
@@ -44,101 +46,102 @@ class Layout:
         return cls(starts, np.concatenate([starts[1:], [len(symbols)]]))
 
 
+@dataclass
+class Columns:
+    """A symbol-sorted frame's columns as float64 numpy arrays, each converted once, and its layout."""
+
+    frame: pl.DataFrame
+    layout: Layout
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = np.ascontiguousarray(self.frame[name].to_numpy(), dtype=np.float64)
+        return self._arrays[name]
+
+    def window(self, kernel: Callable, name: str, n: int, first: int) -> np.ndarray:
+        """A rolling ``kernel`` (``feature_store.bars.kernels``) over ``n`` rows of column ``name``."""
+        return kernel(self[name], self.layout.starts, self.layout.ends, n, first)
+
+
 # An expression builder returns (expression over the whole symbol-sorted column, warm-up rows); rows
 # whose index within their symbol is below the warm-up are nulled, which also discards the values a
-# window spanning two symbols would give. A recursive builder returns a numpy column computed per symbol.
+# window spanning two symbols would give. An array builder returns a numpy column computed per symbol
+# (NaN where it has no value) by the compiled loops of ``feature_store.bars.kernels``.
 ExprBuilder = Callable[[FeatureDef], tuple[pl.Expr, int]]
-ArrayBuilder = Callable[[FeatureDef, pl.DataFrame, Layout], np.ndarray]
+ArrayBuilder = Callable[[FeatureDef, Columns], np.ndarray]
 
 
 def _n(f: FeatureDef) -> int:
     return int(f.param["n"])
 
 
-def _lc() -> pl.Expr:
-    return pl.col("_lc")  # log(close), computed once per frame in ``columns``
-
-
-def _r1() -> pl.Expr:
-    return pl.col("_r1")  # 1-bar log return (crosses symbols at a series start: masked by the warm-up)
-
-
-def _seeded_loop(x, starts, ends, n, first, alpha):  # pragma: no cover - runs compiled by numba
-    out = np.full(len(x), np.nan)
-    for g in range(len(starts)):
-        g0, g1 = starts[g], ends[g]
-        if g1 - g0 <= first:
-            continue
-        total = 0.0
-        for k in range(g0 + first - n + 1, g0 + first + 1):
-            total += x[k]
-        y = total / n
-        out[g0 + first] = y
-        for k in range(g0 + first + 1, g1):
-            y = alpha * x[k] + (1.0 - alpha) * y
-            out[k] = y
-    return out
-
-
-@cache
-def _seeded_kernel():
-    """``_seeded_loop`` compiled once (numba imported here so the registry and `mps sql` stay light)."""
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_seeded_loop)
-
-
 def _seeded(x: np.ndarray, layout: Layout, n: int, first: int, alpha: float) -> np.ndarray:
-    """TA-Lib's smoother per symbol: NaN before ``first``, the mean of the ``n`` values ending there, then EWM.
-
-    One compiled pass over every symbol's series (no per-symbol Python loop).
-    """
-    return _seeded_kernel()(np.ascontiguousarray(x, dtype=np.float64), layout.starts, layout.ends, n, first, alpha)
+    """TA-Lib's smoother per symbol: NaN before ``first``, the mean of the ``n`` values ending there, then EWM."""
+    return kernels.seeded(x, layout.starts, layout.ends, n, first, alpha)
 
 
-def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy().astype(np.float64, copy=False)
-
-
-def _rsi(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
+def _rsi(f: FeatureDef, cols: Columns) -> np.ndarray:
     n = _n(f)
-    d = np.diff(_col(frame, "close"), prepend=np.nan)
-    up = _seeded(np.clip(d, 0.0, None), layout, n, n, 1.0 / n)
-    down = _seeded(np.clip(-d, 0.0, None), layout, n, n, 1.0 / n)
+    d = np.diff(cols["close"], prepend=np.nan)
+    up = _seeded(np.clip(d, 0.0, None), cols.layout, n, n, 1.0 / n)
+    down = _seeded(np.clip(-d, 0.0, None), cols.layout, n, n, 1.0 / n)
     total = up + down
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total != 0, 100.0 * up / total, np.where(np.isnan(total), np.nan, 0.0))
 
 
-def _atr(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
+def _atr(f: FeatureDef, cols: Columns) -> np.ndarray:
     n = _n(f)
-    h, lo, c = _col(frame, "high"), _col(frame, "low"), _col(frame, "close")
+    h, lo, c = cols["high"], cols["low"], cols["close"]
     prev = np.concatenate([[np.nan], c[:-1]])
     tr = np.fmax(h - lo, np.fmax(np.abs(h - prev), np.abs(lo - prev)))
-    return _seeded(tr, layout, n, n, 1.0 / n)
+    return _seeded(tr, cols.layout, n, n, 1.0 / n)
 
 
-def _ema(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
+def _ema(f: FeatureDef, cols: Columns) -> np.ndarray:
     n = _n(f)
-    return _seeded(_col(frame, "close"), layout, n, n - 1, 2.0 / (n + 1))
+    return _seeded(cols["close"], cols.layout, n, n - 1, 2.0 / (n + 1))
 
 
-def _ewma_vol(f: FeatureDef, frame: pl.DataFrame, layout: Layout) -> np.ndarray:
-    r2 = np.diff(np.log(_col(frame, "close")), prepend=np.nan) ** 2
-    return np.sqrt(_seeded(r2, layout, 1, 1, 1.0 - float(f.param["lam"])))
+def _ewma_vol(f: FeatureDef, cols: Columns) -> np.ndarray:
+    r2 = np.diff(np.log(cols["close"]), prepend=np.nan) ** 2
+    return np.sqrt(_seeded(r2, cols.layout, 1, 1, 1.0 - float(f.param["lam"])))
 
 
-def _ret(f: FeatureDef) -> tuple[pl.Expr, int]:
-    return _lc() - _lc().shift(_n(f)), _n(f)
+def _window(kernel: Callable, column: str, first: Callable[[int], int]) -> ArrayBuilder:
+    """A builder applying a rolling ``kernel`` over ``n`` rows of ``column``, valid from row ``first(n)`` of a series."""
+
+    def build(f: FeatureDef, cols: Columns) -> np.ndarray:
+        return cols.window(kernel, column, _n(f), first(_n(f)))
+
+    return build
 
 
-def _donchian_pos(f: FeatureDef) -> tuple[pl.Expr, int]:
-    hi, lo = _h.rolling_max(_n(f)), _l.rolling_min(_n(f))
-    return pl.when(hi > lo).then((_c - lo) / (hi - lo)), _n(f) - 1
+def _ret(f: FeatureDef, cols: Columns) -> np.ndarray:
+    return kernels.lag_diff(cols["_lc"], cols.layout.starts, cols.layout.ends, _n(f))
 
 
-def _rv(n: int) -> pl.Expr:
-    return (_r1() ** 2).rolling_mean(n).sqrt()
+def _donchian_pos(f: FeatureDef, cols: Columns) -> np.ndarray:
+    n = _n(f)
+    hi = cols.window(kernels.rolling_max, "high", n, n - 1)
+    lo = cols.window(kernels.rolling_min, "low", n, n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(hi > lo, (cols["close"] - lo) / (hi - lo), np.nan)
+
+
+def _rv(cols: Columns, n: int) -> np.ndarray:
+    """Realised vol over ``n`` bars, valid from row ``n`` of a series (its first return is row 1)."""
+    return kernels.rolling_rms(cols["_r1"] ** 2, cols.layout.starts, cols.layout.ends, n, n)
+
+
+def _rv_n(f: FeatureDef, cols: Columns) -> np.ndarray:
+    return _rv(cols, _n(f))
+
+
+def _vol_of_vol(f: FeatureDef, cols: Columns) -> np.ndarray:
+    n, inner = _n(f), int(f.param["inner"])
+    return kernels.rolling_std(_rv(cols, inner), cols.layout.starts, cols.layout.ends, n, n + inner - 1)
 
 
 def _vwap_dist(f: FeatureDef) -> tuple[pl.Expr, int]:
@@ -148,14 +151,19 @@ def _vwap_dist(f: FeatureDef) -> tuple[pl.Expr, int]:
     return pl.when(vol > 0).then(_c / ((price * _v).rolling_sum(n) / vol) - 1.0), n - 1
 
 
-def _volume_z(f: FeatureDef) -> tuple[pl.Expr, int]:
-    sd = _v.rolling_std(_n(f))
-    return pl.when(sd > 0).then((_v - _v.rolling_mean(_n(f))) / sd), _n(f) - 1
+def _volume_z(f: FeatureDef, cols: Columns) -> np.ndarray:
+    n, v = _n(f), cols["volume"]
+    sd = cols.window(kernels.rolling_std, "volume", n, n - 1)
+    mean = cols.window(kernels.rolling_mean, "volume", n, n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sd > 0, (v - mean) / sd, np.nan)
 
 
-def _adv_share(f: FeatureDef) -> tuple[pl.Expr, int]:
-    adv = _v.rolling_mean(_n(f))
-    return pl.when(adv > 0).then(_v / adv), _n(f) - 1
+def _adv_share(f: FeatureDef, cols: Columns) -> np.ndarray:
+    n, v = _n(f), cols["volume"]
+    adv = cols.window(kernels.rolling_mean, "volume", n, n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(adv > 0, v / adv, np.nan)
 
 
 def _spread_bps(f: FeatureDef) -> tuple[pl.Expr, int]:
@@ -170,24 +178,24 @@ def _spread_bps(f: FeatureDef) -> tuple[pl.Expr, int]:
 
 
 EXPR_BUILDERS: dict[str, ExprBuilder] = {
-    **{f"ret_{n}": _ret for n in (1, 5, 21, 63)},
-    "ret_mean_21": lambda f: (_r1().rolling_mean(_n(f)), _n(f)),
-    "ret_std_21": lambda f: (_r1().rolling_std(_n(f)), _n(f)),
-    "donchian_high_20": lambda f: (_h.rolling_max(_n(f)), _n(f) - 1),
-    "donchian_low_20": lambda f: (_l.rolling_min(_n(f)), _n(f) - 1),
-    "donchian_pos_20": _donchian_pos,
-    **{f"rv_{n}": (lambda f: (_rv(_n(f)), _n(f))) for n in (5, 21, 63)},
-    "vol_of_vol_21": lambda f: (_rv(int(f.param["inner"])).rolling_std(_n(f)), _n(f) + int(f.param["inner"]) - 1),
     "vwap_dist_20": _vwap_dist,
-    "volume_z_21": _volume_z,
-    "adv_share_21": _adv_share,
     "spread_bps_21": _spread_bps,
 }
 ARRAY_BUILDERS: dict[str, ArrayBuilder] = {
+    **{f"ret_{n}": _ret for n in (1, 5, 21, 63)},
+    "ret_mean_21": _window(kernels.rolling_mean, "_r1", lambda n: n),
+    "ret_std_21": _window(kernels.rolling_std, "_r1", lambda n: n),
     "rsi_14": _rsi,
     "atr_14": _atr,
+    "donchian_high_20": _window(kernels.rolling_max, "high", lambda n: n - 1),
+    "donchian_low_20": _window(kernels.rolling_min, "low", lambda n: n - 1),
+    "donchian_pos_20": _donchian_pos,
     **{f"ema_{n}": _ema for n in (10, 20, 50)},
     "ewma_vol": _ewma_vol,
+    **{f"rv_{n}": _rv_n for n in (5, 21, 63)},
+    "vol_of_vol_21": _vol_of_vol,
+    "volume_z_21": _volume_z,
+    "adv_share_21": _adv_share,
 }
 BUILDERS = {**EXPR_BUILDERS, **ARRAY_BUILDERS}
 
@@ -195,12 +203,12 @@ BUILDERS = {**EXPR_BUILDERS, **ARRAY_BUILDERS}
 def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None = None) -> list[pl.Series]:
     """Compute the features of ``fs`` (or ``names``) on a ``prepare``d frame, one typed Series each."""
     layout = Layout.of(frame[SERIES])
-    index = np.arange(frame.height) - np.repeat(layout.starts, layout.ends - layout.starts)
     names = names or fs.names
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise ConfigError(f"feature set {fs.name}: no batch builder for {unknown} in feature_store.bars.compute")
-    raw, masked, out = [], [], {}
+    base = frame.with_columns(pl.col("close").log().alias("_lc")).with_columns(pl.col("_lc").diff().alias("_r1"))
+    cols, raw, masked, out = Columns(base, layout), [], [], {}
     for name in names:
         if name in EXPR_BUILDERS:
             expr, need = EXPR_BUILDERS[name](fs[name])
@@ -209,12 +217,11 @@ def columns(frame: pl.DataFrame, fs: FeatureSet, names: tuple[str, ...] | None =
             x = pl.col(f"_raw_{name}")
             masked.append(pl.when((pl.col("_i") >= need) & x.is_not_nan()).then(x).alias(name))
         else:
-            out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], frame, layout), nan_to_null=True)
+            out[name] = pl.Series(name, ARRAY_BUILDERS[name](fs[name], cols), nan_to_null=True)
     if raw:  # every symbol at once; eager on purpose: the lazy engine's rolling sums vary in the last
         # ulp with the frame's length, so a value at t would move (1e-19) when rows after t change
-        base = frame.with_columns(pl.Series("_i", index), pl.col("close").log().alias("_lc"))
-        base = base.with_columns(pl.col("_lc").diff().alias("_r1")).with_columns(raw)
-        computed = base.select(masked)
+        index = np.arange(frame.height) - np.repeat(layout.starts, layout.ends - layout.starts)
+        computed = base.with_columns(pl.Series("_i", index)).with_columns(raw).select(masked)
         out.update({c: computed[c] for c in computed.columns})
     return [out[n].cast(pl.Float32 if fs[n].dtype == "float32" else pl.Float64) for n in names]
 
