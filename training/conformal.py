@@ -127,8 +127,10 @@ def aci(
     With ``edges_bps`` the scores and bands are the lattice ones (``lattice_scores``, ``snap_band``).
     Returns the adapted band (lo_t, hi_t) and the working miscoverage a_t, each (T,).
     """
-    lattice = edges_bps is not None
-    scores = lattice_scores(lo, hi, r_bps, edges_bps) if lattice else cqr_scores(lo, hi, r_bps)
+    if edges_bps is None:
+        scores, tie = cqr_scores(lo, hi, r_bps), 0.0
+    else:
+        scores, tie = lattice_scores(lo, hi, r_bps, edges_bps), TIE_BPS
     n = len(r_bps)
     a_t, out_lo, out_hi, out_a = alpha, np.empty(n), np.empty(n), np.empty(n)
     for t in range(n):
@@ -138,8 +140,8 @@ def aci(
         elif a_t <= 0.0 or len(past) == 0:
             q = np.inf
         else:
-            q = split_quantile(past, a_t) + (TIE_BPS if lattice else 0.0)
-        if lattice and np.isfinite(q):
+            q = split_quantile(past, a_t) + tie
+        if edges_bps is not None and np.isfinite(q):
             band = snap_band(lo[t : t + 1], hi[t : t + 1], np.array([q]), edges_bps)
             out_lo[t], out_hi[t] = band[0][0], band[1][0]
         else:
