@@ -235,7 +235,7 @@ class PriceTransformer:
         self.net_: PriceTransformerNet | None = None
         self.epochs_: int = 0
         self.best_val_nll_: float = float("nan")
-        self.lattice_gain_: float = float("nan")  # validation gain of the lattice offsets at the start (nats)
+        self.lattice_gain_: float = float("nan")  # validation gain the lattice offsets gave (nats); NaN if not tried
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> PriceTransformer:
         """Train on windows (N, L, F) and labels (N, H); early-stop on the validation log score."""
