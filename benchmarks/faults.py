@@ -14,7 +14,8 @@ times in a regular session) is published to md.trades.* / md.quotes.* at ``--rat
 market seconds per wall second, so the featurizer owes ``--rate`` FeatureUpdates per second (one
 per symbol per second). Each market second goes out through JetStream with ``Nats-Msg-Id``,
 re-sent in order until acked. The featurizer command is a parameter (``{nats}`` is the server URL):
-the Python ``mps featurizer`` today, any other later. The scorer serves a tick_v2 contract model
+by default ``mps featurizer``, which runs the Rust mps-featurizer when its release binary is built
+(the Python one otherwise). The scorer serves a tick_v2 contract model
 (a small PriceTransformer fitted on random windows and exported through training/onnx_export.py
 into the run's directory, or ``--model``). What the featurizer must publish comes from the same
 ticks through an in-process ``TickFeaturizer``, a clean run with no NATS and no faults.
@@ -62,7 +63,7 @@ from featurizer_path import (  # noqa: E402
     replay_sizing,
 )
 from streaming_harness import update  # noqa: E402
-from streaming_pipeline import PYTHON_FEATURIZER, Pipeline, publish_acked  # noqa: E402
+from streaming_pipeline import MPS_FEATURIZER, Pipeline, publish_acked  # noqa: E402
 
 from feature_store.messages import CORE_STREAMS, ensure_streams  # noqa: E402
 from feature_store.streaming import market_data as md  # noqa: E402
@@ -81,7 +82,7 @@ class Soak:
         if self.ticks:
             model = Path(args.model) if args.model else export_tick_v2(work)
             kw.update(model=model, scorer_kw={"model_name": MODEL_NAME, "sizing": replay_sizing(work)})
-            kw["featurizer"] = tuple(shlex.split(args.featurizer_cmd)) if args.featurizer_cmd else PYTHON_FEATURIZER
+            kw["featurizer"] = tuple(shlex.split(args.featurizer_cmd)) if args.featurizer_cmd else MPS_FEATURIZER
         self.pipe = Pipeline(work, **kw)
         self.acked: set[tuple[str, int]] = set()  # updates owed: acked (updates) or from the clean featurizer (ticks)
         self.ticks_in = 0

@@ -49,7 +49,9 @@ async def publish_acked(js, update: FeatureUpdate, timeout: float = 0.5) -> int:
             await asyncio.sleep(0.05)
 
 
-PYTHON_FEATURIZER = (
+# `mps featurizer` picks its engine: the Rust mps-featurizer when its release binary is built (make test
+# builds it), the Python TickFeaturizer service otherwise
+MPS_FEATURIZER = (
     str(Path(sys.executable).parent / "mps"), "featurizer", "--nats-url", "{nats}", "--publish-jetstream",
 )  # fmt: skip
 

@@ -20,7 +20,7 @@ import nats
 import pytest
 from featurizer_path import MODEL_NAME, CleanFeaturizer, Market, export_tick_v2_graph, publish_in_order, replay_sizing
 from streaming_harness import gold_keys, run, wait_for_rows
-from streaming_pipeline import PYTHON_FEATURIZER, Pipeline, wait_until
+from streaming_pipeline import MPS_FEATURIZER, Pipeline, wait_until
 
 from feature_store.contract import STREAMING
 from feature_store.messages import CORE_STREAMS, ensure_streams
@@ -65,7 +65,7 @@ def test_featurizer_in_the_loop_survives_a_nats_kill_and_a_scorer_kill(tmp_path,
         clean.feed(events)
         return events
 
-    pipe = Pipeline(tmp_path, model=model, scorer_kw=scorer_kw, featurizer=PYTHON_FEATURIZER).start(supervise=False)
+    pipe = Pipeline(tmp_path, model=model, scorer_kw=scorer_kw, featurizer=MPS_FEATURIZER).start(supervise=False)
     try:
         assert pipe.wait_sinks_ready(120)
         run(publish(pipe.url, wave()))
