@@ -91,6 +91,7 @@ class Soak:
         self.kills: list[dict] = []
         self.stop = threading.Event()
         self.load_started = 0.0
+        self.drained_s = 0.0  # load end -> every owed signal stored (or the drain deadline)
         self.lag = 0.0  # how far behind the input the latest signal was (s): the pipeline's backlog
         self.published_at: dict[int, float] = {}  # market second (ns) -> wall time its ticks were acked
         self.latency: dict[int, float] = {}  # update ts -> publish of the next second -> its first signal
@@ -216,9 +217,11 @@ class Soak:
                 k["recovery_s"] = now - k["at"]
 
     async def _drain(self) -> None:
-        deadline = time.monotonic() + self.args.drain_s
+        start = time.monotonic()
+        deadline = start + self.args.drain_s
         while time.monotonic() < deadline and self._stored_rows() < len(self.acked):
             await asyncio.sleep(1.0)
+        self.drained_s = time.monotonic() - start
         await asyncio.sleep(2.0)  # a duplicate would land now
 
     def _stored_rows(self) -> int:
@@ -297,6 +300,8 @@ class Soak:
             "cpu_s": _cpu(),
             "publish_retries": self.retried,
             "signals_stored": stored.height,
+            "drain_s": round(self.drained_s, 1),
+            "signal_files": len(lake.delta(GOLD_SIGNALS).file_uris()) if lake.exists(GOLD_SIGNALS) else 0,
             "lost": missing.height,
             "lost_gaps": missing.filter(pl.col("seq") <= pl.col("stored_max").fill_null(-1)).height,
             "not_published": per_update.join(acked, on=["symbol_id", "seq"], how="anti").height,
@@ -350,7 +355,10 @@ def report(figures: dict) -> None:
     else:
         print(f"updates in        {figures['updates_in']:,} over {figures['seconds']} s ({figures['rate']:,}/s acked)")
     print(f"publish retries   {figures['publish_retries']:,}   (tries not acked, repeated with the same Nats-Msg-Id)")
-    print(f"signals stored    {figures['signals_stored']:,}")
+    print(
+        f"signals stored    {figures['signals_stored']:,}   ({figures['drain_s']} s after the load ended;"
+        f" gold.signals in {figures['signal_files']:,} files)"
+    )
     tail = figures["lost"] - figures["lost_gaps"]
     print(
         f"lost              {figures['lost']:,}   (target 0): {figures['lost_gaps']:,} holes, {tail:,} tail not yet stored"

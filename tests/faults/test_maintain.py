@@ -3,6 +3,7 @@ reads give the same rows before and after (issue 8: the sink's half-second appen
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from lakehouse.ingest import Batch, Chunk, Ingestor
-from lakehouse.maintain import maintain, maintain_table
+from lakehouse.maintain import compact_partitions, maintain, maintain_table
 from lakehouse.storage import Lake
 from lakehouse.tables import BRONZE_TRADES, TABLES
 from mps.cli import app
@@ -79,3 +80,38 @@ def test_mps_maintain_runs_over_every_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "bronze.trades: files" in result.output
     assert_frame_equal(_rows(lake), before)
+
+
+def _compact_at_once(lake: Lake) -> list:
+    """One ``mps maintain`` pass and three partition compactions, started together on one table."""
+    start = threading.Barrier(4)
+    outcomes: list = []
+
+    def compact(maintain_pass: bool) -> None:
+        mine = Lake(lake.root)  # each compactor its own view of the table, as separate processes have
+        start.wait()
+        if maintain_pass:
+            outcomes.append(maintain_table(mine, BRONZE_TRADES, retention=timedelta(days=7)))
+        else:
+            outcomes.append(compact_partitions(mine, BRONZE_TRADES, [{}], target_file_bytes=1 << 26))
+
+    threads = [threading.Thread(target=compact, args=(i == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def test_compactions_that_run_at_once_take_turns_and_never_double_a_row(tmp_path):
+    """deltalake commits two OPTIMIZEs of the same files that ran at once (every row then stored
+    twice): the signal sink's replicas and ``mps maintain`` compact under one lease per table."""
+    lake = _many_small_files(tmp_path)
+    ingestor = Ingestor(lake, lambda: CLOCK_AT)
+    for round_ in range(3):
+        before = _rows(lake)
+        assert len(_compact_at_once(lake)) == 4
+        assert_frame_equal(_rows(lake), before)
+        for i in range(6):  # more small files for the next round to fight over
+            shifted = trades(20, 0).with_columns(pl.col("ts") + pl.duration(minutes=round_ + 1, seconds=i))
+            ingestor.run([Batch("v", f"r{round_}-{i}", f"r{round_}-{i}", [Chunk(BRONZE_TRADES, shifted)])])

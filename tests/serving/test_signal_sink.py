@@ -29,9 +29,9 @@ def _reference_signals(n_rounds: int = 4) -> list[dict]:
     return out
 
 
-async def _sink_until(nats_url: str, lake, n: int, timeout: float = 30.0):
+async def _sink_until(nats_url: str, lake, n: int, timeout: float = 30.0, **sink_kw):
     stop = asyncio.Event()
-    task = asyncio.create_task(run_sink(nats_url, lake, stop, batch_size=5, wait_s=0.2))
+    task = asyncio.create_task(run_sink(nats_url, lake, stop, **{"batch_size": 5, "wait_s": 0.2, **sink_kw}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -68,6 +68,32 @@ def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
     # A redelivered batch (crash between write and ack) adds nothing.
     assert write_signals(lake, signals[:3], [json.dumps(s) for s in signals[:3]]) == (0, 3)
     assert lake.read(GOLD_SIGNALS).height == len(signals)
+
+
+async def _publish(nats_url: str, signals: list[dict]) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, [STREAMING.stream_of("signals")])
+    for sig in signals:
+        await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
+    await nc.close()
+
+
+def test_sink_compacts_the_partitions_it_writes_and_keeps_every_row(nats_server, lake):
+    signals = _reference_signals(15)
+
+    async def scenario():
+        await _publish(nats_server.url, signals)
+        return await _sink_until(nats_server.url, lake, len(signals), batch_size=2, compact_every=4)
+
+    stats = asyncio.run(scenario())
+    files = len(lake.delta(GOLD_SIGNALS).file_uris())
+    assert stats.batches >= len(signals) // 2 and stats.compactions >= 3 and stats.compacted_files >= 12
+    # after the last compaction: its one file, plus at most compact_every - 1 appends since
+    assert files <= 4, f"{files} files after {stats.batches} commits: compaction must keep them few"
+    table = lake.read(GOLD_SIGNALS)
+    keys = sorted(zip(table["symbol_id"], table["seq"], strict=True))
+    assert keys == sorted((s["symbol_id"], s["seq"]) for s in signals), "compaction must keep every row once"
 
 
 @pytest.mark.slow
