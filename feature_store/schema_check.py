@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -121,6 +122,134 @@ def _object_errors(value: dict, schema: dict, root: dict, path: str) -> list[str
         elif isinstance(extra, dict):
             out += errors(item, extra, root, sub)
     return out
+
+
+@cache
+def compiled(name: str) -> Callable[[Any], bool]:
+    """contracts/<name> as a ``validator``, compiled once."""
+    return validator(load_schema(name))
+
+
+def validator(schema: dict, root: dict | None = None, _refs: dict | None = None) -> Callable[[Any], bool]:
+    """``schema`` compiled to a predicate: ``validator(s)(v)`` is ``not errors(v, s)``, several times faster.
+
+    For hot paths (the signal sink checks every Signal): call ``errors`` only for the message of a
+    value this refuses. The rules are ``errors``' own, keyword by keyword; JSON's exact types (int,
+    float, str) take a short path, anything else (bool, subclasses) the general one.
+    """
+    root = schema if root is None else root
+    refs: dict[str, Callable[[Any], bool]] = {} if _refs is None else _refs
+    ref = schema.get("$ref")
+    if ref is not None:
+        name = ref.removeprefix("#/$defs/")
+        if name not in refs:
+            later: list[Callable[[Any], bool]] = []  # a recursive $ref calls through this until compiled
+            refs[name] = lambda v: later[0](v)
+            later.append(validator(root["$defs"][name], root, refs))
+            refs[name] = later[0]
+        return refs[name]
+    t = schema.get("type")
+    types = [_TYPES[x] for x in (t if isinstance(t, list) else [t])] if t is not None else []
+    const, enum = schema.get("const", _ABSENT), schema.get("enum")
+    bounds = [(_BOUNDS[k], schema[k]) for k in _BOUNDS if k in schema]
+    min_length, min_items = schema.get("minLength", 0), schema.get("minItems", 0)
+    pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+    items = validator(schema["items"], root, refs) if "items" in schema else None
+    required = schema.get("required", [])
+    props = {k: validator(v, root, refs) for k, v in schema.get("properties", {}).items()}
+    names = validator(schema["propertyNames"], root, refs) if "propertyNames" in schema else None
+    extra = schema.get("additionalProperties", True)
+    extra_check = validator(extra, root, refs) if isinstance(extra, dict) else None
+
+    def check(v: Any) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if types and not any(f(v) for f in types):
+            return False
+        if const is not _ABSENT and not _same(v, const):
+            return False
+        if enum is not None and not any(_same(v, e) for e in enum):
+            return False
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return all(ok(v, b) for ok, b in bounds)
+        if isinstance(v, str):
+            return len(v) >= min_length and (pattern is None or pattern.search(v) is not None)
+        if isinstance(v, list):
+            return len(v) >= min_items and (items is None or all(items(x) for x in v))
+        if isinstance(v, dict):
+            if any(k not in v for k in required):
+                return False
+            for key, item in v.items():
+                if names is not None and not names(key):
+                    return False
+                sub = props.get(key)
+                if sub is not None:
+                    if not sub(item):
+                        return False
+                elif extra is False or (extra_check is not None and not extra_check(item)):
+                    return False
+        return True
+
+    keywords = schema.keys() - _ANNOTATIONS
+    if t in ("number", "integer") and keywords <= {"type", *_BOUNDS}:
+        integer = t == "integer"
+
+        def number(v: Any) -> bool:
+            c = v.__class__
+            if c is float:
+                if integer or not math.isfinite(v):
+                    return False
+            elif c is not int:
+                return check(v)
+            for ok, b in bounds:
+                if not ok(v, b):
+                    return False
+            return True
+
+        return number
+    if t == "string" and keywords <= {"type", "minLength", "pattern"}:
+        return lambda v: (
+            (len(v) >= min_length and (pattern is None or pattern.search(v) is not None))
+            if v.__class__ is str
+            else check(v)
+        )
+    if t == "object" and not keywords & {"const", "enum", "propertyNames"}:
+
+        def obj(v: Any) -> bool:
+            if v.__class__ is not dict:
+                return check(v)
+            for k in required:
+                if k not in v:
+                    return False
+            for key, item in v.items():
+                sub = props.get(key)
+                if sub is not None:
+                    if not sub(item):
+                        return False
+                elif extra is False or (extra_check is not None and not extra_check(item)):
+                    return False
+            return True
+
+        return obj
+    if t == "array" and items is not None and keywords <= {"type", "items", "minItems"}:
+        each = items
+
+        def array(v: Any) -> bool:
+            if v.__class__ is not list:
+                return check(v)
+            if len(v) < min_items:
+                return False
+            for x in v:
+                if not each(x):
+                    return False
+            return True
+
+        return array
+    return check
+
+
+_ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "title", "description"})
+_ABSENT = object()
 
 
 def _same(a: Any, b: Any) -> bool:
