@@ -110,7 +110,10 @@ class Pipeline:
     # ---- processes ---------------------------------------------------------------------------
     def _start(self, victim: str) -> None:
         if victim == "nats":
-            self.nats.start()
+            # After kill -9 nats-server rebuilds every stream from its blocks before it listens (its
+            # index.db is stale whenever anything was written since its last 2-minute snapshot), so
+            # a big store takes many seconds; a shorter timeout would kill it mid-rebuild, over and over.
+            self.nats.start(timeout=180)
             assert self.nats._proc is not None
             self._spawned.append(self.nats._proc)
         elif victim == "scorer":
