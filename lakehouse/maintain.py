@@ -63,13 +63,13 @@ def compaction_lease(lake: Lake, spec: TableSpec, lease: timedelta) -> Iterator[
         yield False
         return
     now_ms = int(time.time() * 1000)
-    held_until = dt.transaction_version(_lease_id(spec)) or 0
+    if (dt.transaction_version(_lease_id(spec)) or 0) > now_ms:  # another compactor holds it
+        yield False
+        return
     expiry = now_ms + int(lease.total_seconds() * 1000)
     try:
-        if held_until > now_ms:
-            raise CommitFailedError("held")
         _mark(dt, spec, expiry)
-    except CommitFailedError:  # another compactor holds it, or took it first
+    except CommitFailedError:  # another compactor took it first
         yield False
         return
     try:
