@@ -161,6 +161,39 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
     extra = schema.get("additionalProperties", True)
     extra_check = validator(extra, root, refs) if isinstance(extra, dict) else None
 
+    def bounds_ok(v: int | float) -> bool:
+        for ok, b in bounds:
+            if not ok(v, b):
+                return False
+        return True
+
+    def text_ok(v: str) -> bool:
+        return len(v) >= min_length and (pattern is None or pattern.search(v) is not None)
+
+    def elements_ok(v: list) -> bool:
+        if len(v) < min_items:
+            return False
+        if items is not None:
+            for x in v:
+                if not items(x):
+                    return False
+        return True
+
+    def members_ok(v: dict) -> bool:
+        for k in required:
+            if k not in v:
+                return False
+        for key, item in v.items():
+            if names is not None and not names(key):
+                return False
+            sub = props.get(key)
+            if sub is not None:
+                if not sub(item):
+                    return False
+            elif extra is False or (extra_check is not None and not extra_check(item)):
+                return False
+        return True
+
     def check(v: Any) -> bool:
         if isinstance(v, float) and not math.isfinite(v):
             return False
@@ -171,25 +204,16 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
         if enum is not None and not any(_same(v, e) for e in enum):
             return False
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return all(ok(v, b) for ok, b in bounds)
+            return bounds_ok(v)
         if isinstance(v, str):
-            return len(v) >= min_length and (pattern is None or pattern.search(v) is not None)
+            return text_ok(v)
         if isinstance(v, list):
-            return len(v) >= min_items and (items is None or all(items(x) for x in v))
+            return elements_ok(v)
         if isinstance(v, dict):
-            if any(k not in v for k in required):
-                return False
-            for key, item in v.items():
-                if names is not None and not names(key):
-                    return False
-                sub = props.get(key)
-                if sub is not None:
-                    if not sub(item):
-                        return False
-                elif extra is False or (extra_check is not None and not extra_check(item)):
-                    return False
+            return members_ok(v)
         return True
 
+    # JSON's exact types skip the general dispatch; anything else (bool, subclasses) takes it.
     keywords = schema.keys() - _ANNOTATIONS
     if t in ("number", "integer") and keywords <= {"type", *_BOUNDS}:
         integer = t == "integer"
@@ -201,50 +225,15 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
                     return False
             elif c is not int:
                 return check(v)
-            for ok, b in bounds:
-                if not ok(v, b):
-                    return False
-            return True
+            return bounds_ok(v)
 
         return number
     if t == "string" and keywords <= {"type", "minLength", "pattern"}:
-        return lambda v: (
-            (len(v) >= min_length and (pattern is None or pattern.search(v) is not None))
-            if v.__class__ is str
-            else check(v)
-        )
-    if t == "object" and not keywords & {"const", "enum", "propertyNames"}:
-
-        def obj(v: Any) -> bool:
-            if v.__class__ is not dict:
-                return check(v)
-            for k in required:
-                if k not in v:
-                    return False
-            for key, item in v.items():
-                sub = props.get(key)
-                if sub is not None:
-                    if not sub(item):
-                        return False
-                elif extra is False or (extra_check is not None and not extra_check(item)):
-                    return False
-            return True
-
-        return obj
-    if t == "array" and items is not None and keywords <= {"type", "items", "minItems"}:
-        each = items
-
-        def array(v: Any) -> bool:
-            if v.__class__ is not list:
-                return check(v)
-            if len(v) < min_items:
-                return False
-            for x in v:
-                if not each(x):
-                    return False
-            return True
-
-        return array
+        return lambda v: text_ok(v) if v.__class__ is str else check(v)
+    if t == "object" and not keywords & {"const", "enum"}:
+        return lambda v: members_ok(v) if v.__class__ is dict else check(v)
+    if t == "array" and keywords <= {"type", "items", "minItems"}:
+        return lambda v: elements_ok(v) if v.__class__ is list else check(v)
     return check
 
 
