@@ -41,16 +41,22 @@ async def _sink_until(nats_url: str, lake, n: int, timeout: float = 30.0, **sink
     return await task
 
 
+async def _publish(nats_url: str, signals: list[dict]) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, [STREAMING.stream_of("signals")])
+    for sig in signals:
+        await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
+    await nc.close()
+
+
 def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
     signals = _reference_signals()
 
     async def scenario():
+        await _publish(nats_server.url, signals)
         nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
-        await ensure_streams(js, [STREAMING.stream_of("signals")])
-        for sig in signals:
-            await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
-        await js.publish(signals_subject("1s", "BAD:US"), b"not json")
+        await nc.jetstream().publish(signals_subject("1s", "BAD:US"), b"not json")
         await nc.close()
         return await _sink_until(nats_server.url, lake, len(signals))
 
@@ -68,15 +74,6 @@ def test_sink_writes_batches_and_skips_redelivered_rows(nats_server, lake):
     # A redelivered batch (crash between write and ack) adds nothing.
     assert write_signals(lake, signals[:3], [json.dumps(s) for s in signals[:3]]) == (0, 3)
     assert lake.read(GOLD_SIGNALS).height == len(signals)
-
-
-async def _publish(nats_url: str, signals: list[dict]) -> None:
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams(js, [STREAMING.stream_of("signals")])
-    for sig in signals:
-        await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
-    await nc.close()
 
 
 def test_sink_compacts_the_partitions_it_writes_and_keeps_every_row(nats_server, lake):
