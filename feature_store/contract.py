@@ -49,6 +49,9 @@ class StreamingContract:
     champion_key_template: str
     challenger_key_template: str
     models_history: int
+    featurizer_state_bucket: str
+    featurizer_state_key_template: str
+    position_header: str
     source: str
 
     def subject(self, name: str, **tokens: str) -> str:
@@ -86,6 +89,10 @@ class StreamingContract:
         """The KV key of ``model_name``'s challenger pointer (scored in shadow by the running scorer)."""
         return self.challenger_key_template.format(model_name=model_name)
 
+    def featurizer_state_key(self, engine: str, feature_set: str, tf: str) -> str:
+        """The object name of one featurizer's restart checkpoint (``engine`` is rust or python)."""
+        return self.featurizer_state_key_template.format(engine=engine, feature_set=feature_set, tf=tf)
+
 
 def load_streaming(path: str | Path | None = None) -> StreamingContract:
     """Read and check the streaming contract (the packaged one by default); errors name the file."""
@@ -103,6 +110,7 @@ def load_streaming(path: str | Path | None = None) -> StreamingContract:
     if problems:
         raise ContractError(f"{path}: " + "; ".join(problems))
     models = raw["kv"]["models"]
+    state = raw["objects"]["featurizer_state"]
     return StreamingContract(
         subjects=MappingProxyType(dict(raw["subjects"])),
         streams=MappingProxyType({k: tuple(v) for k, v in raw["streams"].items()}),
@@ -110,6 +118,9 @@ def load_streaming(path: str | Path | None = None) -> StreamingContract:
         champion_key_template=models["champion_key"],
         challenger_key_template=models["challenger_key"],
         models_history=int(models["history"]),
+        featurizer_state_bucket=state["bucket"],
+        featurizer_state_key_template=state["key"],
+        position_header=state["position_header"],
         source=str(path),
     )
 

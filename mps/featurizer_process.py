@@ -74,6 +74,7 @@ class FeaturizerProcess(BinaryProcess):
         publish_jetstream: bool = False,
         stats: Path | None = None,
         latencies: bool = False,
+        checkpoint_every: float | None = None,
         log_path: Path | None = None,
     ) -> None:
         self.args = [str(featurizer_binary()), "--nats", nats_url, "--sessions", str(sessions), "--consume", consume]
@@ -85,6 +86,8 @@ class FeaturizerProcess(BinaryProcess):
             self.args.append("--publish-jetstream")
         if stats is not None:
             self.args += ["--stats", str(stats), *(["--latencies"] if latencies else [])]
+        if checkpoint_every is not None:  # 0: never (a restart replays from the session open)
+            self.args += ["--checkpoint-every", str(checkpoint_every)]
         self.log_path = log_path
         self.stdout_lines: list[str] = []
         self._done: threading.Thread | None = None

@@ -13,6 +13,7 @@
 //! - [`engine`]: the I/O-free core (validate, ring, micro-batch, score, swap);
 //! - [`request`]: score requests from the HTTP API (request-reply on `score_request`);
 //! - [`shadow`]: the challenger scored in shadow on `signals_shadow`;
+//! - [`retention`]: streams trimmed below what their readers consumed (bounded NATS restarts);
 //! - [`source`]: the input stream (JetStream pull consumer kept alive across NATS restarts);
 //! - [`service`]: NATS wiring (JetStream durable or core subscription, KV champion watch,
 //!   dead letters) and [`http`] + [`metrics`] for `/health` and `/metrics`;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod request;
+pub mod retention;
 pub mod ring;
 pub mod schema;
 pub mod service;

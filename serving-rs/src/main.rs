@@ -6,7 +6,7 @@
 //!            [--ort-lib /path/libonnxruntime.so.1.x] [--no-streams] [--workers 1]
 //!            [--state-dir DIR] [--max-series 20000] [--max-future-ms 60000] [--max-seq-jump 1000000000]
 //!            [--resend-depth 4] [--max-model-mb 1024] [--model-load-timeout-ms 60000]
-//!            [--traces off|jsonl:PATH|otlp[:URL]]
+//!            [--traces off|jsonl:PATH|otlp[:URL]] [--keep-inputs]
 //!            | --print-contract | --check-sizing FILE
 //!
 //! The ONNX Runtime library comes from --ort-lib, else ORT_DYLIB_PATH, else the repo's .venv.
@@ -61,6 +61,10 @@ fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool)> {
     while let Some(a) = args.next() {
         if a == "--no-streams" {
             no_streams = true;
+            continue;
+        }
+        if a == "--keep-inputs" {
+            out.insert("keep-inputs".into(), String::new()); // no trimming of FEATURES (retention.rs)
             continue;
         }
         if a == "--print-contract" {
@@ -166,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         max_batch: args.get("max-batch").map(|t| t.parse()).transpose().context("--max-batch")?.unwrap_or(64),
         http_addr: args.get("http").map(|a| a.parse()).transpose().context("--http")?,
         ensure_streams: !no_streams,
+        trim_inputs: (!args.contains_key("keep-inputs")).then_some(Duration::from_secs(1)),
         limits: Limits {
             max_series: num(&args, "max-series")?.unwrap_or(defaults.max_series),
             max_future_ns: num::<i64>(&args, "max-future-ms")?

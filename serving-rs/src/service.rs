@@ -5,7 +5,8 @@
 //! micro-batches and no update is dropped. In JetStream mode the inputs of a batch are acked only
 //! after JetStream acked every Signal and dead letter they produced (outbox.rs); a redelivered
 //! update that was already scored re-sends its Signal; source.rs keeps the input stream alive across
-//! NATS restarts. `run` takes a shutdown future (SIGTERM in
+//! NATS restarts, and a task trims the input stream below what every consumer acked (retention.rs).
+//! `run` takes a shutdown future (SIGTERM in
 //! `main`, a oneshot in tests).
 
 use std::future::Future;
@@ -62,6 +63,9 @@ pub struct ServiceConfig {
     pub model_load_timeout: Duration,
     /// Where OpenTelemetry spans go (telemetry.rs); `Off` by default.
     pub traces: TraceExport,
+    /// JetStream mode: purge the input stream below what every consumer has acked this often
+    /// (retention.rs); `None` keeps every update.
+    pub trim_inputs: Option<Duration>,
 }
 
 fn nats_err(what: &str) -> impl FnOnce(String) -> ScorerError + '_ {
@@ -266,6 +270,12 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
             Source::jetstream(consumer, &st).await?
         }
     };
+    let trimmer = match (&cfg.mode, cfg.trim_inputs) {
+        (Mode::JetStream { stream: name, .. }, Some(every)) => {
+            Some(tokio::spawn(crate::retention::trim_every(js.clone(), name.clone(), every)))
+        }
+        _ => None,
+    };
     // Outputs go through JetStream (acked) when inputs do and the signal stream exists.
     let signals_stream = STREAMING.stream_of("signals").unwrap_or_default();
     let outputs_js = matches!(cfg.mode, Mode::JetStream { .. }) && js.get_stream(signals_stream).await.is_ok();
@@ -445,6 +455,9 @@ pub async fn run(cfg: ServiceConfig, metrics: Arc<Metrics>, shutdown: impl Futur
     }
     watcher.abort();
     challenger_watcher.abort();
+    if let Some(t) = trimmer {
+        t.abort();
+    }
     let _ = http_stop_tx.send(());
     if let Some(h) = http {
         let _ = h.await;

@@ -30,6 +30,23 @@ struct Raw {
     subjects: BTreeMap<String, String>,
     streams: BTreeMap<String, Vec<String>>,
     kv: RawKv,
+    objects: RawObjects,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjects {
+    featurizer_state: FeaturizerState,
+}
+
+/// The object store of the featurizers' restart checkpoints (one object per engine, feature set, tf).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturizerState {
+    pub bucket: String,
+    pub key: String,
+    /// Object header carrying the MARKET_DATA stream sequence the checkpointed state includes.
+    pub position_header: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +130,7 @@ pub struct Streaming {
     templates: BTreeMap<String, Template>,
     streams: BTreeMap<String, Vec<String>>,
     pub models: ModelsKv,
+    pub featurizer_state: FeaturizerState,
     /// `features` prefix plus the dot: what precedes `<tf>.<symbol>` on a FeatureUpdate subject.
     pub features_head: String,
 }
@@ -142,7 +160,13 @@ impl Streaming {
             }
         }
         let features_head = format!("{}.", templates["features"].prefix());
-        Ok(Streaming { templates, streams: raw.streams, models: raw.kv.models, features_head })
+        Ok(Streaming {
+            templates,
+            streams: raw.streams,
+            models: raw.kv.models,
+            featurizer_state: raw.objects.featurizer_state,
+            features_head,
+        })
     }
 
     /// The template of subject `name` (a key of `subjects`; the schema requires the ones we use).
@@ -168,6 +192,15 @@ impl Streaming {
     /// The KV key of `model_name`'s challenger pointer (scored in shadow).
     pub fn challenger_key(&self, model_name: &str) -> String {
         Template::new(&self.models.challenger_key).render(&[("model_name", model_name)])
+    }
+
+    /// The object name of one featurizer's restart checkpoint (`engine` is `rust` or `python`).
+    pub fn featurizer_state_key(&self, engine: &str, feature_set: &str, tf: &str) -> String {
+        Template::new(&self.featurizer_state.key).render(&[
+            ("engine", engine),
+            ("feature_set", feature_set),
+            ("tf", tf),
+        ])
     }
 
     /// The request-reply subject on which the scorer of `model_name` answers score requests.

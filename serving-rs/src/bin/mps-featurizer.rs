@@ -3,6 +3,7 @@
 //! mps-featurizer --nats nats://127.0.0.1:4222 --sessions sessions.json [--consume jetstream|core]
 //!                [--idle-exit SECONDS] [--heartbeat-lateness SECONDS] [--publish-jetstream]
 //!                [--poll-ms 50] [--stats report.json [--latencies]] [--feature-set tick_v2]
+//!                [--checkpoint-every SECONDS (2; 0: never)]
 //!                | --print-feature-set
 //!
 //! The sessions file (exchange sessions of the feature set's calendar) is written by Python:
@@ -21,8 +22,17 @@ use mps_scorer::featurizer::feature_set::TICK_V2;
 use mps_scorer::featurizer::service::{run, Config, Consume};
 use mps_scorer::featurizer::state::SessionBook;
 
-const FLAGS: &[&str] =
-    &["nats", "sessions", "consume", "idle-exit", "heartbeat-lateness", "poll-ms", "stats", "feature-set"];
+const FLAGS: &[&str] = &[
+    "nats",
+    "sessions",
+    "consume",
+    "idle-exit",
+    "heartbeat-lateness",
+    "poll-ms",
+    "stats",
+    "feature-set",
+    "checkpoint-every",
+];
 
 fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool, bool)> {
     let mut out = HashMap::new();
@@ -111,6 +121,11 @@ fn main() -> anyhow::Result<()> {
         heartbeat_lateness: seconds(&args, "heartbeat-lateness")?,
         poll: Duration::from_millis(poll_ms.max(1)),
         record_latencies: latencies && stats.is_some(),
+        checkpoint_every: match seconds(&args, "checkpoint-every")? {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => Config::default().checkpoint_every,
+        },
     };
     tracing::info!(sessions = sessions.len(), path = %sessions_path.display(), "sessions loaded");
     // One thread: the benchmark's "one core", and the NATS client's I/O runs beside the featurizer.

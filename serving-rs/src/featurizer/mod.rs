@@ -7,8 +7,10 @@
 //!   floating-point operations in the same order (compensated window sums), sessions from a file
 //!   that Python writes from the exchange calendar;
 //! - [`wire`]: market-data JSON in, FeatureUpdate JSON out;
-//! - [`service`]: NATS wiring (ordered consumer on MARKET_DATA, restart from FEATURES, heartbeat).
+//! - [`checkpoint`]: the state stored in NATS with the MARKET_DATA sequence it includes;
+//! - [`service`]: NATS wiring (ordered consumer on MARKET_DATA, restart from a checkpoint, heartbeat).
 
+pub mod checkpoint;
 pub mod feature_set;
 pub mod plan;
 pub mod service;

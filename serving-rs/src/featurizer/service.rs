@@ -3,11 +3,15 @@
 //! The same service as `feature_store/streaming/service.py`, on one thread:
 //! - input: an ordered pull consumer on MARKET_DATA (`md.trades.>`, `md.quotes.>`, one consumer so
 //!   trades and quotes keep their relative order), or a core subscription (live only);
-//! - recovery is a checkpointed replay: at start the last FeatureUpdate stored per symbol on FEATURES
-//!   is read, MARKET_DATA is replayed from the open of the earliest session those updates belong to
-//!   (each symbol's state is rebuilt from its session's own ticks), and only seconds after each
-//!   symbol's last stored one are published; every update carries a `Nats-Msg-Id`
-//!   (`<feature set>.<symbol>.<seq>`), so a row sent twice around a crash is dropped by JetStream;
+//! - recovery is a checkpoint and a short replay: every `checkpoint_every` (and at a stop) the
+//!   state is stored in NATS with the MARKET_DATA sequence it includes (checkpoint.rs), once every
+//!   update it produced is published; a restart restores it and replays MARKET_DATA from the next
+//!   sequence, and MARKET_DATA is trimmed below the lowest checkpoint (retention.rs), so the stream
+//!   stays small and so does a NATS restart. Every update carries a `Nats-Msg-Id`
+//!   (`<feature set>.<symbol>.<seq>`), so a row published again after a restart is dropped by
+//!   JetStream's duplicate window. With no checkpoint (a first start) the last FeatureUpdate stored
+//!   per symbol on FEATURES is read, MARKET_DATA is replayed from the open of the earliest session
+//!   those belong to, and only seconds after each symbol's last stored one are published;
 //! - seconds close on event time; a heartbeat (`heartbeat_lateness`) closes them on the wall clock
 //!   for quiet symbols; when the input pauses for a poll, every due second is published;
 //! - an idle exit (`idle_exit`) closes the last second (the input is over); a stop (SIGTERM) leaves
@@ -29,6 +33,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::checkpoint::{self, Checkpoint};
 use super::feature_set::FeatureSet;
 use super::plan::{Plan, NS_PER_S};
 use super::state::{Counts, SessionBook, TickFeaturizer};
@@ -71,6 +76,9 @@ pub struct Config {
     pub poll: Duration,
     /// Keep every event's processing time (wall and thread CPU) for the benchmark.
     pub record_latencies: bool,
+    /// JetStream input: store a restart checkpoint this often (and at a stop); `None`: never
+    /// (a restart then replays from the session open, and MARKET_DATA is not trimmed).
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl Default for Config {
@@ -83,6 +91,7 @@ impl Default for Config {
             heartbeat_lateness: None,
             poll: Duration::from_millis(50),
             record_latencies: false,
+            checkpoint_every: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -96,6 +105,9 @@ pub struct ServiceCounts {
     pub bad: u64,
     pub non_finite: u64,
     pub resumed_symbols: u64,
+    /// Checkpoints stored, and whether this run started from one.
+    pub checkpoints: u64,
+    pub restored: bool,
     /// `publish_jetstream`: times a failed publish (and every later one) was sent again.
     pub publish_retries: u64,
 }
@@ -175,18 +187,81 @@ pub async fn last_published(features: &stream::Stream, tf: &str) -> Result<HashM
     Ok(out)
 }
 
+/// The state in this featurizer's checkpoint and the MARKET_DATA sequence it includes, if one
+/// is stored and fits the running feature set.
+async fn restore(
+    store: &async_nats::jetstream::object_store::ObjectStore,
+    name: &str,
+    fs: &FeatureSet,
+    sessions: &SessionBook,
+) -> Option<(TickFeaturizer, u64)> {
+    let c = checkpoint::load(store, name).await?;
+    if let Err(why) = c.fits(fs) {
+        tracing::warn!(name, why, "checkpoint of another feature set or format; replaying from the session open");
+        return None;
+    }
+    let seq = c.md_seq;
+    match TickFeaturizer::restore(Plan::new(fs), sessions.clone(), c.state) {
+        Ok(f) => Some((f, seq)),
+        Err(why) => {
+            tracing::warn!(name, why, "checkpoint refused; replaying from the session open");
+            None
+        }
+    }
+}
+
+/// Store a checkpoint of `f` (every update it produced is published: the caller settled them)
+/// and trim MARKET_DATA below the lowest checkpoint. Failures (NATS down) are logged: the next
+/// period tries again, and a restart meanwhile replays from the previous checkpoint.
+async fn save(
+    js: &jetstream::Context,
+    store: &async_nats::jetstream::object_store::ObjectStore,
+    name: &str,
+    fs: &FeatureSet,
+    f: &TickFeaturizer,
+    md_seq: Option<u64>,
+    md_name: &str,
+) -> bool {
+    let (Some(md_seq), Some(state)) = (md_seq, f.snapshot()) else { return false };
+    let c = Checkpoint {
+        format: checkpoint::FORMAT,
+        feature_set: fs.name.clone(),
+        version: fs.version.clone(),
+        tf: fs.tf.clone(),
+        md_seq,
+        state,
+    };
+    if let Err(e) = checkpoint::save(store, name, &c).await {
+        tracing::warn!(error = %e, "checkpoint not stored");
+        return false;
+    }
+    let trimmed = match crate::retention::checkpoint_floors(js).await {
+        Ok(Some(floors)) => crate::retention::trim_consumed(js, md_name, &floors).await,
+        Ok(None) => Ok(0),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = trimmed {
+        tracing::warn!(error = %e, "MARKET_DATA not trimmed");
+    }
+    true
+}
+
 enum Input {
     Core(async_nats::Subscriber),
     Js(Box<consumer::pull::Ordered>),
 }
 
 impl Input {
-    async fn next(&mut self) -> Option<async_nats::Message> {
+    /// The next message and, from JetStream, its stream sequence.
+    async fn next(&mut self) -> Option<(async_nats::Message, Option<u64>)> {
         match self {
-            Input::Core(sub) => sub.next().await,
+            Input::Core(sub) => sub.next().await.map(|m| (m, None)),
             Input::Js(ordered) => loop {
                 match ordered.next().await? {
-                    Ok(m) => return Some(m.message),
+                    Ok(m) => {
+                        let seq = m.info().ok().map(|i| i.stream_sequence);
+                        return Some((m.message, seq));
+                    }
                     Err(e) => tracing::warn!(error = %e, "ordered consumer error; it recreates itself"),
                 }
             },
@@ -321,8 +396,22 @@ pub async fn run(
     let (md_name, features_name) = (stream_name("trades")?, stream_name("features")?);
     let md_stream = ensure_stream(&js, &md_name).await?;
     let features = ensure_stream(&js, &features_name).await?;
-    let mut f = TickFeaturizer::new(Plan::new(feature_set), sessions);
-    let last = last_published(&features, &feature_set.tf).await?;
+    let ckpt = match (cfg.consume, cfg.checkpoint_every) {
+        (Consume::JetStream, Some(every)) => Some((checkpoint::store(&js).await?, every)),
+        _ => None,
+    };
+    let ckpt_name = checkpoint::object_name(feature_set);
+    let restored = match &ckpt {
+        Some((store, _)) => restore(store, &ckpt_name, feature_set, &sessions).await,
+        None => None,
+    };
+    let (mut f, last, mut md_seq) = match restored {
+        Some((f, seq)) => (f, HashMap::new(), Some(seq)),
+        None => {
+            let last = last_published(&features, &feature_set.tf).await?;
+            (TickFeaturizer::new(Plan::new(feature_set), sessions), last, None)
+        }
+    };
     let mut resume = Vec::new();
     let mut replay_from: Option<i64> = None;
     for (symbol, ts) in &last {
@@ -341,12 +430,13 @@ pub async fn run(
             Input::Core(client.subscribe(subjects.wildcard()).await.map_err(|e| nats_err("subscribe")(e.to_string()))?)
         }
         Consume::JetStream => {
-            let deliver_policy = match replay_from {
-                Some(open) => consumer::DeliverPolicy::ByStartTime {
+            let deliver_policy = match (md_seq, replay_from) {
+                (Some(seq), _) => consumer::DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+                (None, Some(open)) => consumer::DeliverPolicy::ByStartTime {
                     start_time: async_nats::datetime::from_nanos(open as i128)
                         .map_err(|e| nats_err("replay start")(e.to_string()))?,
                 },
-                None => consumer::DeliverPolicy::All,
+                (None, None) => consumer::DeliverPolicy::All,
             };
             let ordered = md_stream
                 .create_consumer(consumer::pull::OrderedConfig {
@@ -365,6 +455,7 @@ pub async fn run(
         version = feature_set.version,
         resumed = last.len(),
         replay_from,
+        restored_at = md_seq,
         "featurizer consuming"
     );
     client.flush().await.map_err(|e| nats_err("flush")(e.to_string()))?;
@@ -379,8 +470,10 @@ pub async fn run(
         resume,
         pending: std::collections::VecDeque::new(),
         buf: Vec::with_capacity(1024),
-        counts: ServiceCounts { resumed_symbols: last.len() as u64, ..Default::default() },
+        counts: ServiceCounts { resumed_symbols: last.len() as u64, restored: md_seq.is_some(), ..Default::default() },
     };
+    let mut saved = (md_seq, 0u64); // the position and output count of the last checkpoint
+    let mut last_saved = Instant::now();
     let mut report = Report::default();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_seen = Instant::now();
@@ -403,6 +496,16 @@ pub async fn run(
                     out.publish(&mut f).await?;
                 }
                 out.settle(0).await;
+                if let Some((store, every)) = &ckpt {
+                    let progress = (md_seq, out.counts.published);
+                    if last_saved.elapsed() >= *every && progress != saved {
+                        if save(&js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await {
+                            out.counts.checkpoints += 1;
+                        }
+                        saved = progress; // a failed save waits for the next period too
+                        last_saved = Instant::now();
+                    }
+                }
                 if let Some(idle) = cfg.idle_exit {
                     let patience = if out.counts.events > 0 { idle } else { idle.max(FIRST_MESSAGE_WAIT) };
                     if last_seen.elapsed() >= patience {
@@ -412,7 +515,7 @@ pub async fn run(
                 }
             }
             msg = input.next() => {
-                let Some(msg) = msg else {
+                let Some((msg, seq)) = msg else {
                     tracing::warn!("input subscription closed");
                     break;
                 };
@@ -442,6 +545,9 @@ pub async fn run(
                 if !f.rows.is_empty() {
                     out.publish(&mut f).await?;
                 }
+                if seq.is_some() {
+                    md_seq = seq;
+                }
                 if let Some(t0) = t0 {
                     report.latencies_ns.push(t0.elapsed().as_nanos() as u64);
                     report.cpu_ns.push(cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(c0));
@@ -457,6 +563,13 @@ pub async fn run(
         out.publish(&mut f).await?;
     }
     out.settle(0).await;
+    if let Some((store, _)) = &ckpt {
+        if (md_seq, out.counts.published) != saved
+            && save(&js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await
+        {
+            out.counts.checkpoints += 1;
+        }
+    }
     client.flush().await.map_err(|e| nats_err("flush")(e.to_string()))?;
     if let Some((t0, c0)) = first {
         report.span_wall_ns = last_seen.saturating_duration_since(t0).as_nanos() as u64;

@@ -83,11 +83,15 @@ def test_rust_featurizer_on_a_replayed_day_equals_batch_and_python(
     assert diffs[worst_py] == 0.0, f"{worst_py} differs from the Python featurizer by {diffs[worst_py]:.3g}"
 
 
+@pytest.mark.parametrize("checkpoints", [True, False], ids=["from-checkpoint", "from-session-open"])
 def test_rust_featurizer_killed_half_way_resumes_without_gaps_or_duplicates(
-    binary, bac_batch, sessions_2013, nats_server, tmp_path
+    checkpoints, binary, bac_batch, sessions_2013, nats_server, tmp_path
 ):
+    """With checkpoints (the default) the restart restores the state stored after the first half
+    and MARKET_DATA is trimmed below it; without, it replays the session from its open."""
     events, batch = bac_batch
     half = events.height // 2
+    every = 0.5 if checkpoints else 0.0
 
     async def stored_count(js) -> int:
         return (await js.stream_info(md.FEATURES_STREAM)).state.messages
@@ -96,9 +100,11 @@ def test_rust_featurizer_killed_half_way_resumes_without_gaps_or_duplicates(
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         await replay(nc, events.head(half))
-        first = FeaturizerProcess(nats_server.url, sessions_2013, log_path=tmp_path / "first.log").start()
+        first = FeaturizerProcess(
+            nats_server.url, sessions_2013, checkpoint_every=every, log_path=tmp_path / "first.log"
+        ).start()
         seen, still = -1, 0
-        while still < 5:  # until FEATURES stops growing: the first half is consumed
+        while still < 5:  # until FEATURES stops growing: the first half is consumed (and checkpointed)
             await asyncio.sleep(0.2)
             now = await stored_count(js)
             still, seen = (still + 1, seen) if now == seen and now > 0 else (0, now)
@@ -107,18 +113,30 @@ def test_rust_featurizer_killed_half_way_resumes_without_gaps_or_duplicates(
         before = await stored_count(js)
         await replay(nc, events.slice(half))
         second = FeaturizerProcess(
-            nats_server.url, sessions_2013, idle_exit=1.0, publish_jetstream=True, log_path=tmp_path / "second.log"
+            nats_server.url,
+            sessions_2013,
+            idle_exit=1.0,
+            publish_jetstream=True,
+            checkpoint_every=every,
+            log_path=tmp_path / "second.log",
         )
         with second as p:  # this one waits for FEATURES' acks
             counts = p.wait(timeout=180)
         stored = await read_features(nc)
+        md_state = (await js.stream_info(md.MD_STREAM)).state
         await nc.close()
-        return before, counts, stored
+        return before, counts, stored, md_state
 
-    before, counts, stored = asyncio.run(scenario())
+    before, counts, stored, md_state = asyncio.run(scenario())
     assert 0 < before < batch.height
-    assert counts["resumed_symbols"] == 1 and counts["suppressed"] >= before and counts["publish_retries"] == 0
-    assert counts["published"] == batch.height - before
+    assert counts["publish_retries"] == 0 and counts["published"] == batch.height - before
+    if checkpoints:
+        assert counts["restored"] and counts["resumed_symbols"] == 0 and counts["suppressed"] == 0
+        assert counts["events"] == events.height - half, "the restart replays only what came after the checkpoint"
+        assert md_state.messages < 1000 < md_state.first_seq, "MARKET_DATA is trimmed below the last checkpoint"
+    else:
+        assert not counts["restored"] and counts["resumed_symbols"] == 1 and counts["suppressed"] >= before
+        assert md_state.first_seq == 1 and md_state.messages == events.height
     ts = [u.ts for u in stored]
     assert len(ts) == len(set(ts)) == batch.height and ts == sorted(ts)
     ratio, name, errors = worst(frame(stored), batch)
