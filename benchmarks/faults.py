@@ -65,6 +65,7 @@ from featurizer_path import (  # noqa: E402
 from streaming_harness import update  # noqa: E402
 from streaming_pipeline import MPS_FEATURIZER, Pipeline, publish_acked  # noqa: E402
 
+from feature_store.contract import STREAMING  # noqa: E402
 from feature_store.messages import CORE_STREAMS, ensure_streams  # noqa: E402
 from feature_store.streaming import market_data as md  # noqa: E402
 from feature_store.streaming.service import ensure_stream  # noqa: E402
@@ -87,6 +88,7 @@ class Soak:
         self.acked: set[tuple[str, int]] = set()  # updates owed: acked (updates) or from the clean featurizer (ticks)
         self.ticks_in = 0
         self.features_published = -1
+        self.streams_held: dict[str, int] = {}  # messages each stream holds after the drain (bounded streams)
         self.retried = 0
         self.kills: list[dict] = []
         self.stop = threading.Event()
@@ -187,7 +189,9 @@ class Soak:
         self.acked = clean.expected()
         await self._drain()
         info = await js.stream_info(md.FEATURES_STREAM)
-        self.features_published = info.state.messages
+        self.features_published = info.state.last_seq  # stored ever: the stream itself is trimmed
+        for name in (md.MD_STREAM, md.FEATURES_STREAM, STREAMING.stream_of("signals")):
+            self.streams_held[name] = (await js.stream_info(name)).state.messages
         await signals.unsubscribe()
         await features.unsubscribe()
         await nc.close()
@@ -292,6 +296,7 @@ class Soak:
             "featurizer": " ".join(self.pipe.featurizer_cmd or ()),
             "ticks_in": self.ticks_in,
             "features_published": self.features_published,
+            "streams_held": self.streams_held,
             "updates_in": len(self.acked),
             "rate": round(len(self.acked) / self.load_seconds, 1),
             "baseline_latency_s": _quantiles(list(self.latency.values())),
@@ -347,7 +352,9 @@ def report(figures: dict) -> None:
         print(f"featurizer        {figures['featurizer']}")
         print(f"ticks in          {figures['ticks_in']:,} (acked by MARKET_DATA)")
         print(f"updates owed      {figures['updates_in']:,} over {figures['seconds']} s ({figures['rate']:,}/s)")
-        print(f"updates published {figures['features_published']:,}   (messages in FEATURES)")
+        print(f"updates published {figures['features_published']:,}   (messages FEATURES stored)")
+        held = ", ".join(f"{name} {n:,}" for name, n in figures["streams_held"].items())
+        print(f"streams hold      {held}   (messages left after the drain: streams are trimmed when consumed)")
         print(
             f"baseline latency  {figures['baseline_latency_s']}   (s, market second acked -> first signal of its row)"
         )
