@@ -12,6 +12,10 @@ a second, a commit took ~1 s after 30 minutes). Every ``compact_every`` of its c
 the date partitions it wrote meanwhile (``lakehouse.maintain.compact_partitions``). Replicas take
 turns through the table's compaction lease; their appends are unaffected by a compaction. ``mps
 maintain`` still vacuums the rewritten files.
+
+Once a second after acking, the sink purges SIGNALS below what every durable on it has acked
+(``feature_store.retention``): a stream that grows forever makes a NATS restart after ``kill -9``
+slower and slower.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +36,7 @@ import polars as pl
 from feature_store import schema_check
 from feature_store.contract import STREAMING, strict_json
 from feature_store.messages import deadletter_subject, ensure_streams
+from feature_store.retention import trim_consumed
 from lakehouse.maintain import compact_partitions
 from lakehouse.storage import Lake
 from lakehouse.tables import GOLD_SIGNALS
@@ -37,6 +44,7 @@ from lakehouse.tables import GOLD_SIGNALS
 SINK_DURABLE = "signal-sink"
 COMPACT_EVERY = 32  # commits between compactions of the partitions written meanwhile
 COMPACT_TARGET_BYTES = 16 * 1024 * 1024  # small enough that a compaction never rewrites much
+TRIM_EVERY_S = 1.0  # seconds between purges of the signals the sink has acked
 log = logging.getLogger(__name__)
 
 
@@ -179,6 +187,7 @@ async def run_sink(
     on_ready: Callable[[], None] | None = None,
     compact_every: int = COMPACT_EVERY,
     compact_target_bytes: int = COMPACT_TARGET_BYTES,
+    trim_every_s: float = TRIM_EVERY_S,
 ) -> SinkStats:
     """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived.
 
@@ -186,10 +195,13 @@ async def run_sink(
     and retries, and messages not yet acked come back (the keyed write skips what is stored).
     ``on_ready`` is called once the subscription is live. Every ``compact_every`` commits (0: never)
     the partitions written since the last compaction are compacted to ``compact_target_bytes`` files.
+    At most every ``trim_every_s`` (0: never) after an ack, SIGNALS is purged below what the sink
+    has acked (``retention.trim_consumed``), so the stream holds only what is not yet stored.
     """
     stats = SinkStats()
     written_dates: set[str] = set()
     commits_at_compaction = 0
+    stream, untrimmed, trimmed_at = STREAMING.stream_of("signals"), False, -math.inf
     nc = await _connect(nats_url, stop)
     if nc is None:
         return stats
@@ -202,7 +214,7 @@ async def run_sink(
             try:
                 msgs = await sub.fetch(batch_size, timeout=wait_s)
             except TimeoutError:  # nats' own TimeoutError, or asyncio's when the deadline runs out first
-                continue
+                msgs = []
             except Exception as exc:  # NATS down or reconnecting: unacked messages come back later
                 stats.nats_errors += 1
                 if nc.is_closed:
@@ -210,11 +222,17 @@ async def run_sink(
                 log.debug("fetch failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            written_dates |= await _handle(js, lake, msgs, stats)
-            if compact_every and written_dates and stats.batches - commits_at_compaction >= compact_every:
-                commits_at_compaction = stats.batches
-                if await _compact(lake, sorted(written_dates), compact_target_bytes, stats):
-                    written_dates.clear()
+            if msgs:
+                written_dates |= await _handle(js, lake, msgs, stats)
+                untrimmed = True
+                if compact_every and written_dates and stats.batches - commits_at_compaction >= compact_every:
+                    commits_at_compaction = stats.batches
+                    if await _compact(lake, sorted(written_dates), compact_target_bytes, stats):
+                        written_dates.clear()
+            if untrimmed and trim_every_s and time.monotonic() - trimmed_at >= trim_every_s:
+                trimmed_at = time.monotonic()
+                # the server applies acks asynchronously: trim again until a trim finds nothing left
+                untrimmed = await trim_consumed(js, stream) > 0 or bool(msgs)
     finally:
         try:
             await asyncio.wait_for(nc.flush(), 2)  # acks are sent before the connection goes
@@ -302,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--compact-every", type=int, default=COMPACT_EVERY, help="commits between compactions (0: never)"
     )
+    parser.add_argument(
+        "--trim-every", type=float, default=TRIM_EVERY_S, help="seconds between purges of acked signals (0: never)"
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> SinkStats:
@@ -317,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
             wait_s=args.wait_s,
             compact_every=args.compact_every,
+            trim_every_s=args.trim_every,
             on_ready=lambda: print("ready", flush=True),
         )
 

@@ -28,7 +28,7 @@ async def replay(nc, events: pl.DataFrame, speed: float | None = None) -> int:
     """Publish an ``ordered_events`` frame to the market-data subjects; return the number sent."""
     js = nc.jetstream()
     await ensure_stream(js, md.MD_STREAM)
-    before = (await js.stream_info(md.MD_STREAM)).state.messages
+    before = (await js.stream_info(md.MD_STREAM)).state.last_seq  # not .messages: a featurizer trims the stream
     t_first = events["t"].min() if events.height else 0
     wall0, sent = time.perf_counter(), 0
     for (subject, payload), t in zip(md.messages(events), events["t"], strict=True):
@@ -44,7 +44,7 @@ async def replay(nc, events: pl.DataFrame, speed: float | None = None) -> int:
             await nc.flush()
     await nc.flush()
     for _ in range(100):  # the stream stores asynchronously: wait until it holds everything
-        stored = (await js.stream_info(md.MD_STREAM)).state.messages - before
+        stored = (await js.stream_info(md.MD_STREAM)).state.last_seq - before
         if stored >= sent:
             return sent
         await asyncio.sleep(0.05)

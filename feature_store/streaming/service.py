@@ -1,12 +1,16 @@
 """The streaming featurizer over NATS: MARKET_DATA in, FeatureUpdates on ``features.v1.<tf>.<symbol>`` out.
 
-Recovery is a checkpointed replay. The checkpoint is what the FEATURES stream already holds: at
-start the featurizer reads the last update per symbol subject, replays MARKET_DATA from the open of
-the session that update belongs to (its state is rebuilt from the session's own ticks, as it was
-built the first time) and publishes only seconds after each symbol's last stored one. Every update
-also carries a ``Nats-Msg-Id`` (feature set, symbol, second), so a row in flight during a crash and
-sent again is dropped by JetStream's duplicate window. A crash therefore loses nothing and
-duplicates nothing in FEATURES.
+Recovery is a checkpoint plus a short replay. Every ``checkpoint_every_s`` (and at a stop or an
+idle exit), once every row it has closed is published, the featurizer stores its state in the
+``featurizer_state`` object store with the MARKET_DATA sequence the state includes (header
+``Mps-Md-Seq``), then trims MARKET_DATA below what every reader still needs (``retention``). At
+start it restores that state and reads MARKET_DATA from the next sequence. Without a checkpoint
+(the first run, or one of another feature set version) it falls back to FEATURES: it reads the last
+update per symbol subject, replays MARKET_DATA from the open of the session that update belongs to
+(the state is rebuilt from the session's own ticks) and publishes only seconds after each symbol's
+last stored one. Every update also carries a ``Nats-Msg-Id`` (feature set, symbol, second), so a row
+published after the last checkpoint and sent again after a crash is dropped by JetStream's
+duplicate window. A crash therefore loses nothing and duplicates nothing in FEATURES.
 
 Seconds close on event time (see ``state``): a second is published when any later tick arrives,
 and ``run(idle_exit_s=...)`` closes the last one when the input has been idle that long (replays).
@@ -44,6 +48,8 @@ from core.timetypes import NS_PER_S
 from feature_store.contract import STREAMING
 from feature_store.messages import FeatureUpdate, decode, features_subject
 from feature_store.registry import FeatureSet, get
+from feature_store.retention import checkpoint_floors, trim_consumed
+from feature_store.streaming import checkpoint as checkpoints
 from feature_store.streaming import market_data as md
 from feature_store.streaming.state import TickFeaturizer
 
@@ -63,6 +69,7 @@ class FeaturizerConfig:
     heartbeat_lateness_s: float | None = None  # live: close seconds this long after they end on the clock
     idle_heartbeat_s: float = 0.25  # MARKET_DATA consumer heartbeat: two missed recreate it (NATS restarts)
     max_in_flight: int = 2000  # publish_jetstream: unacked updates before the featurizer waits for acks
+    checkpoint_every_s: float = 2.0  # jetstream: seconds between restart checkpoints (0: none, recover from FEATURES)
 
 
 async def connect(url: str):
@@ -191,8 +198,12 @@ class StreamingFeaturizer:
         self.nc, self.config, self.clock = nc, config, clock
         self.feature_set: FeatureSet = get(config.feature_set)
         self.featurizer = featurizer or TickFeaturizer(self.feature_set)
-        self.resume: dict[str, int] = {}
-        self.counts = {"events": 0, "published": 0, "suppressed": 0, "bad": 0}
+        self.resume: dict[str, int] = {}  # per symbol: the last second published (later ones only go out)
+        self.counts = {"events": 0, "published": 0, "suppressed": 0, "bad": 0, "checkpoints": 0}
+        self.resumed_at: int | None = None  # the MARKET_DATA sequence of the checkpoint this run started from
+        self._busy = asyncio.Lock()  # held while a message is applied and its rows published
+        self._last_msg = None  # the last MARKET_DATA message applied (its metadata holds the position)
+        self._checkpointed: tuple | None = None  # what the last stored checkpoint held
         self.latencies_ns: list[int] | None = None
         self.cpu_ns: list[int] | None = None
         self.on_update: Callable[[FeatureUpdate], None] | None = None
@@ -207,19 +218,26 @@ class StreamingFeaturizer:
 
         if self.config.consume not in ("jetstream", "core"):
             raise ConfigError(f"featurizer consume must be 'jetstream' or 'core', not {self.config.consume!r}")
-        js = self.nc.jetstream()
+        js, fs = self.nc.jetstream(), self.feature_set
         for name in (md.MD_STREAM, md.FEATURES_STREAM):
             await ensure_stream(js, name)
-        last = await last_published(js, self.feature_set.tf)
-        self.resume = {s: u.ts for s, u in last.items()}
-        if self.config.consume == "core":
-            sub = await self.nc.subscribe(md.md_wildcard(), cb=on_msg, pending_msgs_limit=1_000_000)
-            return js, sub
-        start = self._replay_start(last)
         cfg = ConsumerConfig(filter_subjects=md.md_patterns())
         policy = DeliverPolicy.ALL
-        if start is not None:
-            policy, cfg.opt_start_time = DeliverPolicy.BY_START_TIME, start.isoformat().replace("+00:00", "Z")
+        if self.config.consume == "jetstream" and self.config.checkpoint_every_s:
+            self.resumed_at = await self._restore(js)
+        if self.resumed_at is not None:
+            policy, cfg.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, self.resumed_at + 1
+            log.info("featurizer %s: resuming from its checkpoint at MARKET_DATA %d", fs.name, self.resumed_at + 1)
+        else:
+            last = await last_published(js, fs.tf)
+            self.resume = {s: u.ts for s, u in last.items()}
+            if self.config.consume == "core":
+                sub = await self.nc.subscribe(md.md_wildcard(), cb=on_msg, pending_msgs_limit=1_000_000)
+                return js, sub
+            start = self._replay_start(last)
+            if start is not None:
+                policy, cfg.opt_start_time = DeliverPolicy.BY_START_TIME, start.isoformat().replace("+00:00", "Z")
+            log.info("featurizer %s: no checkpoint; replaying MARKET_DATA from %s", fs.name, start or "its start")
         sub = await js.subscribe(
             "", stream=md.MD_STREAM, ordered_consumer=True, deliver_policy=policy, config=cfg, cb=on_msg,
             pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30, idle_heartbeat=self.config.idle_heartbeat_s,
@@ -235,29 +253,84 @@ class StreamingFeaturizer:
                 opens.append(session[0])
         return datetime.fromtimestamp(min(opens) // 1000 / 1e6, UTC) if opens else None
 
+    async def _restore(self, js) -> int | None:
+        """Continue from this featurizer's checkpoint: the MARKET_DATA sequence it includes, or None (no checkpoint).
+
+        A checkpoint beyond MARKET_DATA's last message (the stream was deleted and created again)
+        is not used either: the run rebuilds its state from FEATURES instead.
+        """
+        saved = await checkpoints.load(js, self.feature_set)
+        if saved is None:
+            return None
+        last_seq = (await js.stream_info(md.MD_STREAM)).state.last_seq
+        if saved["md_seq"] > last_seq:
+            log.warning(
+                "featurizer checkpoint at MARKET_DATA %d is past its end (%d); not used", saved["md_seq"], last_seq
+            )
+            return None
+        self.featurizer.restore(saved["state"])
+        self.resume = dict(saved["resume"])
+        self._checkpointed = self._mark(saved["md_seq"])  # stored already
+        return saved["md_seq"]
+
+    def _mark(self, seq: int | None) -> tuple:
+        """A checkpoint at ``seq`` in short: a new one is stored only when this changed."""
+        f = self.featurizer
+        return seq, f.counts["rows"], f.watermark, f.target
+
+    async def _checkpoint(self, js) -> None:
+        """Store the state and its MARKET_DATA position, then trim MARKET_DATA below what is still needed.
+
+        The state is taken between messages, once every row it has closed is acked by FEATURES
+        (``publish_jetstream``) or written to the connection ahead of the checkpoint itself (core).
+        A failure (NATS down) is logged; the next checkpoint tries again.
+        """
+        async with self._busy:
+            await self._collect_acks(0)
+            seq = self.resumed_at if self._last_msg is None else self._last_msg.metadata.sequence.stream
+            mark = self._mark(seq)
+            if seq is None or mark == self._checkpointed:
+                return  # nothing consumed yet, or nothing changed since the last checkpoint
+            body = checkpoints.dumps(self.feature_set, seq, self.resume, self.featurizer.state())
+        try:
+            await checkpoints.store(js, self.feature_set, seq, body)
+        except Exception as exc:
+            log.warning("featurizer checkpoint not stored (%s); trying again later", exc)
+            return
+        self._checkpointed = mark
+        self.counts["checkpoints"] += 1
+        floors = await checkpoint_floors(js)
+        if floors is not None:
+            await trim_consumed(js, md.MD_STREAM, extra_floors=floors)
+
     async def run(
         self, stop: asyncio.Event | None = None, idle_exit_s: float | None = None, until_events: int | None = None
     ) -> dict:
         """Consume until ``stop`` is set, the input is idle for ``idle_exit_s``, or ``until_events`` were read.
 
         An idle exit or ``until_events`` (the input is over) closes the watermark's second; a stop
-        leaves it open for the next run to replay, as a crash would.
+        leaves it open for the next run, as a crash would. Both end with a checkpoint (a crash
+        resumes from the last periodic one).
         """
         f, clock, cpu = self.featurizer, time.perf_counter_ns, time.thread_time_ns
         last_seen = [time.monotonic()]
 
         async def on_msg(msg) -> None:
-            t0, c0 = clock(), cpu()
-            self._apply(msg.subject, msg.data)
-            if f.out:
-                await self._publish()
-            if self.latencies_ns is not None and self.cpu_ns is not None:
-                self.latencies_ns.append(clock() - t0)
-                self.cpu_ns.append(cpu() - c0)
-            last_seen[0] = time.monotonic()
+            async with self._busy:
+                t0, c0 = clock(), cpu()
+                self._apply(msg.subject, msg.data)
+                self._last_msg = msg
+                if f.out:
+                    await self._publish()
+                if self.latencies_ns is not None and self.cpu_ns is not None:
+                    self.latencies_ns.append(clock() - t0)
+                    self.cpu_ns.append(cpu() - c0)
+                last_seen[0] = time.monotonic()
 
         js, sub = await self._start(on_msg)
         self._outbox = Outbox(js) if self.config.publish_jetstream else None
+        checkpoint_every = self.config.checkpoint_every_s if self.config.consume == "jetstream" else 0.0
+        checkpointed_at = time.monotonic()
         stop = stop or asyncio.Event()
         drained = False
         while not stop.is_set():
@@ -286,12 +359,18 @@ class StreamingFeaturizer:
                 drained = True
                 break
             await self._collect_acks(self.config.max_in_flight)  # count what was acked (waits only when over)
-        await sub.unsubscribe()
+            if checkpoint_every and time.monotonic() - checkpointed_at >= checkpoint_every:
+                await self._checkpoint(js)
+                checkpointed_at = time.monotonic()
+        async with self._busy:  # no message is left half-applied
+            await sub.unsubscribe()
         if drained:  # the input is over: its last second is complete (a stop leaves it open, as a crash does)
             f.flush()
             await self._publish()
         await self._collect_acks(0)
         await self.nc.flush()
+        if checkpoint_every:
+            await self._checkpoint(js)
         return {**self.counts, **self.featurizer.counts}
 
     async def _collect_acks(self, keep: int) -> None:
@@ -330,6 +409,7 @@ class StreamingFeaturizer:
             else:
                 await self.nc.publish(update.subject, payload, headers=msg_id)
                 self.counts["published"] += 1
+            self.resume[symbol] = ts
             if self.on_update is not None:
                 self.on_update(update)
         if self._outbox is not None and len(self._outbox) >= self.config.max_in_flight:

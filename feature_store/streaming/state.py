@@ -123,6 +123,19 @@ class TickFeaturizer:
         self.out: list[tuple[str, int, list[float]]] = []
         self.counts = {"trades": 0, "quotes": 0, "out_of_session": 0, "late": 0, "rejected": 0, "rows": 0}
 
+    def state(self) -> dict:
+        """The evolving state (per-symbol books and windows, the clock), picklable: what a checkpoint keeps.
+
+        Rows already in ``out`` are not part of it: take them first.
+        """
+        keys = ("symbols", "active", "due", "target", "watermark")
+        return {k: getattr(self, k) for k in keys}
+
+    def restore(self, state: dict) -> None:
+        """Continue from ``state()`` of a featurizer of the same feature set (this one keeps its plan and calendars)."""
+        self.symbols, self.active, self.due = state["symbols"], state["active"], state["due"]
+        self.target, self.watermark = state["target"], state["watermark"]
+
     def _calendar(self, symbol: str) -> str:
         cal = self.calendar_of
         return cal if isinstance(cal, str) else cal.get(symbol, DEFAULT_CALENDAR)

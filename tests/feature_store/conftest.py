@@ -1,4 +1,4 @@
-"""Real LEAN daily bars and corporate actions for the feature tests, read once per session."""
+"""Real LEAN daily bars and corporate actions for the feature tests, read once per session; a NATS server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
+from mps.nats_server import NatsServer
 
 UNIVERSE = "equity/usa/daily"
 
@@ -29,3 +31,10 @@ def lean_actions(shared_data) -> pl.DataFrame:
     root: Path = shared_data / "lean" / "equity" / "usa" / "factor_files"
     frames = [c.data for p in sorted(root.glob("*.csv")) for c in lean_reference.factor_chunks(p)]
     return pl.concat(frames).drop("_row", "_raw", strict=False)
+
+
+@pytest.fixture
+def nats_server():
+    """A NATS server with JetStream from the wheel, on a free loopback port, for one test."""
+    with NatsServer() as server:
+        yield server

@@ -93,6 +93,31 @@ def test_sink_compacts_the_partitions_it_writes_and_keeps_every_row(nats_server,
     assert keys == sorted((s["symbol_id"], s["seq"]) for s in signals), "compaction must keep every row once"
 
 
+def test_sink_trims_the_signals_it_has_stored(nats_server, lake):
+    signals = _reference_signals(10)
+    stream = STREAMING.stream_of("signals")
+
+    async def scenario():
+        await _publish(nats_server.url, signals)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_sink(nats_server.url, lake, stop, batch_size=5, wait_s=0.1, trim_every_s=0.1))
+        nc = await nats.connect(nats_server.url)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            held = (await nc.jetstream().stream_info(stream)).state
+            if held.messages == 0 and lake.exists(GOLD_SIGNALS):
+                break
+        stop.set()
+        await task
+        await nc.close()
+        return held
+
+    held = asyncio.run(scenario())
+    assert lake.read(GOLD_SIGNALS).height == len(signals)
+    assert (held.messages, held.first_seq) == (0, len(signals) + 1), "SIGNALS holds only what is not yet stored"
+
+
 @pytest.mark.slow
 def test_scorer_signals_land_in_gold(nats_server, scorer_bin, lake, tmp_path):
     updates = [make_update(s, q) for q in range(6) for s in ("A:US", "B:US", "C:US")]

@@ -394,7 +394,7 @@ pub async fn run(
         .map_err(|e| nats_err("connect")(format!("{}: {e}", cfg.nats_url)))?;
     let js = jetstream::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
     let (md_name, features_name) = (stream_name("trades")?, stream_name("features")?);
-    let md_stream = ensure_stream(&js, &md_name).await?;
+    let mut md_stream = ensure_stream(&js, &md_name).await?;
     let features = ensure_stream(&js, &features_name).await?;
     let ckpt = match (cfg.consume, cfg.checkpoint_every) {
         (Consume::JetStream, Some(every)) => Some((checkpoint::store(&js).await?, every)),
@@ -405,6 +405,15 @@ pub async fn run(
         Some((store, _)) => restore(store, &ckpt_name, feature_set, &sessions).await,
         None => None,
     };
+    let md_last = md_stream.info().await.map_err(|e| nats_err("stream info")(e.to_string()))?.state.last_sequence;
+    let restored = restored.filter(|(_, seq)| {
+        let fits = *seq <= md_last;
+        if !fits {
+            // MARKET_DATA was deleted and created again: that state belongs to another stream
+            tracing::warn!(seq, md_last, "checkpoint past the end of MARKET_DATA; replaying from the session open");
+        }
+        fits
+    });
     let (mut f, last, mut md_seq) = match restored {
         Some((f, seq)) => (f, HashMap::new(), Some(seq)),
         None => {

@@ -1,4 +1,4 @@
-"""Fixtures of the streaming featurizer tests: real BAC ticks, synthetic multi-symbol ticks, a NATS server."""
+"""Fixtures of the streaming featurizer tests: real BAC ticks and synthetic multi-symbol ticks (NATS: ../conftest)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
-from mps.nats_server import NatsServer
 
 TS = pl.Datetime("ns", "UTC")
 BAC_DAY = "20131007"
@@ -65,10 +63,3 @@ def synthetic_ticks() -> tuple[pl.DataFrame, pl.DataFrame]:
         quotes, schema=["symbol_id", "ts", "bid", "bid_size", "ask", "ask_size", "exchange", "seq"], orient="row"
     )
     return tr.with_columns(pl.col("ts").cast(TS)), qt.with_columns(pl.col("ts").cast(TS))
-
-
-@pytest.fixture
-def nats_server():
-    """A NATS server with JetStream from the wheel, on a free loopback port, for one test."""
-    with NatsServer() as server:
-        yield server

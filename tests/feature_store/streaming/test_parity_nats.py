@@ -3,7 +3,9 @@
 The replay publishes 45 minutes of 2013-10-07 (trades and NBBO quotes, 5 pre-open minutes
 included) onto md.trades/md.quotes; the featurizer consumes MARKET_DATA and publishes to FEATURES;
 the test reads FEATURES back and compares every value with ``tick_features`` on the same bronze
-rows, reporting the worst feature. A second run crashes the featurizer half-way and restarts it.
+rows, reporting the worst feature. A second run crashes the featurizer half-way and restarts it
+without a checkpoint (the first-run path: FEATURES and a replay from the session open; the
+checkpoint path is test_featurizer_checkpoint's).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from parity_helpers import frame, read_features, worst
 
 from feature_store.streaming.online import OnlineView
 from feature_store.streaming.replay import replay
-from feature_store.streaming.service import StreamingFeaturizer
+from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer
 from feature_store.streaming.session import publish_session_features
 from feature_store.tick.batch import tick_features
 from feature_store.tick.definitions import FEATURE_SET
@@ -63,10 +65,11 @@ def test_a_crashed_featurizer_resumes_without_gaps_or_duplicates(bac_batch, nats
         nc = await nats.connect(nats_server.url)
         await replay(nc, events)
         crash = asyncio.Event()
-        first = StreamingFeaturizer(nc)
+        no_checkpoints = FeaturizerConfig(checkpoint_every_s=0)
+        first = StreamingFeaturizer(nc, no_checkpoints)
         first.on_update = lambda u: crash.set() if first.counts["published"] >= batch.height // 2 else None
         await first.run(stop=crash)  # stops mid-stream: its state is dropped, its open second unpublished
-        second = StreamingFeaturizer(nc)
+        second = StreamingFeaturizer(nc, no_checkpoints)
         counts = await second.run(idle_exit_s=1.0)
         stored = await read_features(nc)
         await nc.close()
