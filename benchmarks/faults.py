@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -190,8 +191,10 @@ class Soak:
         await self._drain()
         info = await js.stream_info(md.FEATURES_STREAM)
         self.features_published = info.state.last_seq  # stored ever: the stream itself is trimmed
-        for name in (md.MD_STREAM, md.FEATURES_STREAM, STREAMING.stream_of("signals")):
-            self.streams_held[name] = (await js.stream_info(name)).state.messages
+        checkpoints = f"OBJ_{STREAMING.featurizer_state_bucket}"  # the featurizer's state, in chunks
+        for name in (md.MD_STREAM, md.FEATURES_STREAM, STREAMING.stream_of("signals"), checkpoints):
+            with contextlib.suppress(Exception):  # no checkpoint bucket: the featurizer stores none
+                self.streams_held[name] = (await js.stream_info(name)).state.messages
         await signals.unsubscribe()
         await features.unsubscribe()
         await nc.close()

@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
         publish_jetstream: bool = typer.Option(
             False, help="wait for FEATURES' ack of every update and re-send failures (nothing lost when NATS dies)"
         ),
+        checkpoint_every: float = typer.Option(
+            2.0, help="seconds between state checkpoints (a restart replays only what came after; 0: never)"
+        ),
         nats_url: str | None = typer.Option(None, "--nats-url", help="NATS URL overriding the profile's"),
         engine: str = typer.Option(
             "auto", help="rust (serving-rs mps-featurizer), python, or auto: rust when its release binary is built"
@@ -79,7 +82,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the streaming featurizer: MARKET_DATA in, one FeatureUpdate per symbol per second to FEATURES."""
         if _use_rust(engine, feature_set):
-            _exec_rust(_nats_url(profile, nats_url), consume, idle_exit, heartbeat_lateness, publish_jetstream)
+            url = _nats_url(profile, nats_url)
+            _exec_rust(url, consume, idle_exit, heartbeat_lateness, publish_jetstream, checkpoint_every)
 
         from core.clock import utc_clock
         from feature_store.streaming.service import FeaturizerConfig, StreamingFeaturizer, connect
@@ -92,6 +96,7 @@ def register(app: typer.Typer) -> None:
                     consume=consume,
                     heartbeat_lateness_s=heartbeat_lateness,
                     publish_jetstream=publish_jetstream,
+                    checkpoint_every_s=checkpoint_every,
                 )
                 service = StreamingFeaturizer(nc, cfg, clock=utc_clock)
                 return await service.run(idle_exit_s=idle_exit)
@@ -104,7 +109,7 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
             return
         except KeyboardInterrupt:
-            console.print("featurizer stopped (its open second is replayed at the next start)")
+            console.print("featurizer stopped (the next start resumes from its last checkpoint)")
             return
         console.print_json(data=counts)
 
@@ -125,7 +130,12 @@ def _use_rust(engine: str, feature_set: str) -> bool:
 
 
 def _exec_rust(
-    url: str, consume: str, idle_exit: float | None, heartbeat_lateness: float | None, publish_jetstream: bool
+    url: str,
+    consume: str,
+    idle_exit: float | None,
+    heartbeat_lateness: float | None,
+    publish_jetstream: bool,
+    checkpoint_every: float,
 ) -> None:
     """Replace this process with ``mps-featurizer`` (signals from ``mps up`` then reach it directly)."""
     import os
@@ -140,4 +150,5 @@ def _exec_rust(
         args += ["--heartbeat-lateness", str(heartbeat_lateness)]
     if publish_jetstream:
         args.append("--publish-jetstream")
+    args += ["--checkpoint-every", str(checkpoint_every)]
     os.execv(binary, args)

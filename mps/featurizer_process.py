@@ -75,6 +75,7 @@ class FeaturizerProcess(BinaryProcess):
         stats: Path | None = None,
         latencies: bool = False,
         checkpoint_every: float | None = None,
+        orphan_sweep: float | None = None,
         log_path: Path | None = None,
     ) -> None:
         self.args = [str(featurizer_binary()), "--nats", nats_url, "--sessions", str(sessions), "--consume", consume]
@@ -88,6 +89,8 @@ class FeaturizerProcess(BinaryProcess):
             self.args += ["--stats", str(stats), *(["--latencies"] if latencies else [])]
         if checkpoint_every is not None:  # 0: never (a restart replays from the session open)
             self.args += ["--checkpoint-every", str(checkpoint_every)]
+        if orphan_sweep is not None:  # seconds between sweeps of checkpoint chunks no object names
+            self.args += ["--orphan-sweep", str(orphan_sweep)]
         self.log_path = log_path
         self.stdout_lines: list[str] = []
         self._done: threading.Thread | None = None

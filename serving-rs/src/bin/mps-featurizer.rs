@@ -3,7 +3,7 @@
 //! mps-featurizer --nats nats://127.0.0.1:4222 --sessions sessions.json [--consume jetstream|core]
 //!                [--idle-exit SECONDS] [--heartbeat-lateness SECONDS] [--publish-jetstream]
 //!                [--poll-ms 50] [--stats report.json [--latencies]] [--feature-set tick_v2]
-//!                [--checkpoint-every SECONDS (2; 0: never)]
+//!                [--checkpoint-every SECONDS (2; 0: never)] [--orphan-sweep SECONDS (30)]
 //!                | --print-feature-set
 //!
 //! The sessions file (exchange sessions of the feature set's calendar) is written by Python:
@@ -32,6 +32,7 @@ const FLAGS: &[&str] = &[
     "stats",
     "feature-set",
     "checkpoint-every",
+    "orphan-sweep",
 ];
 
 fn parse_args() -> anyhow::Result<(HashMap<String, String>, bool, bool)> {
@@ -126,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             Some(d) => Some(d),
             None => Config::default().checkpoint_every,
         },
+        orphan_sweep: seconds(&args, "orphan-sweep")?.unwrap_or(Config::default().orphan_sweep),
     };
     tracing::info!(sessions = sessions.len(), path = %sessions_path.display(), "sessions loaded");
     // One thread: the benchmark's "one core", and the NATS client's I/O runs beside the featurizer.

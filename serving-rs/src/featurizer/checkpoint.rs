@@ -5,9 +5,18 @@
 //! stream sequence it includes in the `Mps-Md-Seq` header, so a trimmer reads every position from
 //! the bucket's listing without fetching a state. A restart restores the state and replays
 //! MARKET_DATA from the next sequence; MARKET_DATA is trimmed below the lowest position.
+//!
+//! An object is written as chunks, then its metadata; a put cut short (NATS killed, an ack
+//! timeout) leaves its chunks behind with no metadata naming them, which nothing else removes
+//! and which a NATS restart reads back: `purge_orphans` removes them once they are old enough
+//! that no put can still be writing them.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, object_store};
 use async_nats::HeaderMap;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
@@ -102,4 +111,39 @@ pub async fn save(store: &object_store::ObjectStore, name: &str, c: &Checkpoint)
         .await
         .map(|_| ())
         .map_err(|e| ScorerError::Nats(format!("put checkpoint {name}: {e}")))
+}
+
+/// Purge the chunks of puts that never completed (no object's metadata names them) whose last
+/// chunk is older than `min_age`; returns how many such puts were removed. A put in progress is
+/// younger than its context's timeout, so a `min_age` above that never touches one.
+pub async fn purge_orphans(js: &jetstream::Context, min_age: Duration) -> Result<usize> {
+    let nats = |what: &str, e: String| ScorerError::Nats(format!("{what}: {e}"));
+    let bucket = &STREAMING.featurizer_state.bucket;
+    let store = js.get_object_store(bucket).await.map_err(|e| nats("object store", e.to_string()))?;
+    let mut live = HashSet::new();
+    let mut list = store.list().await.map_err(|e| nats("list checkpoints", e.to_string()))?;
+    while let Some(info) = list.next().await {
+        live.insert(info.map_err(|e| nats("list checkpoints", e.to_string()))?.nuid);
+    }
+    let stream = js.get_stream(format!("OBJ_{bucket}")).await.map_err(|e| nats("object stream", e.to_string()))?;
+    let prefix = format!("$O.{bucket}.C.");
+    let mut chunks =
+        stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| nats("chunk subjects", e.to_string()))?;
+    let mut orphans = Vec::new();
+    while let Some(item) = chunks.next().await {
+        let (subject, _) = item.map_err(|e| nats("chunk subjects", e.to_string()))?;
+        if !subject.strip_prefix(prefix.as_str()).is_some_and(|nuid| live.contains(nuid)) {
+            orphans.push(subject);
+        }
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let mut purged = 0;
+    for subject in orphans {
+        let Ok(last) = stream.get_last_raw_message_by_subject(&subject).await else { continue };
+        if now - last.time.unix_timestamp_nanos() >= min_age.as_nanos() as i128 {
+            stream.purge().filter(&subject).await.map_err(|e| nats("purge orphan chunks", e.to_string()))?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
 }

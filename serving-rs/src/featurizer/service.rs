@@ -47,6 +47,9 @@ pub const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 2000;
 /// How long a JetStream publish waits for its ack before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a checkpoint's chunk waits for its ack: a 3 MB object on a loaded machine took more
+/// than `ACK_TIMEOUT`, and every put cut short left its chunks behind.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before re-sending failed publishes (NATS down or JetStream not ready yet).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// The ordered consumer's pull expiry; its idle heartbeat is half of it. Two missed heartbeats
@@ -79,6 +82,9 @@ pub struct Config {
     /// JetStream input: store a restart checkpoint this often (and at a stop); `None`: never
     /// (a restart then replays from the session open, and MARKET_DATA is not trimmed).
     pub checkpoint_every: Option<Duration>,
+    /// How often the chunks of checkpoints cut short are looked for, and how old they must be to
+    /// go (well above `CHECKPOINT_TIMEOUT`, so no put in progress is touched).
+    pub orphan_sweep: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +98,7 @@ impl Default for Config {
             poll: Duration::from_millis(50),
             record_latencies: false,
             checkpoint_every: Some(Duration::from_secs(2)),
+            orphan_sweep: Duration::from_secs(30),
         }
     }
 }
@@ -396,8 +403,9 @@ pub async fn run(
     let (md_name, features_name) = (stream_name("trades")?, stream_name("features")?);
     let mut md_stream = ensure_stream(&js, &md_name).await?;
     let features = ensure_stream(&js, &features_name).await?;
+    let ckpt_js = jetstream::ContextBuilder::new().timeout(CHECKPOINT_TIMEOUT).build(client.clone());
     let ckpt = match (cfg.consume, cfg.checkpoint_every) {
-        (Consume::JetStream, Some(every)) => Some((checkpoint::store(&js).await?, every)),
+        (Consume::JetStream, Some(every)) => Some((checkpoint::store(&ckpt_js).await?, every)),
         _ => None,
     };
     let ckpt_name = checkpoint::object_name(feature_set);
@@ -483,6 +491,7 @@ pub async fn run(
     };
     let mut saved = (md_seq, 0u64); // the position and output count of the last checkpoint
     let mut last_saved = Instant::now();
+    let mut last_sweep = Instant::now();
     let mut report = Report::default();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_seen = Instant::now();
@@ -508,11 +517,19 @@ pub async fn run(
                 if let Some((store, every)) = &ckpt {
                     let progress = (md_seq, out.counts.published);
                     if last_saved.elapsed() >= *every && progress != saved {
-                        if save(&js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await {
+                        if save(&ckpt_js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await {
                             out.counts.checkpoints += 1;
                         }
                         saved = progress; // a failed save waits for the next period too
                         last_saved = Instant::now();
+                    }
+                    if last_sweep.elapsed() >= cfg.orphan_sweep {
+                        match checkpoint::purge_orphans(&ckpt_js, cfg.orphan_sweep).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(puts = n, "purged the chunks of checkpoints cut short"),
+                            Err(e) => tracing::debug!(error = %e, "orphan chunks not swept"),
+                        }
+                        last_sweep = Instant::now();
                     }
                 }
                 if let Some(idle) = cfg.idle_exit {
@@ -574,7 +591,7 @@ pub async fn run(
     out.settle(0).await;
     if let Some((store, _)) = &ckpt {
         if (md_seq, out.counts.published) != saved
-            && save(&js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await
+            && save(&ckpt_js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await
         {
             out.counts.checkpoints += 1;
         }

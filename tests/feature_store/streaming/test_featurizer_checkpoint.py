@@ -57,6 +57,18 @@ async def _uninterrupted(events: pl.DataFrame) -> list[tuple[str, str, bytes]]:
     return stored
 
 
+async def _restart(nc, config: FeaturizerConfig) -> tuple:
+    """After the first run ended: the checkpoints' positions, a second run to the end of the input,
+    what FEATURES holds and MARKET_DATA's state (closes ``nc``)."""
+    positions = await checkpoint_floors(nc.jetstream())
+    second = StreamingFeaturizer(nc, config)
+    await second.run(idle_exit_s=0.3)
+    stored = await _stored(nc)
+    market = (await nc.jetstream().stream_info(md.MD_STREAM)).state
+    await nc.close()
+    return positions, second, stored, market
+
+
 def test_a_stopped_featurizer_resumes_from_its_checkpoint(synthetic_ticks, nats_server):
     events = ordered_events(*synthetic_ticks)
     # a small max_in_flight makes the featurizer wait for acks often, so the stop lands mid-replay
@@ -70,13 +82,7 @@ def test_a_stopped_featurizer_resumes_from_its_checkpoint(synthetic_ticks, nats_
         first = StreamingFeaturizer(nc, config)
         first.on_update = lambda _: stop.set() if next(sent) >= len(expected) // 2 else None
         await first.run(stop=stop)  # mid-replay: the stop stores a last checkpoint
-        positions = await checkpoint_floors(nc.jetstream())
-        second = StreamingFeaturizer(nc, config)
-        await second.run(idle_exit_s=0.3)
-        stored = await _stored(nc)
-        market = (await nc.jetstream().stream_info(md.MD_STREAM)).state
-        await nc.close()
-        return expected, first, positions, second, stored, market
+        return expected, first, *await _restart(nc, config)
 
     expected, first, positions, second, stored, market = asyncio.run(scenario())
     assert positions is not None and len(positions) == 1, "one checkpoint, with its position"
@@ -114,13 +120,7 @@ def test_a_killed_featurizer_resumes_from_its_last_periodic_checkpoint(synthetic
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await crashed_nc.close()  # its rows past the checkpoint were published; its state is lost
-        positions = await checkpoint_floors(nc.jetstream())
-        second = StreamingFeaturizer(nc, CHECKPOINTS)
-        await second.run(idle_exit_s=0.3)
-        stored = await _stored(nc)
-        market = (await nc.jetstream().stream_info(md.MD_STREAM)).state
-        await nc.close()
-        return expected, first, positions, second, stored, market
+        return expected, first, *await _restart(nc, CHECKPOINTS)
 
     expected, first, positions, second, stored, market = asyncio.run(scenario())
     assert positions is not None and len(positions) == 1, "one checkpoint, with its position"

@@ -175,3 +175,45 @@ def test_rust_heartbeat_publishes_a_quiet_symbols_seconds_on_the_clock(binary, n
     assert len(ts) >= 2, f"the clock closed {len(ts)} seconds in 3 s without a tick"
     assert ts[0] == first and ts == list(range(first, ts[-1] + 1, NS))
     assert checked - 3 * NS < ts[-1] <= checked and all(u["symbol_id"] == "QQQ:US" for u in got)
+
+
+def test_rust_featurizer_sweeps_the_chunks_of_checkpoints_cut_short(binary, nats_server, tmp_path):
+    """A checkpoint put cut short (NATS killed, an ack timeout) leaves chunks no object names; a NATS
+    restart reads them back, so the featurizer purges them once they are older than its sweep."""
+    from nats.js.api import ObjectMeta
+
+    from feature_store.contract import STREAMING
+
+    bucket = STREAMING.featurizer_state_bucket
+    name = STREAMING.featurizer_state_key("python", FEATURE_SET, "1s")
+
+    async def chunk_subjects(js) -> dict[str, int]:
+        info = await js.stream_info(f"OBJ_{bucket}", subjects_filter=f"$O.{bucket}.C.>")
+        return dict(info.state.subjects or {})
+
+    async def scenario():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        store = await js.create_object_store(bucket)
+        body = bytes(range(256)) * 2048  # 512 KiB: four chunks
+        info = await store.put(name, body, meta=ObjectMeta(name=name, headers={STREAMING.position_header: ["7"]}))
+        for _ in range(3):  # a put that died after three chunks, before its metadata
+            await js.publish(f"$O.{bucket}.C.CUTSHORT", b"x" * 1024)
+        before = await chunk_subjects(js)
+        with FeaturizerProcess(
+            nats_server.url,
+            write_sessions(2013, 2013, path=tmp_path / "s.json"),
+            orphan_sweep=0.5,
+            log_path=tmp_path / "f.log",
+        ):
+            await asyncio.sleep(3.0)
+        after = await chunk_subjects(js)
+        kept = (await store.get(name)).data
+        await nc.close()
+        return info.nuid, body, before, after, kept
+
+    nuid, body, before, after, kept = asyncio.run(scenario())
+    live = f"$O.{bucket}.C.{nuid}"
+    assert before == {live: 4, f"$O.{bucket}.C.CUTSHORT": 3}
+    assert after == {live: 4}, "the orphan chunks are gone, the live object's stay"
+    assert kept == body
