@@ -100,12 +100,15 @@ pub async fn load(store: &object_store::ObjectStore, name: &str) -> Option<Check
     }
 }
 
-/// Store `c` as `name` (replacing the previous one), its position in the header.
-pub async fn save(store: &object_store::ObjectStore, name: &str, c: &Checkpoint) -> Result<()> {
+/// Store `c` as `name` (replacing the previous one), its position in the header. Encoding a few
+/// MB runs on the blocking pool, so the caller's thread goes on featurizing meanwhile.
+pub async fn save(store: &object_store::ObjectStore, name: &str, c: Checkpoint) -> Result<()> {
     let mut headers = HeaderMap::new();
     headers.insert(STREAMING.featurizer_state.position_header.as_str(), c.md_seq.to_string().as_str());
     let meta = object_store::ObjectMetadata { name: name.to_owned(), headers: Some(headers), ..Default::default() };
-    let bytes = encode(c);
+    let bytes = tokio::task::spawn_blocking(move || encode(&c))
+        .await
+        .map_err(|e| ScorerError::Nats(format!("encode checkpoint {name}: {e}")))?;
     store
         .put(meta, &mut bytes.as_slice())
         .await

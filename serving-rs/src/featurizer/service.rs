@@ -217,40 +217,50 @@ async fn restore(
     }
 }
 
-/// Store a checkpoint of `f` (every update it produced is published: the caller settled them)
-/// and trim MARKET_DATA below the lowest checkpoint. Failures (NATS down) are logged: the next
-/// period tries again, and a restart meanwhile replays from the previous checkpoint.
-async fn save(
-    js: &jetstream::Context,
-    store: &async_nats::jetstream::object_store::ObjectStore,
-    name: &str,
-    fs: &FeatureSet,
-    f: &TickFeaturizer,
-    md_seq: Option<u64>,
-    md_name: &str,
-) -> bool {
-    let (Some(md_seq), Some(state)) = (md_seq, f.snapshot()) else { return false };
-    let c = Checkpoint {
+/// A checkpoint of `f` after MARKET_DATA message `md_seq` (every update it produced is
+/// published: the caller settled them); `None` before the first message.
+fn checkpoint_of(fs: &FeatureSet, f: &TickFeaturizer, md_seq: Option<u64>) -> Option<Checkpoint> {
+    let (Some(md_seq), Some(state)) = (md_seq, f.snapshot()) else { return None };
+    Some(Checkpoint {
         format: checkpoint::FORMAT,
         feature_set: fs.name.clone(),
         version: fs.version.clone(),
         tf: fs.tf.clone(),
         md_seq,
         state,
-    };
-    if let Err(e) = checkpoint::save(store, name, &c).await {
-        tracing::warn!(error = %e, "checkpoint not stored");
-        return false;
+    })
+}
+
+/// Where checkpoints go: the object store, its context (a longer ack timeout), the object's name
+/// and the stream they let trim.
+#[derive(Clone)]
+struct Saver {
+    js: jetstream::Context,
+    store: async_nats::jetstream::object_store::ObjectStore,
+    name: String,
+    md_name: String,
+}
+
+impl Saver {
+    /// Store `c`, then trim MARKET_DATA below the lowest checkpoint; whether `c` was stored.
+    /// Failures (NATS down) are logged: the next period tries again, and a restart meanwhile
+    /// replays from the previous checkpoint. Runs as its own task, so a put that waits out a
+    /// NATS restart never holds up the featurizer (it did: 10 s stalls in the soak).
+    async fn save(self, c: Checkpoint) -> bool {
+        if let Err(e) = checkpoint::save(&self.store, &self.name, c).await {
+            tracing::warn!(error = %e, "checkpoint not stored");
+            return false;
+        }
+        let trimmed = match crate::retention::checkpoint_floors(&self.js).await {
+            Ok(Some(floors)) => crate::retention::trim_consumed(&self.js, &self.md_name, &floors).await,
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = trimmed {
+            tracing::warn!(error = %e, "MARKET_DATA not trimmed");
+        }
+        true
     }
-    let trimmed = match crate::retention::checkpoint_floors(js).await {
-        Ok(Some(floors)) => crate::retention::trim_consumed(js, md_name, &floors).await,
-        Ok(None) => Ok(0),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = trimmed {
-        tracing::warn!(error = %e, "MARKET_DATA not trimmed");
-    }
-    true
 }
 
 enum Input {
@@ -405,12 +415,19 @@ pub async fn run(
     let features = ensure_stream(&js, &features_name).await?;
     let ckpt_js = jetstream::ContextBuilder::new().timeout(CHECKPOINT_TIMEOUT).build(client.clone());
     let ckpt = match (cfg.consume, cfg.checkpoint_every) {
-        (Consume::JetStream, Some(every)) => Some((checkpoint::store(&ckpt_js).await?, every)),
+        (Consume::JetStream, Some(every)) => Some((
+            Saver {
+                js: ckpt_js.clone(),
+                store: checkpoint::store(&ckpt_js).await?,
+                name: checkpoint::object_name(feature_set),
+                md_name: md_name.clone(),
+            },
+            every,
+        )),
         _ => None,
     };
-    let ckpt_name = checkpoint::object_name(feature_set);
     let restored = match &ckpt {
-        Some((store, _)) => restore(store, &ckpt_name, feature_set, &sessions).await,
+        Some((saver, _)) => restore(&saver.store, &saver.name, feature_set, &sessions).await,
         None => None,
     };
     let md_last = md_stream.info().await.map_err(|e| nats_err("stream info")(e.to_string()))?.state.last_sequence;
@@ -492,6 +509,7 @@ pub async fn run(
     let mut saved = (md_seq, 0u64); // the position and output count of the last checkpoint
     let mut last_saved = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut saving: Option<tokio::task::JoinHandle<bool>> = None; // the checkpoint being stored
     let mut report = Report::default();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_seen = Instant::now();
@@ -514,11 +532,15 @@ pub async fn run(
                     out.publish(&mut f).await?;
                 }
                 out.settle(0).await;
-                if let Some((store, every)) = &ckpt {
+                if let Some((saver, every)) = &ckpt {
                     let progress = (md_seq, out.counts.published);
-                    if last_saved.elapsed() >= *every && progress != saved {
-                        if save(&ckpt_js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await {
-                            out.counts.checkpoints += 1;
+                    let idle = saving.as_ref().is_none_or(|t| t.is_finished());
+                    if last_saved.elapsed() >= *every && progress != saved && idle {
+                        if let Some(done) = saving.take() {
+                            out.counts.checkpoints += u64::from(done.await.unwrap_or(false));
+                        }
+                        if let Some(c) = checkpoint_of(feature_set, &f, md_seq) {
+                            saving = Some(tokio::spawn(saver.clone().save(c)));
                         }
                         saved = progress; // a failed save waits for the next period too
                         last_saved = Instant::now();
@@ -589,11 +611,14 @@ pub async fn run(
         out.publish(&mut f).await?;
     }
     out.settle(0).await;
-    if let Some((store, _)) = &ckpt {
-        if (md_seq, out.counts.published) != saved
-            && save(&ckpt_js, store, &ckpt_name, feature_set, &f, md_seq, &md_name).await
-        {
-            out.counts.checkpoints += 1;
+    if let Some((saver, _)) = &ckpt {
+        if let Some(done) = saving.take() {
+            out.counts.checkpoints += u64::from(done.await.unwrap_or(false));
+        }
+        if (md_seq, out.counts.published) != saved {
+            if let Some(c) = checkpoint_of(feature_set, &f, md_seq) {
+                out.counts.checkpoints += u64::from(saver.clone().save(c).await);
+            }
         }
     }
     client.flush().await.map_err(|e| nats_err("flush")(e.to_string()))?;
