@@ -26,11 +26,26 @@ fn nats(what: &str, e: impl std::fmt::Display) -> ScorerError {
     ScorerError::Nats(format!("{what}: {e}"))
 }
 
-/// The positions (MARKET_DATA stream sequences) of every featurizer checkpoint; `None` when one
-/// has no readable position (trimming then waits: that featurizer's replay start is unknown).
+/// The positions (MARKET_DATA stream sequences) of every featurizer checkpoint (none when the
+/// bucket does not exist); `None` when one has no readable position (trimming then waits: that
+/// featurizer's replay start is unknown). A bucket that cannot be read is an error, never "none".
 pub async fn checkpoint_floors(js: &jetstream::Context) -> Result<Option<Vec<u64>>> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+
     let bucket = &STREAMING.featurizer_state.bucket;
-    let Ok(store) = js.get_object_store(bucket).await else { return Ok(Some(Vec::new())) };
+    match js.get_stream(format!("OBJ_{bucket}")).await {
+        Ok(_) => {}
+        Err(e) => {
+            return match e.kind() {
+                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                    Ok(Some(Vec::new()))
+                }
+                _ => Err(nats("checkpoint bucket", e)),
+            }
+        }
+    }
+    let store = js.get_object_store(bucket).await.map_err(|e| nats("checkpoint bucket", e))?;
     let mut list = store.list().await.map_err(|e| nats("list checkpoints", e))?;
     let mut floors = Vec::new();
     while let Some(info) = list.next().await {

@@ -5,7 +5,7 @@
 //! micro-batches and no update is dropped. In JetStream mode the inputs of a batch are acked only
 //! after JetStream acked every Signal and dead letter they produced (outbox.rs); a redelivered
 //! update that was already scored re-sends its Signal; source.rs keeps the input stream alive across
-//! NATS restarts, and a task trims the input stream below what every consumer acked (retention.rs).
+//! NATS restarts, and a task trims the input stream below what every durable acked (retention.rs).
 //! `run` takes a shutdown future (SIGTERM in
 //! `main`, a oneshot in tests).
 
@@ -63,7 +63,7 @@ pub struct ServiceConfig {
     pub model_load_timeout: Duration,
     /// Where OpenTelemetry spans go (telemetry.rs); `Off` by default.
     pub traces: TraceExport,
-    /// JetStream mode: purge the input stream below what every consumer has acked this often
+    /// JetStream mode: purge the input stream below what every durable has acked this often
     /// (retention.rs); `None` keeps every update.
     pub trim_inputs: Option<Duration>,
 }

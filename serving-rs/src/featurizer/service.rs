@@ -195,12 +195,14 @@ pub async fn last_published(features: &stream::Stream, tf: &str) -> Result<HashM
 }
 
 /// The state in this featurizer's checkpoint and the MARKET_DATA sequence it includes, if one
-/// is stored and fits the running feature set.
+/// is stored, fits the running feature set and lies within MARKET_DATA (`md_last`: a stream
+/// deleted and created again holds other messages at those sequences).
 async fn restore(
     store: &async_nats::jetstream::object_store::ObjectStore,
     name: &str,
     fs: &FeatureSet,
     sessions: &SessionBook,
+    md_last: u64,
 ) -> Option<(TickFeaturizer, u64)> {
     let c = checkpoint::load(store, name).await?;
     if let Err(why) = c.fits(fs) {
@@ -208,6 +210,10 @@ async fn restore(
         return None;
     }
     let seq = c.md_seq;
+    if seq > md_last {
+        tracing::warn!(seq, md_last, "checkpoint past the end of MARKET_DATA; replaying from the session open");
+        return None;
+    }
     match TickFeaturizer::restore(Plan::new(fs), sessions.clone(), c.state) {
         Ok(f) => Some((f, seq)),
         Err(why) => {
@@ -244,8 +250,8 @@ struct Saver {
 impl Saver {
     /// Store `c`, then trim MARKET_DATA below the lowest checkpoint; whether `c` was stored.
     /// Failures (NATS down) are logged: the next period tries again, and a restart meanwhile
-    /// replays from the previous checkpoint. Runs as its own task, so a put that waits out a
-    /// NATS restart never holds up the featurizer (it did: 10 s stalls in the soak).
+    /// replays from the previous checkpoint. Runs as its own task, so a request that waits out a
+    /// NATS restart never holds up the featurizer (a put on the loop did: 10 s stalls in the soak).
     async fn save(self, c: Checkpoint) -> bool {
         if let Err(e) = checkpoint::save(&self.store, &self.name, c).await {
             tracing::warn!(error = %e, "checkpoint not stored");
@@ -260,6 +266,15 @@ impl Saver {
             tracing::warn!(error = %e, "MARKET_DATA not trimmed");
         }
         true
+    }
+
+    /// Purge the chunks of puts cut short once older than `min_age` (a task of its own too).
+    async fn sweep(self, min_age: Duration) {
+        match checkpoint::purge_orphans(&self.js, min_age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(puts = n, "purged the chunks of checkpoints cut short"),
+            Err(e) => tracing::debug!(error = %e, "orphan chunks not swept"),
+        }
     }
 }
 
@@ -427,18 +442,13 @@ pub async fn run(
         _ => None,
     };
     let restored = match &ckpt {
-        Some((saver, _)) => restore(&saver.store, &saver.name, feature_set, &sessions).await,
+        Some((saver, _)) => {
+            let md_last =
+                md_stream.info().await.map_err(|e| nats_err("stream info")(e.to_string()))?.state.last_sequence;
+            restore(&saver.store, &saver.name, feature_set, &sessions, md_last).await
+        }
         None => None,
     };
-    let md_last = md_stream.info().await.map_err(|e| nats_err("stream info")(e.to_string()))?.state.last_sequence;
-    let restored = restored.filter(|(_, seq)| {
-        let fits = *seq <= md_last;
-        if !fits {
-            // MARKET_DATA was deleted and created again: that state belongs to another stream
-            tracing::warn!(seq, md_last, "checkpoint past the end of MARKET_DATA; replaying from the session open");
-        }
-        fits
-    });
     let (mut f, last, mut md_seq) = match restored {
         Some((f, seq)) => (f, HashMap::new(), Some(seq)),
         None => {
@@ -510,6 +520,7 @@ pub async fn run(
     let mut last_saved = Instant::now();
     let mut last_sweep = Instant::now();
     let mut saving: Option<tokio::task::JoinHandle<bool>> = None; // the checkpoint being stored
+    let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
     let mut report = Report::default();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_seen = Instant::now();
@@ -545,12 +556,8 @@ pub async fn run(
                         saved = progress; // a failed save waits for the next period too
                         last_saved = Instant::now();
                     }
-                    if last_sweep.elapsed() >= cfg.orphan_sweep {
-                        match checkpoint::purge_orphans(&ckpt_js, cfg.orphan_sweep).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(puts = n, "purged the chunks of checkpoints cut short"),
-                            Err(e) => tracing::debug!(error = %e, "orphan chunks not swept"),
-                        }
+                    if last_sweep.elapsed() >= cfg.orphan_sweep && sweeping.as_ref().is_none_or(|t| t.is_finished()) {
+                        sweeping = Some(tokio::spawn(saver.clone().sweep(cfg.orphan_sweep)));
                         last_sweep = Instant::now();
                     }
                 }
@@ -611,6 +618,9 @@ pub async fn run(
         out.publish(&mut f).await?;
     }
     out.settle(0).await;
+    if let Some(t) = sweeping {
+        t.abort();
+    }
     if let Some((saver, _)) = &ckpt {
         if let Some(done) = saving.take() {
             out.counts.checkpoints += u64::from(done.await.unwrap_or(false));
