@@ -130,12 +130,22 @@ def compiled(name: str) -> Callable[[Any], bool]:
     return validator(load_schema(name))
 
 
-def validator(schema: dict, root: dict | None = None, _refs: dict | None = None) -> Callable[[Any], bool]:
-    """``schema`` compiled to a predicate: ``validator(s)(v)`` is ``not errors(v, s)``, several times faster.
+def validator(schema: dict) -> Callable[[Any], bool]:
+    """``schema`` compiled to a predicate: ``validator(s)(v)`` is ``not errors(v, s)``, many times faster.
 
     For hot paths (the signal sink checks every Signal): call ``errors`` only for the message of a
-    value this refuses. The rules are ``errors``' own, keyword by keyword; JSON's exact types (int,
-    float, str) take a short path, anything else (bool, subclasses) the general one.
+    value this refuses. The schema becomes the source of one Python function (``_Source``), with the
+    checks of objects, arrays, numbers and strings inlined and loops over arrays; a value that is
+    not of JSON's exact type there (a bool, a subclass) and the rarer keywords take ``_predicate``.
+    """
+    return _Source(schema).function()
+
+
+def _predicate(schema: dict, root: dict | None = None, _refs: dict | None = None) -> Callable[[Any], bool]:
+    """``schema`` as a tree of closures, keyword by keyword with ``errors``' rules: ``validator``'s general case.
+
+    JSON's exact types (int, float, str) take a short path, anything else (bool, subclasses) the
+    general one.
     """
     root = schema if root is None else root
     refs: dict[str, Callable[[Any], bool]] = {} if _refs is None else _refs
@@ -145,7 +155,7 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
         if name not in refs:
             later: list[Callable[[Any], bool]] = []  # a recursive $ref calls through this until compiled
             refs[name] = lambda v: later[0](v)
-            later.append(validator(root["$defs"][name], root, refs))
+            later.append(_predicate(root["$defs"][name], root, refs))
             refs[name] = later[0]
         return refs[name]
     t = schema.get("type")
@@ -154,12 +164,12 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
     bounds = [(_BOUNDS[k], schema[k]) for k in _BOUNDS if k in schema]
     min_length, min_items = schema.get("minLength", 0), schema.get("minItems", 0)
     pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
-    items = validator(schema["items"], root, refs) if "items" in schema else None
+    items = _predicate(schema["items"], root, refs) if "items" in schema else None
     required = schema.get("required", [])
-    props = {k: validator(v, root, refs) for k, v in schema.get("properties", {}).items()}
-    names = validator(schema["propertyNames"], root, refs) if "propertyNames" in schema else None
+    props = {k: _predicate(v, root, refs) for k, v in schema.get("properties", {}).items()}
+    names = _predicate(schema["propertyNames"], root, refs) if "propertyNames" in schema else None
     extra = schema.get("additionalProperties", True)
-    extra_check = validator(extra, root, refs) if isinstance(extra, dict) else None
+    extra_check = _predicate(extra, root, refs) if isinstance(extra, dict) else None
 
     def bounds_ok(v: int | float) -> bool:
         for ok, b in bounds:
@@ -239,6 +249,119 @@ def validator(schema: dict, root: dict | None = None, _refs: dict | None = None)
 
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "title", "description"})
 _ABSENT = object()
+
+
+class _Source:
+    """A schema written out as the source of one predicate ``check(v)``, then compiled.
+
+    Each node becomes statements that ``return False`` on a violation. Objects, arrays, numbers,
+    strings and string enums are inlined for JSON's exact types; everything else, and every value
+    of another type at such a node, calls that node's ``_predicate`` (bound as ``P<n>``), so the
+    rules stay ``errors``' own. A recursive ``$ref`` calls its definition's ``_predicate`` too.
+    """
+
+    def __init__(self, root: dict) -> None:
+        self.root = root
+        self.names: dict[str, Any] = {"isfinite": math.isfinite, "ABSENT": _ABSENT}
+        self.refs: dict[str, Callable[[Any], bool]] = {}
+        self.count = 0
+
+    def function(self) -> Callable[[Any], bool]:
+        lines = ["def check(v):", *self.node(self.root, "v", 1, ()), "    return True"]
+        code = compile("\n".join(lines), f"<schema {self.root.get('$id', '')}>", "exec")
+        exec(code, self.names)  # the source is ours, written from the schema's keywords above
+        return self.names["check"]
+
+    def bind(self, value: Any) -> str:
+        self.count += 1
+        name = f"P{self.count}"
+        self.names[name] = value
+        return name
+
+    def fresh(self) -> str:
+        self.count += 1
+        return f"x{self.count}"
+
+    @staticmethod
+    def unless(condition: str, pad: str) -> list[str]:
+        """``return False`` unless ``condition`` holds (nothing to check when it is empty)."""
+        return [f"{pad}if not ({condition}):", f"{pad}    return False"] if condition else [f"{pad}pass"]
+
+    def general(self, node: dict, var: str, pad: str) -> list[str]:
+        return [f"{pad}if not {self.bind(_predicate(node, self.root, self.refs))}({var}):", f"{pad}    return False"]
+
+    def node(self, node: dict, var: str, depth: int, seen: tuple[str, ...]) -> list[str]:
+        pad = "    " * depth
+        ref = node.get("$ref")
+        if ref is not None:
+            name = ref.removeprefix("#/$defs/")
+            if name in seen:  # recursion: no inlining, a call
+                return self.general(node, var, pad)
+            return self.node(self.root["$defs"][name], var, depth, (*seen, name))
+        t, keywords = node.get("type"), node.keys() - _ANNOTATIONS
+
+        def otherwise() -> list[str]:  # a value of another type (a bool, a subclass) takes the general check
+            return [f"{pad}else:", *self.general(node, var, pad + "    ")]
+
+        if t in ("number", "integer") and keywords <= {"type", *_BOUNDS}:
+            bounds = " and ".join(f"{var} {_OPS[k]} {node[k]!r}" for k in _BOUNDS if k in node)
+            as_float = "False" if t == "integer" else " and ".join(filter(None, [f"isfinite({var})", bounds]))
+            return [
+                f"{pad}if {var}.__class__ is int:",
+                *self.unless(bounds, pad + "    "),
+                f"{pad}elif {var}.__class__ is float:",
+                *self.unless(as_float, pad + "    "),
+                *otherwise(),
+            ]
+        if t == "string" and keywords <= {"type", "minLength", "pattern"}:
+            checks = [f"len({var}) >= {int(node['minLength'])}"] if node.get("minLength", 0) else []
+            if "pattern" in node:
+                checks.append(f"{self.bind(re.compile(node['pattern']))}.search({var}) is not None")
+            return [f"{pad}if {var}.__class__ is str:", *self.unless(" and ".join(checks), pad + "    "), *otherwise()]
+        if keywords == {"enum"} and all(isinstance(e, str) for e in node["enum"]):
+            allowed = self.bind(frozenset(node["enum"]))
+            return [f"{pad}if {var}.__class__ is str:", *self.unless(f"{var} in {allowed}", pad + "    "), *otherwise()]
+        if t == "array" and keywords <= {"type", "items", "minItems"}:
+            lines = [f"{pad}if {var}.__class__ is list:"]
+            if node.get("minItems", 0):
+                lines += [f"{pad}    if len({var}) < {int(node['minItems'])}:", f"{pad}        return False"]
+            if "items" in node:
+                item = self.fresh()
+                lines += [f"{pad}    for {item} in {var}:", *self.node(node["items"], item, depth + 2, seen)]
+            return [*lines, f"{pad}    pass", *otherwise()]
+        if t == "object" and keywords <= {"type", "properties", "required", "additionalProperties"}:
+            return [f"{pad}if {var}.__class__ is dict:", *self.members(node, var, depth + 1, seen), *otherwise()]
+        return self.general(node, var, pad)
+
+    def members(self, node: dict, var: str, depth: int, seen: tuple[str, ...]) -> list[str]:
+        pad = "    " * depth
+        props, required = node.get("properties", {}), node.get("required", [])
+        extra = node.get("additionalProperties", True)
+        lines = [f"{pad}if not {var}.keys() >= {self.bind(frozenset(required))}:", f"{pad}    return False"]
+        known = self.bind(frozenset(props))
+        if extra is False:
+            lines += [f"{pad}if not {known}.issuperset({var}):", f"{pad}    return False"]
+        elif isinstance(extra, dict):
+            key, item = self.fresh(), self.fresh()
+            lines += [
+                f"{pad}for {key}, {item} in {var}.items():",
+                f"{pad}    if {key} not in {known}:",
+                *self.node(extra, item, depth + 2, seen),
+            ]
+        for name, sub in props.items():
+            item = self.fresh()
+            if name in required:
+                lines += [f"{pad}{item} = {var}[{name!r}]", *self.node(sub, item, depth, seen)]
+            else:
+                lines += [
+                    f"{pad}{item} = {var}.get({name!r}, ABSENT)",
+                    f"{pad}if {item} is not ABSENT:",
+                    *self.node(sub, item, depth + 1, seen),
+                ]
+        return lines
+
+
+_OPS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
 
 
 def _same(a: Any, b: Any) -> bool:

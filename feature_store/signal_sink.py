@@ -6,12 +6,20 @@ crashes the sink nor comes back forever. Valid ones are acknowledged only after 
 written, and rows whose keys are already in the table are skipped, so a crash between write and
 ack (or a Signal the scorer re-sent) replays without duplicating rows.
 
-The sink commits about twice a second, and every commit and key check costs time in proportion to
-the table's file count, so a sink that only appended would slow down hour by hour (at 2,000 signals
-a second, a commit took ~1 s after 30 minutes). Every ``compact_every`` of its commits it compacts
-the date partitions it wrote meanwhile (``lakehouse.maintain.compact_partitions``). Replicas take
-turns through the table's compaction lease; their appends are unaffected by a compaction. ``mps
-maintain`` still vacuums the rewritten files.
+A commit has a fixed cost (the key check reads the log and the stored keys it may overlap, the
+write adds a file and a log entry): ~50 ms here, several times more on a loaded machine. JetStream
+hands a fetch whatever is pending, so a sink that committed each fetch would settle into tiny
+batches at exactly the rate it can commit them, and spend a whole core doing so. After a fetch
+returns less than a full batch the sink therefore lingers (``linger_s``, default 0.5 s) and fetches
+again until the batch is full or the linger is over: commits grow with the load, about two a second
+per replica at the most, and a backlog is drained in full batches.
+
+Every commit and key check also costs time in proportion to the table's file count, so a sink
+that only appended would slow down hour by hour (at 2,000 signals a second, a commit took ~1 s
+after 30 minutes). Every ``compact_every`` of its commits it compacts the date partitions it wrote
+meanwhile (``lakehouse.maintain.compact_partitions``). Replicas take turns through the table's
+compaction lease; their appends are unaffected by a compaction. ``mps maintain`` still vacuums the
+rewritten files.
 
 Once a second after acking, the sink purges SIGNALS below what every durable on it has acked
 (``feature_store.retention``): a stream that grows forever makes a NATS restart after ``kill -9``
@@ -45,6 +53,7 @@ SINK_DURABLE = "signal-sink"
 COMPACT_EVERY = 32  # commits between compactions of the partitions written meanwhile
 COMPACT_TARGET_BYTES = 16 * 1024 * 1024  # small enough that a compaction never rewrites much
 TRIM_EVERY_S = 1.0  # seconds between purges of the signals the sink has acked
+LINGER_S = 0.5  # seconds a partial batch waits for more signals before it is written
 log = logging.getLogger(__name__)
 
 
@@ -188,6 +197,7 @@ async def run_sink(
     compact_every: int = COMPACT_EVERY,
     compact_target_bytes: int = COMPACT_TARGET_BYTES,
     trim_every_s: float = TRIM_EVERY_S,
+    linger_s: float = LINGER_S,
 ) -> SinkStats:
     """Consume SIGNALS until ``stop`` is set, writing a batch whenever messages have arrived.
 
@@ -197,6 +207,8 @@ async def run_sink(
     the partitions written since the last compaction are compacted to ``compact_target_bytes`` files.
     At most every ``trim_every_s`` (0: never) after an ack, SIGNALS is purged below what the sink
     has acked (``retention.trim_consumed``), so the stream holds only what is not yet stored.
+    A fetch that returns less than ``batch_size`` is topped up for up to ``linger_s`` (0: never)
+    before the batch is written.
     """
     stats = SinkStats()
     written_dates: set[str] = set()
@@ -222,6 +234,8 @@ async def run_sink(
                 log.debug("fetch failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            if msgs and len(msgs) < batch_size and linger_s > 0:
+                msgs += await _top_up(sub, batch_size - len(msgs), linger_s, stop, stats)
             if msgs:
                 written_dates |= await _handle(js, lake, msgs, stats)
                 untrimmed = True
@@ -240,6 +254,31 @@ async def run_sink(
             pass
         await nc.close()
     return stats
+
+
+async def _top_up(sub, wanted: int, linger_s: float, stop: asyncio.Event, stats: SinkStats) -> list:
+    """Up to ``wanted`` more messages, gathered for at most ``linger_s``; what came when NATS fails.
+
+    It polls a few times over the linger rather than once per message: each fetch returns what is
+    pending at once, and a fetch per message would cost more than the commit it saves.
+    """
+    more: list = []
+    deadline = time.monotonic() + linger_s
+    step = linger_s / 4
+    while len(more) < wanted and not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0.01:
+            break
+        await asyncio.sleep(min(step, left))
+        try:
+            more += await sub.fetch(wanted - len(more), timeout=max(deadline - time.monotonic(), 0.01))
+        except TimeoutError:  # nothing more arrived before the deadline: write what there is
+            break
+        except Exception as exc:  # NATS down: write what was fetched; the rest is redelivered later
+            stats.nats_errors += 1
+            log.debug("fetch failed while lingering: %s", exc)
+            break
+    return more
 
 
 async def _compact(lake: Lake, dates: list[str], target_bytes: int, stats: SinkStats) -> bool:
@@ -318,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--wait-s", type=float, default=0.5)
     parser.add_argument(
+        "--linger", type=float, default=LINGER_S, help="seconds a partial batch waits for more signals (0: never)"
+    )
+    parser.add_argument(
         "--compact-every", type=int, default=COMPACT_EVERY, help="commits between compactions (0: never)"
     )
     parser.add_argument(
@@ -339,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
             wait_s=args.wait_s,
             compact_every=args.compact_every,
             trim_every_s=args.trim_every,
+            linger_s=args.linger,
             on_ready=lambda: print("ready", flush=True),
         )
 

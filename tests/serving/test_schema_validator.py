@@ -22,6 +22,7 @@ def _valid_examples() -> dict[str, dict]:
         "signal.schema.json": {**signal, "published_at": time.time_ns()},
         "feature_update.schema.json": json.loads(encode(make_update("MSFT:US", 5))),
         "sizing.schema.json": json.loads((CONTRACTS / "sizing.json").read_text()),
+        "streaming.schema.json": json.loads((CONTRACTS / "streaming.json").read_text()),
     }
 
 

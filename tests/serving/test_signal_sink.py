@@ -118,6 +118,33 @@ def test_sink_trims_the_signals_it_has_stored(nats_server, lake):
     assert (held.messages, held.first_seq) == (0, len(signals) + 1), "SIGNALS holds only what is not yet stored"
 
 
+def test_sink_gathers_a_trickle_into_few_commits(nats_server, lake):
+    """Signals arriving one by one are written in lingered batches, not a commit per fetch."""
+    signals = [{**s, "seq": s["seq"] + 100 * k} for k in range(3) for s in _reference_signals(10)]  # 60, unique
+
+    async def trickle():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        for sig in signals:  # 60 signals over ~1.5 s, each on its own
+            await js.publish(signals_subject(sig["tf"], sig["symbol_id"]), json.dumps(sig).encode())
+            await asyncio.sleep(0.025)
+        await nc.close()
+
+    async def scenario():
+        nc = await nats.connect(nats_server.url)
+        await ensure_streams(nc.jetstream(), [STREAMING.stream_of("signals")])
+        await nc.close()
+        feed = asyncio.create_task(trickle())
+        stats = await _sink_until(nats_server.url, lake, len(signals), batch_size=1000, wait_s=0.5, linger_s=0.6)
+        await feed
+        return stats
+
+    stats = asyncio.run(scenario())
+    assert stats.written == len(signals) == lake.read(GOLD_SIGNALS).height
+    # ~1.5 s of arrivals at one commit per 0.6 s linger: 3-4 commits; a commit per fetch made dozens
+    assert stats.batches <= 6, f"{stats.batches} commits for {len(signals)} signals: the sink must linger"
+
+
 @pytest.mark.slow
 def test_scorer_signals_land_in_gold(nats_server, scorer_bin, lake, tmp_path):
     updates = [make_update(s, q) for q in range(6) for s in ("A:US", "B:US", "C:US")]
