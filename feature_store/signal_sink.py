@@ -7,12 +7,13 @@ written, and rows whose keys are already in the table are skipped, so a crash be
 ack (or a Signal the scorer re-sent) replays without duplicating rows.
 
 A commit has a fixed cost (the key check reads the log and the stored keys it may overlap, the
-write adds a file and a log entry): ~50 ms here, several times more on a loaded machine. JetStream
-hands a fetch whatever is pending, so a sink that committed each fetch would settle into tiny
-batches at exactly the rate it can commit them, and spend a whole core doing so. After a fetch
-returns less than a full batch the sink therefore lingers (``linger_s``, default 0.5 s) and fetches
-again until the batch is full or the linger is over: commits grow with the load, about two a second
-per replica at the most, and a backlog is drained in full batches.
+write adds a file and a log entry): ~70 ms here into a 3.6M-row table, whether it holds 1 or 200
+signals (1,000: 81 ms), and more on a loaded machine. JetStream hands a fetch whatever is pending,
+so a sink that committed each fetch would settle into small batches committed as fast as it can
+commit them, spending a whole core on fixed costs. After a fetch returns less than a full batch the
+sink therefore lingers (``linger_s``, default 0.5 s) and fetches again until the batch is full or
+the linger is over: batches grow with the load (a replica that keeps up commits about twice a
+second), and a backlog is drained in full batches.
 
 Every commit and key check also costs time in proportion to the table's file count, so a sink
 that only appended would slow down hour by hour (at 2,000 signals a second, a commit took ~1 s
