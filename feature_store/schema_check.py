@@ -328,7 +328,7 @@ class _Source:
             if "items" in node:
                 item = self.fresh()
                 lines += [f"{pad}    for {item} in {var}:", *self.node(node["items"], item, depth + 2, seen)]
-            return [*lines, f"{pad}    pass", *otherwise()]
+            return [*lines, *([] if len(lines) > 1 else [f"{pad}    pass"]), *otherwise()]
         if t == "object" and keywords <= {"type", "properties", "required", "additionalProperties"}:
             return [f"{pad}if {var}.__class__ is dict:", *self.members(node, var, depth + 1, seen), *otherwise()]
         return self.general(node, var, pad)
@@ -337,7 +337,9 @@ class _Source:
         pad = "    " * depth
         props, required = node.get("properties", {}), node.get("required", [])
         extra = node.get("additionalProperties", True)
-        lines = [f"{pad}if not {var}.keys() >= {self.bind(frozenset(required))}:", f"{pad}    return False"]
+        lines: list[str] = []
+        if required:
+            lines += [f"{pad}if not {var}.keys() >= {self.bind(frozenset(required))}:", f"{pad}    return False"]
         known = self.bind(frozenset(props))
         if extra is False:
             lines += [f"{pad}if not {known}.issuperset({var}):", f"{pad}    return False"]
@@ -358,7 +360,7 @@ class _Source:
                     f"{pad}if {item} is not ABSENT:",
                     *self.node(sub, item, depth + 1, seen),
                 ]
-        return lines
+        return lines or [f"{pad}pass"]
 
 
 _OPS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
